@@ -1,0 +1,35 @@
+# The two commands: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench lint clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: $(BIN)/python requirements.txt
+	@echo "==> installing requirements.txt into $(VENV)"
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	@echo "==> installing requirements-dev.txt into $(VENV)"
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+demo: $(VENV)/.runtime
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py demo
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev
+	$(BIN)/python bench/poll.py
+	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3* var/celery-queue staticfiles

@@ -1,0 +1,13 @@
+"""System checks: configuration mistakes reported by `manage.py check` at start-up."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+
+@register()
+def check_broker_url(app_configs: object, **kwargs: object) -> list[Error]:
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://", "filesystem://", "memory://", "amqp://")):
+        return [Error(f"CELERY_BROKER_URL {url!r} has an unsupported scheme", id="monitor.E001")]
+    return []

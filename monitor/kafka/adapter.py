@@ -1,0 +1,396 @@
+"""The only module that imports kafka-python. Everything it returns is plain data.
+
+The poller talks to clusters through :class:`KafkaAdapter`; the demo's traffic simulator,
+the header tap and the tests use the small producer/consumer helpers at the bottom.
+Every network call is bounded by a timeout and counted, so a poll can report how many
+requests it made.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kafka_errors
+from kafka.admin import NewPartitions, NewTopic, OffsetSpec
+from kafka.structs import OffsetAndMetadata
+
+from monitor import telemetry
+
+log = logging.getLogger(__name__)
+
+TopicPartitionKey = tuple[str, int]
+
+
+_UNAVAILABLE_ERRORS = tuple(
+    getattr(kafka_errors, name)
+    for name in ("KafkaTimeoutError", "NoBrokersAvailable", "KafkaConnectionError", "NodeNotReadyError", "RequestTimedOutError")
+    if hasattr(kafka_errors, name)
+)
+
+
+class KafkaUnavailable(Exception):
+    """The cluster cannot be reached or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    bootstrap_servers: list[str]
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    timeout_seconds: float = 10.0
+
+    def client_config(self) -> dict[str, Any]:
+        timeout_ms = int(self.timeout_seconds * 1000)
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": timeout_ms,
+            "reconnect_backoff_max_ms": 1000,
+            "client_id": "kafka-monitor",
+        }
+        if self.sasl_mechanism:
+            config["sasl_mechanism"] = self.sasl_mechanism
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = self.sasl_password
+        if self.ssl_cafile:
+            config["ssl_cafile"] = self.ssl_cafile
+        return config
+
+    def __repr__(self) -> str:  # never print the password
+        return f"ConnectionSettings(bootstrap_servers={self.bootstrap_servers!r}, security_protocol={self.security_protocol!r})"
+
+
+@dataclass(frozen=True)
+class GroupListing:
+    group_id: str
+    state: str
+    protocol_type: str
+
+
+@dataclass(frozen=True)
+class LogOffsets:
+    log_start_offset: int | None
+    log_end_offset: int
+
+
+@dataclass
+class CommittedOffsets:
+    """Committed offsets per group; groups whose fetch failed are in ``errors``."""
+
+    offsets: dict[str, dict[TopicPartitionKey, int]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _describe_error(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+class KafkaAdapter:
+    """A connection to one cluster for one poll cycle. Use as a context manager."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.requests = 0
+        self._admin: KafkaAdminClient | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+    def __enter__(self) -> "KafkaAdapter":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        timeout_ms = int(self.settings.timeout_seconds * 1000)
+        with telemetry.span("kafka.connect", **{"messaging.system": "kafka"}):
+            try:
+                admin = KafkaAdminClient(bootstrap_timeout_ms=timeout_ms, **self.settings.client_config())
+            except kafka_errors.KafkaError as exc:
+                raise KafkaUnavailable(
+                    f"cannot reach {', '.join(self.settings.bootstrap_servers)}: {_describe_error(exc)}"
+                ) from exc
+            except OSError as exc:
+                raise KafkaUnavailable(f"cannot reach {', '.join(self.settings.bootstrap_servers)}: {exc}") from exc
+        self._admin = admin
+        self._count_requests(admin)
+
+    def _count_requests(self, admin: KafkaAdminClient) -> None:
+        manager = admin._manager  # kafka-python 3 routes every request through this object
+        original_send = manager.send
+        adapter = self
+
+        def counting_send(*args: Any, **kwargs: Any) -> Any:
+            adapter.requests += 1
+            return original_send(*args, **kwargs)
+
+        manager.send = counting_send
+
+    def close(self) -> None:
+        if self._admin is not None:
+            try:
+                self._admin.close()
+            except Exception:  # noqa: BLE001 - closing must never mask the real outcome
+                log.debug("closing admin client failed", exc_info=True)
+            self._admin = None
+
+    @property
+    def admin(self) -> KafkaAdminClient:
+        if self._admin is None:
+            raise RuntimeError("KafkaAdapter used outside its context")
+        return self._admin
+
+    def _call(self, name: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        with telemetry.span(f"kafka.{name}", **{"messaging.system": "kafka"}):
+            try:
+                return func(*args, **kwargs)
+            except _UNAVAILABLE_ERRORS as exc:
+                raise KafkaUnavailable(f"{name} failed: {_describe_error(exc)}") from exc
+
+    # -- reads ---------------------------------------------------------------
+    def list_groups(self) -> list[GroupListing]:
+        """Every consumer group of the cluster (one ListGroups request per broker)."""
+        raw = self._call("list_groups", self.admin.list_groups)
+        return [
+            GroupListing(
+                group_id=item["group_id"],
+                state=str(item.get("group_state") or ""),
+                protocol_type=str(item.get("protocol_type") or ""),
+            )
+            for item in raw
+        ]
+
+    def committed_offsets(self, group_ids: Iterable[str]) -> CommittedOffsets:
+        """Committed offsets of many groups, batched per coordinator.
+
+        kafka-python raises on the first group-level error of a batch, so a failing
+        batch falls back to one request per group: one bad group never hides the others.
+        """
+        group_ids = list(group_ids)
+        result = CommittedOffsets()
+        if not group_ids:
+            return result
+        try:
+            raw = self._call("list_group_offsets", self.admin.list_group_offsets, {g: None for g in group_ids})
+        except KafkaUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fall back group by group
+            log.info("batched offset fetch failed (%s); falling back per group", _describe_error(exc))
+            raw = {}
+            for group_id in group_ids:
+                try:
+                    raw.update(self._call("list_group_offsets", self.admin.list_group_offsets, {group_id: None}))
+                except KafkaUnavailable:
+                    raise
+                except Exception as group_exc:  # noqa: BLE001
+                    result.errors[group_id] = _describe_error(group_exc)
+        for group_id, partitions in raw.items():
+            result.offsets[group_id] = {
+                (tp.topic, tp.partition): meta.offset
+                for tp, meta in partitions.items()
+                if meta.offset is not None and meta.offset >= 0
+            }
+        return result
+
+    def log_offsets(self, partitions: Iterable[TopicPartitionKey]) -> tuple[dict[TopicPartitionKey, LogOffsets], dict[TopicPartitionKey, str]]:
+        """Log-start and log-end offsets, one ListOffsets request per leader broker for each.
+
+        A partition that errors (e.g. deleted topic) is returned in the error map
+        instead of failing the batch.
+        """
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return {}, {}
+        errors: dict[TopicPartitionKey, str] = {}
+        ends = self._list_offsets(wanted, OffsetSpec.LATEST, errors)
+        starts = self._list_offsets([tp for tp in wanted if tp in ends], OffsetSpec.EARLIEST, errors)
+        result = {
+            tp: LogOffsets(log_start_offset=starts.get(tp), log_end_offset=end)
+            for tp, end in ends.items()
+        }
+        return result, errors
+
+    def _list_offsets(self, partitions: list[TopicPartitionKey], spec: Any,
+                      errors: dict[TopicPartitionKey, str]) -> dict[TopicPartitionKey, int]:
+        specs = {TopicPartition(t, p): spec for t, p in partitions}
+        try:
+            raw = self._call("list_offsets", self.admin.list_partition_offsets, specs)
+            return {(tp.topic, tp.partition): ot.offset for tp, ot in raw.items()}
+        except KafkaUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate the bad partitions topic by topic
+            log.info("batched ListOffsets failed (%s); retrying per topic", _describe_error(exc))
+        out: dict[TopicPartitionKey, int] = {}
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in specs:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        for topic, tps in by_topic.items():
+            try:
+                raw = self._call("list_offsets", self.admin.list_partition_offsets, {tp: spec for tp in tps})
+                out.update({(tp.topic, tp.partition): ot.offset for tp, ot in raw.items()})
+            except KafkaUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                for tp in tps:
+                    errors[(tp.topic, tp.partition)] = _describe_error(exc)
+        return out
+
+    def group_members(self, group_ids: Iterable[str]) -> dict[str, int]:
+        """Number of active members per group; optional detail, empty on any failure
+        (some brokers answer DescribeGroups with values kafka-python cannot parse)."""
+        group_ids = list(group_ids)
+        if not group_ids:
+            return {}
+        try:
+            raw = self._call("describe_groups", self.admin.describe_groups, group_ids)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("describe_groups failed: %s", _describe_error(exc))
+            return {}
+        members: dict[str, int] = {}
+        for group_id, info in raw.items():
+            if isinstance(info, dict):
+                members[group_id] = len(info.get("members") or [])
+        return members
+
+    def topic_partition_counts(self, topics: Iterable[str] | None = None) -> dict[str, int]:
+        """Partition count per topic from cluster metadata (internal topics excluded)."""
+        raw = self._call("describe_topics", self.admin.describe_topics, list(topics) if topics else None)
+        counts: dict[str, int] = {}
+        for topic in raw:
+            if topic.get("error_code", 0) == 0 and not topic.get("is_internal"):
+                counts[topic["topic"] if "topic" in topic else topic["name"]] = len(topic.get("partitions") or [])
+        return counts
+
+
+# -- producer / consumer helpers (demo simulator, header tap, tests) ------------------
+
+def create_topics(settings: ConnectionSettings, partitions_by_topic: dict[str, int]) -> None:
+    """Create topics that do not exist yet; grow partition counts that are too small."""
+    admin = KafkaAdminClient(bootstrap_timeout_ms=int(settings.timeout_seconds * 1000), **settings.client_config())
+    try:
+        existing = {t["topic"] if "topic" in t else t["name"]: len(t.get("partitions") or [])
+                    for t in admin.describe_topics()}
+        new = [NewTopic(name, count, 1) for name, count in partitions_by_topic.items() if name not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except kafka_errors.TopicAlreadyExistsError:
+                pass
+        grow = {name: NewPartitions(count) for name, count in partitions_by_topic.items()
+                if name in existing and existing[name] < count}
+        if grow:
+            admin.create_partitions(grow)
+    finally:
+        admin.close()
+
+
+class Producer:
+    """A small wrapper producing keyed messages with headers.
+
+    ``batch_size=1``: some Kafka-protocol brokers report a wrong log-end offset after
+    multi-record batches; one record per batch keeps the demo and tests exact.
+    """
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self._producer = KafkaProducer(batch_size=1, linger_ms=0, acks=1, **settings.client_config())
+
+    def send(self, topic: str, value: bytes, key: str | None = None,
+             headers: dict[str, str] | None = None, partition: int | None = None) -> tuple[int, int]:
+        future = self._producer.send(
+            topic,
+            value=value,
+            key=key.encode() if key is not None else None,
+            headers=[(k, v.encode()) for k, v in (headers or {}).items()],
+            partition=partition,
+        )
+        metadata = future.get(timeout=10)
+        return metadata.partition, metadata.offset
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+@dataclass(frozen=True)
+class ConsumedMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    timestamp_ms: int
+    headers: dict[str, str]
+
+
+class AssignedConsumer:
+    """A consumer with a group id that reads assigned partitions and commits explicitly.
+
+    Uses ``assign()`` rather than ``subscribe()``: no group rebalance, so starting is
+    instant and the committed offsets are exactly what the caller says.
+    """
+
+    def __init__(self, settings: ConnectionSettings, group_id: str, partitions: Iterable[TopicPartitionKey]) -> None:
+        self._consumer = KafkaConsumer(
+            group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            consumer_timeout_ms=1000, **settings.client_config(),
+        )
+        self._partitions = [TopicPartition(t, p) for t, p in partitions]
+        self._consumer.assign(self._partitions)
+
+    def poll(self, max_records: int = 100, timeout_seconds: float = 1.0) -> list[ConsumedMessage]:
+        batches = self._consumer.poll(timeout_ms=int(timeout_seconds * 1000), max_records=max_records)
+        messages = []
+        for records in batches.values():
+            for record in records:
+                messages.append(ConsumedMessage(
+                    topic=record.topic, partition=record.partition, offset=record.offset,
+                    key=record.key.decode(errors="replace") if record.key is not None else None,
+                    value=record.value, timestamp_ms=record.timestamp,
+                    headers={k: (v.decode(errors="replace") if v is not None else "") for k, v in (record.headers or [])},
+                ))
+        return messages
+
+    def commit(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, None, -1) for (t, p), o in offsets.items()})
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+def commit_offsets(settings: ConnectionSettings, group_id: str, offsets: dict[TopicPartitionKey, int]) -> None:
+    """Set a group's committed offsets directly (tests, demo)."""
+    consumer = AssignedConsumer(settings, group_id, offsets.keys())
+    try:
+        consumer.commit(offsets)
+    finally:
+        consumer.close()
+
+
+def wait_until_reachable(settings: ConnectionSettings, timeout_seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with KafkaAdapter(settings) as adapter:
+                adapter.list_groups()
+                return
+        except KafkaUnavailable as exc:
+            last_error = exc
+            time.sleep(0.5)
+    raise KafkaUnavailable(f"broker not reachable after {timeout_seconds:.0f}s: {last_error}")
+
+
+def iter_messages(consumer: AssignedConsumer, stop_after_seconds: float) -> Iterator[ConsumedMessage]:
+    deadline = time.monotonic() + stop_after_seconds
+    while time.monotonic() < deadline:
+        yield from consumer.poll()

@@ -1,0 +1,13 @@
+from monitor.models.alerts import Alert, AlertRule, DeliveryAttempt, MaintenanceWindow, Notification, Silence
+from monitor.models.channels import Channel
+from monitor.models.clusters import Cluster, ConsumerGroup, Topic
+from monitor.models.events import Event, EventType, ExpectedSubscription, Finding, Service
+from monitor.models.lag import GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, TopicLagSample
+from monitor.models.tokens import ApiToken
+
+__all__ = [
+    "Alert", "AlertRule", "ApiToken", "Channel", "Cluster", "ConsumerGroup", "DeliveryAttempt",
+    "Event", "EventType", "ExpectedSubscription", "Finding", "GroupEvent", "LogOffsetSample",
+    "MaintenanceWindow", "Notification", "PartitionLagSample", "PollRun", "Service", "Silence",
+    "Topic", "TopicLagSample",
+]

