@@ -2,13 +2,20 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init, beat_init
+from celery.signals import beat_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monitor.settings")
 
 app = Celery("monitor")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["monitor"])
+
+# Periodic work. Per-cluster poll intervals are honoured by `schedule_polls`, which
+# claims due clusters with a compare-and-set so two beats never poll one cluster twice.
+app.conf.beat_schedule = {
+    "schedule-polls": {"task": "monitor.schedule_polls", "schedule": 5.0},
+    "prune-lag": {"task": "monitor.prune_lag", "schedule": 300.0},
+}
 
 
 @worker_process_init.connect

@@ -1,0 +1,4 @@
+"""Dashboard pages of the alerts area (included by dashboards/urls.py)."""
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []

@@ -1,0 +1,4 @@
+"""API routes of the lag area (included by monitor/api/urls.py)."""
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []
