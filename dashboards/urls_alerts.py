@@ -1,4 +1,10 @@
 """Dashboard pages of the alerts area (included by dashboards/urls.py)."""
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from dashboards import alert_views
+
+urlpatterns = [
+    path("alerts/", alert_views.alerts_page, name="alerts"),
+    path("alerts/<int:alert_id>/", alert_views.alert_detail, name="alert"),
+    path("alerts/<int:alert_id>/ack/", alert_views.acknowledge_view, name="alert-ack"),
+]

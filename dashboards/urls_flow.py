@@ -1,4 +1,15 @@
-"""Dashboard pages of the flow area (included by dashboards/urls.py)."""
-from django.urls import path  # noqa: F401
+"""Dashboard pages of the flow area (included by dashboards/urls.py).
 
-urlpatterns: list = []
+Service names are free text (they may contain '/'), hence ``path:``; topic names cannot.
+"""
+from django.urls import path
+
+from dashboards import flow_views
+
+urlpatterns = [
+    path("flow/", flow_views.flow, name="flow"),
+    path("traces/", flow_views.traces, name="flow-traces"),
+    path("traces/<str:trace_id>/", flow_views.trace, name="flow-trace"),
+    path("services/<path:name>/", flow_views.service, name="flow-service"),
+    path("event-topics/<str:name>/", flow_views.event_topic, name="flow-event-topic"),
+]

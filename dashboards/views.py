@@ -1,11 +1,303 @@
-"""Dashboard pages: login required; query, chart, render."""
+"""Dashboard pages: login required; query, chart, render.
+
+Each page also answers ``?part=...`` with just the fragment (HTML) or chart data (JSON)
+that its script refreshes without a full reload.
+"""
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import functools
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.views import redirect_to_login
+from django.db import DatabaseError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from dashboards import charts, queries
+from dashboards.formatting import format_ago, format_utc
+from monitor.choices import GroupStatus, SeriesMetric
+from monitor.models import Cluster, ConsumerGroup
+
+log = logging.getLogger(__name__)
+View = Callable[..., HttpResponse]
+REDIS_CHECK_TTL_SECONDS = 10.0
+_redis_checks: dict[str, tuple[float, str | None]] = {}
 
 
-@login_required
+# --------------------------------------------------------------------------- page plumbing
+
+
+def unavailable_response(message: str) -> HttpResponse:
+    """A plain page with a banner, rendered without touching the database."""
+    html = render_to_string(
+        "unavailable.html",
+        {"user": AnonymousUser(), "nav_items": [], "banners": [{"level": "error", "text": message}]},
+    )
+    response = HttpResponse(html, status=503)
+    response["Retry-After"] = "10"
+    return response
+
+
+def dashboard_page(view: View) -> View:
+    """Login required; a database outage becomes a 503 page with a banner, not a crash."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            return view(request, *args, **kwargs)
+        except DatabaseError as exc:
+            log.warning("page %s failed: database unavailable (%s)", request.path, type(exc).__name__)
+            return unavailable_response(
+                "The database is unreachable, so no data can be shown. The page will work again "
+                "as soon as it answers; reload in a few seconds."
+            )
+
+    return wrapper
+
+
+def redis_error(url: str | None) -> str | None:
+    """Why Redis does not answer (None when it does or is not configured); remembered briefly."""
+    if not url:
+        return None
+    checked = _redis_checks.get(url)
+    if checked and time.monotonic() - checked[0] < REDIS_CHECK_TTL_SECONDS:
+        return checked[1]
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
+        error = None
+    except redis.RedisError as exc:
+        error = type(exc).__name__
+    _redis_checks[url] = (time.monotonic(), error)
+    return error
+
+
+def page_banners(now: datetime) -> list[dict[str, str]]:
+    banners: list[dict[str, str]] = []
+    for alarm in queries.cluster_alarms(now):
+        when = f"{format_utc(alarm.since)} ({format_ago(alarm.since, now)})" if alarm.since else "its first poll"
+        if alarm.kind == "unreachable":
+            banners.append(
+                {"level": "error", "text": f"Cluster {alarm.name} unreachable since {when}: {alarm.error or 'no error recorded'}"}
+            )
+        else:
+            banners.append(
+                {
+                    "level": "warning",
+                    "text": f"Cluster {alarm.name} has not been polled since {when}; "
+                    "are the Celery worker and beat running?",
+                }
+            )
+    error = redis_error(settings.REDIS_URL)
+    if error:
+        banners.append(
+            {
+                "level": "warning",
+                "text": f"Redis is unreachable ({error}): polling and alerting are paused and the data "
+                "shown may be stale.",
+            }
+        )
+    return banners
+
+
+def page(request: HttpRequest, template: str, context: dict[str, object], active_nav: str) -> HttpResponse:
+    now = timezone.now()
+    return render(request, template, {"now": now, "banners": page_banners(now), "active_nav": active_nav, **context})
+
+
+def _cluster_or_404(name: str) -> Cluster:
+    cluster = queries.find_cluster(name)
+    if cluster is None:
+        raise Http404(f"No cluster named {name!r}")
+    return cluster
+
+
+def _chart_range(request: HttpRequest) -> str:
+    value = request.GET.get("range", queries.DEFAULT_CHART_RANGE)
+    return value if value in queries.CHART_RANGES else queries.DEFAULT_CHART_RANGE
+
+
+def _metric(request: HttpRequest) -> str:
+    value = request.GET.get("metric", SeriesMetric.LAG)
+    return value if value in SeriesMetric.values else SeriesMetric.LAG
+
+
+def query_link(request: HttpRequest, **changes: str | None) -> str:
+    """The current query string with ``changes`` applied (None removes a key)."""
+    query = request.GET.copy()
+    query.pop("part", None)
+    for key, value in changes.items():
+        if value is None:
+            query.pop(key, None)
+        else:
+            query[key] = value
+    return "?" + query.urlencode()
+
+
+def chart_controls(request: HttpRequest, chart_range: str, metric: str) -> dict[str, object]:
+    """Range buttons and the messages/seconds toggle as links: the choice lives in the URL."""
+    return {
+        "chart_range": chart_range,
+        "metric": metric,
+        "range_links": [(key, query_link(request, range=key), key == chart_range) for key in queries.CHART_RANGES],
+        "metric_links": [
+            (label, query_link(request, metric=value), value == metric) for value, label in SeriesMetric.choices
+        ],
+        "charts_url": query_link(request, range=chart_range, metric=metric, part="charts"),
+    }
+
+
+def _chart_events(group: ConsumerGroup, since: datetime, until: datetime) -> list[charts.ChartEvent]:
+    return [
+        charts.ChartEvent(at=e.at, kind=e.kind, label=e.get_kind_display(), detail=e.detail, topic=e.topic)
+        for e in queries.group_events(group, since, until)
+    ]
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@dashboard_page
 def overview(request: HttpRequest) -> HttpResponse:
-    return render(request, "overview.html", {})
+    filters = queries.OverviewFilter.from_query(request.GET)
+    data = queries.overview(filters, timezone.now())
+    query = request.GET.copy()
+    query.pop("part", None)
+    context = {
+        "filters": filters,
+        "overview": data,
+        "rows": [{"group": r.group, "sparkline": charts.sparkline_path(r.sparkline)} for r in data.rows],
+        "statuses": GroupStatus.choices,
+        "problem_count": sum(n for s, n in data.status_counts.items() if s in queries.PROBLEM_STATUSES),
+        "sort_links": _sort_links(request, filters),
+        "query_string": query.urlencode(),
+    }
+    if request.GET.get("part") == "table":
+        return render(request, "fragments/overview_table.html", {"now": timezone.now(), **context})
+    return page(request, "overview.html", context, "overview")
+
+
+def _sort_links(request: HttpRequest, filters: queries.OverviewFilter) -> dict[str, str]:
+    """Per column: the query string that sorts by it (toggling the direction when it is current)."""
+    links = {}
+    for key in queries.OverviewFilter.SORTS:
+        query = request.GET.copy()
+        query.pop("part", None)
+        query["sort"] = key
+        descending = not filters.descending if filters.sort == key else key in {"total_lag", "max_time_lag_seconds"}
+        query["dir"] = "desc" if descending else "asc"
+        links[key] = "?" + query.urlencode()
+    return links
+
+
+@dashboard_page
+def cluster(request: HttpRequest, cluster: str) -> HttpResponse:
+    found = _cluster_or_404(cluster)
+    return redirect(f"{reverse('overview')}?cluster={found.name}")
+
+
+@dashboard_page
+def group(request: HttpRequest, cluster: str, group: str) -> HttpResponse:
+    found_cluster = _cluster_or_404(cluster)
+    found = queries.find_group(found_cluster, group)
+    if found is None:
+        raise Http404(f"No consumer group named {group!r} on {cluster!r}")
+    chart_range = _chart_range(request)
+    metric = _metric(request)
+    breakdown = request.GET.get("breakdown") == "partition"
+    part = request.GET.get("part")
+    now = timezone.now()
+    since = now - queries.CHART_RANGES[chart_range]
+
+    if part == "charts":
+        return JsonResponse({"charts": _group_charts(found, since, now, metric, breakdown)})
+    context = {
+        "cluster": found_cluster,
+        "group": found,
+        "partitions": queries.latest_partitions(found),
+        "events": list(reversed(queries.group_events(found, since, now))),
+    }
+    if part == "summary":
+        return render(request, "fragments/group_summary.html", {"now": now, **context})
+    context.update(
+        {
+            "charts": _group_charts(found, since, now, metric, breakdown),
+            "breakdown": breakdown,
+            "breakdown_link": query_link(request, breakdown=None if breakdown else "partition"),
+            "summary_url": query_link(request, part="summary"),
+            **chart_controls(request, chart_range, metric),
+        }
+    )
+    return page(request, "group.html", context, "overview")
+
+
+def _group_charts(
+    group: ConsumerGroup, since: datetime, until: datetime, metric: str, breakdown: bool
+) -> list[dict[str, object]]:
+    series = queries.group_lag_series(group, since, until, until, points=queries.DEFAULT_POINTS, metric=metric)
+    partitions = queries.partition_lag_series(group, since, until, points=200, metric=metric) if breakdown else {}
+    events = _chart_events(group, since, until)
+    topics = sorted({s.name for s in series} | set(partitions))
+    by_name = {s.name: s for s in series}
+    return [
+        {
+            "id": f"chart-{index}",
+            "topic": topic,
+            "url": reverse("topic", args=[group.cluster.name, topic]),
+            "figure": charts.lag_figure(
+                [by_name[topic]] if topic in by_name else [],
+                metric,
+                since,
+                until,
+                events=events,
+                topic=topic,
+                breakdown=partitions.get(topic, []),
+            ),
+        }
+        for index, topic in enumerate(topics)
+    ]
+
+
+@dashboard_page
+def topic(request: HttpRequest, cluster: str, topic: str) -> HttpResponse:
+    found_cluster = _cluster_or_404(cluster)
+    readers = queries.topic_readers(found_cluster, topic)
+    known_topic = queries.find_topic(found_cluster, topic)
+    chart_range = _chart_range(request)
+    metric = _metric(request)
+    now = timezone.now()
+    since = now - queries.CHART_RANGES[chart_range]
+    series = queries.topic_lag_series(found_cluster, topic, since, now, now, metric=metric)
+    if not readers and known_topic is None and not series:
+        raise Http404(f"No topic named {topic!r} on {cluster!r}")
+    figure = charts.lag_figure(series, metric, since, now)
+    if request.GET.get("part") == "charts":
+        return JsonResponse({"charts": [{"id": "chart-readers", "topic": topic, "figure": figure}]})
+    context = {
+        "cluster": found_cluster,
+        "topic_name": topic,
+        "topic": known_topic,
+        "readers": readers,
+        "charts": [{"id": "chart-readers", "topic": topic, "figure": figure}],
+        **chart_controls(request, chart_range, metric),
+    }
+    return page(request, "topic.html", context, "overview")
+
+
+@dashboard_page
+def clusters(request: HttpRequest) -> HttpResponse:
+    context = {"rows": queries.cluster_rows()}
+    if request.GET.get("part") == "table":
+        return render(request, "fragments/clusters_table.html", {"now": timezone.now(), **context})
+    return page(request, "clusters.html", context, "clusters")

@@ -3,6 +3,7 @@ import os
 
 from celery import Celery
 from celery.signals import beat_init, worker_process_init
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monitor.settings")
 
@@ -15,6 +16,11 @@ app.autodiscover_tasks(["monitor"])
 app.conf.beat_schedule = {
     "schedule-polls": {"task": "monitor.schedule_polls", "schedule": 5.0},
     "prune-lag": {"task": "monitor.prune_lag", "schedule": 300.0},
+    "run-detectors": {"task": "monitor.run_detectors", "schedule": 60.0},
+    "prune-events": {"task": "monitor.prune_events", "schedule": 900.0},
+    "schedule-taps": {"task": "monitor.schedule_taps", "schedule": 10.0},
+    "evaluate-rules": {"task": "monitor.evaluate_rules", "schedule": float(settings.MONITOR_EVALUATE_INTERVAL_SECONDS)},
+    "sweep-notifications": {"task": "monitor.sweep_notifications", "schedule": 30.0},
 }
 
 

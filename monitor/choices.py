@@ -105,3 +105,42 @@ class NotificationKind(models.TextChoices):
 class TokenScope(models.TextChoices):
     READ = "read", "Read"
     INGEST = "ingest", "Ingest"
+
+
+class FlowNodeKind(models.TextChoices):
+    SERVICE = "service", "Service"
+    TOPIC = "topic", "Topic"
+
+
+class FlowEdgeKind(models.TextChoices):
+    PUBLISH = "publish", "Publishes to"
+    CONSUME = "consume", "Consumed by"
+
+
+class Health(models.TextChoices):
+    """Colour of a flow node or edge against the configured tolerances."""
+
+    OK = "ok", "OK"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+    UNKNOWN = "unknown", "No data"
+
+
+class StepKind(models.TextChoices):
+    """One bar or mark on a trace timeline."""
+
+    PUBLISH = "publish", "Published"
+    QUEUE_WAIT = "queue_wait", "Waiting in the topic"
+    PROCESS = "process", "Processing"
+    CONSUMED = "consumed", "Consumed, no outcome reported"
+    FAILED = "failed", "Failed"
+    DEAD_LETTERED = "dead_lettered", "Dead-lettered"
+    GAP = "gap", "Nothing reported"
+    MISSING = "missing", "Never consumed by an expected group"
+
+
+class SeriesMetric(models.TextChoices):
+    """What a lag chart or the lag series API plots."""
+
+    LAG = "lag", "Messages behind"
+    TIME_LAG_SECONDS = "time_lag_seconds", "Seconds behind"

@@ -5,15 +5,21 @@ failure names its own module.
 """
 from __future__ import annotations
 
+import functools
+import logging
+
 from celery import shared_task
+from django.db import transaction
 from django.utils import timezone
 
 
 @shared_task(name="monitor.schedule_polls", ignore_result=True)
 def schedule_polls() -> int:
     """Every few seconds: start a poll for each cluster whose interval has elapsed."""
+    from monitor.lag.clusters import ensure_bootstrap_clusters
     from monitor.lag.poll import claim_due_clusters
 
+    ensure_bootstrap_clusters()
     cluster_ids = claim_due_clusters(timezone.now())
     for cluster_id in cluster_ids:
         poll_cluster.delay(cluster_id)
@@ -32,3 +38,73 @@ def prune_lag() -> None:
     from monitor.lag.retention import rollup_and_prune
 
     rollup_and_prune(timezone.now())
+
+
+# -- events area ---------------------------------------------------------------------
+
+@shared_task(name="monitor.run_detectors", ignore_result=True, soft_time_limit=240, time_limit=300)
+def run_detectors() -> dict[str, int]:
+    """Every minute: lost, duplicate, out-of-order, schema drift, storms, failures."""
+    from monitor.events.runner import run_detectors as run
+
+    return run(timezone.now()).findings
+
+
+@shared_task(name="monitor.prune_events", ignore_result=True)
+def prune_events() -> None:
+    from monitor.events.retention import prune_events as prune
+
+    prune(timezone.now())
+
+
+@shared_task(name="monitor.schedule_taps", ignore_result=True)
+def schedule_taps() -> int:
+    """Every few seconds: a header-tap run for each cluster with the tap enabled."""
+    from monitor.models import Cluster
+
+    cluster_ids = list(Cluster.objects.filter(enabled=True, tap_enabled=True).values_list("id", flat=True))
+    for cluster_id in cluster_ids:
+        tap_cluster.delay(cluster_id)
+    return len(cluster_ids)
+
+
+@shared_task(name="monitor.tap_cluster", ignore_result=True, soft_time_limit=60, time_limit=90)
+def tap_cluster(cluster_id: int) -> None:
+    from monitor.events.tap import tap_cluster as run_tap
+
+    run_tap(cluster_id)
+
+
+@shared_task(name="monitor.evaluate_rules", ignore_result=True, soft_time_limit=120, time_limit=150)
+def evaluate_rules() -> int:
+    """Every MONITOR_EVALUATE_INTERVAL_SECONDS: evaluate the alert rules; queue deliveries."""
+    from monitor.alerts.engine import evaluate
+
+    result = evaluate(timezone.now())
+    for notification_id in result.notification_ids:
+        # Only speeds delivery up: the sweep delivers whatever this fails to queue.
+        transaction.on_commit(functools.partial(_queue_delivery, notification_id))
+    return len(result.notification_ids)
+
+
+def _queue_delivery(notification_id: int) -> None:
+    try:
+        deliver_notification.delay(notification_id)
+    except Exception:  # noqa: BLE001 - broker down: the sweep will deliver it
+        logging.getLogger(__name__).warning("could not queue notification %s; the sweep will deliver it",
+                                            notification_id, exc_info=True)
+
+
+@shared_task(name="monitor.deliver_notification", ignore_result=True, soft_time_limit=60, time_limit=90)
+def deliver_notification(notification_id: int) -> str:
+    from monitor.notify.delivery import deliver
+
+    return deliver(notification_id).outcome.value
+
+
+@shared_task(name="monitor.sweep_notifications", ignore_result=True, soft_time_limit=240, time_limit=300)
+def sweep_notifications() -> int:
+    """Every 30 s: deliver due notifications (new, retries, claims of dead workers)."""
+    from monitor.notify.delivery import sweep_due
+
+    return sweep_due(timezone.now()).total

@@ -1,2 +1,3 @@
 """Admin registrations, one module per aggregate."""
 from monitor.admin import clusters  # noqa: F401
+from monitor.admin import events  # noqa: F401

@@ -1,4 +1,9 @@
 """API routes of the alerts area (included by monitor/api/urls.py)."""
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from monitor.api import alerts
+
+urlpatterns = [
+    path("api/v1/alerts", alerts.alerts, name="api-alerts"),
+    path("api/v1/alerts/<int:alert_id>/ack", alerts.acknowledge_alert, name="api-alert-ack"),
+]

@@ -1,4 +1,9 @@
 """API routes of the flow area (included by monitor/api/urls.py)."""
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from monitor.api import flow
+
+urlpatterns = [
+    path("api/v1/flow", flow.flow, name="api-flow"),
+    path("api/v1/traces/<str:trace_id>", flow.trace, name="api-trace"),
+]

@@ -16,6 +16,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.admin import NewPartitions, NewTopic, OffsetSpec
+from kafka.protocol.consumer import IsolationLevel
 from kafka.structs import OffsetAndMetadata
 
 from monitor import telemetry
@@ -81,6 +82,18 @@ class LogOffsets:
 
 
 @dataclass
+class TopicMetadata:
+    """Partition leaders per topic; topics the cluster does not know are in ``errors``."""
+
+    leaders: dict[str, dict[int, int]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def partition_counts(self) -> dict[str, int]:
+        return {topic: len(partitions) for topic, partitions in self.leaders.items()}
+
+
+@dataclass
 class CommittedOffsets:
     """Committed offsets per group; groups whose fetch failed are in ``errors``."""
 
@@ -91,6 +104,10 @@ class CommittedOffsets:
 def _describe_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+def _error_name(error_code: int) -> str:
+    return kafka_errors.for_code(error_code).__name__
 
 
 class KafkaAdapter:
@@ -200,9 +217,36 @@ class KafkaAdapter:
             }
         return result
 
-    def log_offsets(self, partitions: Iterable[TopicPartitionKey]) -> tuple[dict[TopicPartitionKey, LogOffsets], dict[TopicPartitionKey, str]]:
-        """Log-start and log-end offsets, one ListOffsets request per leader broker for each.
+    def topic_metadata(self, topics: Iterable[str]) -> TopicMetadata:
+        """Partitions and their leaders for the given topics: one Metadata request."""
+        wanted = sorted(set(topics))
+        result = TopicMetadata()
+        if not wanted:
+            return result
+        raw = self._call("describe_topics", self.admin.describe_topics, wanted)
+        for topic in raw:
+            name = topic["topic"] if "topic" in topic else topic["name"]
+            error_code = topic.get("error_code", 0)
+            if error_code:
+                result.errors[name] = _error_name(error_code)
+                continue
+            result.leaders[name] = {
+                part["partition_index"]: part.get("leader_id", -1) for part in topic.get("partitions") or []
+            }
+        for name in wanted:
+            if name not in result.leaders and name not in result.errors:
+                result.errors[name] = "topic not in cluster metadata"
+        return result
 
+    def log_offsets(
+        self, partitions: Iterable[TopicPartitionKey], leaders: dict[TopicPartitionKey, int] | None = None,
+    ) -> tuple[dict[TopicPartitionKey, LogOffsets], dict[TopicPartitionKey, str]]:
+        """Log-start and log-end offsets of many partitions, batched per leader broker.
+
+        With ``leaders`` (from :meth:`topic_metadata`) the log-end and log-start
+        ListOffsets requests of every leader are sent together, so the whole lookup
+        costs one round trip and no further Metadata request. Without them, kafka-python
+        looks the leaders up itself (one Metadata and one ListOffsets request per spec).
         A partition that errors (e.g. deleted topic) is returned in the error map
         instead of failing the batch.
         """
@@ -210,6 +254,8 @@ class KafkaAdapter:
         if not wanted:
             return {}, {}
         errors: dict[TopicPartitionKey, str] = {}
+        if leaders is not None:
+            return self._pipelined_log_offsets(wanted, leaders, errors), errors
         ends = self._list_offsets(wanted, OffsetSpec.LATEST, errors)
         starts = self._list_offsets([tp for tp in wanted if tp in ends], OffsetSpec.EARLIEST, errors)
         result = {
@@ -217,6 +263,48 @@ class KafkaAdapter:
             for tp, end in ends.items()
         }
         return result, errors
+
+    def _pipelined_log_offsets(self, wanted: list[TopicPartitionKey], leaders: dict[TopicPartitionKey, int],
+                               errors: dict[TopicPartitionKey, str]) -> dict[TopicPartitionKey, LogOffsets]:
+        by_leader: dict[int, list[TopicPartition]] = {}
+        for tp in wanted:
+            leader = leaders.get(tp)
+            if leader is None:
+                errors[tp] = "partition not in cluster metadata"
+            elif leader < 0:
+                errors[tp] = "partition has no leader"
+            else:
+                by_leader.setdefault(leader, []).append(TopicPartition(*tp))
+        if not by_leader:
+            return {}
+        admin = self.admin
+        isolation = IsolationLevel.READ_UNCOMMITTED.value
+
+        async def send_all() -> list[tuple[Any, Any]]:
+            # Both specs for every leader go out before any answer is awaited.
+            in_flight = []
+            for leader, tps in by_leader.items():
+                for spec in (OffsetSpec.LATEST, OffsetSpec.EARLIEST):
+                    request = admin._list_partition_offsets_request({tp: spec for tp in tps}, isolation)
+                    in_flight.append((spec, admin._manager.send(request, node_id=leader)))
+            return [(spec, await future) for spec, future in in_flight]
+
+        responses = self._call("list_offsets", admin._manager.run, send_all)
+        ends: dict[TopicPartitionKey, int] = {}
+        starts: dict[TopicPartitionKey, int] = {}
+        for spec, response in responses:
+            target = ends if spec == OffsetSpec.LATEST else starts
+            for topic in response.topics:
+                for part in topic.partitions:
+                    key = (topic.name, part.partition_index)
+                    if part.error_code:
+                        errors[key] = _error_name(part.error_code)
+                    else:
+                        target[key] = part.offset
+        return {
+            tp: LogOffsets(log_start_offset=starts.get(tp), log_end_offset=end)
+            for tp, end in ends.items() if tp not in errors
+        }
 
     def _list_offsets(self, partitions: list[TopicPartitionKey], spec: Any,
                       errors: dict[TopicPartitionKey, str]) -> dict[TopicPartitionKey, int]:
@@ -242,6 +330,26 @@ class KafkaAdapter:
                 for tp in tps:
                     errors[(tp.topic, tp.partition)] = _describe_error(exc)
         return out
+
+    def round_trip_floor(self, group_ids: list[str], leaders: dict[TopicPartitionKey, int]) -> float:
+        """Benchmark helper: seconds for one OffsetFetch of all ``group_ids`` followed by one
+        ListOffsets of all partitions in ``leaders``, the least any lag poll must do
+        (single-broker clusters: one coordinator, one leader)."""
+        admin = self.admin
+        coordinators = self._call("find_coordinator", admin._manager.run, admin._find_coordinator_ids, group_ids)
+        coordinator = next(iter(coordinators.values()))
+        leader = next(iter(leaders.values()))
+        (_, fetch_request), = admin._list_group_offsets_requests({g: None for g in group_ids})
+        offsets_request = admin._list_partition_offsets_request(
+            {TopicPartition(*tp): OffsetSpec.LATEST for tp in leaders}, IsolationLevel.READ_UNCOMMITTED.value)
+
+        async def two_round_trips() -> float:
+            started = time.perf_counter()
+            await admin._manager.send(fetch_request, node_id=coordinator)
+            await admin._manager.send(offsets_request, node_id=leader)
+            return time.perf_counter() - started
+
+        return self._call("round_trip_floor", admin._manager.run, two_round_trips)
 
     def group_members(self, group_ids: Iterable[str]) -> dict[str, int]:
         """Number of active members per group; optional detail, empty on any failure
@@ -374,6 +482,15 @@ def commit_offsets(settings: ConnectionSettings, group_id: str, offsets: dict[To
         consumer.commit(offsets)
     finally:
         consumer.close()
+
+
+def delete_groups(settings: ConnectionSettings, group_ids: list[str]) -> None:
+    """Delete consumer groups and their committed offsets (tests, demo)."""
+    admin = KafkaAdminClient(bootstrap_timeout_ms=int(settings.timeout_seconds * 1000), **settings.client_config())
+    try:
+        admin.delete_groups(group_ids)
+    finally:
+        admin.close()
 
 
 def wait_until_reachable(settings: ConnectionSettings, timeout_seconds: float = 30.0) -> None:

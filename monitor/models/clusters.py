@@ -4,7 +4,7 @@ from __future__ import annotations
 import fnmatch
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from monitor.choices import ClusterStatus, GroupStatus, SaslMechanism, SecurityProtocol
@@ -29,6 +29,12 @@ def validate_bootstrap(value: str) -> None:
             raise ValidationError(f"{server!r} is not host:port.")
 
 
+def validate_topic_list(value: str) -> None:
+    for topic in split_patterns(value):
+        if len(topic) > 249 or not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in topic):
+            raise ValidationError(f"{topic!r} is not a Kafka topic name (letters, digits, '.', '_', '-').")
+
+
 class Cluster(models.Model):
     name = models.CharField(max_length=100, unique=True, validators=[name_validator])
     bootstrap_servers = models.CharField(
@@ -47,6 +53,15 @@ class Cluster(models.Model):
     group_include = models.TextField(blank=True, default="*", help_text="Globs, comma or newline separated")
     group_exclude = models.TextField(blank=True, default="", help_text="Globs, comma or newline separated")
     enabled = models.BooleanField(default=True)
+    # Header tap (monitor/events/tap.py): records event metadata from message headers.
+    tap_enabled = models.BooleanField(default=False, help_text="Sample the tap topics' message headers")
+    tap_topics = models.TextField(blank=True, default="", validators=[validate_topic_list],
+                                  help_text="Topics to sample, comma or newline separated")
+    tap_group = models.CharField(max_length=255, default="kafka-monitor-header-tap",
+                                 help_text="Consumer group the tap reads as (its own offsets)")
+    tap_sample_percent = models.PositiveSmallIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Share of messages recorded (by offset, deterministic)")
 
     status = models.CharField(max_length=20, choices=ClusterStatus.choices, default=ClusterStatus.UNKNOWN)
     last_poll_at = models.DateTimeField(null=True, blank=True)

@@ -38,6 +38,9 @@ class LogOffsetSample(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["cluster", "topic", "partition", "polled_at"], name="logoffset_tp_time"),
+            # Time lag seeks the points around a committed offset (the log end only grows).
+            models.Index(fields=["cluster", "topic", "partition", "log_end_offset", "polled_at"],
+                         name="logoffset_tp_end"),
             models.Index(fields=["polled_at"], name="logoffset_time"),
         ]
 

@@ -1,0 +1,142 @@
+"""Alert pages: the alerts overview (firing, pending, recently resolved, silences), one
+alert with its notifications and the acknowledge form (the target of the link in every
+message), and the fragment the group page includes (``alerts_for_group``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from dashboards.views import dashboard_page, page
+from monitor.alerts.engine import AcknowledgeError, acknowledge
+from monitor.alerts.silences import parse_weekdays, window_active
+from monitor.choices import AlertState, Severity
+from monitor.models import Alert, Cluster, MaintenanceWindow, Silence
+from monitor.notify import render as message_render
+
+RECENT_RESOLVED = timedelta(hours=24)
+MAX_ROWS = 500
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    alert: Alert
+    severity: str
+    value_text: str
+    threshold_text: str
+    since: datetime
+    group_path: str
+    no_data_reason: str
+
+    @property
+    def id(self) -> int:
+        return self.alert.id
+
+
+def alert_row(alert: Alert) -> AlertRow:
+    rule = alert.rule
+    detail = alert.detail or {}
+    return AlertRow(
+        alert=alert,
+        severity=rule.severity,
+        value_text=detail.get("value_text") or message_render.format_value(rule.metric, alert.value),
+        threshold_text=f"{rule.op} {message_render.format_value(rule.metric, alert.threshold)}",
+        since=alert.fired_at or alert.started_at,
+        group_path=message_render.group_path(alert.cluster, alert.group) if alert.group else "",
+        no_data_reason=detail.get("no_data_reason", "") if alert.no_data else "",
+    )
+
+
+def alerts_for_group(cluster: str, group: str, resolved_limit: int = 5) -> dict[str, Any]:
+    """Context for ``fragments/alerts_group.html`` on a group page: the group's open
+    alerts and its last few resolved ones (two queries)."""
+    base = Alert.objects.select_related("rule").filter(cluster=cluster, group=group)
+    open_rows = [alert_row(a) for a in base.filter(state__in=[AlertState.FIRING, AlertState.PENDING])
+                 .order_by("state", "-started_at")[:100]]
+    resolved_rows = [alert_row(a) for a in base.filter(state=AlertState.RESOLVED).order_by("-resolved_at")[:resolved_limit]]
+    return {"group_alerts": open_rows, "group_resolved_alerts": resolved_rows,
+            "group_alerts_url": f"{reverse('alerts')}?cluster={cluster}"}
+
+
+def _filters(request: HttpRequest) -> tuple[str, str]:
+    cluster = request.GET.get("cluster", "")
+    severity = request.GET.get("severity", "")
+    return cluster, severity if severity in Severity.values else ""
+
+
+def _alerts_context(request: HttpRequest) -> dict[str, Any]:
+    now = timezone.now()
+    cluster, severity = _filters(request)
+    base = Alert.objects.select_related("rule")
+    if cluster:
+        base = base.filter(cluster=cluster)
+    if severity:
+        base = base.filter(rule__severity=severity)
+    firing = [alert_row(a) for a in base.filter(state=AlertState.FIRING).order_by("-fired_at")[:MAX_ROWS]]
+    pending = [alert_row(a) for a in base.filter(state=AlertState.PENDING).order_by("-started_at")[:MAX_ROWS]]
+    resolved = [alert_row(a) for a in base.filter(state=AlertState.RESOLVED, resolved_at__gte=now - RECENT_RESOLVED)
+                .order_by("-resolved_at")[:MAX_ROWS]]
+    silences = list(Silence.objects.select_related("rule").filter(ends_at__gt=now).order_by("starts_at"))
+    windows = []
+    for window in MaintenanceWindow.objects.filter(enabled=True):
+        try:
+            active = window_active(parse_weekdays(window.weekdays), window.start_time, window.duration_minutes, now)
+        except ValueError:
+            active = False
+        windows.append({"window": window, "active": active})
+    return {
+        "firing": firing, "pending": pending, "resolved": resolved, "silences": silences, "windows": windows,
+        "cluster": cluster, "severity": severity, "severities": Severity.choices,
+        "clusters": list(Cluster.objects.values_list("name", flat=True)),
+        "counts": {s: sum(1 for row in firing if row.severity == s) for s in Severity.values},
+        "now": now,
+    }
+
+
+@dashboard_page
+def alerts_page(request: HttpRequest) -> HttpResponse:
+    context = _alerts_context(request)
+    if request.GET.get("part") == "tables":
+        return render(request, "fragments/alerts_tables.html", context)
+    query = request.GET.urlencode()
+    context["tables_url"] = f"{reverse('alerts')}?{query + '&' if query else ''}part=tables"
+    return page(request, "alerts.html", context, active_nav="alerts")
+
+
+@dashboard_page
+def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
+    alert = Alert.objects.select_related("rule").filter(pk=alert_id).first()
+    if alert is None:
+        raise Http404(f"No alert {alert_id}")
+    notifications = list(alert.notifications.select_related("channel").order_by("created_at", "id")[:200])
+    return page(request, "alerts_detail.html", {
+        "row": alert_row(alert), "alert": alert, "rule": alert.rule, "notifications": notifications,
+        "can_acknowledge": alert.state != AlertState.RESOLVED and alert.acknowledged_at is None,
+        "silence_url": (reverse("admin:monitor_silence_add") + f"?rule={alert.rule_id}&cluster={alert.cluster or '*'}"
+                        f"&group={alert.group or '*'}&topic={alert.topic or '*'}"),
+    }, active_nav="alerts")
+
+
+@require_POST
+@dashboard_page
+def acknowledge_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+    note = request.POST.get("note", "")
+    try:
+        acknowledge(alert_id, by=request.user.get_username(), note=note)
+        messages.success(request, "Acknowledged: reminders stop; the resolved message will still be sent.")
+    except AcknowledgeError as exc:
+        if exc.not_found:
+            raise Http404(str(exc)) from None
+        messages.error(request, str(exc))
+    target = request.POST.get("next") or reverse("alert", args=[alert_id])
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        target = reverse("alert", args=[alert_id])
+    return redirect(target)

@@ -1,0 +1,173 @@
+"""Pure chart builders: plain data in, a Plotly figure dict (or SVG path) out.
+
+No database, no request: the views fetch with :mod:`dashboards.queries` and hand the
+results here; the browser draws the dicts with the vendored plotly.min.js.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone as dt_timezone
+from typing import Protocol
+
+from dashboards.formatting import format_duration, format_number
+from monitor.choices import GroupEventKind, SeriesMetric
+
+Value = int | float | None
+Point = tuple[datetime, Value]
+
+
+class SeriesLike(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def points(self) -> Sequence[Point]: ...
+
+
+@dataclass(frozen=True)
+class ChartEvent:
+    """A lifecycle event to mark on a chart; ``topic`` empty means the whole group."""
+
+    at: datetime
+    kind: str
+    label: str
+    detail: str = ""
+    topic: str = ""
+
+
+EVENT_COLORS: dict[str, str] = {
+    GroupEventKind.GROUP_CREATED: "#1f9d55",
+    GroupEventKind.GROUP_DELETED: "#6b7385",
+    GroupEventKind.TOPIC_ADDED: "#2f6fde",
+    GroupEventKind.TOPIC_DROPPED: "#6b7385",
+    GroupEventKind.PARTITIONS_ADDED: "#2f6fde",
+    GroupEventKind.OFFSET_RESET: "#d98a00",
+    GroupEventKind.DATA_LOSS: "#d64545",
+}
+AXIS_TITLES = {SeriesMetric.LAG: "messages behind", SeriesMetric.TIME_LAG_SECONDS: "seconds behind"}
+
+
+def plot_time(value: datetime) -> str:
+    """Plotly ignores time zones in date strings, so send UTC wall time and label the axis."""
+    return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _hover_text(value: Value, metric: str) -> str:
+    if value is None:
+        return "unknown"
+    if metric == SeriesMetric.TIME_LAG_SECONDS:
+        return format_duration(value)
+    return f"{format_number(value)} messages"
+
+
+def _line_trace(series: SeriesLike, metric: str, width: float, dash: str = "solid") -> dict[str, object]:
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "name": series.name,
+        "x": [plot_time(ts) for ts, _ in series.points],
+        "y": [value for _, value in series.points],
+        "customdata": [_hover_text(value, metric) for _, value in series.points],
+        "hovertemplate": "%{customdata}<extra>%{fullData.name}</extra>",
+        "connectgaps": False,  # unknown lag is a gap, never a dip to 0
+        "line": {"width": width, "dash": dash},
+    }
+
+
+def _event_layers(events: Sequence[ChartEvent], topic: str | None) -> tuple[list[dict], dict | None]:
+    """Dotted vertical lines plus a hoverable marker per event (on a hidden 0..1 axis)."""
+    relevant = [e for e in events if topic is None or not e.topic or e.topic == topic]
+    if not relevant:
+        return [], None
+    shapes = [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": plot_time(e.at),
+            "x1": plot_time(e.at),
+            "y0": 0,
+            "y1": 1,
+            "line": {"color": EVENT_COLORS.get(e.kind, "#6b7385"), "width": 1, "dash": "dot"},
+        }
+        for e in relevant
+    ]
+    markers = {
+        "type": "scatter",
+        "mode": "markers",
+        "name": "lifecycle events",
+        "x": [plot_time(e.at) for e in relevant],
+        "y": [1.0] * len(relevant),
+        "yaxis": "y2",
+        "text": [f"{e.label}{': ' + e.detail if e.detail else ''}" for e in relevant],
+        "hovertemplate": "%{text}<extra></extra>",
+        "marker": {"symbol": "triangle-down", "size": 11, "color": [EVENT_COLORS.get(e.kind, "#6b7385") for e in relevant]},
+    }
+    return shapes, markers
+
+
+def lag_figure(
+    series: Sequence[SeriesLike],
+    metric: str,
+    since: datetime,
+    until: datetime,
+    events: Sequence[ChartEvent] = (),
+    topic: str | None = None,
+    breakdown: Sequence[SeriesLike] = (),
+) -> dict[str, object]:
+    """A lag chart: one line per series (bold), optional per-partition lines (thin),
+    and the lifecycle events of ``topic`` (or all events when ``topic`` is None)."""
+    metric = SeriesMetric(metric)
+    data: list[dict[str, object]] = [_line_trace(s, metric, 2.5) for s in series]
+    data += [_line_trace(s, metric, 1, "dot") for s in breakdown]
+    shapes, markers = _event_layers(events, topic)
+    if markers:
+        data.append(markers)
+    layout: dict[str, object] = {
+        "height": 320,
+        "margin": {"l": 70, "r": 20, "t": 10, "b": 40},
+        "showlegend": True,
+        "legend": {"orientation": "h", "y": -0.2},
+        "hovermode": "closest",
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "xaxis": {"type": "date", "range": [plot_time(since), plot_time(until)], "title": {"text": "UTC"}},
+        "yaxis": {
+            "title": {"text": AXIS_TITLES[metric]},
+            "rangemode": "tozero",
+            "tickformat": ",d" if metric == SeriesMetric.LAG else "",
+        },
+        "yaxis2": {"overlaying": "y", "range": [0, 1.05], "visible": False, "fixedrange": True},
+        "shapes": shapes,
+    }
+    if not any(s.points for s in series) and not any(s.points for s in breakdown):
+        layout["annotations"] = [
+            {"text": "No samples in this range", "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
+             "showarrow": False, "font": {"size": 14}}
+        ]
+    return {"data": data, "layout": layout}
+
+
+def sparkline_path(values: Sequence[Value], width: int = 120, height: int = 24) -> str:
+    """An SVG path for a tiny inline chart; unknown values break the line. Empty when
+    fewer than two values are known (nothing worth drawing)."""
+    known = [v for v in values if v is not None]
+    if len(known) < 2 or len(values) < 2:
+        return ""
+    top = max(max(known), 0)
+    step = width / (len(values) - 1)
+    usable = height - 2  # keep the stroke inside the box
+
+    def y(value: float) -> float:
+        return round(height - 1 - (value / top * usable if top > 0 else 0), 1)
+
+    commands: list[str] = []
+    pen_down = False
+    for index, value in enumerate(values):
+        if value is None:
+            pen_down = False
+            continue
+        commands.append(f"{'L' if pen_down else 'M'}{round(index * step, 1)},{y(value)}")
+        pen_down = True
+    return "".join(commands)

@@ -1,0 +1,332 @@
+"""Pure functions: flow graph, trace timeline and rate series in, Plotly figure dicts out.
+
+Colours are named by role ("ok", "critical", "muted", ...) in each trace's ``meta`` so
+the browser can re-colour a figure from the page's CSS variables when the theme changes
+(``static/js/flow.js``); the figure also carries the light palette so it renders as is.
+"""
+from __future__ import annotations
+
+import math
+from html import escape
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from dashboards.flow_layout import Layout
+from dashboards.flow_model import FlowEdge, FlowGraph, FlowNode
+from dashboards.trace_timeline import Step, Timeline
+from monitor.choices import FlowEdgeKind, FlowNodeKind, Health, Stage, StepKind
+
+Figure = dict[str, Any]
+
+LIGHT: dict[str, str] = {
+    "ok": "#1f9d55", "warning": "#d98a00", "critical": "#d64545", "unknown": "#5b6b8c",
+    "fg": "#1d2330", "muted": "#6b7385", "bg": "#ffffff", "grid": "#dde1e8", "accent": "#2f6fde",
+}
+DARK: dict[str, str] = {
+    "ok": "#3ecf7e", "warning": "#f0ad3a", "critical": "#ff6b6b", "unknown": "#9fb0d0",
+    "fg": "#e3e7ef", "muted": "#98a1b3", "bg": "#1b2029", "grid": "#2c3340", "accent": "#6ea0ff",
+}
+HEALTH_ROLE = {Health.OK: "ok", Health.WARNING: "warning", Health.CRITICAL: "critical", Health.UNKNOWN: "unknown"}
+STEP_STYLE: dict[str, tuple[str, str, str]] = {  # display class -> (role, pattern, legend name)
+    StepKind.QUEUE_WAIT: ("muted", "", "Waiting in the topic"),
+    StepKind.PROCESS: ("ok", "", "Processing"),
+    StepKind.FAILED: ("critical", "", "Failed"),
+    StepKind.DEAD_LETTERED: ("critical", "x", "Dead-lettered"),
+    "duplicate": ("warning", "", "Duplicate delivery"),
+    StepKind.GAP: ("grid", ".", "Nothing reported"),
+    StepKind.MISSING: ("critical", "/", "Never consumed"),
+}
+MARK_STYLE: dict[str, tuple[str, str, str]] = {  # instants: (role, symbol, legend name)
+    StepKind.PUBLISH: ("accent", "diamond", "Published"),
+    "republish": ("warning", "diamond-open", "Published again"),
+    StepKind.CONSUMED: ("unknown", "circle-open", "Consumed, no outcome"),
+    StepKind.PROCESS: ("ok", "circle", "Processed"),
+    StepKind.FAILED: ("critical", "x", "Failed"),
+    StepKind.DEAD_LETTERED: ("critical", "x-thin-open", "Dead-lettered"),
+    "duplicate": ("warning", "circle", "Duplicate delivery"),
+}
+STAGE_ROLE = {Stage.PUBLISHED: "accent", Stage.CONSUMED: "unknown", Stage.PROCESSED: "ok",
+              Stage.FAILED: "warning", Stage.DEAD_LETTERED: "critical"}
+
+
+def _base_layout(theme: Mapping[str, str], height: int) -> dict[str, Any]:
+    return {
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "paper_bgcolor": theme["bg"],
+        "plot_bgcolor": theme["bg"],
+        "font": {"color": theme["fg"], "size": 12},
+        "hoverlabel": {"align": "left"},
+        "meta": {"roles": {"paper_bgcolor": "bg", "plot_bgcolor": "bg", "font.color": "fg"}},
+    }
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _fmt_count(value: int | None) -> str:
+    return "unknown" if value is None else f"{value:,}"
+
+
+def edge_hover(edge: FlowEdge, graph: FlowGraph) -> str:
+    source, target = escape(graph.nodes[edge.source].name), escape(graph.nodes[edge.target].name)
+    lines = [f"<b>{source} → {target}</b>"]
+    if edge.consumer_group:
+        lines.append(f"group: {escape(edge.consumer_group)}")
+    lines.append(f"events: {edge.events:,} ({edge.rate_per_second:.2f}/s)")
+    lines.append(f"failed: {edge.failed:,} ({edge.failed_share:.1%})")
+    if edge.kind == FlowEdgeKind.CONSUME:
+        lines.append(f"p95 publish→consume: {_fmt_seconds(edge.p95_latency_seconds)}")
+        if edge.consumer_group:
+            lines.append(f"lag: {_fmt_count(edge.lag)}" + (f" ({escape(edge.lag_status)})" if edge.lag_status else ""))
+    lines.append(f"health: {edge.health}" + (f" – {escape('; '.join(edge.reasons))}" if edge.reasons else ""))
+    lines.append("<i>click for example traces</i>")
+    return "<br>".join(lines)
+
+
+def node_hover(node: FlowNode) -> str:
+    kind = "service" if node.kind == FlowNodeKind.SERVICE else "topic"
+    lines = [f"<b>{escape(node.name)}</b> ({kind}{', hub' if node.hub else ''})",
+             f"in: {node.events_in:,} · out: {node.events_out:,}"]
+    if node.failed:
+        lines.append(f"failed: {node.failed:,}")
+    lines.append(f"health: {node.health}")
+    lines.append(f"<i>click for the {kind} page</i>")
+    return "<br>".join(lines)
+
+
+def _width(events: int, busiest: int) -> float:
+    """Edge width 1..6 px, logarithmic so one busy edge does not dwarf the rest."""
+    if events <= 0 or busiest <= 0:
+        return 1.0
+    return round(1.0 + 5.0 * math.log1p(events) / math.log1p(busiest), 1)
+
+
+def _midpoint(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    middle = (len(points) - 1) / 2
+    low, high = points[math.floor(middle)], points[math.ceil(middle)]
+    return ((low[0] + high[0]) / 2, (low[1] + high[1]) / 2)
+
+
+def flow_figure(
+    graph: FlowGraph,
+    layout: Layout,
+    node_url: Callable[[FlowNode], str],
+    edge_url: Callable[[FlowEdge], str],
+    theme: Mapping[str, str] = LIGHT,
+) -> Figure:
+    """Edges as lines coloured by health (one trace per colour and width), a clickable
+    arrow at each edge's middle carrying the hover details, nodes on top."""
+    data: list[dict[str, Any]] = []
+    busiest = max((e.events for e in graph.edges), default=0)
+    lines: dict[tuple[str, float], tuple[list, list]] = defaultdict(lambda: ([], []))
+    arrows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    # Parallel edges (one per consumer group) share their line; their arrows fan out.
+    siblings: dict[tuple[str, str], int] = defaultdict(int)
+    for edge in graph.edges:
+        key = (edge.source, edge.target)
+        points = layout.edge_points.get(key)
+        if not points:
+            continue
+        xs, ys = lines[(edge.health, _width(edge.events, busiest))]
+        xs.extend([p[0] for p in points] + [None])
+        ys.extend([p[1] for p in points] + [None])
+        x, y = _midpoint(points)
+        offset = siblings[key]
+        siblings[key] += 1
+        marks = arrows[edge.health]
+        marks["x"].append(x)
+        marks["y"].append(y - 0.18 * offset)
+        marks["symbol"].append("triangle-left" if key in layout.reversed_edges else "triangle-right")
+        marks["text"].append(edge_hover(edge, graph))
+        marks["customdata"].append(edge_url(edge))
+    for (health, width), (xs, ys) in sorted(lines.items()):
+        role = HEALTH_ROLE[Health(health)]
+        data.append({
+            "type": "scatter", "mode": "lines", "x": xs, "y": ys, "hoverinfo": "skip", "showlegend": False,
+            "line": {"color": theme[role], "width": width}, "opacity": 0.75,
+            "meta": {"role": role, "part": "edge"},
+        })
+    for health, marks in sorted(arrows.items()):
+        role = HEALTH_ROLE[Health(health)]
+        data.append({
+            "type": "scatter", "mode": "markers", "x": marks["x"], "y": marks["y"], "showlegend": False,
+            "hovertext": marks["text"], "hoverinfo": "text", "customdata": marks["customdata"],
+            "marker": {"symbol": marks["symbol"], "size": 11, "color": theme[role]},
+            "meta": {"role": role, "part": "edge-arrow"},
+        })
+    groups: dict[tuple[str, str], list[FlowNode]] = defaultdict(list)
+    for node in graph.nodes.values():
+        if node.id in layout.positions:
+            groups[(node.kind, node.health)].append(node)
+    busiest_node = max((max(n.events_in, n.events_out) for n in graph.nodes.values()), default=0)
+    for (kind, health), nodes in sorted(groups.items()):
+        role = HEALTH_ROLE[Health(health)]
+        is_service = kind == FlowNodeKind.SERVICE
+        data.append({
+            "type": "scatter", "mode": "markers+text", "name": f"{kind} {health}", "showlegend": False,
+            "x": [layout.positions[n.id][0] for n in nodes],
+            "y": [layout.positions[n.id][1] for n in nodes],
+            "text": [escape(n.name) for n in nodes],
+            "textposition": "top center" if is_service else "bottom center",
+            "textfont": {"color": theme["fg"], "size": 12 if is_service else 11},
+            "hovertext": [node_hover(n) for n in nodes], "hoverinfo": "text",
+            "customdata": [node_url(n) for n in nodes],
+            "marker": {
+                "symbol": "circle" if is_service else "square",
+                "size": [round(12 + 3 * _width(max(n.events_in, n.events_out), busiest_node)) if is_service else 12
+                         for n in nodes],
+                "color": theme[role],
+                "line": {"width": 2 if is_service else 1, "color": theme["bg"]},
+            },
+            "meta": {"role": role, "part": "node", "kind": kind, "textrole": "fg", "linerole": "bg"},
+        })
+    tallest = max((len(layer) for layer in layout.layers), default=1)
+    figure_layout = _base_layout(theme, height=max(360, 56 * tallest + 80))
+    figure_layout.update({
+        "showlegend": False,
+        "hovermode": "closest",
+        "dragmode": "pan",
+        "uirevision": "flow",
+        "xaxis": {"visible": False, "fixedrange": False},
+        "yaxis": {"visible": False, "fixedrange": False},
+    })
+    return {"data": data, "layout": figure_layout}
+
+
+def _step_hover(step: Step, origin: datetime) -> str:
+    offset = (step.start - origin).total_seconds()
+    lines = [f"<b>{STEP_LABELS.get(step.kind, step.kind)}</b>" + (" · duplicate" if step.duplicate else ""),
+             f"{escape(step.event_type)} {escape(step.event_id)}"]
+    if step.topic:
+        where = escape(step.topic) + (f" [{step.partition}]" if step.partition is not None else "")
+        where += f" @{step.offset}" if step.offset is not None else ""
+        lines.append(f"topic: {where}")
+    if step.consumer_group:
+        lines.append(f"group: {escape(step.consumer_group)}")
+    lines.append(f"at +{_fmt_seconds(offset)}, took {_fmt_seconds(step.duration_seconds)}")
+    if step.slowest:
+        lines.append("<b>slowest step</b>")
+    if step.detail:
+        lines.append(escape(step.detail))
+    return "<br>".join(lines)
+
+
+STEP_LABELS = {kind.value: kind.label for kind in StepKind}
+
+
+def timeline_figure(timeline: Timeline, theme: Mapping[str, str] = LIGHT) -> Figure:
+    """A Gantt chart: one row per service (and consumer group), x in seconds since the
+    first event; bars for steps that take time, marks for instants, the slowest step
+    outlined and labelled."""
+    origin = timeline.start
+    bars: dict[str, list[Step]] = defaultdict(list)
+    marks: dict[str, list[Step]] = defaultdict(list)
+    for step in timeline.steps:
+        if step.kind == StepKind.PUBLISH:
+            marks["republish" if step.duplicate else StepKind.PUBLISH].append(step)
+        elif step.duration_seconds > 0 or step.kind in (StepKind.GAP, StepKind.MISSING):
+            bars["duplicate" if step.duplicate and step.kind == StepKind.PROCESS else step.kind].append(step)
+        else:
+            marks["duplicate" if step.duplicate else step.kind].append(step)
+    data: list[dict[str, Any]] = []
+    # Keep the legend short: a bar that is too thin to see still gets its own mark.
+    minimum_width = max(timeline.duration_seconds, 1e-3) / 400
+    for display in STEP_STYLE:
+        steps = bars.get(display)
+        if not steps:
+            continue
+        role, pattern, name = STEP_STYLE[display]
+        marker: dict[str, Any] = {
+            "color": theme[role],
+            "line": {"color": [theme["fg"] if s.slowest else theme[role] for s in steps],
+                     "width": [3 if s.slowest else 0.5 for s in steps]},
+        }
+        if pattern:
+            marker["pattern"] = {"shape": pattern, "fgcolor": theme["fg"], "fgopacity": 0.35}
+        data.append({
+            "type": "bar", "orientation": "h", "name": name,
+            "y": [escape(s.row) for s in steps],
+            "base": [(s.start - origin).total_seconds() for s in steps],
+            "x": [max(s.duration_seconds, minimum_width) for s in steps],
+            "hovertext": [_step_hover(s, origin) for s in steps], "hoverinfo": "text",
+            "customdata": [s.event_id for s in steps],
+            "marker": marker, "width": 0.5,
+            "meta": {"role": role, "part": "step", "kind": display},
+        })
+    for display in MARK_STYLE:
+        steps = marks.get(display)
+        if not steps:
+            continue
+        role, symbol, name = MARK_STYLE[display]
+        data.append({
+            "type": "scatter", "mode": "markers", "name": name,
+            "y": [escape(s.row) for s in steps],
+            "x": [(s.start - origin).total_seconds() for s in steps],
+            "hovertext": [_step_hover(s, origin) for s in steps], "hoverinfo": "text",
+            "customdata": [s.event_id for s in steps],
+            "marker": {"symbol": symbol, "size": 12, "color": theme[role], "line": {"width": 2, "color": theme[role]}},
+            "meta": {"role": role, "part": "mark", "kind": display},
+        })
+    annotations = []
+    if timeline.slowest is not None:
+        slowest = timeline.slowest
+        annotations.append({
+            "x": (slowest.end - origin).total_seconds(), "y": escape(slowest.row), "xref": "x", "yref": "y",
+            "text": f"slowest: {_fmt_seconds(slowest.duration_seconds)}", "showarrow": True, "arrowhead": 2,
+            "ax": 40, "ay": -24, "font": {"color": theme["fg"]}, "arrowcolor": theme["fg"],
+        })
+    figure_layout = _base_layout(theme, height=max(220, 44 * len(timeline.rows) + 110))
+    figure_layout.update({
+        "barmode": "overlay",
+        "hovermode": "closest",
+        "showlegend": True,
+        "legend": {"orientation": "h", "y": -0.15, "x": 0},
+        "margin": {"l": 10, "r": 30, "t": 10, "b": 70},
+        "xaxis": {"title": {"text": "seconds since the first event"}, "zeroline": False,
+                  "gridcolor": theme["grid"], "rangemode": "tozero"},
+        "yaxis": {"type": "category", "categoryorder": "array", "categoryarray": [escape(r) for r in timeline.rows],
+                  "autorange": "reversed", "automargin": True, "gridcolor": theme["grid"]},
+        "annotations": annotations,
+    })
+    figure_layout["meta"]["roles"].update({"xaxis.gridcolor": "grid", "yaxis.gridcolor": "grid"})
+    return {"data": data, "layout": figure_layout}
+
+
+def rate_figure(series: Mapping[str, Sequence[tuple[datetime, int]]], theme: Mapping[str, str] = LIGHT,
+                height: int = 260) -> Figure:
+    """Reports per time bucket, one line per stage."""
+    data = []
+    for stage in Stage:
+        points = series.get(stage.value)
+        if not points:
+            continue
+        role = STAGE_ROLE[stage]
+        data.append({
+            "type": "scatter", "mode": "lines", "name": stage.label,
+            "x": [at.isoformat().replace("+00:00", "Z") for at, _ in points],
+            "y": [count for _, count in points],
+            "line": {"color": theme[role], "width": 2},
+            "meta": {"role": role, "part": "series"},
+        })
+    figure_layout = _base_layout(theme, height=height)
+    figure_layout.update({
+        "showlegend": True,
+        "legend": {"orientation": "h", "y": -0.2},
+        "margin": {"l": 50, "r": 10, "t": 10, "b": 40},
+        "xaxis": {"type": "date", "gridcolor": theme["grid"]},
+        "yaxis": {"title": {"text": "reports per bucket"}, "gridcolor": theme["grid"], "rangemode": "tozero"},
+    })
+    figure_layout["meta"]["roles"].update({"xaxis.gridcolor": "grid", "yaxis.gridcolor": "grid"})
+    return {"data": data, "layout": figure_layout}

@@ -1,0 +1,357 @@
+"""The flow graph as plain data, and the rules applied to it (no database, no UI).
+
+Nodes are services and topics; edges are ``service -> topic`` (it publishes there) and
+``topic -> service`` (one consumer group of that service reads it). The read side
+(:mod:`dashboards.flow_queries`) aggregates events into :class:`PublishAggregate` and
+:class:`ConsumeAggregate` rows; :func:`build_flow_graph` turns them into a graph with
+rates, failure shares, latency, lag and a health colour per edge and node.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from monitor.choices import FlowEdgeKind, FlowNodeKind, GroupStatus, Health
+
+_HEALTH_RANK = {Health.UNKNOWN: 0, Health.OK: 1, Health.WARNING: 2, Health.CRITICAL: 3}
+_CRITICAL_GROUP_STATUSES = {GroupStatus.STOPPED, GroupStatus.STALLED, GroupStatus.DATA_LOSS}
+_WARNING_GROUP_STATUSES = {GroupStatus.GROWING, GroupStatus.EMPTY, GroupStatus.REWIND}
+
+
+class InputError(ValueError):
+    """A bad query parameter; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def node_id(kind: str, name: str) -> str:
+    """Services and topics may share a name, so ids carry the kind."""
+    return f"{kind}:{name}"
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Where an edge turns amber and red. Shares are fractions (0.05 = 5 %)."""
+
+    failed_share_warning: float = 0.01
+    failed_share_critical: float = 0.05
+    p95_warning_seconds: float = 5.0
+    p95_critical_seconds: float = 60.0
+    lag_warning: int = 1_000
+    lag_critical: int = 10_000
+
+    # query parameter -> field; lets a deep link carry its own tolerances
+    PARAMS = {
+        "failed_warn": "failed_share_warning",
+        "failed_crit": "failed_share_critical",
+        "p95_warn": "p95_warning_seconds",
+        "p95_crit": "p95_critical_seconds",
+        "lag_warn": "lag_warning",
+        "lag_crit": "lag_critical",
+    }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str], base: Tolerances | None = None) -> Tolerances:
+        values = {}
+        for param, attribute in cls.PARAMS.items():
+            raw = params.get(param)
+            if raw in (None, ""):
+                continue
+            try:
+                number = float(raw)
+            except ValueError:
+                raise InputError(param, f"{raw!r} is not a number") from None
+            if not math.isfinite(number) or number < 0:
+                raise InputError(param, "must be a number >= 0")
+            values[attribute] = int(number) if attribute.startswith("lag") else number
+        tolerances = replace(base or cls(), **values)
+        for warning, critical, param in (
+            ("failed_share_warning", "failed_share_critical", "failed_crit"),
+            ("p95_warning_seconds", "p95_critical_seconds", "p95_crit"),
+            ("lag_warning", "lag_critical", "lag_crit"),
+        ):
+            if getattr(tolerances, critical) < getattr(tolerances, warning):
+                raise InputError(param, "must be at least the warning tolerance")
+        return tolerances
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, float]) -> Tolerances:
+        """From settings (``MONITOR_FLOW_TOLERANCES``, keyed by field name)."""
+        unknown = set(config) - set(cls.PARAMS.values())
+        if unknown:
+            raise InputError("MONITOR_FLOW_TOLERANCES", f"unknown key(s): {', '.join(sorted(unknown))}")
+        return cls.from_params({p: str(config[a]) for p, a in cls.PARAMS.items() if a in config})
+
+
+@dataclass(frozen=True)
+class PublishAggregate:
+    service: str
+    topic: str
+    published: int
+    failed: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass(frozen=True)
+class ConsumeAggregate:
+    topic: str
+    service: str
+    consumer_group: str
+    consumed: int
+    processed: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+
+    @property
+    def deliveries(self) -> int:
+        # Consumers that report only outcomes still carried every event they finished.
+        return max(self.consumed, self.processed + self.failed + self.dead_lettered)
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    lag: int | None
+    status: str = GroupStatus.UNKNOWN
+    clusters: tuple[str, ...] = ()
+
+
+@dataclass
+class FlowEdge:
+    source: str
+    target: str
+    kind: str
+    service: str
+    topic: str
+    consumer_group: str
+    events: int
+    failed: int
+    rate_per_second: float
+    failed_share: float
+    p95_latency_seconds: float | None = None
+    lag: int | None = None
+    lag_status: str | None = None
+    lag_clusters: tuple[str, ...] = ()
+    health: str = Health.UNKNOWN
+    reasons: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        suffix = f"#{self.consumer_group}" if self.consumer_group else ""
+        return f"{self.source}->{self.target}{suffix}"
+
+
+@dataclass
+class FlowNode:
+    id: str
+    kind: str
+    name: str
+    events_in: int = 0
+    events_out: int = 0
+    failed: int = 0
+    health: str = Health.UNKNOWN
+    hub: bool = False
+
+
+@dataclass
+class FlowGraph:
+    nodes: dict[str, FlowNode]
+    edges: list[FlowEdge]
+    span_seconds: float
+
+    def neighbours(self) -> dict[str, set[str]]:
+        adjacent: dict[str, set[str]] = defaultdict(set)
+        for edge in self.edges:
+            adjacent[edge.source].add(edge.target)
+            adjacent[edge.target].add(edge.source)
+        return adjacent
+
+
+def worst(healths: Iterable[str]) -> str:
+    return max(healths, key=lambda h: _HEALTH_RANK[Health(h)], default=Health.UNKNOWN)
+
+
+def edge_health(edge: FlowEdge, tolerances: Tolerances) -> tuple[str, list[str]]:
+    """Health of one edge and the reasons for anything not OK."""
+    if edge.events <= 0:
+        return Health.UNKNOWN, ["no events in the range"]
+    levels: list[tuple[str, str]] = []
+
+    def grade(value: float | None, warning: float, critical: float, what: str, unit: str) -> None:
+        if value is None:
+            return
+        if value >= critical:
+            levels.append((Health.CRITICAL, f"{what} {value:{unit}} >= {critical:{unit}}"))
+        elif value >= warning:
+            levels.append((Health.WARNING, f"{what} {value:{unit}} >= {warning:{unit}}"))
+
+    grade(edge.failed_share, tolerances.failed_share_warning, tolerances.failed_share_critical, "failed", ".1%")
+    grade(edge.p95_latency_seconds, tolerances.p95_warning_seconds, tolerances.p95_critical_seconds, "p95", ".1f")
+    grade(edge.lag, tolerances.lag_warning, tolerances.lag_critical, "lag", ",.0f")
+    if edge.lag_status in _CRITICAL_GROUP_STATUSES:
+        levels.append((Health.CRITICAL, f"group {GroupStatus(edge.lag_status).label.lower()}"))
+    elif edge.lag_status in _WARNING_GROUP_STATUSES:
+        levels.append((Health.WARNING, f"group {GroupStatus(edge.lag_status).label.lower()}"))
+    if not levels:
+        return Health.OK, []
+    health = worst(level for level, _ in levels)
+    return health, [reason for level, reason in levels if level == health]
+
+
+def build_flow_graph(
+    publishes: Iterable[PublishAggregate],
+    consumes: Iterable[ConsumeAggregate],
+    span_seconds: float,
+    p95_by_consumer: Mapping[tuple[str, str, str], float] | None = None,
+    lag_by_group_topic: Mapping[tuple[str, str], GroupLag] | None = None,
+    tolerances: Tolerances | None = None,
+) -> FlowGraph:
+    """Edges from the aggregates; ``p95_by_consumer`` is keyed (topic, service, group),
+    ``lag_by_group_topic`` (group, topic). Nodes and edges come out in a stable order."""
+    tolerances = tolerances or Tolerances()
+    p95_by_consumer = p95_by_consumer or {}
+    lag_by_group_topic = lag_by_group_topic or {}
+    span = max(span_seconds, 1e-9)
+    nodes: dict[str, FlowNode] = {}
+    edges: list[FlowEdge] = []
+
+    def node(kind: str, name: str) -> FlowNode:
+        key = node_id(kind, name)
+        if key not in nodes:
+            nodes[key] = FlowNode(id=key, kind=kind, name=name)
+        return nodes[key]
+
+    for row in sorted(publishes, key=lambda r: (r.service, r.topic)):
+        if not row.topic:
+            continue
+        producer, topic = node(FlowNodeKind.SERVICE, row.service), node(FlowNodeKind.TOPIC, row.topic)
+        failed = row.failed + row.dead_lettered
+        events = max(row.published, failed)
+        edges.append(FlowEdge(
+            source=producer.id, target=topic.id, kind=FlowEdgeKind.PUBLISH, service=row.service, topic=row.topic,
+            consumer_group="", events=events, failed=failed, rate_per_second=events / span,
+            failed_share=min(1.0, failed / events) if events else 0.0,
+        ))
+    for row in sorted(consumes, key=lambda r: (r.topic, r.service, r.consumer_group)):
+        if not row.topic:
+            continue
+        topic, consumer = node(FlowNodeKind.TOPIC, row.topic), node(FlowNodeKind.SERVICE, row.service)
+        failed = row.failed + row.dead_lettered
+        events = row.deliveries
+        lag = lag_by_group_topic.get((row.consumer_group, row.topic)) if row.consumer_group else None
+        edges.append(FlowEdge(
+            source=topic.id, target=consumer.id, kind=FlowEdgeKind.CONSUME, service=row.service, topic=row.topic,
+            consumer_group=row.consumer_group, events=events, failed=failed, rate_per_second=events / span,
+            failed_share=min(1.0, failed / events) if events else 0.0,
+            p95_latency_seconds=p95_by_consumer.get((row.topic, row.service, row.consumer_group)),
+            lag=lag.lag if lag else None, lag_status=lag.status if lag else None,
+            lag_clusters=lag.clusters if lag else (),
+        ))
+    for edge in edges:
+        edge.health, edge.reasons = edge_health(edge, tolerances)
+        nodes[edge.source].events_out += edge.events
+        nodes[edge.target].events_in += edge.events
+        # A failure belongs to the service that reported it.
+        nodes[node_id(FlowNodeKind.SERVICE, edge.service)].failed += edge.failed
+    incident: dict[str, list[str]] = defaultdict(list)
+    for edge in edges:
+        incident[edge.source].append(edge.health)
+        incident[edge.target].append(edge.health)
+    for key, item in nodes.items():
+        item.health = worst(incident[key])
+    ordered = dict(sorted(nodes.items(), key=lambda kv: (kv[1].kind != FlowNodeKind.SERVICE, kv[1].name)))
+    return FlowGraph(nodes=ordered, edges=edges, span_seconds=span_seconds)
+
+
+def subgraph(graph: FlowGraph, keep: set[str]) -> FlowGraph:
+    """The graph induced by ``keep``; topics left with no edge at all are dropped."""
+    edges = [e for e in graph.edges if e.source in keep and e.target in keep]
+    connected = {e.source for e in edges} | {e.target for e in edges}
+    nodes = {
+        key: node for key, node in graph.nodes.items()
+        if key in keep and (key in connected or node.kind == FlowNodeKind.SERVICE)
+    }
+    return FlowGraph(nodes=nodes, edges=edges, span_seconds=graph.span_seconds)
+
+
+def focus(graph: FlowGraph, service: str, depth: int = 1) -> FlowGraph:
+    """One service's neighbourhood: its topics and the services on their other side,
+    ``depth`` service-hops out. An unknown service gives an empty graph."""
+    start = node_id(FlowNodeKind.SERVICE, service)
+    if start not in graph.nodes:
+        return FlowGraph(nodes={}, edges=[], span_seconds=graph.span_seconds)
+    adjacent = graph.neighbours()
+    keep = {start}
+    frontier = {start}
+    for _ in range(max(1, depth) * 2):  # service -> topic -> service is two graph hops
+        frontier = {n for f in frontier for n in adjacent[f]} - keep
+        keep |= frontier
+    return subgraph(graph, keep)
+
+
+def find_hubs(graph: FlowGraph, min_degree: int | None = None) -> set[str]:
+    """Services that touch so many topics that drawing them turns the graph into a
+    hairball (loggers, auditors, CDC sinks). Default: at least 8 topics, or a quarter
+    of all topics on a large graph."""
+    topic_count = sum(1 for n in graph.nodes.values() if n.kind == FlowNodeKind.TOPIC)
+    threshold = min_degree if min_degree is not None else max(8, math.ceil(topic_count / 4))
+    adjacent = graph.neighbours()
+    return {
+        key for key, node in graph.nodes.items()
+        if node.kind == FlowNodeKind.SERVICE and len(adjacent[key]) >= threshold
+    }
+
+
+def hide(graph: FlowGraph, node_ids: set[str]) -> FlowGraph:
+    return subgraph(graph, set(graph.nodes) - node_ids)
+
+
+@dataclass(frozen=True)
+class PartitionShare:
+    partition: int
+    events: int
+    share: float
+
+
+@dataclass(frozen=True)
+class PartitionSkew:
+    partitions: list[PartitionShare]
+    max_over_mean: float | None
+    hot_partition: int | None
+
+
+def partition_skew(counts: Mapping[int, int], hot_factor: float = 2.0, min_events: int = 20) -> PartitionSkew:
+    """A partition is hot when it carries ``hot_factor`` times the mean of the partitions
+    that carried anything (and there is enough traffic to tell)."""
+    total = sum(counts.values())
+    rows = [PartitionShare(p, n, n / total if total else 0.0) for p, n in sorted(counts.items())]
+    if len(counts) < 2 or total == 0:
+        return PartitionSkew(rows, None, None)
+    mean = total / len(counts)
+    busiest = max(rows, key=lambda r: (r.events, -r.partition))
+    ratio = busiest.events / mean
+    hot = busiest.partition if ratio >= hot_factor and total >= min_events else None
+    return PartitionSkew(rows, ratio, hot)
+
+
+@dataclass(frozen=True)
+class KeyShare:
+    key: str
+    events: int
+    share: float
+    hot: bool
+
+
+def hot_keys(top: Iterable[tuple[str, int]], total: int, hot_share: float = 0.25, min_events: int = 10) -> list[KeyShare]:
+    """The busiest keys with their share of all keyed events; one key carrying a quarter
+    of a topic's traffic pins one partition (and one consumer)."""
+    return [
+        KeyShare(key, count, count / total if total else 0.0,
+                 bool(total) and count / total >= hot_share and count >= min_events)
+        for key, count in top
+    ]

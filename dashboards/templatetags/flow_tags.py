@@ -1,0 +1,51 @@
+"""Template helpers of the flow area.
+
+``{% load flow_tags %}{% range_picker %}`` renders the global time-range picker for the
+current request (any page may include it); ``{{ 0.053|share }}`` -> ``5.3 %``.
+"""
+from __future__ import annotations
+
+from datetime import UTC
+
+from django import template
+from django.utils import timezone
+
+from dashboards.time_range import CUSTOM, PRESETS, TimeRangeError, parse_time_range
+
+register = template.Library()
+_RANGE_PARAMS = {"range", "since", "until", "part"}
+
+
+def _local_input(moment) -> str:  # type: ignore[no-untyped-def]
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@register.inclusion_tag("fragments/range_picker.html", takes_context=True)
+def range_picker(context: template.Context) -> dict[str, object]:
+    request = context.get("request")
+    params = request.GET if request is not None else {}
+    try:
+        current = parse_time_range(params, timezone.now())
+    except TimeRangeError:
+        current = parse_time_range({}, timezone.now())
+    keep = [(key, value) for key in params if key not in _RANGE_PARAMS for value in params.getlist(key)]
+    presets = list(PRESETS.items())
+    if current.key not in PRESETS and current.key != CUSTOM:
+        presets.append((current.key, current.label))
+    return {
+        "presets": presets,
+        "current": current,
+        "is_custom": current.key == CUSTOM,
+        "since_value": _local_input(current.since),
+        "until_value": _local_input(current.until),
+        "keep": keep,
+        "action": request.path if request is not None else "",
+    }
+
+
+@register.filter
+def share(value: float | None) -> str:
+    if value is None:
+        return "—"
+    percent = value * 100
+    return f"{percent:.1f} %" if percent < 10 else f"{percent:.0f} %"

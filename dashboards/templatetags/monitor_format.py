@@ -1,0 +1,42 @@
+"""Template filters: ``{{ seconds|duration }}``, ``{{ lag|number }}``, ``{{ when|ago }}``, ``{{ when|utc }}``."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+
+from dashboards import formatting
+
+register = template.Library()
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    return formatting.format_duration(seconds)
+
+
+@register.filter
+def number(value: float | int | None) -> str:
+    return formatting.format_number(value)
+
+
+@register.filter
+def compact(value: float | int | None) -> str:
+    return formatting.format_compact(value)
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    return formatting.format_ago(value, timezone.now())
+
+
+@register.filter
+def utc(value: datetime | None) -> str:
+    return formatting.format_utc(value)
+
+
+@register.filter
+def iso(value: datetime | None) -> str:
+    """Machine-readable time for <time datetime> and sorting."""
+    return value.isoformat() if value else ""

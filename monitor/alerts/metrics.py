@@ -1,0 +1,471 @@
+"""The metric registry: metric name -> a function returning the latest reading of every
+subject, fetched in bulk (a few queries per metric per evaluation, never one per rule or
+per subject).
+
+Registering a metric from another area (e.g. the event detectors)::
+
+    from monitor.alerts.metrics import Level, Reading, Subject, metric
+
+    @metric("lost_events", unit="events", level=Level.TOPIC, description="Events published but never consumed")
+    def lost_events(scopes, now):
+        return {Subject(cluster="", group=g, topic=t): float(n) for g, t, n in ...}
+
+A fetch function receives the scopes of every enabled rule using the metric (so it may
+narrow its query) and ``now``; it returns ``{Subject: Reading | float | None}`` (a bare
+number is a reading, None is "no data"). It may return subjects outside the scopes: the
+engine matches each rule's globs itself. Modules listed in ``PLUGIN_MODULES`` are
+imported on first use, so their ``@metric`` decorators run in every process.
+
+``status`` is categorical: a group status is stored as its rank in ``STATUS_RANK``
+(ordered from healthy to worst), so ``status == stopped`` and ``status >= stalled``
+both work and thresholds/values stay numbers in the database. Thresholds and values
+are shown by name everywhere (admin, messages, API).
+"""
+from __future__ import annotations
+
+import enum
+import importlib
+import importlib.util
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import F
+
+from monitor.alerts.rules import Reading, Scope, Subject, glob_matches, literal_values
+from monitor.choices import ClusterStatus, GroupStatus
+
+PLUGIN_MODULES = ("monitor.events.alert_metrics",)
+
+# Health order of a group status: a higher rank is worse. Append-only: ranks are stored.
+STATUS_RANK: dict[str, int] = {
+    GroupStatus.OK: 0,
+    GroupStatus.IDLE: 1,
+    GroupStatus.EMPTY: 2,
+    GroupStatus.REWIND: 3,
+    GroupStatus.GROWING: 4,
+    GroupStatus.STALLED: 5,
+    GroupStatus.STOPPED: 6,
+    GroupStatus.DATA_LOSS: 7,
+}
+# ``gone`` and ``unknown`` are not values but the absence of data (handled explicitly).
+
+MAX_BACKTEST_SUBJECTS = 100
+
+
+class Level(str, enum.Enum):
+    CLUSTER = "cluster"
+    GROUP = "group"
+    TOPIC = "topic"
+
+
+FetchResult = Mapping[Subject, "Reading | float | None"]
+Fetch = Callable[[Sequence[Scope], datetime], FetchResult]
+Series = list[tuple[datetime, "float | None"]]
+History = Callable[[Scope, datetime, datetime], dict[Subject, Series]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fetch: Fetch
+    description: str = ""
+    unit: str = ""
+    level: Level = Level.TOPIC
+    choices: tuple[str, ...] = ()  # categorical metric: value i is choices[i]
+    history: History | None = None  # stored history for the backtest, when there is one
+
+    @property
+    def categorical(self) -> bool:
+        return bool(self.choices)
+
+    def parse_threshold(self, raw: object) -> float:
+        """A threshold from a form or YAML: a number, or a choice name for categorical
+        metrics. Raises ValueError with a message for the user."""
+        if self.categorical:
+            text = str(raw).strip()
+            if text in self.choices:
+                return float(self.choices.index(text))
+            raise ValueError(f"{self.name} thresholds are one of: {', '.join(self.choices)} (got {raw!r})")
+        if isinstance(raw, bool):
+            raise ValueError(f"must be a number (got {raw!r})")
+        try:
+            number = float(str(raw).strip().replace("_", "").replace(",", "")) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number (got {raw!r})") from None
+        if not math.isfinite(number):
+            raise ValueError(f"must be a finite number (got {raw!r})")
+        return number
+
+    def format_value(self, value: float | None) -> str:
+        if value is None:
+            return "no data"
+        if self.categorical:
+            index = int(value)
+            return self.choices[index] if 0 <= index < len(self.choices) else f"#{index}"
+        if math.isinf(value):
+            return "never" if value > 0 else "-never"
+        if self.unit == "seconds":
+            return format_duration(value)
+        text = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+        return f"{text} {self.unit}".strip()
+
+    def json_value(self, value: float | None) -> float | str | None:
+        """JSON form: names for categorical metrics, numbers otherwise (null when infinite)."""
+        if value is None:
+            return None
+        if self.categorical:
+            return self.format_value(value)
+        if not math.isfinite(value):
+            return None
+        return value
+
+
+def format_duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 or seconds.is_integer() else f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Metric] = {}
+_plugins_loaded = False
+
+
+def register(item: Metric) -> Metric:
+    existing = _REGISTRY.get(item.name)
+    if existing is not None and existing.fetch is not item.fetch:
+        raise ValueError(f"metric {item.name!r} is already registered by {existing.fetch.__module__}")
+    _REGISTRY[item.name] = item
+    return item
+
+
+def metric(name: str, *, description: str = "", unit: str = "", level: Level = Level.TOPIC,
+           choices: Iterable[str] = (), history: History | None = None) -> Callable[[Fetch], Fetch]:
+    """Decorator registering ``fetch`` as metric ``name``."""
+
+    def decorator(fetch: Fetch) -> Fetch:
+        register(Metric(name=name, fetch=fetch, description=description, unit=unit, level=level,
+                        choices=tuple(choices), history=history))
+        return fetch
+
+    return decorator
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for module in PLUGIN_MODULES:
+        try:
+            found = importlib.util.find_spec(module)
+        except ModuleNotFoundError:  # the parent package is missing
+            found = None
+        if found is not None:
+            importlib.import_module(module)
+
+
+def all_metrics() -> dict[str, Metric]:
+    _load_plugins()
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> Metric:
+    _load_plugins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}") from None
+
+
+def choices() -> list[tuple[str, str]]:
+    """(name, label) pairs for forms."""
+    return [(m.name, f"{m.name} - {m.description}" if m.description else m.name)
+            for m in sorted(all_metrics().values(), key=lambda m: m.name)]
+
+
+def normalise(result: FetchResult) -> dict[Subject, Reading]:
+    readings: dict[Subject, Reading] = {}
+    for subject, value in result.items():
+        if isinstance(value, Reading):
+            readings[subject] = value
+        elif value is None:
+            readings[subject] = Reading.no_data("no data")
+        else:
+            readings[subject] = Reading(float(value))
+    return readings
+
+
+# -- lag data (ConsumerGroup, TopicLagSample, Cluster) -----------------------------------------------
+
+def stale_after_seconds(poll_interval_seconds: int) -> float:
+    """A group sample older than this is no longer the group's current state."""
+    return 3 * poll_interval_seconds + 60
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    id: int
+    cluster: str
+    name: str
+    no_data_reason: str
+    final: bool
+    row: Mapping[str, object]
+
+
+def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
+    from monitor.models import ConsumerGroup
+
+    queryset = ConsumerGroup.objects.all()
+    clusters = literal_values(scope.cluster for scope in scopes)
+    if clusters is not None:
+        queryset = queryset.filter(cluster__name__in=clusters)
+    rows = queryset.values(
+        "id", "name", "status", "total_lag", "catch_up_seconds", "retention_risk_seconds", "topics",
+        "last_sample_at", "gone_at", "cluster__name", "cluster__enabled", "cluster__status",
+        "cluster__poll_interval_seconds",
+    )
+    groups: list[GroupRow] = []
+    for row in rows:
+        if not any(glob_matches(s.cluster, row["cluster__name"]) and glob_matches(s.group, row["name"])
+                   for s in scopes):
+            continue
+        reason, final = _group_no_data(row, now)
+        groups.append(GroupRow(row["id"], row["cluster__name"], row["name"], reason, final, row))
+    return groups
+
+
+def _group_no_data(row: Mapping[str, object], now: datetime) -> tuple[str, bool]:
+    if not row["cluster__enabled"]:
+        return f"cluster {row['cluster__name']} is disabled", True
+    if row["gone_at"] is not None:
+        return f"group {row['name']} was deleted (gone since {row['gone_at']:%Y-%m-%d %H:%M} UTC)", True  # type: ignore[str-format]
+    if row["cluster__status"] == ClusterStatus.UNREACHABLE:
+        return f"cluster {row['cluster__name']} is unreachable", False
+    last = row["last_sample_at"]
+    if last is None:
+        return "the group has not been polled yet", False
+    age = (now - last).total_seconds()  # type: ignore[operator]
+    if age > stale_after_seconds(row["cluster__poll_interval_seconds"]):  # type: ignore[arg-type]
+        return f"no lag sample for {format_duration(age)}", False
+    return "", False
+
+
+def _group_topics(row: Mapping[str, object]) -> list[str]:
+    topics = row.get("topics") or []
+    names = []
+    for item in topics if isinstance(topics, list) else []:
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("topic") or item.get("name"), str):
+            names.append(item.get("topic") or item.get("name"))  # type: ignore[arg-type]
+    return names
+
+
+def _topic_readings(scopes: Sequence[Scope], now: datetime, field_name: str) -> dict[Subject, Reading]:
+    from monitor.models import TopicLagSample
+
+    groups = {group.id: group for group in _group_rows(scopes, now)}
+    if not groups:
+        return {}
+    rows = (
+        TopicLagSample.objects.filter(resolution=0, group_id__in=list(groups), polled_at=F("group__last_sample_at"))
+        .values_list("group_id", "topic", field_name, "unknown_partitions")
+    )
+    readings: dict[Subject, Reading] = {}
+    for group_id, topic, value, unknown_partitions in rows:
+        group = groups[group_id]
+        subject = Subject(group.cluster, group.name, topic)
+        if group.no_data_reason:
+            readings[subject] = Reading.no_data(group.no_data_reason, final=group.final)
+        elif value is None:
+            readings[subject] = Reading.no_data(
+                f"{field_name.replace('_', ' ')} unknown ({unknown_partitions} partition(s) without data)")
+        else:
+            readings[subject] = Reading(float(value))
+    # A group whose latest samples are gone (pruned) still reports its no-data reason.
+    for group in groups.values():
+        if group.no_data_reason:
+            for topic in _group_topics(group.row):
+                readings.setdefault(Subject(group.cluster, group.name, topic),
+                                    Reading.no_data(group.no_data_reason, final=group.final))
+    return readings
+
+
+def _topic_history(field_name: str) -> History:
+    def history(scope: Scope, since: datetime, until: datetime) -> dict[Subject, Series]:
+        from monitor.models import ConsumerGroup, TopicLagSample
+
+        queryset = ConsumerGroup.objects.all()
+        clusters = literal_values([scope.cluster])
+        if clusters is not None:
+            queryset = queryset.filter(cluster__name__in=clusters)
+        groups = {
+            group_id: (cluster, name)
+            for group_id, cluster, name in queryset.values_list("id", "cluster__name", "name")
+            if glob_matches(scope.cluster, cluster) and glob_matches(scope.group, name)
+        }
+        if not groups:
+            return {}
+        rows = (
+            TopicLagSample.objects.filter(group_id__in=list(groups), polled_at__gte=since, polled_at__lt=until)
+            .order_by("group_id", "topic", "polled_at")
+            .values_list("group_id", "topic", "resolution", "polled_at", field_name)
+        )
+        by_resolution: dict[Subject, dict[int, Series]] = defaultdict(lambda: defaultdict(list))
+        for group_id, topic, resolution, polled_at, value in rows.iterator(chunk_size=5000):
+            if not glob_matches(scope.topic, topic):
+                continue
+            cluster, name = groups[group_id]
+            subject = Subject(cluster, name, topic)
+            if subject not in by_resolution and len(by_resolution) >= MAX_BACKTEST_SUBJECTS:
+                continue
+            by_resolution[subject][resolution].append((polled_at, None if value is None else float(value)))
+        return {subject: merge_resolutions(series) for subject, series in by_resolution.items()}
+
+    return history
+
+
+def merge_resolutions(series_by_resolution: Mapping[int, Series]) -> Series:
+    """One series from raw samples and rollups: the finest data wins; coarser rollups
+    only fill the time before the finer data starts."""
+    merged: Series = []
+    covered_from: datetime | None = None
+    for resolution in sorted(series_by_resolution):
+        points = sorted(series_by_resolution[resolution], key=lambda point: point[0])
+        if covered_from is not None:
+            points = [point for point in points if point[0] + timedelta(seconds=resolution) <= covered_from]
+        if points:
+            merged.extend(points)
+            first = points[0][0]
+            covered_from = first if covered_from is None else min(covered_from, first)
+    merged.sort(key=lambda point: point[0])
+    return merged
+
+
+@metric("lag", unit="messages", level=Level.TOPIC, history=_topic_history("lag"),
+        description="messages the group is behind on a topic")
+def lag(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
+    return _topic_readings(scopes, now, "lag")
+
+
+@metric("time_lag_seconds", unit="seconds", level=Level.TOPIC, history=_topic_history("time_lag_seconds"),
+        description="how old the oldest unread message of a topic is")
+def time_lag_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
+    return _topic_readings(scopes, now, "time_lag_seconds")
+
+
+def _group_readings(scopes: Sequence[Scope], now: datetime,
+                    value_of: Callable[[Mapping[str, object]], Reading]) -> dict[Subject, Reading]:
+    readings: dict[Subject, Reading] = {}
+    for group in _group_rows(scopes, now):
+        subject = Subject(group.cluster, group.name, "")
+        topics = _group_topics(group.row)
+        if group.no_data_reason:
+            readings[subject] = Reading.no_data(group.no_data_reason, final=group.final, topics=topics)
+        else:
+            reading = value_of(group.row)
+            readings[subject] = Reading(reading.value, reading.no_data_reason, reading.final,
+                                        {**reading.detail, "topics": topics})
+    return readings
+
+
+@metric("status", level=Level.GROUP, choices=tuple(STATUS_RANK),
+        description="the group's status (ok ... data_loss, ordered by severity)")
+def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
+    def value_of(row: Mapping[str, object]) -> Reading:
+        rank = STATUS_RANK.get(row["status"])  # type: ignore[arg-type]
+        if rank is None:
+            return Reading.no_data(f"status is {row['status']}")
+        return Reading(float(rank))
+
+    return _group_readings(scopes, now, value_of)
+
+
+@metric("catch_up_seconds", unit="seconds", level=Level.GROUP,
+        description="forecast time until the group has caught up (never when it is not catching up)")
+def catch_up_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
+    def value_of(row: Mapping[str, object]) -> Reading:
+        if row["catch_up_seconds"] is not None:
+            return Reading(float(row["catch_up_seconds"]))  # type: ignore[arg-type]
+        if row["total_lag"] is None:
+            return Reading.no_data("lag unknown")
+        if row["total_lag"] == 0:
+            return Reading(0.0)
+        return Reading(math.inf, detail={"value_text": "not catching up"})
+
+    return _group_readings(scopes, now, value_of)
+
+
+@metric("retention_risk_seconds", unit="seconds", level=Level.GROUP,
+        description="forecast time until retention deletes messages the group has not read")
+def retention_risk_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
+    def value_of(row: Mapping[str, object]) -> Reading:
+        if row["retention_risk_seconds"] is None:
+            return Reading(math.inf, detail={"value_text": "no risk"})
+        return Reading(float(row["retention_risk_seconds"]))  # type: ignore[arg-type]
+
+    return _group_readings(scopes, now, value_of)
+
+
+@metric("cluster_unreachable", level=Level.CLUSTER,
+        description="1 while the cluster cannot be reached, else 0")
+def cluster_unreachable(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
+    from monitor.models import Cluster
+
+    readings: dict[Subject, Reading] = {}
+    for name, enabled, state, last_error in Cluster.objects.values_list("name", "enabled", "status", "last_error"):
+        if not any(glob_matches(scope.cluster, name) for scope in scopes):
+            continue
+        subject = Subject(name)
+        if not enabled:
+            readings[subject] = Reading.no_data(f"cluster {name} is disabled", final=True)
+        elif state == ClusterStatus.UNKNOWN:
+            readings[subject] = Reading.no_data(f"cluster {name} has not been polled yet")
+        else:
+            unreachable = state == ClusterStatus.UNREACHABLE
+            readings[subject] = Reading(1.0 if unreachable else 0.0,
+                                        detail={"error": (last_error or "")[:300]} if unreachable else {})
+    return readings
+
+
+# -- context for messages ------------------------------------------------------------------
+
+def worst_partitions(subjects: Iterable[Subject], limit: int = 5) -> dict[Subject, list[dict[str, object]]]:
+    """The partitions with the most lag of each (cluster, group, topic) subject, from the
+    group's latest poll: one query for all subjects."""
+    from monitor.models import PartitionLagSample
+
+    wanted = {s for s in subjects if s.group}
+    if not wanted:
+        return {}
+    pairs = {(s.cluster, s.group) for s in wanted}
+    rows = (
+        PartitionLagSample.objects.filter(
+            group__cluster__name__in={c for c, _ in pairs}, group__name__in={g for _, g in pairs},
+            polled_at=F("group__last_sample_at"),
+        )
+        .values_list("group__cluster__name", "group__name", "topic", "partition", "lag", "time_lag_seconds")
+    )
+    found: dict[Subject, list[dict[str, object]]] = defaultdict(list)
+    for cluster, group, topic, partition, lag_value, time_lag in rows:
+        for subject in (Subject(cluster, group, topic), Subject(cluster, group, "")):
+            if subject in wanted:
+                found[subject].append({"topic": topic, "partition": partition, "lag": lag_value,
+                                       "time_lag_seconds": time_lag})
+    return {
+        subject: sorted(items, key=lambda item: (item["lag"] is None, -(item["lag"] or 0)))[:limit]
+        for subject, items in found.items()
+    }

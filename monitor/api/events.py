@@ -1,0 +1,73 @@
+"""POST /api/v1/events: event reports from services (scope ``ingest``).
+
+Thin: authenticate, read a bounded body, decode JSON, hand it to
+:func:`monitor.events.ingest.ingest_payload`, answer 202 ``{accepted, duplicates}``.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+
+from monitor.api.auth import api_view
+from monitor.api.errors import ApiError, FieldError
+from monitor.choices import TokenScope
+from monitor.events.config import IngestLimits
+from monitor.events.ingest import IngestError, ingest_payload
+
+
+def read_body(request: HttpRequest, max_bytes: int) -> bytes:
+    """The request body, gunzipped when sent with ``Content-Encoding: gzip``.
+
+    Refuses (413) a declared length over the limit before reading anything, and stops
+    inflating a compressed body as soon as it passes the limit, so one request never
+    holds more than ``max_bytes`` of payload in memory.
+    """
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApiError("Content-Length is not a number.", status=400) from None
+    if declared > max_bytes:
+        raise ApiError(f"The body is {declared} bytes; at most {max_bytes} are accepted.", status=413)
+    body = request.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise ApiError(f"The body is larger than {max_bytes} bytes.", status=413)
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise ApiError(f"Content-Encoding {encoding!r} is not supported; use gzip or none.", status=415)
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    try:
+        plain = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise ApiError(f"The gzip body is corrupt: {exc}.", status=400) from None
+    if len(plain) > max_bytes or inflater.unconsumed_tail:
+        raise ApiError(f"The uncompressed body is larger than {max_bytes} bytes.", status=413)
+    if not inflater.eof:
+        raise ApiError("The gzip body is truncated.", status=400)
+    return plain
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(body: bytes) -> object:
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(f"The body is not valid JSON: {exc}.", status=400) from None
+
+
+@api_view(scope=TokenScope.INGEST, methods=("POST",))
+def ingest_events(request: HttpRequest) -> JsonResponse:
+    limits = IngestLimits.from_settings()
+    payload = decode_json(read_body(request, limits.max_bytes))
+    try:
+        result = ingest_payload(payload, timezone.now(), limits)
+    except IngestError as error:
+        raise ApiError(error.detail, [FieldError(e.loc, e.msg) for e in error.errors], status=error.status) from None
+    return JsonResponse({"accepted": result.accepted, "duplicates": result.duplicates}, status=202)

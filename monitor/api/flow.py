@@ -1,0 +1,161 @@
+"""GET /api/v1/flow and GET /api/v1/traces/{trace_id}: thin: parse, query, serialise."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+
+from dashboards import flow_model
+from dashboards.flow_model import FlowGraph, InputError, Tolerances
+from dashboards.flow_queries import flow_graph, trace_events
+from dashboards.time_range import TimeRange, TimeRangeError, format_iso, parse_time_range
+from dashboards.trace_timeline import TraceEvent, causal_order
+from monitor.api.auth import api_view
+from monitor.api.errors import BadRequest, FieldError, NotFound
+from monitor.choices import FlowNodeKind, TokenScope
+
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+HIDE_HUBS = "hubs"
+
+
+def _bad_query(field: str, message: str) -> BadRequest:
+    return BadRequest(f"Bad query parameter '{field}': {message}", [FieldError(("query", field), message)])
+
+
+def parse_range(params: Mapping[str, str]) -> TimeRange:
+    try:
+        return parse_time_range(params, timezone.now())
+    except TimeRangeError as error:
+        raise _bad_query(error.field, error.message) from None
+
+
+def configured_tolerances(params: Mapping[str, str]) -> Tolerances:
+    """Settings (``MONITOR_FLOW_TOLERANCES``) first, then the URL's own overrides."""
+    try:
+        base = Tolerances.from_mapping(getattr(settings, "MONITOR_FLOW_TOLERANCES", {}) or {})
+        return Tolerances.from_params(params, base)
+    except InputError as error:
+        raise _bad_query(error.field, error.message) from None
+
+
+def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str]) -> FlowGraph:
+    """Apply ``focus=<service>`` (its neighbourhood) and ``hide=hubs`` / ``hide=<service>``."""
+    hubs = flow_model.find_hubs(graph)
+    for key in hubs:
+        graph.nodes[key].hub = True
+    focus = (params.get("focus") or "").strip()
+    drop: set[str] = set()
+    for name in hidden:
+        if name == HIDE_HUBS:
+            drop |= hubs
+        else:
+            drop.add(flow_model.node_id(FlowNodeKind.SERVICE, name))
+    if focus:
+        drop.discard(flow_model.node_id(FlowNodeKind.SERVICE, focus))  # never hide what was asked for
+    if drop:
+        graph = flow_model.hide(graph, drop)
+    if focus:
+        try:
+            depth = int(params.get("depth") or 1)
+        except ValueError:
+            raise _bad_query("depth", "must be a whole number") from None
+        if not 1 <= depth <= 5:
+            raise _bad_query("depth", "must be between 1 and 5")
+        graph = flow_model.focus(graph, focus, depth)
+    return graph
+
+
+def hidden_names(request: HttpRequest) -> list[str]:
+    """``hide`` may repeat or be comma separated."""
+    return [name.strip() for value in request.GET.getlist("hide") for name in value.split(",") if name.strip()]
+
+
+def serialise_graph(graph: FlowGraph, time_range: TimeRange) -> dict[str, Any]:
+    return {
+        "since": format_iso(time_range.since),
+        "until": format_iso(time_range.until),
+        "nodes": [
+            {"id": n.id, "kind": n.kind, "name": n.name, "health": n.health, "hub": n.hub,
+             "events_in": n.events_in, "events_out": n.events_out, "failed": n.failed}
+            for n in graph.nodes.values()
+        ],
+        "edges": [
+            {"source": e.source, "target": e.target, "events": e.events, "failed": e.failed,
+             "p95_latency_seconds": e.p95_latency_seconds, "kind": e.kind,
+             "consumer_group": e.consumer_group or None, "rate_per_second": e.rate_per_second,
+             "failed_share": e.failed_share, "lag": e.lag, "lag_status": e.lag_status,
+             "health": e.health, "reasons": e.reasons, "examples": e.examples}
+            for e in graph.edges
+        ],
+    }
+
+
+@api_view(scope=TokenScope.READ)
+def flow(request: HttpRequest) -> JsonResponse:
+    time_range = parse_range(request.GET)
+    tolerances = configured_tolerances(request.GET)
+    graph = flow_graph(time_range.since, time_range.until, time_range.is_live, tolerances)
+    graph = shape_graph(graph, request.GET, hidden_names(request))
+    return JsonResponse(serialise_graph(graph, time_range))
+
+
+def traceparent(trace_id: str, span_id: str) -> str | None:
+    """The W3C header rebuilt from the stored ids (sampled flag set)."""
+    if _TRACE_ID.match(trace_id) and _SPAN_ID.match(span_id):
+        return f"00-{trace_id}-{span_id}-01"
+    return None
+
+
+def serialise_event(event: TraceEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "type": event.type,
+        "service": event.service,
+        "stage": event.stage,
+        "timestamp": format_iso(event.timestamp),
+        "received_at": format_iso(event.received_at) if event.received_at else None,
+        "topic": event.topic or None,
+        "partition": event.partition,
+        "offset": event.offset,
+        "key": event.key or None,
+        "consumer_group": event.consumer_group or None,
+        "schema_version": event.schema_version,
+        "trace_id": event.trace_id or None,
+        "span_id": event.span_id or None,
+        "parent_span_id": event.parent_span_id or None,
+        "traceparent": traceparent(event.trace_id, event.span_id),
+        "attributes": event.attributes if event.attributes is not None else {},
+    }
+
+
+def trace_document(trace_id: str) -> dict[str, Any] | None:
+    events, truncated = trace_events(trace_id)
+    if not events and trace_id != trace_id.lower():
+        trace_id = trace_id.lower()
+        events, truncated = trace_events(trace_id)
+    if not events:
+        return None
+    ordered = causal_order(events)
+    first = min(e.timestamp for e in ordered)
+    last = max(e.timestamp for e in ordered)
+    return {
+        "trace_id": trace_id,
+        "services": list(dict.fromkeys(e.service for e in ordered)),
+        "duration_seconds": (last - first).total_seconds(),
+        "truncated": truncated,
+        "events": [serialise_event(e) for e in ordered],
+    }
+
+
+@api_view(scope=TokenScope.READ)
+def trace(request: HttpRequest, trace_id: str) -> JsonResponse:
+    document = trace_document(trace_id.strip())
+    if document is None:
+        raise NotFound(f"No events were reported for trace {trace_id!r}.",
+                       [FieldError(("path", "trace_id"), "unknown trace")])
+    return JsonResponse(document)

@@ -1,0 +1,170 @@
+"""Lag endpoints of the JSON API (CONTRACT, HTTP API): parse, query the read side, serialise.
+
+Latest-poll data comes from the poller's snapshot (Redis, falling back to the database);
+history from :mod:`dashboards.queries`."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone as dt_timezone
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse, QueryDict
+from django.utils import timezone
+
+from dashboards import queries
+from monitor.api.auth import api_view
+from monitor.api.errors import BadRequest, FieldError, NotFound
+from monitor.choices import SeriesMetric, TokenScope
+from monitor.lag import snapshot
+from monitor.models import Cluster, ConsumerGroup
+
+DEFAULT_SERIES_RANGE = timedelta(hours=1)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO-8601 in UTC with ``Z``; milliseconds only when the time has a fraction."""
+    if value is None:
+        return None
+    value = value.astimezone(dt_timezone.utc)
+    text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
+    return text.removesuffix("+00:00") + "Z"
+
+
+def parse_query_time(query: QueryDict, name: str, errors: list[FieldError]) -> datetime | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        # A '+' in an unencoded offset arrives as a space.
+        value = datetime.fromisoformat(raw.strip().replace(" ", "+") if "T" in raw else raw.strip())
+    except ValueError:
+        errors.append(FieldError(("query", name), "must be an ISO-8601 time, e.g. 2024-05-01T12:00:00Z"))
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
+
+
+def parse_points(query: QueryDict, errors: list[FieldError]) -> int:
+    raw = query.get("points")
+    if raw is None or raw == "":
+        return queries.DEFAULT_POINTS
+    try:
+        points = int(raw)
+    except ValueError:
+        points = 0
+    if not 1 <= points <= queries.MAX_POINTS:
+        errors.append(FieldError(("query", "points"), f"must be an integer from 1 to {queries.MAX_POINTS}"))
+    return points
+
+
+def _cluster_or_404(name: str) -> Cluster:
+    cluster = queries.find_cluster(name)
+    if cluster is None:
+        raise NotFound(f"No cluster named {name!r}.", [FieldError(("path", "cluster"), "unknown cluster")])
+    return cluster
+
+
+def _unknown_group(cluster: Cluster, name: str) -> NotFound:
+    return NotFound(
+        f"No consumer group named {name!r} on cluster {cluster.name!r}.",
+        [FieldError(("path", "group"), "unknown consumer group")],
+    )
+
+
+def _group_or_404(cluster: Cluster, name: str) -> ConsumerGroup:
+    group = queries.find_group(cluster, name)
+    if group is None:
+        raise _unknown_group(cluster, name)
+    return group
+
+
+SUMMARY_FIELDS = (
+    "group", "state", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "members",
+    "catch_up_seconds", "retention_risk_seconds", "lost_messages", "first_seen_at", "last_seen_at",
+    "last_sample_at", "gone_at",
+)
+PARTITION_FIELDS = (
+    "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
+    "time_lag_seconds", "time_lag_method", "time_lag_reason",
+)
+
+
+def _serialise(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, object]:
+    """The listed fields of a snapshot row (a stable shape), times as ISO-8601 UTC with Z."""
+    body: dict[str, object] = {}
+    for name in fields:
+        value = row.get(name)
+        body[name] = iso_utc(value) if isinstance(value, datetime) else value
+    if "time_lag_reason" in body and body["time_lag_reason"] is None:
+        body["time_lag_reason"] = ""
+    return body
+
+
+@api_view(scope=TokenScope.READ)
+def clusters(request: HttpRequest) -> JsonResponse:
+    body = [
+        {
+            "name": cluster.name,
+            "status": cluster.status,
+            "last_poll_at": iso_utc(cluster.last_poll_at),
+            "last_error": queries.public_error(cluster) or None,
+            "last_success_at": iso_utc(cluster.last_success_at),
+            "enabled": cluster.enabled,
+            "poll_interval_seconds": cluster.poll_interval_seconds,
+        }
+        for cluster in Cluster.objects.order_by("name")
+    ]
+    return JsonResponse(body, safe=False)
+
+
+@api_view(scope=TokenScope.READ)
+def cluster_groups(request: HttpRequest, cluster: str) -> JsonResponse:
+    found = _cluster_or_404(cluster)
+    cached = snapshot.get_cluster_snapshot(found.name) or {"groups": []}
+    groups = sorted(cached["groups"], key=lambda g: g["group"])
+    return JsonResponse([_serialise(g, SUMMARY_FIELDS) for g in groups], safe=False)
+
+
+@api_view(scope=TokenScope.READ)
+def group_detail(request: HttpRequest, cluster: str, group: str) -> JsonResponse:
+    found = _cluster_or_404(cluster)
+    detail = snapshot.get_group_snapshot(found.name, group)
+    if detail is None:
+        raise _unknown_group(found, group)
+    body = _serialise(detail, SUMMARY_FIELDS)
+    body["cluster"] = found.name
+    body["partitions"] = [_serialise(p, PARTITION_FIELDS) for p in detail.get("partitions", [])]
+    return JsonResponse(body)
+
+
+@api_view(scope=TokenScope.READ)
+def group_lag(request: HttpRequest, cluster: str, group: str) -> JsonResponse:
+    found = _group_or_404(_cluster_or_404(cluster), group)
+    query = request.GET
+    errors: list[FieldError] = []
+    now = timezone.now()
+    since = parse_query_time(query, "since", errors)
+    until = parse_query_time(query, "until", errors)
+    points = parse_points(query, errors)
+    metric = query.get("metric") or SeriesMetric.LAG
+    if metric not in SeriesMetric.values:
+        errors.append(FieldError(("query", "metric"), f"must be one of: {', '.join(SeriesMetric.values)}"))
+    until = until or now
+    since = since or until - DEFAULT_SERIES_RANGE
+    if not errors and since >= until:
+        errors.append(FieldError(("query", "since"), "must be before until"))
+    if errors:
+        raise BadRequest("Invalid query parameters.", errors)
+    series = queries.group_lag_series(
+        found, since, until, now, points=points, topic=query.get("topic") or None, metric=metric
+    )
+    return JsonResponse(
+        {
+            "cluster": found.cluster.name,
+            "group": found.name,
+            "metric": metric,
+            "since": iso_utc(since),
+            "until": iso_utc(until),
+            "series": [
+                {"topic": s.name, "points": [[iso_utc(ts), value] for ts, value in s.points]} for s in series
+            ],
+        }
+    )

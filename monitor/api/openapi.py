@@ -1,0 +1,499 @@
+"""The OpenAPI 3.1 document of every contract endpoint, kept as a plain dict.
+
+Served at ``GET /api/v1/openapi.json`` without authentication (it holds no data).
+Adding an endpoint means adding its path here; tests check that every contract path is
+described and that real responses validate against these schemas.
+"""
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+
+from monitor.api.auth import api_view
+from monitor.choices import AlertState, ClusterStatus, GroupStatus, SeriesMetric, Stage, TimeLagMethod
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: object) -> dict[str, object]:
+    return {"type": [kind, "null"], **extra}
+
+
+def _json(schema: dict[str, object], description: str) -> dict[str, object]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, object]:
+    return _json(_ref("Error"), description)
+
+
+TIME = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC with Z"}
+NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with Z"}
+READ_ERRORS = {
+    "401": _error("No valid credentials"),
+    "403": _error("The token lacks the read scope"),
+}
+INGEST_ERRORS = {
+    "400": _error("Invalid input; errors[].loc names each bad event's index and field"),
+    "401": _error("No valid credentials"),
+    "403": _error("The token lacks the ingest scope"),
+    "413": _error("Request body too large"),
+    "422": _error("Invalid input; errors[].loc names each bad event's index and field"),
+}
+NOT_FOUND = {"404": _error("Unknown cluster or group name")}
+CLUSTER_PARAM = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
+GROUP_PARAM = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
+SINCE_PARAM = {"name": "since", "in": "query", "required": False, "schema": TIME}
+UNTIL_PARAM = {"name": "until", "in": "query", "required": False, "schema": TIME}
+PUBLIC: list[dict[str, list[str]]] = []
+
+SCHEMAS: dict[str, dict[str, object]] = {
+    "Error": {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["loc", "msg"],
+                    "properties": {
+                        "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                        "msg": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "Cluster": {
+        "type": "object",
+        "required": ["name", "status", "last_poll_at", "last_error"],
+        "properties": {
+            "name": {"type": "string"},
+            "status": {"type": "string", "enum": ClusterStatus.values},
+            "last_poll_at": NULLABLE_TIME,
+            "last_error": _nullable("string", description="Never contains credentials"),
+            "last_success_at": NULLABLE_TIME,
+            "enabled": {"type": "boolean"},
+            "poll_interval_seconds": {"type": "integer"},
+        },
+    },
+    "GroupSummary": {
+        "type": "object",
+        "required": ["group", "state", "status", "total_lag", "max_time_lag_seconds", "topics"],
+        "properties": {
+            "group": {"type": "string"},
+            "state": {"type": "string", "description": "Broker-reported group state, e.g. Stable, Empty"},
+            "status": {"type": "string", "enum": GroupStatus.values},
+            "status_reason": {"type": "string"},
+            "total_lag": _nullable("integer", description="null when unknown, never 0 for unknown"),
+            "max_time_lag_seconds": _nullable("number"),
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "members": _nullable("integer"),
+            "catch_up_seconds": _nullable("number", description="Forecast; null when not catching up"),
+            "retention_risk_seconds": _nullable(
+                "number", description="Forecast: time until retention deletes unread messages; null = no risk"
+            ),
+            "lost_messages": {"type": "integer"},
+            "last_sample_at": NULLABLE_TIME,
+            "first_seen_at": NULLABLE_TIME,
+            "last_seen_at": NULLABLE_TIME,
+            "gone_at": NULLABLE_TIME,
+        },
+    },
+    "Partition": {
+        "type": "object",
+        "required": [
+            "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset",
+            "lag", "time_lag_seconds", "time_lag_method",
+        ],
+        "properties": {
+            "topic": {"type": "string"},
+            "partition": {"type": "integer"},
+            "committed_offset": _nullable("integer"),
+            "log_start_offset": _nullable("integer"),
+            "log_end_offset": _nullable("integer"),
+            "lag": _nullable("integer", description="null when unknown, never 0 for unknown"),
+            "time_lag_seconds": _nullable("number"),
+            "time_lag_method": {"type": "string", "enum": TimeLagMethod.values},
+            "time_lag_reason": {"type": "string"},
+        },
+    },
+    "GroupDetail": {
+        "allOf": [
+            _ref("GroupSummary"),
+            {
+                "type": "object",
+                "required": ["status_reason", "partitions"],
+                "properties": {
+                    "cluster": {"type": "string"},
+                    "partitions": {"type": "array", "items": _ref("Partition")},
+                },
+            },
+        ]
+    },
+    "LagSeries": {
+        "type": "object",
+        "required": ["series"],
+        "properties": {
+            "cluster": {"type": "string"},
+            "group": {"type": "string"},
+            "metric": {"type": "string", "enum": SeriesMetric.values},
+            "since": TIME,
+            "until": TIME,
+            "series": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["topic", "points"],
+                    "properties": {
+                        "topic": {"type": "string"},
+                        "points": {
+                            "type": "array",
+                            "items": {
+                                "type": "array",
+                                "prefixItems": [TIME, {"type": ["number", "null"]}],
+                                "minItems": 2,
+                                "maxItems": 2,
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["event_id", "type", "service", "stage", "timestamp"],
+        "properties": {
+            "event_id": {"type": "string"},
+            "type": {"type": "string"},
+            "service": {"type": "string", "description": "Who reports the event"},
+            "stage": {"type": "string", "enum": Stage.values},
+            "timestamp": TIME,
+            "topic": {"type": "string"},
+            "partition": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "key": {"type": "string", "description": "Aggregate id"},
+            "consumer_group": {"type": "string"},
+            "schema_version": {"type": "integer"},
+            "traceparent": {"type": "string", "description": "W3C traceparent"},
+            "trace_id": {"type": "string"},
+            "span_id": {"type": "string"},
+            "attributes": {"type": "object"},
+        },
+    },
+    "EventBatch": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {"events": {"type": "array", "items": _ref("Event")}},
+    },
+    "IngestResult": {
+        "type": "object",
+        "required": ["accepted", "duplicates"],
+        "properties": {"accepted": {"type": "integer"}, "duplicates": {"type": "integer"}},
+    },
+    "Trace": {
+        "type": "object",
+        "required": ["trace_id", "services", "duration_seconds", "events"],
+        "properties": {
+            "trace_id": {"type": "string"},
+            "services": {"type": "array", "items": {"type": "string"}},
+            "duration_seconds": _nullable("number"),
+            "events": {
+                "type": "array",
+                "description": "In causal/time order",
+                "items": {
+                    "allOf": [
+                        _ref("Event"),
+                        {"type": "object", "required": ["received_at"], "properties": {"received_at": TIME}},
+                    ]
+                },
+            },
+        },
+    },
+    "Flow": {
+        "type": "object",
+        "required": ["nodes", "edges"],
+        "properties": {
+            "nodes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "kind", "name"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "kind": {"type": "string", "enum": ["service", "topic"]},
+                        "name": {"type": "string"},
+                    },
+                },
+            },
+            "edges": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["source", "target", "events", "failed", "p95_latency_seconds"],
+                    "properties": {
+                        "source": {"type": "string"},
+                        "target": {"type": "string"},
+                        "events": {"type": "integer"},
+                        "failed": {"type": "integer"},
+                        "p95_latency_seconds": _nullable("number"),
+                    },
+                },
+            },
+        },
+    },
+    "Alert": {
+        "type": "object",
+        "required": ["id", "rule", "subject", "state", "value", "threshold", "started_at", "resolved_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "rule": {"type": "string"},
+            "subject": {"description": "What the alert is about: cluster, group, topic"},
+            "state": {"type": "string", "enum": AlertState.values},
+            "value": _nullable("number"),
+            "threshold": _nullable("number"),
+            "started_at": NULLABLE_TIME,
+            "resolved_at": NULLABLE_TIME,
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}, "checks": {"type": "object"}},
+    },
+}
+
+DOCUMENT: dict[str, object] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Kafka monitor API",
+        "version": "1",
+        "description": (
+            "Consumer-lag monitoring, event and trace ingestion, event flow and alerts. "
+            "Times are ISO-8601 UTC with Z; durations are seconds. Errors carry "
+            '{"detail": "...", "errors": [{"loc": [...], "msg": "..."}]}.'
+        ),
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"bearerAuth": []}, {"sessionCookie": []}],
+    "paths": {
+        "/api/v1/clusters": {
+            "get": {
+                "operationId": "listClusters",
+                "summary": "Clusters and their poll status",
+                "tags": ["lag"],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Cluster")}, "Every cluster"),
+                    **READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/clusters/{cluster}/groups": {
+            "get": {
+                "operationId": "listGroups",
+                "summary": "Consumer groups of a cluster with their latest lag",
+                "tags": ["lag"],
+                "parameters": [CLUSTER_PARAM],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("GroupSummary")}, "Every group of the cluster"),
+                    **READ_ERRORS,
+                    **NOT_FOUND,
+                },
+            }
+        },
+        "/api/v1/clusters/{cluster}/groups/{group}": {
+            "get": {
+                "operationId": "getGroup",
+                "summary": "One group with per-partition lag from the latest poll",
+                "tags": ["lag"],
+                "parameters": [CLUSTER_PARAM, GROUP_PARAM],
+                "responses": {"200": _json(_ref("GroupDetail"), "The group"), **READ_ERRORS, **NOT_FOUND},
+            }
+        },
+        "/api/v1/clusters/{cluster}/groups/{group}/lag": {
+            "get": {
+                "operationId": "getGroupLagSeries",
+                "summary": "Lag history per topic, downsampled server-side",
+                "tags": ["lag"],
+                "parameters": [
+                    CLUSTER_PARAM,
+                    GROUP_PARAM,
+                    {"name": "topic", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {**SINCE_PARAM, "description": "Default: one hour before until"},
+                    {**UNTIL_PARAM, "description": "Default: now"},
+                    {
+                        "name": "points",
+                        "in": "query",
+                        "required": False,
+                        "description": "Maximum points per series",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500},
+                    },
+                    {
+                        "name": "metric",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": SeriesMetric.values, "default": SeriesMetric.LAG.value},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("LagSeries"), "One series per topic"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
+                    **READ_ERRORS,
+                    **NOT_FOUND,
+                },
+            }
+        },
+        "/api/v1/events": {
+            "post": {
+                "operationId": "ingestEvents",
+                "summary": "Report events; all or nothing, retries are stored once",
+                "tags": ["events"],
+                "security": [{"bearerAuth": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("EventBatch")}}},
+                "responses": {"202": _json(_ref("IngestResult"), "Stored"), **INGEST_ERRORS},
+            }
+        },
+        "/v1/traces": {
+            "post": {
+                "operationId": "ingestOtlpTraces",
+                "summary": "OTLP/HTTP traces; messaging spans become events",
+                "tags": ["events"],
+                "security": [{"bearerAuth": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                        "application/json": {"schema": {"type": "object", "description": "ExportTraceServiceRequest"}},
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "ExportTraceServiceResponse",
+                        "content": {
+                            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                            "application/json": {"schema": {"type": "object"}},
+                        },
+                    },
+                    **INGEST_ERRORS,
+                },
+            }
+        },
+        "/api/v1/traces/{trace_id}": {
+            "get": {
+                "operationId": "getTrace",
+                "summary": "A trace's events in causal/time order",
+                "tags": ["events"],
+                "parameters": [{"name": "trace_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _json(_ref("Trace"), "The trace"),
+                    **READ_ERRORS,
+                    "404": _error("Unknown trace"),
+                },
+            }
+        },
+        "/api/v1/flow": {
+            "get": {
+                "operationId": "getFlow",
+                "summary": "Services and topics with the events between them",
+                "tags": ["events"],
+                "parameters": [SINCE_PARAM, UNTIL_PARAM],
+                "responses": {
+                    "200": _json(_ref("Flow"), "The flow graph"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
+                    **READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/alerts": {
+            "get": {
+                "operationId": "listAlerts",
+                "summary": "Alerts, optionally only those in one state",
+                "tags": ["alerts"],
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": AlertState.values},
+                    }
+                ],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Alert")}, "Alerts"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
+                    **READ_ERRORS,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "summary": "Prometheus text exposition of lag and poller health",
+                "tags": ["lag"],
+                "description": (
+                    "kafka_consumergroup_lag{cluster,group,topic,partition}, "
+                    "kafka_consumergroup_lag_seconds{cluster,group,topic,partition}, group status, "
+                    "poll duration, requests per cycle and poll errors per cluster."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **READ_ERRORS,
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness: the web process is up",
+                "tags": ["health"],
+                "security": PUBLIC,
+                "responses": {"200": _json(_ref("Health"), "Up")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: the database and Redis answer",
+                "tags": ["health"],
+                "security": PUBLIC,
+                "responses": {"200": _json(_ref("Health"), "Ready"), "503": _json(_ref("Health"), "Not ready")},
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "tags": ["meta"],
+                "security": PUBLIC,
+                "responses": {"200": {"description": "OpenAPI 3.1 document", "content": {"application/json": {}}}},
+            }
+        },
+    },
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token from `manage.py issue_token NAME --scopes read,ingest`",
+            },
+            "sessionCookie": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "sessionid",
+                "description": "A logged-in dashboard session (read only)",
+            },
+        },
+    },
+}
+
+
+@api_view(scope=None)
+def openapi_document(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(DOCUMENT)

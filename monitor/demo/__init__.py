@@ -1,0 +1,2 @@
+"""The demo: a traffic simulator of several services (``simulator``) and the process
+supervision behind ``make demo`` (``orchestrator``)."""

@@ -1,0 +1,143 @@
+"""Lag maths: per-partition lag from offsets, and per-topic / per-group totals.
+
+Pure functions of plain data. The rules a user sees:
+
+- no committed offset: lag is unknown (``None``), never 0;
+- committed offset ahead of the log end (e.g. a topic recreated under the group):
+  lag 0, with a note;
+- committed offset below the log start (retention deleted unread messages): the lag
+  counts only the messages still readable (log end - log start) and the deleted ones
+  are counted apart as lost (log start - committed).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+NO_COMMITTED_OFFSET = "no committed offset"
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed_offset: int | None
+    log_start_offset: int | None
+    log_end_offset: int | None
+    lag: int | None
+    lost_messages: int = 0
+    note: str = ""
+
+    @property
+    def key(self) -> TopicPartitionKey:
+        return (self.topic, self.partition)
+
+
+def partition_lag(
+    topic: str,
+    partition: int,
+    committed_offset: int | None,
+    log_start_offset: int | None,
+    log_end_offset: int | None,
+    log_error: str = "",
+) -> PartitionLag:
+    """Lag of one group on one partition. ``log_end_offset`` is None when the broker
+    did not answer for this partition (``log_error`` says why)."""
+    base = dict(topic=topic, partition=partition, committed_offset=committed_offset,
+                log_start_offset=log_start_offset, log_end_offset=log_end_offset)
+    if committed_offset is None:
+        return PartitionLag(**base, lag=None, note=NO_COMMITTED_OFFSET)
+    if log_end_offset is None:
+        return PartitionLag(**base, lag=None, note=f"log offsets unavailable: {log_error or 'no answer'}")
+    if committed_offset > log_end_offset:
+        return PartitionLag(
+            **base, lag=0,
+            note=f"committed offset {committed_offset:,} is ahead of log end {log_end_offset:,}; lag shown as 0",
+        )
+    if log_start_offset is not None and committed_offset < log_start_offset:
+        lost = log_start_offset - committed_offset
+        return PartitionLag(
+            **base, lag=log_end_offset - log_start_offset, lost_messages=lost,
+            note=f"{lost:,} messages deleted before they were consumed "
+                 f"(committed {committed_offset:,} < log start {log_start_offset:,})",
+        )
+    return PartitionLag(**base, lag=log_end_offset - committed_offset)
+
+
+def group_partition_lags(
+    committed: Mapping[TopicPartitionKey, int],
+    partition_counts: Mapping[str, int],
+    log_offsets: Mapping[TopicPartitionKey, tuple[int | None, int]],
+    log_errors: Mapping[TopicPartitionKey, str],
+) -> list[PartitionLag]:
+    """Every partition of every topic the group has committed on: the partitions it has
+    not committed on yet are reported with an unknown lag rather than left out."""
+    keys = set(covered_partitions(committed, partition_counts))
+    lags = []
+    for key in sorted(keys):
+        start, end = log_offsets.get(key, (None, None))
+        lags.append(partition_lag(key[0], key[1], committed.get(key), start, end, log_errors.get(key, "")))
+    return lags
+
+
+def covered_partitions(
+    committed: Mapping[TopicPartitionKey, int], partition_counts: Mapping[str, int],
+) -> set[TopicPartitionKey]:
+    keys = set(committed)
+    for topic in {t for t, _ in committed}:
+        keys.update((topic, p) for p in range(partition_counts.get(topic, 0)))
+    return keys
+
+
+def newly_lost(previous: PartitionLag | None, current: PartitionLag) -> int:
+    """Messages lost on this partition since the previous poll, counting each once.
+
+    Lost offsets are the range [committed, log start). The part that overlaps the
+    previous poll's lost range was already counted then.
+    """
+    if not current.lost_messages or current.committed_offset is None or current.log_start_offset is None:
+        return 0
+    low, high = current.committed_offset, current.log_start_offset
+    if previous is not None and previous.lost_messages and previous.committed_offset is not None \
+            and previous.log_start_offset is not None:
+        overlap = max(0, min(high, previous.log_start_offset) - max(low, previous.committed_offset))
+        return (high - low) - overlap
+    return high - low
+
+
+@dataclass(frozen=True)
+class TopicLag:
+    topic: str
+    lag: int | None
+    time_lag_seconds: float | None
+    partitions: int
+    unknown_partitions: int
+
+
+def sum_known(values: Iterable[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def max_known(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def topic_lags(lags: Iterable[PartitionLag], time_lags: Mapping[TopicPartitionKey, float | None]) -> list[TopicLag]:
+    """Per-topic totals: lag sums the known partitions, time lag is the worst partition."""
+    by_topic: dict[str, list[PartitionLag]] = {}
+    for lag in lags:
+        by_topic.setdefault(lag.topic, []).append(lag)
+    return [
+        TopicLag(
+            topic=topic,
+            lag=sum_known(p.lag for p in parts),
+            time_lag_seconds=max_known(time_lags.get(p.key) for p in parts),
+            partitions=len(parts),
+            unknown_partitions=sum(1 for p in parts if p.lag is None),
+        )
+        for topic, parts in sorted(by_topic.items())
+    ]

@@ -1,0 +1,126 @@
+"""One poll cycle of one cluster, and claiming the clusters that are due.
+
+A cycle reads, in this order: the consumer groups (filtered by the cluster's
+include/exclude globs), the committed offsets of all of them (batched per
+coordinator), the partitions and leaders of the topics they read (one Metadata
+request), then the log-start and log-end offsets of all those partitions (batched per
+leader). Committed offsets are read before log-end offsets so lag is never
+understated. Then :mod:`monitor.lag.record` stores the whole cycle in one transaction.
+
+A cluster that cannot be reached is marked unreachable with the error and a failed
+PollRun; :func:`poll_cluster` never raises for that.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from monitor.choices import ClusterStatus
+from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
+from monitor.lag import snapshot
+from monitor.lag.clusters import connection_settings
+from monitor.lag.compute import covered_partitions
+from monitor.lag.record import ClusterReading, Progress, no_progress, record_cycle
+from monitor.models import Cluster, PollRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    cluster: str
+    ok: bool
+    groups: int
+    partitions: int
+    requests: int
+    duration_seconds: float
+    error: str = ""
+
+    def summary(self) -> str:
+        """One line for the poll_lag command."""
+        if not self.ok:
+            return f"{self.cluster}: unreachable ({self.error}), {self.duration_seconds:.2f} s"
+        return (f"{self.cluster}: ok, {self.groups} groups, {self.partitions} partitions, "
+                f"{self.requests} requests, {self.duration_seconds:.2f} s")
+
+
+def claim_due_clusters(now: datetime) -> list[int]:
+    """Enabled clusters whose poll is due, claimed with a compare-and-set on next_poll_at
+    so two schedulers never poll one cluster twice; returns the ids this caller won."""
+    due = Cluster.objects.filter(enabled=True).filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+    won = []
+    for cluster_id, next_poll_at, interval in due.values_list("id", "next_poll_at", "poll_interval_seconds"):
+        claim = Cluster.objects.filter(pk=cluster_id, enabled=True)
+        claim = claim.filter(next_poll_at__isnull=True) if next_poll_at is None else claim.filter(next_poll_at=next_poll_at)
+        if claim.update(next_poll_at=now + timedelta(seconds=interval)) == 1:
+            won.append(cluster_id)
+    return won
+
+
+def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = no_progress) -> ClusterReading:
+    """The Kafka half of a cycle: plain data, nothing stored."""
+    listed = [g for g in adapter.list_groups() if cluster.watches_group(g.group_id)]
+    progress(f"listed {len(listed)} groups")
+    committed = adapter.committed_offsets([g.group_id for g in listed])
+    progress(f"read committed offsets of {len(committed.offsets)} groups")
+    metadata = adapter.topic_metadata({topic for offsets in committed.offsets.values() for topic, _ in offsets})
+    counts = metadata.partition_counts
+    partitions = set()
+    for offsets in committed.offsets.values():
+        partitions |= covered_partitions(offsets, counts)
+    leaders = {(topic, p): leader for topic, by_partition in metadata.leaders.items()
+               for p, leader in by_partition.items()}
+    log_offsets, log_errors = adapter.log_offsets(partitions, leaders)
+    polled_at = timezone.now()
+    progress(f"read log offsets of {len(log_offsets)} partitions")
+    return ClusterReading(
+        polled_at=polled_at, groups=listed, committed=committed.offsets, group_errors=committed.errors,
+        partition_counts=counts, topic_errors=metadata.errors, log_offsets=log_offsets, log_errors=log_errors,
+        requests=adapter.requests,
+    )
+
+
+def poll_cluster(cluster_id: int, progress: Progress = no_progress) -> PollOutcome | None:
+    """One cycle of one cluster; None when the cluster no longer exists."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None:
+        log.warning("cluster %s no longer exists; nothing to poll", cluster_id)
+        return None
+    started_at = timezone.now()
+    clock_start = time.monotonic()
+    adapter = KafkaAdapter(connection_settings(cluster))
+    try:
+        adapter.connect()
+        reading = read_cluster(adapter, cluster, progress)
+    except KafkaUnavailable as exc:
+        return _record_failure(cluster, started_at, clock_start, adapter.requests, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a broker answer we cannot use must not stop the poller
+        log.exception("polling cluster %s failed", cluster.name)
+        return _record_failure(cluster, started_at, clock_start, adapter.requests, f"{type(exc).__name__}: {exc}")
+    finally:
+        adapter.close()
+    result = record_cycle(cluster, reading, started_at, clock_start, progress)
+    snapshot.store_cycle(result)
+    run = result.poll_run
+    return PollOutcome(cluster=cluster.name, ok=True, groups=run.groups, partitions=run.partitions,
+                       requests=run.requests, duration_seconds=time.monotonic() - clock_start, error=run.error)
+
+
+def _record_failure(cluster: Cluster, started_at: datetime, clock_start: float, requests: int,
+                    error: str) -> PollOutcome:
+    now = timezone.now()
+    duration = time.monotonic() - clock_start
+    log.warning("cluster %s unreachable: %s", cluster.name, error)
+    PollRun.objects.create(cluster=cluster, started_at=started_at, duration_seconds=duration, requests=requests,
+                           ok=False, error=error)
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UNREACHABLE, last_poll_at=now,
+                                                 last_error=error)
+    cluster.status, cluster.last_poll_at, cluster.last_error = ClusterStatus.UNREACHABLE, now, error
+    snapshot.store_cluster_status(cluster)
+    return PollOutcome(cluster=cluster.name, ok=False, groups=0, partitions=0, requests=requests,
+                       duration_seconds=duration, error=error)

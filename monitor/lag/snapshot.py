@@ -1,0 +1,155 @@
+"""The latest poll of each cluster, cached (Redis through the Django cache) for fast
+reads; readers fall back to the database when the cache is cold or unavailable.
+
+``get_cluster_snapshot(name)``: ``{cluster, status, last_poll_at, last_success_at,
+last_error, groups: [GROUP_SUMMARY]}``. ``get_group_snapshot(cluster, group)``:
+GROUP_SUMMARY plus ``partitions`` (the contract's fields, plus ``time_lag_reason``) and
+``topic_lags``. Times are aware datetimes; serialise them at the edge.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from django.core.cache import cache
+
+from monitor.lag.record import CycleResult, GroupResult
+from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, TopicLagSample
+
+log = logging.getLogger(__name__)
+
+TTL_SECONDS = 3600
+
+
+def _cluster_key(cluster_name: str) -> str:
+    return f"lag:snapshot:cluster:{cluster_name}"
+
+
+def _group_key(cluster_name: str, group: str) -> str:
+    # Group names may hold any character; the cache key must not.
+    return f"lag:snapshot:group:{cluster_name}:{hashlib.sha1(group.encode()).hexdigest()}"
+
+
+def group_summary(group: ConsumerGroup) -> dict[str, Any]:
+    return {
+        "group": group.name,
+        "state": group.state,
+        "members": group.members,
+        "status": group.status,
+        "status_reason": group.status_reason,
+        "total_lag": group.total_lag,
+        "max_time_lag_seconds": group.max_time_lag_seconds,
+        "topics": list(group.topics or []),
+        "lost_messages": group.lost_messages,
+        "catch_up_seconds": group.catch_up_seconds,
+        "retention_risk_seconds": group.retention_risk_seconds,
+        "first_seen_at": group.first_seen_at,
+        "last_seen_at": group.last_seen_at,
+        "last_sample_at": group.last_sample_at,
+        "gone_at": group.gone_at,
+    }
+
+
+def _cluster_summary(cluster: Cluster, groups: list[ConsumerGroup]) -> dict[str, Any]:
+    return {
+        "cluster": cluster.name,
+        "status": cluster.status,
+        "last_poll_at": cluster.last_poll_at,
+        "last_success_at": cluster.last_success_at,
+        "last_error": cluster.last_error,
+        "groups": [group_summary(g) for g in sorted(groups, key=lambda g: g.name)],
+    }
+
+
+def _group_detail(result: GroupResult) -> dict[str, Any]:
+    body = group_summary(result.group)
+    body["partitions"] = [
+        {
+            "topic": p.topic,
+            "partition": p.partition,
+            "committed_offset": p.committed_offset,
+            "log_start_offset": p.log_start_offset,
+            "log_end_offset": p.log_end_offset,
+            "lag": p.lag,
+            "time_lag_seconds": result.time_lags[p.key].seconds,
+            "time_lag_method": str(result.time_lags[p.key].method),
+            "time_lag_reason": result.time_lags[p.key].reason or p.note,
+        }
+        for p in result.partitions
+    ]
+    body["topic_lags"] = [t.__dict__.copy() for t in result.topics]
+    return body
+
+
+def store_cycle(result: CycleResult) -> None:
+    """Cache a successful poll. A cache outage only costs the fast path."""
+    cluster = result.cluster
+    values = {_group_key(cluster.name, r.group.name): _group_detail(r) for r in result.groups}
+    for group in result.gone:
+        values[_group_key(cluster.name, group.name)] = {**group_summary(group), "partitions": [], "topic_lags": []}
+    values[_cluster_key(cluster.name)] = _cluster_summary(cluster, list(ConsumerGroup.objects.filter(cluster=cluster)))
+    try:
+        cache.set_many(values, timeout=TTL_SECONDS)
+    except Exception:  # noqa: BLE001
+        log.warning("could not cache the lag snapshot of %s", cluster.name, exc_info=True)
+
+
+def store_cluster_status(cluster: Cluster) -> None:
+    """After a failed poll: groups keep their last snapshot, the cluster shows its state."""
+    try:
+        cached = cache.get(_cluster_key(cluster.name))
+        if cached is not None:
+            cached.update(status=cluster.status, last_poll_at=cluster.last_poll_at, last_error=cluster.last_error)
+            cache.set(_cluster_key(cluster.name), cached, timeout=TTL_SECONDS)
+    except Exception:  # noqa: BLE001
+        log.warning("could not update the cached status of %s", cluster.name, exc_info=True)
+
+
+def _cached(key: str) -> dict[str, Any] | None:
+    try:
+        return cache.get(key)
+    except Exception:  # noqa: BLE001
+        log.warning("lag snapshot cache unavailable; reading the database", exc_info=True)
+        return None
+
+
+def get_cluster_snapshot(cluster_name: str) -> dict[str, Any] | None:
+    """The cluster's status and every group's latest summary; None for an unknown cluster."""
+    cached = _cached(_cluster_key(cluster_name))
+    if cached is not None:
+        return cached
+    cluster = Cluster.objects.filter(name=cluster_name).first()
+    if cluster is None:
+        return None
+    return _cluster_summary(cluster, list(ConsumerGroup.objects.filter(cluster=cluster)))
+
+
+def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
+    """One group's latest poll with its partitions; None when unknown."""
+    cached = _cached(_group_key(cluster_name, group))
+    if cached is not None:
+        return cached
+    row = ConsumerGroup.objects.filter(cluster__name=cluster_name, name=group).first()
+    if row is None:
+        return None
+    body = group_summary(row)
+    samples = list(PartitionLagSample.objects.filter(group=row, polled_at=row.last_sample_at).order_by("topic", "partition")) \
+        if row.last_sample_at and row.gone_at is None else []
+    body["partitions"] = [
+        {
+            "topic": s.topic, "partition": s.partition, "committed_offset": s.committed_offset,
+            "log_start_offset": s.log_start_offset, "log_end_offset": s.log_end_offset, "lag": s.lag,
+            "time_lag_seconds": s.time_lag_seconds, "time_lag_method": s.time_lag_method,
+            "time_lag_reason": s.time_lag_reason,
+        }
+        for s in samples
+    ]
+    topics = TopicLagSample.objects.filter(group=row, resolution=0, polled_at=row.last_sample_at).order_by("topic") \
+        if samples else []
+    body["topic_lags"] = [
+        {"topic": t.topic, "lag": t.lag, "time_lag_seconds": t.time_lag_seconds, "partitions": t.partitions,
+         "unknown_partitions": t.unknown_partitions}
+        for t in topics
+    ]
+    return body

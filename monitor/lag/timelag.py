@@ -1,0 +1,103 @@
+"""Time lag: how long ago the next message a group must read was written.
+
+From a partition's history of (log end offset, polled at) points, find when the log
+end was at the group's committed offset and subtract that from now:
+
+| case                                              | method         | seconds                  |
+| ------------------------------------------------- | -------------- | ------------------------ |
+| committed offset >= log end                       | exact          | 0                        |
+| no committed offset                               | unknown        | None, "no committed offset" |
+| fewer than two points                             | unknown        | None, "no history yet"   |
+| committed offset between two points               | interpolated   | linear between them      |
+| committed offset older than the oldest point      | extrapolated   | rate over the whole table |
+| ... and the log end never moved                   | unknown        | None, "no produce rate"  |
+
+Pure: no database, no clock.
+"""
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from monitor.choices import TimeLagMethod
+from monitor.lag.compute import NO_COMMITTED_OFFSET
+
+NO_HISTORY_YET = "no history yet"
+NO_PRODUCE_RATE = "no produce rate"
+
+
+@dataclass(frozen=True)
+class OffsetPoint:
+    polled_at: datetime
+    log_end_offset: int
+    log_start_offset: int | None = None
+
+
+@dataclass(frozen=True)
+class TimeLag:
+    seconds: float | None
+    method: TimeLagMethod
+    reason: str = ""
+
+
+def monotonic_tail(points: Sequence[OffsetPoint]) -> list[OffsetPoint]:
+    """The newest run of points whose log end never decreases, oldest first.
+
+    A log end that goes down means the topic was deleted and recreated: the points
+    before that describe another log.
+    """
+    ordered = sorted(points, key=lambda p: p.polled_at)
+    start = len(ordered) - 1
+    while start > 0 and ordered[start - 1].log_end_offset <= ordered[start].log_end_offset:
+        start -= 1
+    return ordered[max(start, 0):]
+
+
+def time_when_log_end_was(offset: int, points: Sequence[OffsetPoint]) -> tuple[datetime, TimeLagMethod] | TimeLag:
+    """When the log end stood at ``offset``; points must be a monotonic tail (oldest first)."""
+    ends = [p.log_end_offset for p in points]
+    after = bisect.bisect_right(ends, offset)  # first point already past the offset
+    if after == len(points):
+        # Every point is at or below the offset: the next message came after the last one.
+        return points[-1].polled_at, TimeLagMethod.INTERPOLATED
+    if after > 0:
+        before, later = points[after - 1], points[after]
+        fraction = (offset - before.log_end_offset) / (later.log_end_offset - before.log_end_offset)
+        span = (later.polled_at - before.polled_at).total_seconds()
+        return before.polled_at + timedelta(seconds=fraction * span), TimeLagMethod.INTERPOLATED
+    oldest, newest = points[0], points[-1]
+    span = (newest.polled_at - oldest.polled_at).total_seconds()
+    produced = newest.log_end_offset - oldest.log_end_offset
+    if span <= 0 or produced <= 0:
+        return TimeLag(None, TimeLagMethod.UNKNOWN, NO_PRODUCE_RATE)
+    rate = produced / span
+    return oldest.polled_at - timedelta(seconds=(oldest.log_end_offset - offset) / rate), TimeLagMethod.EXTRAPOLATED
+
+
+def time_lag(
+    committed_offset: int | None, log_end_offset: int | None, history: Sequence[OffsetPoint], now: datetime,
+) -> TimeLag:
+    """Time lag of one group on one partition.
+
+    ``history`` is the partition's (log end, polled at) table, in any order; the current
+    poll's point (``log_end_offset`` at ``now``) is added when it is missing.
+    """
+    if committed_offset is None:
+        return TimeLag(None, TimeLagMethod.UNKNOWN, NO_COMMITTED_OFFSET)
+    if log_end_offset is None:
+        return TimeLag(None, TimeLagMethod.UNKNOWN, "log end offset unavailable")
+    if committed_offset >= log_end_offset:
+        return TimeLag(0.0, TimeLagMethod.EXACT)
+    points = list(history)
+    if not any(p.polled_at == now for p in points):
+        points.append(OffsetPoint(now, log_end_offset))
+    points = monotonic_tail([p for p in points if p.polled_at <= now])
+    if len(points) < 2:
+        return TimeLag(None, TimeLagMethod.UNKNOWN, NO_HISTORY_YET)
+    found = time_when_log_end_was(committed_offset, points)
+    if isinstance(found, TimeLag):
+        return found
+    at, method = found
+    return TimeLag(max(0.0, (now - at).total_seconds()), method)

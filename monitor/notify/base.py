@@ -1,0 +1,50 @@
+"""The notifier interface every channel kind implements.
+
+``Notifier.send(notification)`` returns None on success and raises
+:class:`NotifierError` otherwise; ``permanent`` errors (a deleted webhook, a revoked
+token, a refused recipient) stop retries and mark the channel failing, the others are
+retried by the outbox with back-off (honouring ``retry_after_seconds`` when the
+receiver said how long to wait).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class NotifierError(Exception):
+    def __init__(self, message: str, permanent: bool = False, status_code: int | None = None,
+                 retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.status_code = status_code
+        self.retry_after_seconds = retry_after_seconds
+
+
+class Notifier:
+    """Sends one outbox row (``Notification``) to one channel."""
+
+    def __init__(self, channel: object) -> None:
+        self.channel = channel
+        self.last_status_code: int | None = None  # set by send(): HTTP status or SMTP reply code
+
+    def send(self, notification: object) -> None:
+        raise NotImplementedError
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in stored errors or logs."""
+        return []
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret (and its URL path, which carries Slack's token) with '***'."""
+    from urllib.parse import urlsplit
+
+    for secret in secrets:
+        if not secret:
+            continue
+        text = text.replace(secret, "***")
+        path = urlsplit(secret).path if "://" in secret else ""
+        if len(path) > 8:
+            text = text.replace(path, "/***")
+    return text

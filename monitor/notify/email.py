@@ -1,0 +1,61 @@
+"""Email through Django's SMTP settings: a text and an HTML part, a subject that sorts
+well, and threading headers so an incident's messages stay together."""
+from __future__ import annotations
+
+import smtplib
+import socket
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from monitor.notify import render
+from monitor.notify.base import Notifier, NotifierError
+
+
+class EmailNotifier(Notifier):
+    def send(self, notification: object) -> None:
+        recipients = self.channel.recipients  # type: ignore[attr-defined]
+        if not recipients:
+            raise NotifierError("the channel has no recipients", permanent=True)
+        payload = notification.payload  # type: ignore[attr-defined]
+        headers = {"Auto-Submitted": "auto-generated", "X-Kafka-Monitor-Kind": payload["kind"]}
+        thread = render.email_thread_id(payload)
+        if thread:
+            headers["References"] = thread
+            headers["In-Reply-To"] = thread
+        message = EmailMultiAlternatives(
+            subject=render.email_subject(payload), body=render.email_text(payload),
+            from_email=settings.DEFAULT_FROM_EMAIL, to=recipients, headers=headers,
+        )
+        message.attach_alternative(render.email_html(payload), "text/html")
+        try:
+            connection = get_connection(fail_silently=False, timeout=settings.EMAIL_TIMEOUT)
+            message.connection = connection
+            message.send(fail_silently=False)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise NotifierError(f"recipients refused: {', '.join(sorted(exc.recipients))}", permanent=True,
+                                status_code=_first_code(exc.recipients)) from None
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused, smtplib.SMTPNotSupportedError) as exc:
+            raise NotifierError(f"SMTP refused: {_describe(exc)}", permanent=True,
+                                status_code=getattr(exc, "smtp_code", None)) from None
+        except smtplib.SMTPResponseException as exc:
+            raise NotifierError(f"SMTP error: {_describe(exc)}", permanent=500 <= exc.smtp_code < 600,
+                                status_code=exc.smtp_code) from None
+        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+            raise NotifierError(f"SMTP server unavailable: {_describe(exc)}") from None
+        self.last_status_code = 250
+
+
+def _first_code(recipients: dict) -> int | None:
+    for code, _ in recipients.values():
+        return code
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        error = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        return f"{exc.smtp_code} {error}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,21 @@
+"""Channel kind -> notifier class."""
+from __future__ import annotations
+
+from monitor.choices import ChannelKind
+from monitor.notify.base import Notifier
+from monitor.notify.email import EmailNotifier
+from monitor.notify.slack import SlackNotifier
+from monitor.notify.webhook import WebhookNotifier
+
+NOTIFIERS: dict[str, type[Notifier]] = {
+    ChannelKind.SLACK: SlackNotifier,
+    ChannelKind.EMAIL: EmailNotifier,
+    ChannelKind.WEBHOOK: WebhookNotifier,
+}
+
+
+def notifier_for(channel: object) -> Notifier:
+    try:
+        return NOTIFIERS[channel.kind](channel)  # type: ignore[attr-defined]
+    except KeyError:
+        raise ValueError(f"no notifier for channel kind {channel.kind!r}") from None  # type: ignore[attr-defined]

@@ -1,0 +1,29 @@
+"""Slack incoming webhooks: a Block Kit message; Slack's error words mapped to
+permanent (the webhook will never work again as configured) or temporary."""
+from __future__ import annotations
+
+from monitor.notify import render
+from monitor.notify.base import NotifierError
+from monitor.notify.http import HttpNotifier, HttpResponse
+
+# Answers meaning "this webhook is broken until someone fixes the channel".
+PERMANENT_ERRORS = frozenset({
+    "invalid_token", "no_service", "no_service_id", "no_team", "team_disabled", "channel_not_found",
+    "channel_is_archived", "action_prohibited", "posting_to_general_channel_denied", "invalid_payload",
+    "no_text", "user_not_found",
+})
+
+
+class SlackNotifier(HttpNotifier):
+    def body(self, notification: object) -> dict:
+        return render.slack_message(notification.payload)  # type: ignore[attr-defined]
+
+    def classify(self, response: HttpResponse) -> None:
+        word = response.body.strip()
+        if word in PERMANENT_ERRORS:
+            raise NotifierError(f"Slack answered HTTP {response.status}: {word}", permanent=True,
+                                status_code=response.status)
+        if 200 <= response.status < 300 and word not in ("", "ok"):
+            # Slack answers 200 with an error word for some failures.
+            raise NotifierError(f"Slack answered: {word[:200]}", permanent=False, status_code=response.status)
+        super().classify(response)

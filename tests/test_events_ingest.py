@@ -1,0 +1,238 @@
+"""Validation, normalisation and idempotent storage of event reports (no HTTP)."""
+import datetime as dt
+import threading
+
+import pytest
+
+from monitor.events import store
+from monitor.events.config import IngestLimits
+from monitor.events.ingest import IngestError, ingest_payload, report_hash, validate_payload
+
+NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+LIMITS = IngestLimits(max_events=1000, max_bytes=5 * 1024 * 1024, max_attributes_bytes=8192)
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+SPAN_ID = "b7ad6b7169203331"
+
+
+def event(**overrides):
+    base = {"event_id": "evt-1", "type": "OrderPlaced", "service": "orders", "stage": "published",
+            "timestamp": "2024-05-01T11:59:00Z"}
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def errors_of(*events, limits=LIMITS):
+    with pytest.raises(IngestError) as caught:
+        validate_payload({"events": list(events)}, NOW, limits)
+    return caught.value
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry_cache():
+    store.forget_registry_cache()
+    yield
+    store.forget_registry_cache()
+
+
+# -- validation ---------------------------------------------------------------------
+
+def test_complete_report_is_normalised_to_one_row():
+    [row] = validate_payload({"events": [event(
+        topic="orders", partition=3, offset=42, key="order-7", consumer_group="", schema_version=2,
+        traceparent=f"00-{TRACE_ID}-{SPAN_ID}-01", attributes={"amount": 12.5},
+        timestamp="2024-05-01T13:59:00.123456+02:00",
+    )]}, NOW, LIMITS)
+    assert row.timestamp == dt.datetime(2024, 5, 1, 11, 59, 0, 123456, tzinfo=dt.timezone.utc)
+    assert (row.topic, row.partition, row.offset, row.key, row.schema_version) == ("orders", 3, 42, "order-7", 2)
+    assert (row.trace_id, row.span_id, row.parent_span_id) == (TRACE_ID, SPAN_ID, "")
+    assert row.attributes == '{"amount":12.5}'
+
+
+@pytest.mark.parametrize("field", ["event_id", "type", "service", "stage", "timestamp"])
+def test_missing_required_field_is_named(field):
+    error = errors_of(event(**{field: ...}))
+    assert error.status == 422
+    assert [(e.loc, e.msg) for e in error.errors] == [(("events", 0, field), "field required")]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("event_id", "", "must not be empty"),
+    ("event_id", 17, "must be a string"),
+    ("event_id", "x" * 201, "at most 200 characters"),
+    ("service", "svc\x00", "NUL"),
+    ("stage", "delivered", "must be one of published, consumed, processed, failed, dead_lettered"),
+    ("stage", ["published"], "must be one of"),
+    ("timestamp", "yesterday", "not an ISO-8601"),
+    ("timestamp", "2024-05-01T12:00:00", "must include a timezone"),
+    ("timestamp", 1714564800, "ISO-8601 string"),
+    ("timestamp", "1999-12-31T23:59:59Z", "before the year 2000"),
+    ("timestamp", "2024-05-03T12:00:00Z", "more than a day in the future"),
+    ("topic", "orders topic", "Kafka topic name"),
+    ("topic", "t" * 250, "Kafka topic name"),
+    ("partition", -1, "between 0 and"),
+    ("partition", True, "must be an integer"),
+    ("partition", "3", "must be an integer"),
+    ("offset", 2**63, "between 0 and"),
+    ("offset", 1.5, "must be an integer"),
+    ("key", "k" * 256, "at most 255"),
+    ("consumer_group", ["billing"], "must be a string"),
+    ("schema_version", "2", "must be an integer"),
+    ("traceparent", f"00-{'0' * 32}-{SPAN_ID}-01", "trace id must not be all zeros"),
+    ("traceparent", f"01-{TRACE_ID}-{SPAN_ID}", "four dash-separated fields"),
+    ("attributes", ["a"], "must be an object"),
+    ("attributes", {"blob": "x" * 9000}, "at most 8192 bytes"),
+    ("colour", "blue", "unknown field"),
+])
+def test_invalid_field_is_refused_naming_index_and_field(field, value, message):
+    error = errors_of(event(), event(event_id="evt-2", **{field: value}))
+    assert [e.loc for e in error.errors] == [("events", 1, field)]
+    assert message in error.errors[0].msg
+    assert "index 1" in error.detail
+
+
+def test_trace_id_needs_span_id_and_vice_versa():
+    assert [e.loc for e in errors_of(event(trace_id=TRACE_ID)).errors] == [("events", 0, "span_id")]
+    assert [e.loc for e in errors_of(event(span_id=SPAN_ID)).errors] == [("events", 0, "trace_id")]
+    [row] = validate_payload({"events": [event(trace_id=TRACE_ID, span_id=SPAN_ID)]}, NOW, LIMITS)
+    assert (row.trace_id, row.span_id) == (TRACE_ID, SPAN_ID)
+
+
+def test_bare_ids_must_agree_with_the_traceparent():
+    error = errors_of(event(traceparent=f"00-{TRACE_ID}-{SPAN_ID}-01", trace_id="1" * 32))
+    assert [(e.loc, e.msg) for e in error.errors] == [(("events", 0, "trace_id"), "does not match traceparent")]
+
+
+def test_every_bad_event_of_a_batch_is_reported():
+    error = errors_of(event(), event(stage="x"), event(), event(timestamp=None, partition=-2), "not an object")
+    assert [e.loc for e in error.errors] == [
+        ("events", 1, "stage"), ("events", 3, "timestamp"), ("events", 3, "partition"), ("events", 4)]
+    assert error.detail.startswith("3 invalid event(s) at index 1, 3, 4")
+
+
+def test_batch_over_the_configured_size_is_too_large():
+    small = IngestLimits(max_events=2, max_bytes=1024, max_attributes_bytes=100)
+    error = errors_of(event(), event(), event(), limits=small)
+    assert error.status == 413
+
+
+@pytest.mark.parametrize("payload", [[], "events", {"events": {"a": 1}}, {}])
+def test_body_of_the_wrong_shape_is_refused(payload):
+    with pytest.raises(IngestError) as caught:
+        validate_payload(payload, NOW, LIMITS)
+    assert caught.value.status in (400, 422)
+
+
+def test_report_hash_is_the_same_for_the_same_instant_in_any_spelling():
+    one = validate_payload({"events": [event(timestamp="2024-05-01T11:59:00Z")]}, NOW, LIMITS)[0]
+    two = validate_payload({"events": [event(timestamp="2024-05-01T13:59:00.000000+02:00")]}, NOW, LIMITS)[0]
+    assert one.report_hash == two.report_hash == report_hash(
+        "evt-1", "published", "orders", "", dt.datetime(2024, 5, 1, 11, 59, tzinfo=dt.timezone.utc))
+
+
+# -- storage ---------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_batch_is_stored_and_services_and_types_are_registered():
+    from monitor.models import Event, EventType, Service
+
+    result = ingest_payload({"events": [
+        event(event_id="a", topic="orders", attributes={"amount": 3}),
+        event(event_id="a", service="billing", stage="processed", consumer_group="billing", type="OrderPlaced"),
+        event(event_id="b", type="PaymentAuthorised", service="payments"),
+    ]}, NOW, LIMITS)
+    assert (result.accepted, result.duplicates) == (3, 0)
+    assert Event.objects.count() == 3
+    assert Event.objects.get(event_id="a", stage="published").attributes == {"amount": 3}
+    assert Event.objects.get(event_id="a", stage="processed").received_at == NOW
+    assert sorted(Service.objects.values_list("name", flat=True)) == ["billing", "orders", "payments"]
+    assert sorted(EventType.objects.values_list("name", flat=True)) == ["OrderPlaced", "PaymentAuthorised"]
+
+
+@pytest.mark.django_db
+def test_report_sent_again_unchanged_is_stored_once_and_counted_as_duplicate():
+    from monitor.models import Event
+
+    batch = {"events": [event(event_id="a"), event(event_id="b")]}
+    assert ingest_payload(batch, NOW, LIMITS).accepted == 2
+    again = ingest_payload({"events": [event(event_id="a"), event(event_id="b"), event(event_id="c")]}, NOW, LIMITS)
+    assert (again.accepted, again.duplicates) == (1, 2)
+    assert Event.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_identical_reports_within_one_batch_count_as_duplicates():
+    from monitor.models import Event
+
+    result = ingest_payload({"events": [event(), event(), event(timestamp="2024-05-01T13:59:00+02:00")]}, NOW, LIMITS)
+    assert (result.accepted, result.duplicates) == (1, 2)
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_same_event_at_another_timestamp_is_a_second_delivery_and_is_stored():
+    from monitor.models import Event
+
+    first = event(stage="processed", consumer_group="billing", timestamp="2024-05-01T11:59:00Z")
+    second = event(stage="processed", consumer_group="billing", timestamp="2024-05-01T11:59:05Z")
+    result = ingest_payload({"events": [first, second]}, NOW, LIMITS)
+    assert (result.accepted, result.duplicates) == (2, 0)
+    assert Event.objects.filter(event_id="evt-1", stage="processed").count() == 2
+
+
+@pytest.mark.django_db
+def test_report_identity_includes_stage_service_and_group():
+    result = ingest_payload({"events": [
+        event(), event(stage="consumed"), event(service="billing"),
+        event(stage="consumed", consumer_group="a"), event(stage="consumed", consumer_group="b"),
+    ]}, NOW, LIMITS)
+    assert (result.accepted, result.duplicates) == (5, 0)
+
+
+@pytest.mark.django_db
+def test_invalid_batch_stores_nothing_and_registers_nothing():
+    from monitor.models import Event, Service
+
+    with pytest.raises(IngestError):
+        ingest_payload({"events": [event(service="new-service"), event(event_id="b", offset=-5)]}, NOW, LIMITS)
+    assert Event.objects.count() == 0
+    assert not Service.objects.exists()
+
+
+@pytest.mark.django_db
+def test_known_service_last_seen_moves_forward():
+    from monitor.models import Service
+
+    ingest_payload({"events": [event()]}, NOW, LIMITS)
+    store.forget_registry_cache()
+    later = NOW + dt.timedelta(minutes=5)
+    ingest_payload({"events": [event(event_id="b")]}, later, LIMITS)
+    service = Service.objects.get(name="orders")
+    assert (service.first_seen_at, service.last_seen_at) == (NOW, later)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_identical_retries_store_each_report_once_and_count_exactly():
+    from django.db import connection
+
+    from monitor.models import Event
+
+    batch = {"events": [event(event_id=f"evt-{i}") for i in range(300)]}
+    results = []
+    barrier = threading.Barrier(4)
+
+    def send():
+        try:
+            barrier.wait()
+            results.append(ingest_payload(batch, NOW, LIMITS))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    assert sum(r.accepted for r in results) == 300
+    assert sum(r.duplicates for r in results) == 900
+    assert Event.objects.count() == 300

@@ -1,0 +1,412 @@
+"""One poll cycle against a real broker (tansu) and real PostgreSQL; edge cases the
+broker cannot produce (retention deleting messages, partitions added) are fed to the
+recording half as plain readings."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
+from monitor.kafka.adapter import (
+    GroupListing, LogOffsets, Producer, commit_offsets, create_topics, delete_groups,
+)
+from monitor.lag import snapshot
+from monitor.lag.poll import claim_due_clusters, poll_cluster
+from monitor.lag.record import ClusterReading, record_cycle
+from monitor.models import (
+    Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
+)
+from tests.services import free_port
+
+
+@pytest.fixture
+def prefix(cluster, unique):
+    """Only this test's groups are watched: the broker is shared."""
+    name = unique("lag")
+    cluster.group_include = f"{name}*"
+    cluster.save()
+    return name
+
+
+@pytest.fixture
+def produce(kafka_settings):
+    producer = Producer(kafka_settings)
+
+    def send(topic: str, partition: int, count: int) -> None:
+        for _ in range(count):
+            producer.send(topic, b"event", partition=partition)
+
+    yield send
+    producer.close()
+
+
+@pytest.fixture
+def topic(kafka_settings, unique, produce):
+    """A topic with 10, 7 and 0 messages on its three partitions."""
+    name = unique("orders")
+    create_topics(kafka_settings, {name: 3})
+    produce(name, 0, 10)
+    produce(name, 1, 7)
+    return name
+
+
+def samples(group: ConsumerGroup) -> dict[tuple[str, int], PartitionLagSample]:
+    return {(s.topic, s.partition): s for s in PartitionLagSample.objects.filter(group=group, polled_at=group.last_sample_at)}
+
+
+def events(group: ConsumerGroup) -> list[str]:
+    return sorted(GroupEvent.objects.filter(group=group).values_list("kind", flat=True))
+
+
+def test_poll_stores_exact_lag_against_the_offsets_the_group_committed(cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-billing"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 4, (topic, 1): 7})
+
+    outcome = poll_cluster(cluster.id)
+
+    assert outcome.ok and outcome.groups == 1 and outcome.partitions == 3
+    group = ConsumerGroup.objects.get(cluster=cluster, name=group_id)
+    assert group.total_lag == 6
+    assert group.topics == [topic]
+    rows = samples(group)
+    assert (rows[(topic, 0)].committed_offset, rows[(topic, 0)].log_end_offset, rows[(topic, 0)].lag) == (4, 10, 6)
+    assert (rows[(topic, 1)].lag, rows[(topic, 1)].time_lag_seconds, rows[(topic, 1)].time_lag_method) == (
+        0, 0.0, TimeLagMethod.EXACT)
+    assert rows[(topic, 0)].time_lag_method == TimeLagMethod.UNKNOWN  # first poll: no history yet
+    assert rows[(topic, 0)].time_lag_reason == "no history yet"
+    topic_sample = TopicLagSample.objects.get(group=group, resolution=0)
+    assert (topic_sample.lag, topic_sample.partitions, topic_sample.unknown_partitions) == (6, 3, 1)
+    assert LogOffsetSample.objects.filter(cluster=cluster, topic=topic).count() == 3
+    assert Topic.objects.get(cluster=cluster, name=topic).partitions == 3
+    assert events(group) == [GroupEventKind.GROUP_CREATED]
+    run = PollRun.objects.get(cluster=cluster)
+    assert run.ok and run.requests == outcome.requests > 0 and (run.groups, run.partitions) == (1, 3)
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.OK and cluster.last_success_at == group.last_sample_at
+
+
+def test_partition_without_a_commit_has_unknown_lag_never_zero(cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-partial"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 10})
+
+    poll_cluster(cluster.id)
+
+    rows = samples(ConsumerGroup.objects.get(name=group_id))
+    assert rows[(topic, 1)].lag is None and rows[(topic, 2)].lag is None
+    assert rows[(topic, 1)].time_lag_method == TimeLagMethod.UNKNOWN
+    assert rows[(topic, 1)].time_lag_reason == "no committed offset"
+
+
+def test_committed_offset_past_the_log_end_shows_zero_lag_with_a_note(cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-ahead"
+    commit_offsets(kafka_settings, group_id, {(topic, 1): 100})
+
+    poll_cluster(cluster.id)
+
+    row = samples(ConsumerGroup.objects.get(name=group_id))[(topic, 1)]
+    assert row.lag == 0
+    assert row.time_lag_method == TimeLagMethod.EXACT
+
+
+def test_time_lag_is_interpolated_from_the_stored_log_end_history(cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-slow"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 4})
+    base = timezone.now() - timedelta(seconds=120)
+    LogOffsetSample.objects.bulk_create([
+        LogOffsetSample(cluster=cluster, topic=topic, partition=0, polled_at=base, log_start_offset=0, log_end_offset=2),
+        LogOffsetSample(cluster=cluster, topic=topic, partition=0, polled_at=base + timedelta(seconds=60),
+                        log_start_offset=0, log_end_offset=6),
+    ])
+
+    poll_cluster(cluster.id)
+
+    row = samples(ConsumerGroup.objects.get(name=group_id))[(topic, 0)]
+    expected = (row.polled_at - (base + timedelta(seconds=30))).total_seconds()  # offset 4 half way
+    assert row.time_lag_method == TimeLagMethod.INTERPOLATED
+    assert row.time_lag_seconds == pytest.approx(expected, abs=0.01)
+
+
+def test_time_lag_behind_all_history_is_extrapolated_from_old_points_found_by_index(
+        cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-far"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 1})
+    long_ago = timezone.now() - timedelta(hours=5)
+    LogOffsetSample.objects.bulk_create([
+        LogOffsetSample(cluster=cluster, topic=topic, partition=0, polled_at=long_ago, log_start_offset=0,
+                        log_end_offset=3),
+        LogOffsetSample(cluster=cluster, topic=topic, partition=0, polled_at=long_ago + timedelta(hours=1),
+                        log_start_offset=0, log_end_offset=5),
+    ])
+
+    poll_cluster(cluster.id)
+
+    row = samples(ConsumerGroup.objects.get(name=group_id))[(topic, 0)]
+    # offset 1 lies between nothing stored and 3 (5 h ago): interpolation needs a point below it,
+    # so the table rate (3 -> 10 over 5 h) extrapolates.
+    assert row.time_lag_method == TimeLagMethod.EXTRAPOLATED
+    rate = (10 - 3) / (row.polled_at - long_ago).total_seconds()
+    expected = (row.polled_at - (long_ago - timedelta(seconds=2 / rate))).total_seconds()
+    assert row.time_lag_seconds == pytest.approx(expected, rel=1e-3)
+
+
+def test_offset_reset_is_recorded_and_the_group_shows_rewind(cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-replay"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 9})
+    poll_cluster(cluster.id)
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 2})
+
+    poll_cluster(cluster.id)
+
+    group = ConsumerGroup.objects.get(name=group_id)
+    assert group.status == GroupStatus.REWIND
+    assert "went back from 9 to 2" in group.status_reason
+    reset = GroupEvent.objects.get(group=group, kind=GroupEventKind.OFFSET_RESET)
+    assert (reset.topic, reset.partition) == (topic, 0)
+
+
+def test_group_that_disappears_is_gone_its_series_ends_and_reappearing_clears_it(
+        cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-temp"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 3})
+    poll_cluster(cluster.id)
+    delete_groups(kafka_settings, [group_id])
+
+    poll_cluster(cluster.id)
+
+    group = ConsumerGroup.objects.get(name=group_id)
+    assert group.status == GroupStatus.GONE and group.gone_at is not None and group.total_lag is None
+    assert events(group) == [GroupEventKind.GROUP_CREATED, GroupEventKind.GROUP_DELETED]
+    assert PartitionLagSample.objects.filter(group=group).values("polled_at").distinct().count() == 1
+
+    poll_cluster(cluster.id)
+    assert PartitionLagSample.objects.filter(group=group).values("polled_at").distinct().count() == 1
+    assert GroupEvent.objects.filter(group=group, kind=GroupEventKind.GROUP_DELETED).count() == 1
+
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 5})
+    poll_cluster(cluster.id)
+    group.refresh_from_db()
+    assert group.gone_at is None and group.total_lag == 5
+    assert GroupEvent.objects.filter(group=group, kind=GroupEventKind.GROUP_CREATED, detail="reappeared").exists()
+
+
+def test_group_switching_topics_records_topic_added_and_dropped(
+        cluster, prefix, topic, kafka_settings, unique, produce):
+    other = unique("payments")
+    create_topics(kafka_settings, {other: 1})
+    produce(other, 0, 3)
+    group_id = f"{prefix}-mover"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 1})
+    poll_cluster(cluster.id)
+    delete_groups(kafka_settings, [group_id])
+    commit_offsets(kafka_settings, group_id, {(other, 0): 1})
+
+    poll_cluster(cluster.id)
+
+    group = ConsumerGroup.objects.get(name=group_id)
+    assert group.topics == [other] and group.total_lag == 2
+    added = GroupEvent.objects.get(group=group, kind=GroupEventKind.TOPIC_ADDED)
+    dropped = GroupEvent.objects.get(group=group, kind=GroupEventKind.TOPIC_DROPPED)
+    assert (added.topic, dropped.topic) == (other, topic)
+
+
+def test_groups_outside_the_include_globs_or_inside_the_exclude_globs_are_not_polled(
+        cluster, prefix, topic, kafka_settings):
+    commit_offsets(kafka_settings, f"{prefix}-kept", {(topic, 0): 1})
+    commit_offsets(kafka_settings, f"{prefix}-tmp-console", {(topic, 0): 1})
+    cluster.group_exclude = f"{prefix}-tmp-*"
+    cluster.save()
+
+    poll_cluster(cluster.id)
+
+    assert list(ConsumerGroup.objects.filter(cluster=cluster).values_list("name", flat=True)) == [f"{prefix}-kept"]
+
+
+def test_status_comes_from_the_window_of_stored_polls(cluster, prefix, topic, kafka_settings, settings):
+    """Polls stored over the last 10 minutes with no progress while messages wait: stalled."""
+    settings.MONITOR_STATUS_WINDOW_SECONDS = 600
+    settings.MONITOR_STOPPED_AFTER_SECONDS = 3600
+    group_id = f"{prefix}-stuck"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 4})
+    poll_cluster(cluster.id)
+    group = ConsumerGroup.objects.get(name=group_id)
+    now = timezone.now()
+    PartitionLagSample.objects.bulk_create([
+        PartitionLagSample(group=group, topic=topic, partition=0, polled_at=now - timedelta(seconds=ago),
+                           committed_offset=4, log_start_offset=0, log_end_offset=10, lag=6,
+                           time_lag_method=TimeLagMethod.UNKNOWN)
+        for ago in (660, 480, 300, 120)
+    ])
+
+    poll_cluster(cluster.id)
+
+    group.refresh_from_db()
+    assert group.status == GroupStatus.STALLED
+    assert group.status_reason == "no progress in the last 10 min while 6 messages wait"
+
+
+def test_unreachable_cluster_is_marked_promptly_keeps_group_snapshots_and_recovers(
+        cluster, prefix, topic, kafka_settings, settings):
+    settings.MONITOR_KAFKA_TIMEOUT_SECONDS = 2
+    group_id = f"{prefix}-steady"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 4})
+    poll_cluster(cluster.id)
+    good_bootstrap = cluster.bootstrap_servers
+    Cluster.objects.filter(pk=cluster.pk).update(bootstrap_servers=f"127.0.0.1:{free_port()}")
+
+    started = time.monotonic()
+    outcome = poll_cluster(cluster.id)
+    elapsed = time.monotonic() - started
+
+    assert not outcome.ok and elapsed < 6
+    assert outcome.summary().startswith(f"{cluster.name}: unreachable (")
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.UNREACHABLE and "cannot reach" in cluster.last_error
+    run = PollRun.objects.filter(cluster=cluster).latest("started_at")
+    assert not run.ok and run.error == cluster.last_error
+    group = ConsumerGroup.objects.get(name=group_id)
+    assert group.total_lag == 6 and group.gone_at is None
+    assert snapshot.get_cluster_snapshot(cluster.name)["status"] == ClusterStatus.UNREACHABLE
+
+    Cluster.objects.filter(pk=cluster.pk).update(bootstrap_servers=good_bootstrap)
+    assert poll_cluster(cluster.id).ok
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.OK and cluster.last_error == ""
+
+
+def test_whole_cycle_is_written_with_a_fixed_number_of_queries_whatever_the_group_count(
+        cluster, prefix, topic, kafka_settings):
+    def queries_for_poll() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            poll_cluster(cluster.id)
+        return len(captured)
+
+    commit_offsets(kafka_settings, f"{prefix}-a", {(topic, 0): 1})
+    queries_for_poll()
+    one_group = queries_for_poll()
+    for n in range(5):
+        commit_offsets(kafka_settings, f"{prefix}-b{n}", {(topic, 0): 1, (topic, 1): 2})
+    queries_for_poll()
+    six_groups = queries_for_poll()
+    assert six_groups == one_group
+
+
+def test_latest_snapshot_is_served_from_the_cache_and_from_the_database_when_cold(
+        cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-cached"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 4, (topic, 1): 7})
+    poll_cluster(cluster.id)
+
+    with CaptureQueriesContext(connection) as captured:
+        warm = snapshot.get_group_snapshot(cluster.name, group_id)
+        cluster_view = snapshot.get_cluster_snapshot(cluster.name)
+    assert len(captured) == 0
+    cache.clear()
+    cold = snapshot.get_group_snapshot(cluster.name, group_id)
+
+    assert warm == cold
+    assert [p["lag"] for p in warm["partitions"]] == [6, 0, None]
+    assert [g["group"] for g in cluster_view["groups"]] == [group_id]
+    assert snapshot.get_group_snapshot(cluster.name, "no-such-group") is None
+
+
+# -- edges the broker cannot produce, fed as readings ---------------------------------
+
+def reading(group: str, committed: dict, counts: dict, offsets: dict, **extra) -> ClusterReading:
+    return ClusterReading(
+        polled_at=timezone.now(), groups=[GroupListing(group, "Stable", "consumer")],
+        committed={group: committed} if committed is not None else {}, partition_counts=counts,
+        log_offsets={tp: LogOffsets(*pair) for tp, pair in offsets.items()}, requests=5, **extra,
+    )
+
+
+def record(cluster: Cluster, data: ClusterReading):
+    return record_cycle(cluster, data, timezone.now(), time.monotonic())
+
+
+def test_messages_deleted_before_they_were_consumed_are_data_loss(cluster):
+    record(cluster, reading("billing", {("orders", 0): 100}, {"orders": 1}, {("orders", 0): (50, 700)}))
+
+    record(cluster, reading("billing", {("orders", 0): 100}, {"orders": 1}, {("orders", 0): (600, 1000)}))
+
+    group = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    assert group.status == GroupStatus.DATA_LOSS
+    assert group.lost_messages == 500
+    assert group.total_lag == 400  # only what is still readable
+    assert group.retention_risk_seconds == 0.0
+    loss = GroupEvent.objects.get(group=group, kind=GroupEventKind.DATA_LOSS)
+    assert (loss.topic, loss.partition) == ("orders", 0)
+    assert "500 messages deleted before they were consumed" in loss.detail
+
+
+def test_partitions_added_to_a_topic_are_recorded_for_the_groups_reading_it(cluster):
+    record(cluster, reading("billing", {("orders", 0): 1}, {"orders": 1}, {("orders", 0): (0, 5)}))
+
+    record(cluster, reading("billing", {("orders", 0): 1}, {"orders": 3},
+                            {("orders", 0): (0, 5), ("orders", 1): (0, 0), ("orders", 2): (0, 0)}))
+
+    group = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    added = GroupEvent.objects.get(group=group, kind=GroupEventKind.PARTITIONS_ADDED)
+    assert added.detail == "orders: 1 -> 3 partitions"
+    assert Topic.objects.get(cluster=cluster, name="orders").partitions == 3
+
+
+def test_group_whose_offsets_could_not_be_read_keeps_its_snapshot_and_the_rest_is_stored(cluster):
+    record(cluster, reading("billing", {("orders", 0): 1}, {"orders": 1}, {("orders", 0): (0, 5)}))
+    failing = reading("billing", None, {"orders": 1}, {("orders", 0): (0, 9)},
+                      group_errors={"billing": "CoordinatorLoadInProgressError"})
+    failing.groups.append(GroupListing("shipping", "Stable", "consumer"))
+    failing.committed["shipping"] = {("orders", 0): 2}
+
+    record(cluster, failing)
+
+    billing = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    assert billing.total_lag == 4 and billing.gone_at is None
+    assert ConsumerGroup.objects.get(cluster=cluster, name="shipping").total_lag == 7
+    run = PollRun.objects.filter(cluster=cluster).latest("id")
+    assert run.ok and "billing: CoordinatorLoadInProgressError" in run.error
+
+
+# -- claiming due clusters -------------------------------------------------------------
+
+def test_claim_returns_due_enabled_clusters_once_until_their_interval_passes(db):
+    now = timezone.now()
+    due = Cluster.objects.create(name="due", bootstrap_servers="k:9092", poll_interval_seconds=30)
+    later = Cluster.objects.create(name="later", bootstrap_servers="k:9092", next_poll_at=now + timedelta(seconds=5))
+    Cluster.objects.create(name="off", bootstrap_servers="k:9092", enabled=False)
+
+    assert claim_due_clusters(now) == [due.id]
+    assert claim_due_clusters(now) == []
+    assert sorted(claim_due_clusters(now + timedelta(seconds=30))) == sorted([due.id, later.id])
+    due.refresh_from_db()
+    assert due.next_poll_at == now + timedelta(seconds=60)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_schedulers_never_claim_one_cluster_twice():
+    now = timezone.now()
+    ids = [Cluster.objects.create(name=f"c{n}", bootstrap_servers="k:9092").id for n in range(5)]
+    won: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def scheduler() -> None:
+        from django.db import connection as thread_connection
+
+        try:
+            barrier.wait()
+            won.extend(claim_due_clusters(now))
+        finally:
+            thread_connection.close()
+
+    threads = [threading.Thread(target=scheduler) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(won) == sorted(ids)

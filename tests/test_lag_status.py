@@ -1,0 +1,111 @@
+"""Group status rules over a fixed time window of polls: pure."""
+from datetime import datetime, timedelta, timezone
+
+from monitor.choices import GroupStatus
+from monitor.lag.status import GroupPoint, Rewind, StatusInputs, group_status
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+WINDOW = 600
+STOPPED_AFTER = 900
+
+
+def polls(*rows: tuple[float, int | None, int | None, int | None]) -> list[GroupPoint]:
+    """(seconds before now, committed total, lag, log end total), oldest first."""
+    return [GroupPoint(NOW - timedelta(seconds=ago), committed, lag, end) for ago, committed, lag, end in rows]
+
+
+def status(history, **kwargs):
+    return group_status(StatusInputs(now=NOW, history=history, window_seconds=WINDOW,
+                                     stopped_after_seconds=STOPPED_AFTER, **kwargs))
+
+
+def test_group_consuming_at_producer_pace_is_ok_with_its_lag_and_rate():
+    verdict = status(polls((60, 1000, 50, 1050), (30, 1600, 40, 1640), (0, 2200, 50, 2250)))
+    assert verdict.status == GroupStatus.OK
+    assert verdict.reason == "50 messages behind, consuming 20/s"
+
+
+def test_group_without_any_known_lag_is_unknown():
+    verdict = status(polls((0, None, None, None)))
+    assert verdict.status == GroupStatus.UNKNOWN
+
+
+def test_data_loss_wins_over_every_other_status():
+    history = polls((900, 100, 500, 600), (0, 100, 900, 1000))
+    verdict = status(history, lost_messages=1200, data_loss_partitions=2,
+                     rewinds=[Rewind(NOW - timedelta(seconds=60), "x")])
+    assert verdict.status == GroupStatus.DATA_LOSS
+    assert verdict.reason == "1,200 messages deleted before they were consumed (2 partitions)"
+
+
+def test_offset_reset_inside_the_window_is_rewind_and_ages_out_after_it():
+    rewind = Rewind(NOW - timedelta(seconds=240), "orders/3: committed offset went back from 5,000 to 100")
+    history = polls((30, 5000, 0, 5000), (0, 100, 4900, 5000))
+    verdict = status(history, rewinds=[rewind])
+    assert verdict.status == GroupStatus.REWIND
+    assert verdict.reason == "orders/3: committed offset went back from 5,000 to 100, 4 min ago"
+    old = Rewind(NOW - timedelta(seconds=WINDOW + 1), rewind.detail)
+    assert status(history, rewinds=[old]).status != GroupStatus.REWIND
+
+
+def test_no_progress_while_messages_wait_for_the_whole_window_is_stalled():
+    history = polls(*[(ago, 1000, 200 + (600 - ago), 1200 + (600 - ago)) for ago in range(600, -1, -30)])
+    verdict = status(history)
+    assert verdict.status == GroupStatus.STALLED
+    assert verdict.reason == "no progress in the last 10 min while 800 messages wait"
+
+
+def test_no_progress_for_the_stopped_after_period_is_stopped():
+    history = polls(*[(ago, 1000, 4500, 5500) for ago in range(960, -1, -30)])
+    verdict = status(history)
+    assert verdict.status == GroupStatus.STOPPED
+    assert verdict.reason == "no progress for 16 min while 4,500 messages wait"
+
+
+def test_caught_up_group_that_gets_one_message_is_not_stopped():
+    history = polls(*[(ago, 1000, 0, 1000) for ago in range(960, 0, -30)], (0, 1000, 1, 1001))
+    assert status(history).status not in {GroupStatus.STOPPED, GroupStatus.STALLED}
+
+
+def test_short_pause_in_commits_is_not_stalled():
+    history = polls((120, 900, 100, 1000), (90, 1000, 50, 1050), (60, 1000, 60, 1060), (0, 1000, 80, 1080))
+    assert status(history).status != GroupStatus.STALLED
+
+
+def test_lag_trending_up_over_the_window_is_growing_with_first_and_last_in_the_reason():
+    history = polls((600, 1000, 120, 1120), (300, 2000, 2000, 4000), (0, 3000, 4500, 7500))
+    verdict = status(history)
+    assert verdict.status == GroupStatus.GROWING
+    assert verdict.reason == "lag grew from 120 to 4,500 messages in the last 10 min"
+
+
+def test_lag_that_rose_and_fell_back_is_not_growing():
+    history = polls((600, 1000, 300, 1300), (300, 2000, 900, 2900), (0, 3000, 100, 3100))
+    assert status(history).status == GroupStatus.OK
+
+
+def test_polls_older_than_the_window_do_not_count_for_growing():
+    history = polls((1200, 0, 10, 10), (900, 100, 20, 120), (600, 200, 500, 700), (300, 900, 400, 1300),
+                    (0, 1600, 300, 1900))
+    assert status(history).status == GroupStatus.OK
+
+
+def test_group_without_active_members_is_empty():
+    history = polls((30, 1000, 10, 1010), (0, 1005, 10, 1015))
+    verdict = status(history, broker_state="Empty")
+    assert verdict.status == GroupStatus.EMPTY
+    assert verdict.reason == "no active members; 10 messages waiting"
+    assert status(history, members=0).status == GroupStatus.EMPTY
+
+
+def test_caught_up_group_on_a_quiet_topic_is_idle():
+    history = polls((600, 1000, 0, 1000), (300, 1000, 0, 1000), (0, 1000, 0, 1000))
+    verdict = status(history)
+    assert verdict.status == GroupStatus.IDLE
+    assert verdict.reason == "caught up; no new messages in the last 10 min"
+
+
+def test_caught_up_group_on_a_busy_topic_is_ok():
+    history = polls((60, 1000, 0, 1000), (0, 2000, 0, 2000))
+    verdict = status(history)
+    assert (verdict.status, verdict.reason) == (GroupStatus.OK, "caught up")
