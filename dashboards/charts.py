@@ -160,7 +160,7 @@ def sparkline_path(values: Sequence[Value], width: int = 120, height: int = 24) 
     usable = height - 2  # keep the stroke inside the box
 
     def y(value: float) -> float:
-        return round(height - 1 - (value / top * usable if top > 0 else 0), 1)
+        return height - 1 - (value / top * usable if top > 0 else 0)
 
     commands: list[str] = []
     pen_down = False
@@ -168,6 +168,6 @@ def sparkline_path(values: Sequence[Value], width: int = 120, height: int = 24) 
         if value is None:
             pen_down = False
             continue
-        commands.append(f"{'L' if pen_down else 'M'}{round(index * step, 1)},{y(value)}")
+        commands.append(f"{'L' if pen_down else 'M'}{index * step:.1f},{y(value):.1f}")
         pen_down = True
     return "".join(commands)

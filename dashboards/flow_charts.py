@@ -10,7 +10,7 @@ import math
 from html import escape
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dashboards.flow_layout import Layout
@@ -29,14 +29,16 @@ DARK: dict[str, str] = {
     "fg": "#e3e7ef", "muted": "#98a1b3", "bg": "#1b2029", "grid": "#2c3340", "accent": "#6ea0ff",
 }
 HEALTH_ROLE = {Health.OK: "ok", Health.WARNING: "warning", Health.CRITICAL: "critical", Health.UNKNOWN: "unknown"}
-STEP_STYLE: dict[str, tuple[str, str, str]] = {  # display class -> (role, pattern, legend name)
-    StepKind.QUEUE_WAIT: ("muted", "", "Waiting in the topic"),
-    StepKind.PROCESS: ("ok", "", "Processing"),
-    StepKind.FAILED: ("critical", "", "Failed"),
-    StepKind.DEAD_LETTERED: ("critical", "x", "Dead-lettered"),
-    "duplicate": ("warning", "", "Duplicate delivery"),
-    StepKind.GAP: ("grid", ".", "Nothing reported"),
-    StepKind.MISSING: ("critical", "/", "Never consumed"),
+# display class -> (role, pattern, pattern role, legend name); a pattern with a role
+# draws over the bar's colour, one without replaces it (an outline of stripes or dots).
+STEP_STYLE: dict[str, tuple[str, str, str, str]] = {
+    StepKind.QUEUE_WAIT: ("muted", "", "", "Waiting in the topic"),
+    StepKind.PROCESS: ("ok", "", "", "Processing"),
+    StepKind.FAILED: ("critical", "", "", "Failed"),
+    StepKind.DEAD_LETTERED: ("critical", "x", "bg", "Dead-lettered"),
+    "duplicate": ("warning", "", "", "Duplicate delivery"),
+    StepKind.GAP: ("muted", ".", "", "Nothing reported"),
+    StepKind.MISSING: ("critical", "/", "", "Never consumed"),
 }
 MARK_STYLE: dict[str, tuple[str, str, str]] = {  # instants: (role, symbol, legend name)
     StepKind.PUBLISH: ("accent", "diamond", "Published"),
@@ -107,10 +109,10 @@ def node_hover(node: FlowNode) -> str:
 
 
 def _width(events: int, busiest: int) -> float:
-    """Edge width 1..6 px, logarithmic so one busy edge does not dwarf the rest."""
+    """Edge width 1..4 px, logarithmic so one busy edge does not dwarf the rest."""
     if events <= 0 or busiest <= 0:
         return 1.0
-    return round(1.0 + 5.0 * math.log1p(events) / math.log1p(busiest), 1)
+    return round(1.0 + 3.0 * math.log1p(events) / math.log1p(busiest), 1)
 
 
 def _midpoint(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
@@ -147,7 +149,7 @@ def flow_figure(
         siblings[key] += 1
         marks = arrows[edge.health]
         marks["x"].append(x)
-        marks["y"].append(y - 0.18 * offset)
+        marks["y"].append(y - 0.2 * offset)
         marks["symbol"].append("triangle-left" if key in layout.reversed_edges else "triangle-right")
         marks["text"].append(edge_hover(edge, graph))
         marks["customdata"].append(edge_url(edge))
@@ -155,7 +157,7 @@ def flow_figure(
         role = HEALTH_ROLE[Health(health)]
         data.append({
             "type": "scatter", "mode": "lines", "x": xs, "y": ys, "hoverinfo": "skip", "showlegend": False,
-            "line": {"color": theme[role], "width": width}, "opacity": 0.75,
+            "line": {"color": theme[role], "width": width}, "opacity": 0.7,
             "meta": {"role": role, "part": "edge"},
         })
     for health, marks in sorted(arrows.items()):
@@ -163,7 +165,7 @@ def flow_figure(
         data.append({
             "type": "scatter", "mode": "markers", "x": marks["x"], "y": marks["y"], "showlegend": False,
             "hovertext": marks["text"], "hoverinfo": "text", "customdata": marks["customdata"],
-            "marker": {"symbol": marks["symbol"], "size": 11, "color": theme[role]},
+            "marker": {"symbol": marks["symbol"], "size": 9, "color": theme[role]},
             "meta": {"role": role, "part": "edge-arrow"},
         })
     groups: dict[tuple[str, str], list[FlowNode]] = defaultdict(list)
@@ -185,15 +187,19 @@ def flow_figure(
             "customdata": [node_url(n) for n in nodes],
             "marker": {
                 "symbol": "circle" if is_service else "square",
-                "size": [round(12 + 3 * _width(max(n.events_in, n.events_out), busiest_node)) if is_service else 12
+                "size": [round(10 + 3 * _width(max(n.events_in, n.events_out), busiest_node)) if is_service else 11
                          for n in nodes],
                 "color": theme[role],
                 "line": {"width": 2 if is_service else 1, "color": theme["bg"]},
             },
             "meta": {"role": role, "part": "node", "kind": kind, "textrole": "fg", "linerole": "bg"},
         })
-    tallest = max((len(layer) for layer in layout.layers), default=1)
-    figure_layout = _base_layout(theme, height=max(360, 56 * tallest + 80))
+    # About 56 px between two nodes of a layer and 150 px between layers keep labels
+    # apart; a graph deeper than a laptop screen is wide scrolls sideways.
+    figure_layout = _base_layout(theme, height=max(360, round(56 * layout.height) + 110))
+    if len(layout.layers) > 8:
+        figure_layout["width"] = 150 * len(layout.layers) + 100
+        figure_layout["autosize"] = False
     figure_layout.update({
         "showlegend": False,
         "hovermode": "closest",
@@ -247,14 +253,15 @@ def timeline_figure(timeline: Timeline, theme: Mapping[str, str] = LIGHT) -> Fig
         steps = bars.get(display)
         if not steps:
             continue
-        role, pattern, name = STEP_STYLE[display]
+        role, pattern, pattern_role, name = STEP_STYLE[display]
         marker: dict[str, Any] = {
             "color": theme[role],
             "line": {"color": [theme["fg"] if s.slowest else theme[role] for s in steps],
                      "width": [3 if s.slowest else 0.5 for s in steps]},
         }
         if pattern:
-            marker["pattern"] = {"shape": pattern, "fgcolor": theme["fg"], "fgopacity": 0.35}
+            marker["pattern"] = {"shape": pattern, "fgcolor": theme[pattern_role or role],
+                                 "fillmode": "overlay" if pattern_role else "replace", "solidity": 0.3}
         data.append({
             "type": "bar", "orientation": "h", "name": name,
             "y": [escape(s.row) for s in steps],
@@ -263,7 +270,7 @@ def timeline_figure(timeline: Timeline, theme: Mapping[str, str] = LIGHT) -> Fig
             "hovertext": [_step_hover(s, origin) for s in steps], "hoverinfo": "text",
             "customdata": [s.event_id for s in steps],
             "marker": marker, "width": 0.5,
-            "meta": {"role": role, "part": "step", "kind": display},
+            "meta": {"role": role, "part": "step", "kind": display, "patternrole": pattern_role or role},
         })
     for display in MARK_STYLE:
         steps = marks.get(display)
@@ -304,20 +311,28 @@ def timeline_figure(timeline: Timeline, theme: Mapping[str, str] = LIGHT) -> Fig
     return {"data": data, "layout": figure_layout}
 
 
-def rate_figure(series: Mapping[str, Sequence[tuple[datetime, int]]], theme: Mapping[str, str] = LIGHT,
-                height: int = 260) -> Figure:
-    """Reports per time bucket, one line per stage."""
+def rate_figure(series: Mapping[str, Sequence[tuple[datetime, int]]], since: datetime, until: datetime,
+                bucket_seconds: int, theme: Mapping[str, str] = LIGHT, height: int = 260) -> Figure:
+    """Reports per time bucket, one line per stage; empty buckets count as 0 so a quiet
+    minute shows as a dip, not as a straight line to the next busy one."""
+    first = datetime.fromtimestamp(since.timestamp() // bucket_seconds * bucket_seconds, tz=since.tzinfo)
+    buckets = []
+    at = first
+    while at < until:
+        buckets.append(at)
+        at += timedelta(seconds=bucket_seconds)
     data = []
     for stage in Stage:
         points = series.get(stage.value)
         if not points:
             continue
+        counts = {moment.timestamp(): count for moment, count in points}
         role = STAGE_ROLE[stage]
         data.append({
             "type": "scatter", "mode": "lines", "name": stage.label,
-            "x": [at.isoformat().replace("+00:00", "Z") for at, _ in points],
-            "y": [count for _, count in points],
-            "line": {"color": theme[role], "width": 2},
+            "x": [moment.isoformat().replace("+00:00", "Z") for moment in buckets],
+            "y": [counts.get(moment.timestamp(), 0) for moment in buckets],
+            "line": {"color": theme[role], "width": 2, "shape": "hv"},
             "meta": {"role": role, "part": "series"},
         })
     figure_layout = _base_layout(theme, height=height)
@@ -325,7 +340,8 @@ def rate_figure(series: Mapping[str, Sequence[tuple[datetime, int]]], theme: Map
         "showlegend": True,
         "legend": {"orientation": "h", "y": -0.2},
         "margin": {"l": 50, "r": 10, "t": 10, "b": 40},
-        "xaxis": {"type": "date", "gridcolor": theme["grid"]},
+        "xaxis": {"type": "date", "gridcolor": theme["grid"],
+                  "range": [since.isoformat().replace("+00:00", "Z"), until.isoformat().replace("+00:00", "Z")]},
         "yaxis": {"title": {"text": "reports per bucket"}, "gridcolor": theme["grid"], "rangemode": "tozero"},
     })
     figure_layout["meta"]["roles"].update({"xaxis.gridcolor": "grid", "yaxis.gridcolor": "grid"})

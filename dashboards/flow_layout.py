@@ -1,13 +1,14 @@
 """A layered (Sugiyama-style) layout for the flow graph: pure and deterministic.
 
-1. Break cycles by reversing DFS back edges, so "flow direction" is well defined.
+1. Break cycles by reversing the few edges that point backwards in a greedy
+   (Eades-Lin-Smyth) order, so "flow direction" is well defined.
 2. Longest-path layering: a node sits one layer right of its furthest predecessor;
    pure sources are then pulled right next to their first consumer, so a lone producer
    does not draw an edge across the whole picture.
 3. Edges spanning several layers get dummy points, one per layer they cross.
 4. Barycentric ordering: alternate down and up sweeps order each layer by the mean
    position of its neighbours in the previous layer; the ordering with the fewest
-   crossings wins.
+   crossings wins, then swapping neighbours removes what crossings it can.
 
 The same graph always gives the same picture (ties break on the input order, then ids),
 so the graph does not jump around on every live refresh.
@@ -31,6 +32,7 @@ class Layout:
     edge_points: dict[EdgeKey, list[Point]]  # source, bends..., target (in the edge's own direction)
     crossings: int
     reversed_edges: frozenset[EdgeKey]
+    height: float = 0.0  # distance between the highest and the lowest point, in y units
 
 
 def _unique_edges(nodes: Sequence[str], edges: Sequence[EdgeKey]) -> list[EdgeKey]:
@@ -46,35 +48,46 @@ def _unique_edges(nodes: Sequence[str], edges: Sequence[EdgeKey]) -> list[EdgeKe
 
 
 def break_cycles(nodes: Sequence[str], edges: Sequence[EdgeKey]) -> tuple[list[EdgeKey], set[EdgeKey]]:
-    """Reverse the back edges of a DFS started at sources first, then at the other nodes
-    in input order; the result is acyclic."""
+    """Eades-Lin-Smyth greedy ordering: peel sinks to the right and sources to the left,
+    otherwise take the node with the most (out - in) edges; the edges pointing backwards
+    in that order are reversed. Few edges get reversed (a DFS reverses many once a
+    single cycle runs through the graph); ties break on the input order."""
     order = {n: i for i, n in enumerate(nodes)}
-    successors: dict[str, list[str]] = defaultdict(list)
-    indegree: dict[str, int] = defaultdict(int)
+    successors: dict[str, set[str]] = defaultdict(set)
+    predecessors: dict[str, set[str]] = defaultdict(set)
     for source, target in edges:
-        successors[source].append(target)
-        indegree[target] += 1
-    for node in successors:
-        successors[node].sort(key=order.__getitem__)
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    back_edges: set[EdgeKey] = set()
-    roots = [n for n in nodes if indegree[n] == 0] + [n for n in nodes if indegree[n] > 0]
-    for root in roots:
-        if root in state:
-            continue
-        state[root] = 1
-        stack = [(root, iter(successors[root]))]
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(child) == 1:
-                back_edges.add((node, child))
-            elif child not in state:
-                state[child] = 1
-                stack.append((child, iter(successors[child])))
+        successors[source].add(target)
+        predecessors[target].add(source)
+    remaining = dict.fromkeys(nodes)  # ordered set
+    left: list[str] = []
+    right: list[str] = []
+
+    def remove(node: str) -> None:
+        del remaining[node]
+        for child in successors[node]:
+            predecessors[child].discard(node)
+        for parent in predecessors[node]:
+            successors[parent].discard(node)
+
+    while remaining:
+        changed = True
+        while changed:
+            changed = False
+            for node in [n for n in remaining if not successors[n]]:
+                remove(node)
+                right.append(node)
+                changed = True
+            for node in [n for n in remaining if not predecessors[n]]:
+                if node in remaining:
+                    remove(node)
+                    left.append(node)
+                    changed = True
+        if remaining:
+            pick = max(remaining, key=lambda n: (len(successors[n]) - len(predecessors[n]), -order[n]))
+            remove(pick)
+            left.append(pick)
+    position = {n: i for i, n in enumerate(left + list(reversed(right)))}
+    back_edges = {(s, t) for s, t in edges if position[s] > position[t]}
     acyclic = [(t, s) if (s, t) in back_edges else (s, t) for s, t in edges]
     return _unique_edges(nodes, acyclic), back_edges
 
@@ -151,8 +164,39 @@ def _reorder(layer: list[str], neighbours: dict[str, list[str]], reference: list
     return sorted(layer, key=lambda n: (barycentre(n), current[n]))
 
 
+def _pair_crossings(left: list[int], right: list[int]) -> int:
+    """Crossings between the edges of two neighbours when ``left`` stays left of
+    ``right`` (their neighbours' positions in one adjacent layer)."""
+    return sum(1 for a in left for b in right if a > b)
+
+
+def _transpose(layers: list[list[str]], upward: dict[str, list[str]], downward: dict[str, list[str]],
+               rounds: int = 4) -> None:
+    """Swap neighbours in a layer while that removes crossings (in place)."""
+    for _ in range(rounds):
+        improved = False
+        for i, layer in enumerate(layers):
+            above = {n: k for k, n in enumerate(layers[i - 1])} if i > 0 else {}
+            below = {n: k for k, n in enumerate(layers[i + 1])} if i < len(layers) - 1 else {}
+
+            def sides(node: str) -> tuple[list[int], list[int]]:
+                return ([above[n] for n in upward.get(node, ()) if n in above],
+                        [below[n] for n in downward.get(node, ()) if n in below])
+
+            for j in range(len(layer) - 1):
+                (u_up, u_down), (v_up, v_down) = sides(layer[j]), sides(layer[j + 1])
+                kept = _pair_crossings(u_up, v_up) + _pair_crossings(u_down, v_down)
+                swapped = _pair_crossings(v_up, u_up) + _pair_crossings(v_down, u_down)
+                if swapped < kept:
+                    layer[j], layer[j + 1] = layer[j + 1], layer[j]
+                    improved = True
+        if not improved:
+            break
+
+
 def layered_layout(
-    nodes: Sequence[str], edges: Sequence[EdgeKey], sweeps: int = 12, x_gap: float = 1.0, y_gap: float = 1.0
+    nodes: Sequence[str], edges: Sequence[EdgeKey], sweeps: int = 12, refine: bool = True,
+    x_gap: float = 1.0, y_gap: float = 1.0, dummy_gap: float = 0.35,
 ) -> Layout:
     """Positions for ``nodes`` (x = layer, flow left to right; y = order in the layer,
     centred on 0) and polyline points for every edge."""
@@ -207,11 +251,23 @@ def layered_layout(
         if crossings < best_crossings:
             best, best_crossings = [list(layer) for layer in layers], crossings
 
+    if refine and best_crossings:
+        _transpose(best, upward, downward)
+        best_crossings = _total_crossings(best, links_between)
+
+    # A bend point needs less room than a labelled node: long edges stay bundled and
+    # the nodes keep their spacing.
     coordinates: dict[str, Point] = {}
+    extent = 0.0
     for i, layer in enumerate(best):
-        middle = (len(layer) - 1) / 2
+        slots = [dummy_gap if node.startswith(_DUMMY) else 1.0 for node in layer]
+        height = sum(slots) - (slots[0] + slots[-1]) / 2 if layer else 0.0
+        extent = max(extent, height)
+        y = height / 2
         for position, node in enumerate(layer):
-            coordinates[node] = (i * x_gap, (middle - position) * y_gap)
+            if position:
+                y -= (slots[position - 1] + slots[position]) / 2
+            coordinates[node] = (i * x_gap, y * y_gap)
 
     edge_points: dict[EdgeKey, list[Point]] = {}
     for source, target in edges:
@@ -227,4 +283,5 @@ def layered_layout(
         edge_points=edge_points,
         crossings=best_crossings,
         reversed_edges=frozenset(back_edges),
+        height=extent * y_gap,
     )

@@ -109,8 +109,9 @@ class ConsumeAggregate:
 
     @property
     def deliveries(self) -> int:
-        # Consumers that report only outcomes still carried every event they finished.
-        return max(self.consumed, self.processed + self.failed + self.dead_lettered)
+        # Consumers that report only outcomes still carried every event they finished; a
+        # dead-letter usually follows a failure of the same delivery, so it is not added.
+        return max(self.consumed, self.processed + max(self.failed, self.dead_lettered))
 
 
 @dataclass(frozen=True)

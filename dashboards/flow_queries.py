@@ -266,15 +266,15 @@ def failed_examples(since: datetime, until: datetime, per_edge: int = EXAMPLES_P
     rows = (
         Event.objects.filter(_in_range(since, until), extra or Q(), stage__in=FAILURE_STAGES)
         .exclude(trace_id="").exclude(topic="")
+        .values("service", "topic", "consumer_group", "trace_id").annotate(last_at=Max("timestamp"))
         .annotate(rank=Window(RowNumber(), partition_by=[F("service"), F("topic"), F("consumer_group")],
-                              order_by=[F("timestamp").desc(), F("id").desc()]))
+                              order_by=[F("last_at").desc(), F("trace_id")]))
         .filter(rank__lte=per_edge)
-        .values_list("service", "topic", "consumer_group", "trace_id")
+        .values_list("service", "topic", "consumer_group", "trace_id", "rank")
     )
     examples: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for service, topic, group, trace_id in rows:
-        if trace_id not in examples[(service, topic, group)]:
-            examples[(service, topic, group)].append(trace_id)
+    for service, topic, group, trace_id, _ in sorted(rows, key=lambda r: (r[:3], r[4])):
+        examples[(service, topic, group)].append(trace_id)
     return dict(examples)
 
 
@@ -431,14 +431,21 @@ def search_traces(query: str, limit: int = 50) -> TraceSearch:
         result.matched = "key"
         result.traces = summarise_traces(trace_ids)
         result.untraced_events = by_key.filter(trace_id="").count()
+        if len(trace_ids) == 1 and not result.untraced_events:
+            result.trace_id = trace_ids[0]  # one order, one trace: open it
     return result
 
 
 # --------------------------------------------------------------------------- service and topic pages
 
+def rate_bucket_seconds(since: datetime, until: datetime) -> int:
+    """Minutes for ranges up to 6 h, hours beyond (at most 744 points for 31 days)."""
+    return 60 if (until - since) <= timedelta(hours=6) else 3600
+
+
 def rate_series(since: datetime, until: datetime, where: Q) -> dict[str, list[tuple[datetime, int]]]:
-    """Reports per stage per minute (ranges up to 6 h) or per hour."""
-    trunc = TruncMinute if (until - since) <= timedelta(hours=6) else TruncHour
+    """Reports per stage per time bucket (see :func:`rate_bucket_seconds`)."""
+    trunc = TruncMinute if rate_bucket_seconds(since, until) == 60 else TruncHour
     rows = (
         Event.objects.filter(_in_range(since, until), where)
         .annotate(bucket=trunc("timestamp")).values("bucket", "stage").annotate(events=Count("id"))
@@ -556,7 +563,7 @@ def topic_stats(name: str, since: datetime, until: datetime, at_present: bool) -
                                              row["processed"], row["failed"], row["dead_lettered"]).deliveries
     types = list(base.values("type", "schema_version")
                  .annotate(events=Count("id"), first_at=Min("timestamp"), last_at=Max("timestamp"))
-                 .order_by("type", "schema_version"))
+                 .order_by("type", F("schema_version").asc(nulls_last=True)))
     partitions = dict(published.exclude(partition=None).values_list("partition").annotate(events=Count("id"))
                       .order_by())
     keyed = published.exclude(key="")

@@ -24,7 +24,7 @@ from dashboards.time_range import TimeRange, TimeRangeError, parse_time_range
 from dashboards.trace_timeline import build_timeline, causal_order
 from dashboards.views import dashboard_page, page
 from monitor.api.errors import BadRequest
-from monitor.api.flow import HIDE_HUBS, configured_tolerances, shape_graph
+from monitor.api.flow import HIDE_HUBS, HIDE_NONE, configured_tolerances, hidden_names, shape_graph
 from monitor.choices import FlowEdgeKind, FlowNodeKind, Health
 from monitor.models import ConsumerGroup, Finding
 
@@ -117,7 +117,7 @@ def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
     tolerances = request_tolerances(request, problems)
     outcome = flow_queries.CacheOutcome()
     full = flow_queries.flow_graph(time_range.since, time_range.until, time_range.is_live, tolerances, outcome)
-    hidden = [n.strip() for v in request.GET.getlist("hide") for n in v.split(",") if n.strip()]
+    hidden = hidden_names(request) or [HIDE_HUBS]  # the page starts without the hairball
     focus = (request.GET.get("focus") or "").strip()
     try:
         graph = shape_graph(full, request.GET, hidden)
@@ -158,7 +158,7 @@ def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
         "hubs": hubs,
         "focus": focus,
         "hide_hubs": HIDE_HUBS in hidden,
-        "hidden": [h for h in hidden if h != HIDE_HUBS],
+        "hidden": [h for h in hidden if h not in (HIDE_HUBS, HIDE_NONE)],
         "node_count": len(graph.nodes),
         "edge_count": len(graph.edges),
         "critical_count": sum(1 for e in graph.edges if e.health == Health.CRITICAL),
@@ -296,7 +296,8 @@ def service(request: HttpRequest, name: str) -> HttpResponse:
         "group_links": links,
         "failures": [{"event": e, "trace_url": with_range(trace_path(e.trace_id), time_range) if e.trace_id else ""}
                      for e in stats.recent_failures],
-        "figure": flow_charts.rate_figure(stats.series),
+        "figure": flow_charts.rate_figure(stats.series, time_range.since, time_range.until,
+                                           flow_queries.rate_bucket_seconds(time_range.since, time_range.until)),
         "flow_url": with_range(reverse("flow"), time_range, focus=name),
         "failed_traces_url": with_range(reverse("flow-traces"), time_range, service=name, failed="1"),
         "findings": finding_rows(stats.findings, time_range),
@@ -328,7 +329,8 @@ def event_topic(request: HttpRequest, name: str) -> HttpResponse:
         "stats": stats,
         "time_range": time_range,
         "lag_topic_links": [(c, f"/clusters/{quote(c)}/topics/{quote(t)}/") for c, t in stats.lag_pages],
-        "figure": flow_charts.rate_figure(stats.series),
+        "figure": flow_charts.rate_figure(stats.series, time_range.since, time_range.until,
+                                           flow_queries.rate_bucket_seconds(time_range.since, time_range.until)),
         "flow_url": with_range(reverse("flow"), time_range),
         "traces_url": with_range(reverse("flow-traces"), time_range, topic=name),
         "findings": finding_rows(stats.findings, time_range),

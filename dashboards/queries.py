@@ -363,9 +363,9 @@ def topic_readers(cluster: Cluster, topic: str) -> list[TopicReader]:
         PartitionLagSample.objects.filter(group__cluster=cluster, topic=topic, polled_at=F("group__last_sample_at"))
         .values("group_id")
         .annotate(
-            lag=Sum("lag"),
+            lag_sum=Sum("lag"),
             max_time_lag=Max("time_lag_seconds"),
-            partitions=Count("id"),
+            partition_count=Count("id"),
             unknown=Count("id", filter=Q(lag__isnull=True)),
         )
     )
@@ -379,9 +379,9 @@ def topic_readers(cluster: Cluster, topic: str) -> list[TopicReader]:
             TopicReader(
                 group=group,
                 # A sum over partitions that are all unknown is unknown, never 0.
-                lag=row["lag"] if row["unknown"] < row["partitions"] else None,
+                lag=row["lag_sum"] if row["unknown"] < row["partition_count"] else None,
                 max_time_lag_seconds=row["max_time_lag"],
-                partitions=row["partitions"],
+                partitions=row["partition_count"],
                 unknown_partitions=row["unknown"],
             )
         )

@@ -77,6 +77,10 @@ class Step:
     def duration_seconds(self) -> float:
         return max(0.0, (self.end - self.start).total_seconds())
 
+    @property
+    def kind_label(self) -> str:
+        return StepKind(self.kind).label
+
 
 @dataclass(frozen=True)
 class SagaOutcome:

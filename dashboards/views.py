@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 
-from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError
@@ -21,15 +19,13 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboards import charts, queries
-from dashboards.formatting import format_ago, format_utc
+from dashboards import banners, charts, queries
 from monitor.choices import GroupStatus, SeriesMetric
 from monitor.models import Cluster, ConsumerGroup
 
 log = logging.getLogger(__name__)
 View = Callable[..., HttpResponse]
-REDIS_CHECK_TTL_SECONDS = 10.0
-_redis_checks: dict[str, tuple[float, str | None]] = {}
+GROUP_FRAGMENTS = {"summary": "fragments/group_summary.html", "partitions": "fragments/group_partitions.html"}
 
 
 # --------------------------------------------------------------------------- page plumbing
@@ -65,55 +61,11 @@ def dashboard_page(view: View) -> View:
     return wrapper
 
 
-def redis_error(url: str | None) -> str | None:
-    """Why Redis does not answer (None when it does or is not configured); remembered briefly."""
-    if not url:
-        return None
-    checked = _redis_checks.get(url)
-    if checked and time.monotonic() - checked[0] < REDIS_CHECK_TTL_SECONDS:
-        return checked[1]
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
-        error = None
-    except redis.RedisError as exc:
-        error = type(exc).__name__
-    _redis_checks[url] = (time.monotonic(), error)
-    return error
-
-
-def page_banners(now: datetime) -> list[dict[str, str]]:
-    banners: list[dict[str, str]] = []
-    for alarm in queries.cluster_alarms(now):
-        when = f"{format_utc(alarm.since)} ({format_ago(alarm.since, now)})" if alarm.since else "its first poll"
-        if alarm.kind == "unreachable":
-            banners.append(
-                {"level": "error", "text": f"Cluster {alarm.name} unreachable since {when}: {alarm.error or 'no error recorded'}"}
-            )
-        else:
-            banners.append(
-                {
-                    "level": "warning",
-                    "text": f"Cluster {alarm.name} has not been polled since {when}; "
-                    "are the Celery worker and beat running?",
-                }
-            )
-    error = redis_error(settings.REDIS_URL)
-    if error:
-        banners.append(
-            {
-                "level": "warning",
-                "text": f"Redis is unreachable ({error}): polling and alerting are paused and the data "
-                "shown may be stale.",
-            }
-        )
-    return banners
-
-
 def page(request: HttpRequest, template: str, context: dict[str, object], active_nav: str) -> HttpResponse:
     now = timezone.now()
-    return render(request, template, {"now": now, "banners": page_banners(now), "active_nav": active_nav, **context})
+    return render(
+        request, template, {"now": now, "banners": banners.page_banners(now), "active_nav": active_nav, **context}
+    )
 
 
 def _cluster_or_404(name: str) -> Cluster:
@@ -222,20 +174,19 @@ def group(request: HttpRequest, cluster: str, group: str) -> HttpResponse:
 
     if part == "charts":
         return JsonResponse({"charts": _group_charts(found, since, now, metric, breakdown)})
-    context = {
-        "cluster": found_cluster,
-        "group": found,
-        "partitions": queries.latest_partitions(found),
-        "events": list(reversed(queries.group_events(found, since, now))),
-    }
-    if part == "summary":
-        return render(request, "fragments/group_summary.html", {"now": now, **context})
+    context: dict[str, object] = {"cluster": found_cluster, "group": found}
+    if part != "summary":
+        context["partitions"] = queries.latest_partitions(found)
+        context["events"] = list(reversed(queries.group_events(found, since, now)))
+    if part in GROUP_FRAGMENTS:
+        return render(request, GROUP_FRAGMENTS[part], {"now": now, **context})
     context.update(
         {
             "charts": _group_charts(found, since, now, metric, breakdown),
             "breakdown": breakdown,
             "breakdown_link": query_link(request, breakdown=None if breakdown else "partition"),
             "summary_url": query_link(request, part="summary"),
+            "partitions_url": query_link(request, part="partitions"),
             **chart_controls(request, chart_range, metric),
         }
     )

@@ -3,7 +3,8 @@ import os
 
 from celery import Celery
 from celery.signals import beat_init, worker_process_init
-from django.conf import settings
+
+from monitor.envconf import env_int
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monitor.settings")
 
@@ -19,7 +20,9 @@ app.conf.beat_schedule = {
     "run-detectors": {"task": "monitor.run_detectors", "schedule": 60.0},
     "prune-events": {"task": "monitor.prune_events", "schedule": 900.0},
     "schedule-taps": {"task": "monitor.schedule_taps", "schedule": 10.0},
-    "evaluate-rules": {"task": "monitor.evaluate_rules", "schedule": float(settings.MONITOR_EVALUATE_INTERVAL_SECONDS)},
+    # Read like settings.MONITOR_EVALUATE_INTERVAL_SECONDS: this module loads while settings do.
+    "evaluate-rules": {"task": "monitor.evaluate_rules",
+                       "schedule": float(env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1))},
     "sweep-notifications": {"task": "monitor.sweep_notifications", "schedule": 30.0},
 }
 

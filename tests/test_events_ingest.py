@@ -84,7 +84,7 @@ def test_missing_required_field_is_named(field):
     ("colour", "blue", "unknown field"),
 ])
 def test_invalid_field_is_refused_naming_index_and_field(field, value, message):
-    error = errors_of(event(), event(event_id="evt-2", **{field: value}))
+    error = errors_of(event(), event(**{"event_id": "evt-2", field: value}))
     assert [e.loc for e in error.errors] == [("events", 1, field)]
     assert message in error.errors[0].msg
     assert "index 1" in error.detail

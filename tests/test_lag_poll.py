@@ -287,11 +287,12 @@ def test_whole_cycle_is_written_with_a_fixed_number_of_queries_whatever_the_grou
             poll_cluster(cluster.id)
         return len(captured)
 
-    commit_offsets(kafka_settings, f"{prefix}-a", {(topic, 0): 1})
+    # Caught-up groups: no time-lag history to look up, only the cycle's own reads and writes.
+    commit_offsets(kafka_settings, f"{prefix}-a", {(topic, 0): 10})
     queries_for_poll()
     one_group = queries_for_poll()
     for n in range(5):
-        commit_offsets(kafka_settings, f"{prefix}-b{n}", {(topic, 0): 1, (topic, 1): 2})
+        commit_offsets(kafka_settings, f"{prefix}-b{n}", {(topic, 0): 10, (topic, 1): 7})
     queries_for_poll()
     six_groups = queries_for_poll()
     assert six_groups == one_group
@@ -314,6 +315,18 @@ def test_latest_snapshot_is_served_from_the_cache_and_from_the_database_when_col
     assert [p["lag"] for p in warm["partitions"]] == [6, 0, None]
     assert [g["group"] for g in cluster_view["groups"]] == [group_id]
     assert snapshot.get_group_snapshot(cluster.name, "no-such-group") is None
+
+
+def test_each_phase_of_a_cycle_reports_progress(cluster, prefix, topic, kafka_settings):
+    commit_offsets(kafka_settings, f"{prefix}-watched", {(topic, 0): 1})
+    messages: list[str] = []
+
+    poll_cluster(cluster.id, progress=messages.append)
+
+    assert messages == [
+        "listed 1 groups", "read committed offsets of 1 groups", "read log offsets of 3 partitions",
+        "read the history of 3 partitions", "computed the lag of 1 groups",
+    ]
 
 
 # -- edges the broker cannot produce, fed as readings ---------------------------------
@@ -371,6 +384,15 @@ def test_group_whose_offsets_could_not_be_read_keeps_its_snapshot_and_the_rest_i
     assert ConsumerGroup.objects.get(cluster=cluster, name="shipping").total_lag == 7
     run = PollRun.objects.filter(cluster=cluster).latest("id")
     assert run.ok and "billing: CoordinatorLoadInProgressError" in run.error
+
+
+def test_listed_group_without_any_committed_offset_is_unknown_and_writes_no_samples(cluster):
+    record(cluster, reading("fresh", {}, {}, {}))
+
+    group = ConsumerGroup.objects.get(cluster=cluster, name="fresh")
+    assert (group.status, group.total_lag, group.last_sample_at) == (GroupStatus.UNKNOWN, None, None)
+    assert group.status_reason == "no committed offset on any partition"
+    assert not PartitionLagSample.objects.filter(group=group).exists()
 
 
 # -- claiming due clusters -------------------------------------------------------------

@@ -258,6 +258,14 @@ def test_the_saga_and_its_compensation_are_reported_in_one_trace(story):
     assert any(compensated <= steps for steps in by_trace.values())
 
 
+def test_each_publication_names_the_span_of_the_message_that_caused_it(story):
+    published = [e for e in story["events"] if e["stage"] == Stage.PUBLISHED]
+    placed_spans = {e["traceparent"].split("-")[2] for e in published if e["type"] == "OrderPlaced"}
+    authorised = [e for e in published if e["type"] == "PaymentAuthorised"]
+    assert authorised and all(e["parent_span_id"] in placed_spans for e in authorised)
+    assert not any("parent_span_id" in e for e in published if e["type"] == "OrderPlaced")  # a saga's root
+
+
 def test_reports_cover_every_stage_and_name_group_partition_and_offset(story):
     events = story["events"]
     stages = Counter(event["stage"] for event in events)
@@ -310,7 +318,7 @@ def test_payments_processes_some_amendment_before_its_order(story):
 def test_schema_v2_is_published_and_shipping_never_reports_handling_it(story):
     reserved = [e for e in story["events"] if e["type"] == "InventoryReserved"]
     assert {e["schema_version"] for e in reserved if e["stage"] == Stage.PUBLISHED} == {1, 2}
-    assert {e["schema_version"] for e in reserved if e["consumer_group"].endswith(".shipping")} == {1}
+    assert {e["schema_version"] for e in reserved if e.get("consumer_group", "").endswith(".shipping")} == {1}
     assert 2 in {e["schema_version"] for e in reserved if e.get("consumer_group", "").endswith(".payments")}
 
 
@@ -337,9 +345,8 @@ def test_traffic_continues_with_one_warning_when_the_api_is_down(broker, unique,
     from tests.services import free_port
 
     namespace = unique("down")
-    simulator = sim.Simulator(fast_config(broker.bootstrap, namespace, stats_every_seconds=60),
-                              sim.make_reporter(f"http://127.0.0.1:{free_port()}", "kmon_x"))
-    simulator.reporter._client.close = lambda timeout=10: True  # noqa: SLF001 - don't wait out retries
+    reporter = sim.ClientReporter(f"http://127.0.0.1:{free_port()}", "kmon_x", close_timeout_seconds=0.5)
+    simulator = sim.Simulator(fast_config(broker.bootstrap, namespace, stats_every_seconds=60), reporter)
     with caplog.at_level(logging.INFO, logger="monitor.demo.simulator"):
         simulator.run(duration=3)
     assert simulator.stats["published"] > 10

@@ -49,3 +49,17 @@ def share(value: float | None) -> str:
         return "—"
     percent = value * 100
     return f"{percent:.1f} %" if percent < 10 else f"{percent:.0f} %"
+
+
+@register.filter
+def rate(value: float | None) -> str:
+    """Events per second with enough digits to tell a trickle from nothing: ``0.0042``."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "0"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 1:
+        return f"{value:.1f}"
+    return f"{value:.2g}"

@@ -12,12 +12,10 @@ from monitor.models import Event, EventType, ExpectedSubscription, Finding, Serv
 
 def trace_url(trace_id: str) -> str:
     """The trace view of the dashboards (flow area), wherever it is mounted."""
-    for name in ("trace", "trace-detail", "dashboards-trace"):
-        try:
-            return reverse(name, args=[trace_id])
-        except NoReverseMatch:
-            continue
-    return f"/traces/{trace_id}/"
+    try:
+        return reverse("flow-trace", args=[trace_id])
+    except NoReverseMatch:
+        return f"/traces/{trace_id}/"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

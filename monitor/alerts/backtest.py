@@ -117,6 +117,10 @@ class _SubjectReplay:
         return self.incidents
 
 
+def _worse(rule: RuleSpec, value: float, peak: float) -> bool:
+    return value < peak if rule.op in ("<", "<=") else value > peak
+
+
 def backtest(rule: RuleSpec, now: datetime, days: int = DEFAULT_DAYS) -> BacktestResult:
     """Replay ``rule`` over the last ``days`` of stored history."""
     since, until = now - timedelta(days=days), now

@@ -83,20 +83,29 @@ def alerts(request: HttpRequest) -> JsonResponse:
     return JsonResponse([alert_json(alert) for alert in rows], safe=False)
 
 
+def _note(request: HttpRequest) -> str:
+    """The optional note: a JSON body ``{"note": "..."}`` or a form field ``note``."""
+    if request.content_type != "application/json":
+        note = request.POST.get("note", "")
+        return note if isinstance(note, str) else ""
+    if not request.body:
+        return ""
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The body must be JSON, e.g. {\"note\": \"looking into it\"}.",
+                         [FieldError(("body",), "not valid JSON")]) from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", [FieldError(("body",), "must be an object")])
+    note = body.get("note", "")
+    if not isinstance(note, str):
+        raise BadRequest("Invalid body.", [FieldError(("body", "note"), "must be text")])
+    return note
+
+
 @api_view(scope=TokenScope.READ, methods=("POST",))
 def acknowledge_alert(request: HttpRequest, alert_id: int) -> JsonResponse:
-    note = ""
-    if request.body:
-        try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("The body must be JSON, e.g. {\"note\": \"looking into it\"}.",
-                             [FieldError(("body",), "not valid JSON")]) from None
-        if not isinstance(body, dict):
-            raise BadRequest("The body must be a JSON object.", [FieldError(("body",), "must be an object")])
-        note = body.get("note", "")
-        if not isinstance(note, str):
-            raise BadRequest("Invalid body.", [FieldError(("body", "note"), "must be text")])
+    note = _note(request)
     token = getattr(request, "api_token", None)
     by = f"token {token.name}" if token is not None else request.user.get_username()
     try:

@@ -85,7 +85,9 @@ def authenticate(request: HttpRequest, scope: str) -> None:
 def api_view(scope: str | None = TokenScope.READ, methods: Iterable[str] = ("GET",)) -> Callable[[View], View]:
     """Wrap a JSON API view: method check, authentication (``scope=None``: public),
     JSON errors for :class:`ApiError` and a 503 when the database is down."""
-    allowed = frozenset(m.upper() for m in methods) | ({"HEAD"} if "GET" in {m.upper() for m in methods} else set())
+    allowed = {m.upper() for m in methods}
+    if "GET" in allowed:
+        allowed.add("HEAD")
 
     def decorator(view: View) -> View:
         @functools.wraps(view)

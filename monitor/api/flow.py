@@ -21,6 +21,7 @@ from monitor.choices import FlowNodeKind, TokenScope
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
 HIDE_HUBS = "hubs"
+HIDE_NONE = "none"  # explicit "hide nothing" (the dashboard hides hubs by default)
 
 
 def _bad_query(field: str, message: str) -> BadRequest:
@@ -44,7 +45,8 @@ def configured_tolerances(params: Mapping[str, str]) -> Tolerances:
 
 
 def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str]) -> FlowGraph:
-    """Apply ``focus=<service>`` (its neighbourhood) and ``hide=hubs`` / ``hide=<service>``."""
+    """Apply ``focus=<service>`` (its neighbourhood) and ``hide=hubs`` / ``hide=<service>``
+    (``hide=none`` hides nothing)."""
     hubs = flow_model.find_hubs(graph)
     for key in hubs:
         graph.nodes[key].hub = True
@@ -53,7 +55,7 @@ def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str]) 
     for name in hidden:
         if name == HIDE_HUBS:
             drop |= hubs
-        else:
+        elif name != HIDE_NONE:
             drop.add(flow_model.node_id(FlowNodeKind.SERVICE, name))
     if focus:
         drop.discard(flow_model.node_id(FlowNodeKind.SERVICE, focus))  # never hide what was asked for

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 
 from monitor.api.auth import api_view
-from monitor.choices import AlertState, ClusterStatus, GroupStatus, SeriesMetric, Stage, TimeLagMethod
+from monitor.choices import AlertState, ClusterStatus, GroupStatus, SeriesMetric, Severity, Stage, TimeLagMethod
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -252,7 +252,7 @@ SCHEMAS: dict[str, dict[str, object]] = {
         "properties": {
             "id": {"type": "integer"},
             "rule": {"type": "string"},
-            "subject": {"description": "What the alert is about: cluster, group, topic"},
+            "subject": {"type": "string", "description": "What the alert is about: cluster/group/topic"},
             "state": {"type": "string", "enum": AlertState.values},
             "value": _nullable("number"),
             "threshold": _nullable("number"),
@@ -419,12 +419,51 @@ DOCUMENT: dict[str, object] = {
                         "in": "query",
                         "required": False,
                         "schema": {"type": "string", "enum": AlertState.values},
-                    }
+                    },
+                    {
+                        "name": "severity",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": Severity.values},
+                    },
+                    *[
+                        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for name in ("cluster", "group", "topic", "rule")
+                    ],
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
+                    },
                 ],
                 "responses": {
                     "200": _json({"type": "array", "items": _ref("Alert")}, "Alerts"),
                     "400": _error("A bad query parameter, named in errors[].loc"),
                     **READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/alerts/{alert_id}/ack": {
+            "post": {
+                "operationId": "acknowledgeAlert",
+                "summary": "Acknowledge an alert (a session needs its CSRF token)",
+                "tags": ["alerts"],
+                "parameters": [{"name": "alert_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "properties": {"note": {"type": "string"}}}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Alert"), "The acknowledged alert"),
+                    "400": _error("A bad body, named in errors[].loc"),
+                    **READ_ERRORS,
+                    "404": _error("Unknown alert"),
+                    "409": _error("The alert cannot be acknowledged in its state"),
                 },
             }
         },

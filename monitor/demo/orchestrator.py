@@ -69,14 +69,14 @@ class Console:
             self._break_pending()
             self._pending = text
             self._interrupted = False
-            self.out.write(text + " ")
+            self.out.write(text)
             self.out.flush()
 
     def end(self, outcome: str) -> None:
         with self._lock:
             if self._pending is not None and self._interrupted:
-                self.out.write(self._pending + " ")
-            self.out.write(outcome + "\n")
+                self.out.write(self._pending)
+            self.out.write(" " + outcome + "\n")
             self.out.flush()
             self._pending = None
             self._interrupted = False
@@ -303,8 +303,8 @@ class Supervisor:
         log_file.flush()
         try:
             process = subprocess.Popen(
-                die_with_parent(spec.argv, shutil.which("setpriv")), env=spec.env, cwd=spec.cwd, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                die_with_parent(spec.argv, shutil.which("setpriv")), env=spec.env, cwd=spec.cwd,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stopped as a whole, not by the terminal
             )
         except OSError as exc:
@@ -478,3 +478,27 @@ def issue_ingest_token(name: str) -> str:
 
     _, secret = ApiToken.issue(name, [TokenScope.INGEST])
     return secret
+
+
+def forget_cluster_history(cluster_id: int) -> int:
+    """Clear what was recorded about a cluster's previous broker; returns the groups forgotten.
+
+    The demo's broker keeps nothing between runs (in-memory storage): its offsets start at 0
+    again, which, next to the previous run's samples, would read as every group rewinding.
+    The cluster row itself (and whatever was edited on it in the admin) stays.
+    """
+    from django.db import transaction
+
+    from monitor.choices import ClusterStatus
+    from monitor.models import Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PollRun, Topic
+
+    with transaction.atomic():
+        GroupEvent.objects.filter(cluster_id=cluster_id).delete()
+        _, deleted = ConsumerGroup.objects.filter(cluster_id=cluster_id).delete()
+        LogOffsetSample.objects.filter(cluster_id=cluster_id).delete()
+        PollRun.objects.filter(cluster_id=cluster_id).delete()
+        Topic.objects.filter(cluster_id=cluster_id).delete()
+        Cluster.objects.filter(pk=cluster_id).update(
+            status=ClusterStatus.UNKNOWN, last_poll_at=None, last_success_at=None, last_error="", next_poll_at=None,
+        )
+    return deleted.get(ConsumerGroup._meta.label, 0)

@@ -33,7 +33,6 @@ simulator logs one warning and keeps producing.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
@@ -276,7 +275,11 @@ def event_report(envelope: Envelope, *, stage: str, service: str, topic: str, ti
 # -- reporting -----------------------------------------------------------------------
 
 class Reporter(Protocol):
+    stats: dict[str, int]
+
     def report(self, event: dict[str, Any]) -> None: ...
+
+    def warn_once_when_failing(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -284,7 +287,12 @@ class Reporter(Protocol):
 class NullReporter:
     """Used when no API is configured: the traffic still flows, nothing is reported."""
 
+    stats: dict[str, int] = {}
+
     def report(self, event: dict[str, Any]) -> None:
+        pass
+
+    def warn_once_when_failing(self) -> None:
         pass
 
     def close(self) -> None:
@@ -295,20 +303,15 @@ class ClientReporter:
     """Sends reports through :class:`monitor.client.EventReporter`, the batching client
     services copy: queued in memory, posted in batches by a background thread, retried."""
 
-    def __init__(self, api_url: str, token: str) -> None:
+    def __init__(self, api_url: str, token: str, close_timeout_seconds: float = 10.0) -> None:
         from monitor.client import EventReporter
 
         self._client = EventReporter(api_url, token, service="simulator")
-        self._passes_parent = "parent_span_id" in inspect.signature(self._client.report).parameters
+        self._close_timeout_seconds = close_timeout_seconds
         self._warned_retrying = False
 
     def report(self, event: dict[str, Any]) -> None:
         fields = dict(event)
-        parent_span_id = fields.pop("parent_span_id", None)
-        if parent_span_id and self._passes_parent:
-            fields["parent_span_id"] = parent_span_id
-        elif parent_span_id:
-            fields["attributes"] = {**(fields.get("attributes") or {}), "parent_span_id": parent_span_id}
         self._client.report(fields.pop("event_id"), fields.pop("type"), fields.pop("stage"), **fields)
 
     @property
@@ -324,7 +327,7 @@ class ClientReporter:
                         ", ".join(f"{n} {k}" for k, n in stats.items() if n and k != "sent"))
 
     def close(self) -> None:
-        self._client.close(timeout=10)
+        self._client.close(timeout=self._close_timeout_seconds)
 
 
 class _OncePerMessage(logging.Filter):
@@ -482,9 +485,7 @@ class Simulator:
             while not self.stop_event.wait(0.5):
                 if deadline and time.monotonic() >= deadline:
                     break
-                warn = getattr(self.reporter, "warn_once_when_failing", None)
-                if warn is not None:
-                    warn()
+                self.reporter.warn_once_when_failing()
                 if time.monotonic() >= next_stats:
                     next_stats += self.config.stats_every_seconds
                     log.info("%s", self.summary())
@@ -504,7 +505,7 @@ class Simulator:
             phases.append("analytics has stopped")
         counts = ", ".join(f"{stats.get(k, 0)} {k.replace('_', '-')}" for k in
                            ("published", "consumed", "processed", "failed", "dead_lettered", "redelivered"))
-        reporter_stats = getattr(self.reporter, "stats", None)
+        reporter_stats = self.reporter.stats
         if reporter_stats:
             counts += f"; reports sent {reporter_stats.get('sent', 0)}, dropped {reporter_stats.get('dropped', 0)}"
         return f"{self.elapsed():.0f} s: {counts}" + (f" ({'; '.join(phases)})" if phases else "")

@@ -34,6 +34,7 @@ _INT64_MAX = 2**63 - 1
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 _FUTURE_SLACK = dt.timedelta(days=1)
 _UTC = dt.timezone.utc
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class EventRow(NamedTuple):
@@ -114,6 +115,8 @@ def parse_timestamp(value: object, now: dt.datetime) -> dt.datetime:
 
 def _text(raw: dict[str, Any], name: str, index: int, errors: list[FieldError], required: bool) -> str:
     value = raw.get(name)
+    if type(value) is str and 0 < len(value) <= _MAX_LENGTH[name] and "\x00" not in value:
+        return value  # the common case, checked in one go
     if value is None:
         if required:
             errors.append(FieldError(("events", index, name), "field required"))
@@ -200,7 +203,7 @@ def validate_event(raw: object, index: int, now: dt.datetime, limits: IngestLimi
             errors.append(FieldError(("events", index, "attributes"), "must be an object"))
         elif attributes:
             try:
-                attributes_json = json.dumps(attributes, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                attributes_json = _encode_json(attributes)
             except ValueError:
                 attributes_json = None
                 errors.append(FieldError(("events", index, "attributes"), "must not contain NaN or Infinity"))

@@ -62,8 +62,15 @@ def check_span_id(value: object) -> str:
     return value
 
 
+_WELL_FORMED_00 = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
 def parse(value: object) -> TraceParent:
     """Parse a traceparent header value by the W3C rules; TraceContextError names the broken rule."""
+    # Fast path for the common case (version 00, well formed); the rules below name what is wrong.
+    match = _WELL_FORMED_00.match(value) if isinstance(value, str) else None
+    if match is not None and match[1] != INVALID_TRACE_ID and match[2] != INVALID_SPAN_ID:
+        return TraceParent("00", match[1], match[2], match[3])
     if not isinstance(value, str):
         raise TraceContextError("must be a string like 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>")
     if value != value.strip():

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 NO_COMMITTED_OFFSET = "no committed offset"
 
 TopicPartitionKey = tuple[str, int]
 
 
-@dataclass(frozen=True)
-class PartitionLag:
+class PartitionLag(NamedTuple):
+    """A named tuple: a cycle makes one per group and partition, tens of thousands."""
+
     topic: str
     partition: int
     committed_offset: int | None
@@ -45,25 +47,24 @@ def partition_lag(
 ) -> PartitionLag:
     """Lag of one group on one partition. ``log_end_offset`` is None when the broker
     did not answer for this partition (``log_error`` says why)."""
-    base = dict(topic=topic, partition=partition, committed_offset=committed_offset,
-                log_start_offset=log_start_offset, log_end_offset=log_end_offset)
+    base = (topic, partition, committed_offset, log_start_offset, log_end_offset)
     if committed_offset is None:
-        return PartitionLag(**base, lag=None, note=NO_COMMITTED_OFFSET)
+        return PartitionLag(*base, lag=None, note=NO_COMMITTED_OFFSET)
     if log_end_offset is None:
-        return PartitionLag(**base, lag=None, note=f"log offsets unavailable: {log_error or 'no answer'}")
+        return PartitionLag(*base, lag=None, note=f"log offsets unavailable: {log_error or 'no answer'}")
     if committed_offset > log_end_offset:
         return PartitionLag(
-            **base, lag=0,
+            *base, lag=0,
             note=f"committed offset {committed_offset:,} is ahead of log end {log_end_offset:,}; lag shown as 0",
         )
     if log_start_offset is not None and committed_offset < log_start_offset:
         lost = log_start_offset - committed_offset
         return PartitionLag(
-            **base, lag=log_end_offset - log_start_offset, lost_messages=lost,
+            *base, lag=log_end_offset - log_start_offset, lost_messages=lost,
             note=f"{lost:,} messages deleted before they were consumed "
                  f"(committed {committed_offset:,} < log start {log_start_offset:,})",
         )
-    return PartitionLag(**base, lag=log_end_offset - committed_offset)
+    return PartitionLag(*base, lag=log_end_offset - committed_offset)
 
 
 def group_partition_lags(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,13 +15,14 @@ from django.db import transaction
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus
 from monitor.kafka.adapter import GroupListing, LogOffsets
 from monitor.lag import forecast, history
+from monitor.lag.bulk import insert_rows, update_rows
 from monitor.lag.changes import GroupChange, group_changes
 from monitor.lag.compute import (
     PartitionLag, TopicLag, TopicPartitionKey, covered_partitions, group_partition_lags, max_known, newly_lost,
     sum_known, topic_lags,
 )
 from monitor.lag.status import GroupPoint, Rewind, StatusInputs, Verdict, group_status
-from monitor.lag.timelag import OffsetPoint, TimeLag, time_lag
+from monitor.lag.timelag import PartitionHistory, TimeLag, time_lag
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
 )
@@ -45,7 +47,7 @@ class ClusterReading:
     log_errors: dict[TopicPartitionKey, str] = field(default_factory=dict)
     requests: int = 0
 
-    @property
+    @cached_property
     def partitions(self) -> set[TopicPartitionKey]:
         keys: set[TopicPartitionKey] = set()
         for offsets in self.committed.values():
@@ -79,65 +81,38 @@ def no_progress(_: str) -> None:
 
 def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime, clock_start: float,
                  progress: Progress = no_progress) -> CycleResult:
+    """Compute everything about this poll, then store it in one transaction."""
     now = reading.polled_at
     window = settings.MONITOR_STATUS_WINDOW_SECONDS
-    stopped_after = settings.MONITOR_STOPPED_AFTER_SECONDS
-    history_since = now - timedelta(seconds=max(window, stopped_after) + 2 * cluster.poll_interval_seconds)
-
+    history_since = now - timedelta(
+        seconds=max(window, settings.MONITOR_STOPPED_AFTER_SECONDS) + 2 * cluster.poll_interval_seconds)
     existing = {g.name: g for g in ConsumerGroup.objects.filter(cluster=cluster)}
     topics = {t.name: t for t in Topic.objects.filter(cluster=cluster)}
-    log_pairs = {tp: (o.log_start_offset, o.log_end_offset) for tp, o in reading.log_offsets.items()}
-    log_errors = dict(reading.log_errors)
-    for topic, error in reading.topic_errors.items():
-        for tp in reading.partitions:
-            if tp[0] == topic:
-                log_errors[tp] = error
 
-    lags = {name: group_partition_lags(offsets, reading.partition_counts, log_pairs, log_errors)
-            for name, offsets in reading.committed.items()}
+    lags = _partition_lags(reading)
     polled_groups = [existing[name] for name in lags if name in existing]
-    previous = history.previous_partitions(polled_groups)
-
-    needed: dict[TopicPartitionKey, set[int]] = {}
-    for parts in lags.values():
-        for part in parts:
-            if part.committed_offset is not None and part.lag:
-                needed.setdefault(part.key, set()).add(part.committed_offset)
-    points = history.offset_points(cluster.id, needed, reading.log_offsets, now - timedelta(seconds=window))
-    for tp, offsets in reading.log_offsets.items():
-        points.setdefault(tp, []).append(OffsetPoint(now, offsets.log_end_offset, offsets.log_start_offset))
     group_ids = [g.id for g in polled_groups]
+    previous = history.previous_partitions(polled_groups)
+    prepared, start_rates = _log_end_history(cluster, reading, lags, now, window)
     past_points = history.group_points(group_ids, history_since, now)
     past_rewinds = history.rewinds(group_ids, now - timedelta(seconds=window))
-    progress(f"read history of {len(points)} partitions")
+    progress(f"read the history of {len(prepared)} partitions")
 
     listed = {g.group_id: g for g in reading.groups}
     results: list[GroupResult] = []
     new_groups: list[ConsumerGroup] = []
     for name, parts in sorted(lags.items()):
         row = existing.get(name)
-        is_new = row is None
         if row is None:
             row = ConsumerGroup(cluster=cluster, name=name, first_seen_at=now, last_seen_at=now)
             new_groups.append(row)
         results.append(_evaluate_group(
-            row, parts, listed.get(name), previous.get(row.id) if row.id else None,
-            past_points.get(row.id, []) if row.id else [], past_rewinds.get(row.id, []) if row.id else [],
-            points, topics, reading.partition_counts, now, is_new=is_new,
+            row, parts, listed.get(name), previous.get(row.id), past_points.get(row.id, []),
+            past_rewinds.get(row.id, []), prepared, start_rates, topics, reading.partition_counts, now,
+            is_new=row.id is None,
         ))
-
-    gone = []
-    for name, row in existing.items():
-        if row.gone_at is None and name not in listed:
-            row.status, row.status_reason = GroupStatus.GONE, GONE_REASON
-            row.gone_at = now
-            row.total_lag = row.max_time_lag_seconds = row.catch_up_seconds = row.retention_risk_seconds = None
-            gone.append(row)
-    listed_without_offsets = [existing[name] for name in listed
-                              if name in existing and name not in lags and name not in reading.group_errors]
-    for row in listed_without_offsets:
-        row.last_seen_at = now
-    progress(f"computed lag of {len(results)} groups")
+    gone = _mark_gone([row for name, row in existing.items() if row.gone_at is None and name not in listed], now)
+    progress(f"computed the lag of {len(results)} groups")
 
     with transaction.atomic():
         ConsumerGroup.objects.bulk_create(new_groups, batch_size=BULK_BATCH_SIZE)
@@ -151,12 +126,12 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         )
         _write_topics(cluster, topics, reading.partition_counts, now)
         created = {id(g) for g in new_groups}
-        updated = [r.group for r in results if id(r.group) not in created] + gone + listed_without_offsets
-        ConsumerGroup.objects.bulk_update(updated, fields=_SNAPSHOT_FIELDS, batch_size=BULK_BATCH_SIZE)
+        update_rows(ConsumerGroup, [r.group for r in results if id(r.group) not in created] + gone, _SNAPSHOT_FIELDS)
         error = _partial_errors(reading)
         poll_run = PollRun.objects.create(
             cluster=cluster, started_at=started_at, duration_seconds=time.monotonic() - clock_start,
-            requests=reading.requests, groups=len(results), partitions=len(reading.partitions), ok=True, error=error,
+            requests=reading.requests, groups=len(results), partitions=len(reading.partitions), ok=True,
+            error=error,
         )
         Cluster.objects.filter(pk=cluster.pk).update(
             status=ClusterStatus.OK, last_poll_at=now, last_success_at=now, last_error=error,
@@ -164,6 +139,48 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     cluster.status, cluster.last_poll_at, cluster.last_success_at, cluster.last_error = (
         ClusterStatus.OK, now, now, error)
     return CycleResult(cluster=cluster, poll_run=poll_run, groups=results, gone=gone)
+
+
+def _partition_lags(reading: ClusterReading) -> dict[str, list[PartitionLag]]:
+    log_pairs = {tp: (o.log_start_offset, o.log_end_offset) for tp, o in reading.log_offsets.items()}
+    log_errors = dict(reading.log_errors)
+    if reading.topic_errors:
+        for tp in reading.partitions:
+            if tp[0] in reading.topic_errors:
+                log_errors[tp] = reading.topic_errors[tp[0]]
+    return {name: group_partition_lags(offsets, reading.partition_counts, log_pairs, log_errors)
+            for name, offsets in reading.committed.items()}
+
+
+def _log_end_history(
+    cluster: Cluster, reading: ClusterReading, lags: dict[str, list[PartitionLag]], now: datetime, window: float,
+) -> tuple[dict[TopicPartitionKey, PartitionHistory], dict[TopicPartitionKey, float | None]]:
+    """Per partition: the log-end history time lag needs (including the points around
+    every lagging group's committed offset) and how fast the log start advances."""
+    needed: dict[TopicPartitionKey, set[int]] = {}
+    for parts in lags.values():
+        for part in parts:
+            if part.committed_offset is not None and part.lag:
+                needed.setdefault(part.key, set()).add(part.committed_offset)
+    points = history.offset_points(cluster.id, needed, reading.log_offsets, now - timedelta(seconds=window))
+    prepared, start_rates = {}, {}
+    for tp, offsets in reading.log_offsets.items():
+        stored = points.get(tp, [])
+        prepared[tp] = PartitionHistory(stored, offsets.log_end_offset, now)
+        start_rates[tp] = forecast.rate(
+            [(p.polled_at, p.log_start_offset) for p in stored if (now - p.polled_at).total_seconds() <= window]
+            + [(now, offsets.log_start_offset)]
+        )
+    return prepared, start_rates
+
+
+def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
+    """Groups the cluster no longer lists: their series ends, the row stays."""
+    for row in rows:
+        row.status, row.status_reason = GroupStatus.GONE, GONE_REASON
+        row.gone_at = now
+        row.total_lag = row.max_time_lag_seconds = row.catch_up_seconds = row.retention_risk_seconds = None
+    return rows
 
 
 _SNAPSHOT_FIELDS = [
@@ -175,12 +192,13 @@ _SNAPSHOT_FIELDS = [
 def _evaluate_group(
     row: ConsumerGroup, parts: list[PartitionLag], listing: GroupListing | None,
     previous: dict[TopicPartitionKey, PartitionLag] | None, past_points: list[GroupPoint], past_rewinds: list[Rewind],
-    points: dict[TopicPartitionKey, list[OffsetPoint]], topics: dict[str, Topic], partition_counts: dict[str, int],
+    prepared: dict[TopicPartitionKey, PartitionHistory], start_rates: dict[TopicPartitionKey, float | None],
+    topics: dict[str, Topic], partition_counts: dict[str, int],
     now: datetime, *, is_new: bool,
 ) -> GroupResult:
     window = settings.MONITOR_STATUS_WINDOW_SECONDS
     reappeared = not is_new and row.gone_at is not None
-    time_lags = {p.key: time_lag(p.committed_offset, p.log_end_offset, points.get(p.key, ()), now) for p in parts}
+    time_lags = {p.key: time_lag(p.committed_offset, p.log_end_offset, prepared.get(p.key, ()), now) for p in parts}
     changes = group_changes(
         parts, previous, row.topics if not is_new else [],
         {name: t.partitions for name, t in topics.items()}, partition_counts,
@@ -216,8 +234,7 @@ def _evaluate_group(
     retention = forecast.retention_risk(
         forecast.PartitionRetention(
             committed_offset=p.committed_offset, log_start_offset=p.log_start_offset, lag=p.lag,
-            log_start_rate=forecast.rate([(pt.polled_at, pt.log_start_offset) for pt in points.get(p.key, ())
-                                          if (now - pt.polled_at).total_seconds() <= window]),
+            log_start_rate=start_rates.get(p.key),
         )
         for p in parts
     )
@@ -242,32 +259,34 @@ def _evaluate_group(
     )
 
 
+_PARTITION_COLUMNS = ("group_id", "topic", "partition", "polled_at", "committed_offset", "log_start_offset",
+                      "log_end_offset", "lag", "time_lag_seconds", "time_lag_method", "time_lag_reason")
+_TOPIC_COLUMNS = ("group_id", "topic", "resolution", "polled_at", "lag", "time_lag_seconds", "partitions",
+                  "unknown_partitions")
+_LOG_OFFSET_COLUMNS = ("cluster_id", "topic", "partition", "polled_at", "log_start_offset", "log_end_offset")
+
+
 def _write_samples(cluster: Cluster, reading: ClusterReading, results: list[GroupResult], now: datetime) -> None:
     partition_rows = []
     topic_rows = []
     for result in results:
+        group_id = result.group.id
         for part in result.partitions:
             lag_in_time = result.time_lags[part.key]
-            partition_rows.append(PartitionLagSample(
-                group=result.group, topic=part.topic, partition=part.partition, polled_at=now,
-                committed_offset=part.committed_offset, log_start_offset=part.log_start_offset,
-                log_end_offset=part.log_end_offset, lag=part.lag, time_lag_seconds=lag_in_time.seconds,
-                time_lag_method=lag_in_time.method, time_lag_reason=(lag_in_time.reason or part.note)[:200],
+            partition_rows.append((
+                group_id, part.topic, part.partition, now, part.committed_offset, part.log_start_offset,
+                part.log_end_offset, part.lag, lag_in_time.seconds, str(lag_in_time.method),
+                (lag_in_time.reason or part.note)[:200],
             ))
         for topic in result.topics:
-            topic_rows.append(TopicLagSample(
-                group=result.group, topic=topic.topic, resolution=0, polled_at=now, lag=topic.lag,
-                time_lag_seconds=topic.time_lag_seconds, partitions=topic.partitions,
-                unknown_partitions=topic.unknown_partitions,
-            ))
-    PartitionLagSample.objects.bulk_create(partition_rows, batch_size=BULK_BATCH_SIZE)
-    TopicLagSample.objects.bulk_create(topic_rows, batch_size=BULK_BATCH_SIZE)
-    LogOffsetSample.objects.bulk_create(
-        [LogOffsetSample(cluster=cluster, topic=topic, partition=partition, polled_at=now,
-                         log_start_offset=offsets.log_start_offset, log_end_offset=offsets.log_end_offset)
-         for (topic, partition), offsets in sorted(reading.log_offsets.items())],
-        batch_size=BULK_BATCH_SIZE,
-    )
+            topic_rows.append((group_id, topic.topic, 0, now, topic.lag, topic.time_lag_seconds, topic.partitions,
+                               topic.unknown_partitions))
+    insert_rows(PartitionLagSample, _PARTITION_COLUMNS, partition_rows)
+    insert_rows(TopicLagSample, _TOPIC_COLUMNS, topic_rows)
+    insert_rows(LogOffsetSample, _LOG_OFFSET_COLUMNS, [
+        (cluster.id, topic, partition, now, offsets.log_start_offset, offsets.log_end_offset)
+        for (topic, partition), offsets in sorted(reading.log_offsets.items())
+    ])
 
 
 def _write_topics(cluster: Cluster, topics: dict[str, Topic], partition_counts: dict[str, int], now: datetime) -> None:

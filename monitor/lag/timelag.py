@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime, timedelta
 
 from monitor.choices import TimeLagMethod
@@ -28,8 +29,7 @@ NO_HISTORY_YET = "no history yet"
 NO_PRODUCE_RATE = "no produce rate"
 
 
-@dataclass(frozen=True)
-class OffsetPoint:
+class OffsetPoint(NamedTuple):
     polled_at: datetime
     log_end_offset: int
     log_start_offset: int | None = None
@@ -55,10 +55,22 @@ def monotonic_tail(points: Sequence[OffsetPoint]) -> list[OffsetPoint]:
     return ordered[max(start, 0):]
 
 
-def time_when_log_end_was(offset: int, points: Sequence[OffsetPoint]) -> tuple[datetime, TimeLagMethod] | TimeLag:
-    """When the log end stood at ``offset``; points must be a monotonic tail (oldest first)."""
-    ends = [p.log_end_offset for p in points]
-    after = bisect.bisect_right(ends, offset)  # first point already past the offset
+class PartitionHistory:
+    """A partition's (log end, polled at) table made ready once for every group reading
+    it: only points up to ``now``, the current poll added, the newest monotonic run."""
+
+    def __init__(self, history: Sequence[OffsetPoint], log_end_offset: int | None, now: datetime) -> None:
+        points = [p for p in history if p.polled_at <= now]
+        if log_end_offset is not None and not any(p.polled_at == now for p in points):
+            points.append(OffsetPoint(now, log_end_offset))
+        self.points = monotonic_tail(points)
+        self.ends = [p.log_end_offset for p in self.points]
+
+
+def time_when_log_end_was(offset: int, history: PartitionHistory) -> tuple[datetime, TimeLagMethod] | TimeLag:
+    """When the log end stood at ``offset``."""
+    points = history.points
+    after = bisect.bisect_right(history.ends, offset)  # first point already past the offset
     if after == len(points):
         # Every point is at or below the offset: the next message came after the last one.
         return points[-1].polled_at, TimeLagMethod.INTERPOLATED
@@ -77,12 +89,14 @@ def time_when_log_end_was(offset: int, points: Sequence[OffsetPoint]) -> tuple[d
 
 
 def time_lag(
-    committed_offset: int | None, log_end_offset: int | None, history: Sequence[OffsetPoint], now: datetime,
+    committed_offset: int | None, log_end_offset: int | None, history: Sequence[OffsetPoint] | PartitionHistory,
+    now: datetime,
 ) -> TimeLag:
     """Time lag of one group on one partition.
 
-    ``history`` is the partition's (log end, polled at) table, in any order; the current
-    poll's point (``log_end_offset`` at ``now``) is added when it is missing.
+    ``history`` is the partition's (log end, polled at) table, in any order (or a
+    :class:`PartitionHistory` shared by the groups); the current poll's point
+    (``log_end_offset`` at ``now``) is added when it is missing.
     """
     if committed_offset is None:
         return TimeLag(None, TimeLagMethod.UNKNOWN, NO_COMMITTED_OFFSET)
@@ -90,13 +104,11 @@ def time_lag(
         return TimeLag(None, TimeLagMethod.UNKNOWN, "log end offset unavailable")
     if committed_offset >= log_end_offset:
         return TimeLag(0.0, TimeLagMethod.EXACT)
-    points = list(history)
-    if not any(p.polled_at == now for p in points):
-        points.append(OffsetPoint(now, log_end_offset))
-    points = monotonic_tail([p for p in points if p.polled_at <= now])
-    if len(points) < 2:
+    if not isinstance(history, PartitionHistory):
+        history = PartitionHistory(history, log_end_offset, now)
+    if len(history.points) < 2:
         return TimeLag(None, TimeLagMethod.UNKNOWN, NO_HISTORY_YET)
-    found = time_when_log_end_was(committed_offset, points)
+    found = time_when_log_end_was(committed_offset, history)
     if isinstance(found, TimeLag):
         return found
     at, method = found

@@ -255,8 +255,9 @@ def slack_message(payload_: dict) -> dict:
 # -- email ------------------------------------------------------------------------------------
 
 def email_subject(payload_: dict) -> str:
-    """``[kafka-monitor] <rule> · <subject> · FIRING critical``: the rule and subject lead, so
-    an inbox sorted by subject keeps an incident's firing, reminders and resolved together."""
+    """``[kafka-monitor] <rule> | <subject> | FIRING critical``: the rule and subject lead, so
+    an inbox sorted by subject keeps an incident's firing, reminders and resolved together
+    (ASCII separators: no encoded, folded header)."""
     kind = payload_["kind"]
     if kind == NotificationKind.TEST:
         return f"[{PRODUCT}] test notification"
@@ -266,10 +267,10 @@ def email_subject(payload_: dict) -> str:
     severity = worst_severity(items)
     if len(items) == 1:
         item = items[0]
-        return f"[{PRODUCT}] {item['rule']} · {item['subject']} · {word} {severity}"
+        return f"[{PRODUCT}] {item['rule']} | {item['subject']} | {word} {severity}"
     if len(rules) == 1:
-        return f"[{PRODUCT}] {rules[0]} · {len(items)} subjects · {word} {severity}"
-    return f"[{PRODUCT}] digest · {len(items)} alerts from {len(rules)} rules · {word} {severity}"
+        return f"[{PRODUCT}] {rules[0]} | {len(items)} subjects | {word} {severity}"
+    return f"[{PRODUCT}] digest | {len(items)} alerts from {len(rules)} rules | {word} {severity}"
 
 
 def email_text(payload_: dict) -> str:

@@ -37,7 +37,7 @@
         } else if (line) {
           line.color = colour;
         }
-        if (trace.marker.pattern) { trace.marker.pattern.fgcolor = p.fg; }
+        if (trace.marker.pattern) { trace.marker.pattern.fgcolor = p[meta.patternrole] || p.fg; }
       }
       if (trace.textfont && meta.textrole) { trace.textfont.color = p[meta.textrole]; }
     });

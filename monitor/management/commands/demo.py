@@ -182,8 +182,12 @@ class Demo:
 
         with self.progress.step(f'registering cluster "{CLUSTER_NAME}" and a token for the simulator') as note:
             change = upsert_cluster(CLUSTER_NAME, [self.bootstrap], poll_interval_seconds=CLUSTER_POLL_INTERVAL_SECONDS)
-            token = orch.issue_ingest_token(SIMULATOR_TOKEN_NAME)
             note.detail = f"cluster {change.action}"
+            if change.action != "created":
+                forgotten = orch.forget_cluster_history(change.cluster.pk)
+                if forgotten:
+                    note.detail += f"; {forgotten} groups of the previous run's in-memory broker forgotten"
+            token = orch.issue_ingest_token(SIMULATOR_TOKEN_NAME)
         return token
 
     def start_worker(self, env: dict[str, str]) -> None:

@@ -1,0 +1,85 @@
+"""Builders for the flow area's tests: event reports, clusters, groups and lag samples
+written straight to the database (the ingest API has its own tests)."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from monitor.models import Cluster, ConsumerGroup, Event, TopicLagSample
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def event(event_id: str, stage: str, service: str, at: datetime | float, *, type: str = "OrderPlaced",
+          topic: str = "", group: str = "", trace_id: str = "", span_id: str = "", parent_span_id: str = "",
+          key: str = "", partition: int | None = None, offset: int | None = None,
+          schema_version: int | None = None, attributes: dict | None = None) -> Event:
+    """An unsaved report; ``at`` is a datetime or seconds after :data:`T0`."""
+    timestamp = at if isinstance(at, datetime) else T0 + timedelta(seconds=at)
+    report_hash = uuid.uuid4()  # unique: these tests are not about ingest's de-duplication
+    return Event(event_id=event_id, type=type, service=service, stage=stage, timestamp=timestamp,
+                 received_at=timestamp + timedelta(milliseconds=50), topic=topic, partition=partition, offset=offset,
+                 key=key, consumer_group=group, schema_version=schema_version, trace_id=trace_id, span_id=span_id,
+                 parent_span_id=parent_span_id, attributes=attributes, report_hash=report_hash)
+
+
+def save(*events: Event) -> list[Event]:
+    return Event.objects.bulk_create(events)
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_span_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def order_saga(trace_id: str, start: float = 0.0, order: str = "order-1", fail_payment: bool = False) -> list[Event]:
+    """orders -> orders.events -> payments -> payments.events -> shipping; the payment may
+    fail and be dead-lettered."""
+    placed, paid = new_span_id(), new_span_id()
+    reports = [
+        event("ev-placed-" + trace_id[:8], "published", "orders", start, topic="orders.events", trace_id=trace_id,
+              span_id=placed, key=order, partition=0, offset=1, schema_version=1),
+        event("ev-placed-" + trace_id[:8], "consumed", "payments", start + 1, topic="orders.events", group="payments",
+              trace_id=trace_id, span_id=placed, key=order, partition=0, offset=1),
+    ]
+    if fail_payment:
+        reports += [
+            event("ev-placed-" + trace_id[:8], "failed", "payments", start + 2, topic="orders.events",
+                  group="payments", trace_id=trace_id, span_id=placed, key=order, attributes={"error": "declined"}),
+            event("ev-placed-" + trace_id[:8], "dead_lettered", "payments", start + 2.5, topic="orders.events",
+                  group="payments", trace_id=trace_id, span_id=placed, key=order),
+        ]
+        return reports
+    reports += [
+        event("ev-paid-" + trace_id[:8], "published", "payments", start + 1.5, type="PaymentAuthorised",
+              topic="payments.events", trace_id=trace_id, span_id=paid, parent_span_id=placed, key=order),
+        event("ev-placed-" + trace_id[:8], "processed", "payments", start + 2, topic="orders.events",
+              group="payments", trace_id=trace_id, span_id=placed, key=order),
+        event("ev-paid-" + trace_id[:8], "consumed", "shipping", start + 4, type="PaymentAuthorised",
+              topic="payments.events", group="shipping", trace_id=trace_id, span_id=paid, key=order),
+        event("ev-paid-" + trace_id[:8], "processed", "shipping", start + 4.5, type="PaymentAuthorised",
+              topic="payments.events", group="shipping", trace_id=trace_id, span_id=paid, key=order),
+    ]
+    return reports
+
+
+def cluster(name: str) -> Cluster:
+    # Nothing connects to it: the read side only reads what the poller stored.
+    return Cluster.objects.create(name=name, bootstrap_servers="127.0.0.1:9")
+
+
+def group_with_lag(on: Cluster, name: str, topic_lags: dict[str, int | None], polled_at: datetime, *,
+                   status: str = "ok", total_lag: int | None = None) -> ConsumerGroup:
+    group = ConsumerGroup.objects.create(
+        cluster=on, name=name, status=status, first_seen_at=polled_at - timedelta(hours=1), last_seen_at=polled_at,
+        last_sample_at=polled_at, topics=list(topic_lags),
+        total_lag=total_lag if total_lag is not None else sum(v or 0 for v in topic_lags.values()),
+    )
+    TopicLagSample.objects.bulk_create([
+        TopicLagSample(group=group, topic=topic, polled_at=polled_at, lag=lag, partitions=1)
+        for topic, lag in topic_lags.items()
+    ])
+    return group

@@ -1,0 +1,132 @@
+"""The alerts page, one alert with its acknowledge form, and the group-page fragment."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from dashboards.alert_views import alerts_for_group
+from monitor.choices import AlertState, ChannelKind, NotificationKind
+from monitor.models import Alert, AlertRule, Channel, MaintenanceWindow, Notification, Silence
+
+
+@pytest.fixture
+def now():
+    return timezone.now()
+
+
+@pytest.fixture
+def rules(db):
+    return {
+        "critical": AlertRule.objects.create(name="billing falls behind", metric="lag", op=">", threshold=1000,
+                                             severity="critical"),
+        "info": AlertRule.objects.create(name="orders slow", metric="time_lag_seconds", op=">", threshold=60,
+                                         severity="info"),
+    }
+
+
+def make_alert(rule, state, cluster="prod", group="billing", topic="payments", age_minutes=5, **fields) -> Alert:
+    now = timezone.now()
+    values = {"rule": rule, "subject": f"{cluster}/{group}/{topic}", "cluster": cluster, "group": group,
+              "topic": topic, "state": state, "value": 5000.0, "threshold": rule.threshold,
+              "started_at": now - timedelta(minutes=age_minutes), "last_evaluated_at": now,
+              "fired_at": now - timedelta(minutes=age_minutes) if state != AlertState.PENDING else None}
+    return Alert.objects.create(**{**values, **fields})
+
+
+def rows(html: str, state: str) -> int:
+    section = html.split(f'data-state="{state}"', 1)[1].split("</table>", 1)[0]
+    return section.count("data-alert-id=")
+
+
+def test_the_alerts_page_needs_a_login(client, db):
+    response = client.get("/alerts/")
+    assert response.status_code == 302 and response.url.startswith("/login/")
+
+
+def test_the_page_shows_firing_pending_recently_resolved_and_silences(logged_in_client, rules, now):
+    make_alert(rules["critical"], AlertState.FIRING)
+    make_alert(rules["info"], AlertState.PENDING, group="orders", topic="orders")
+    make_alert(rules["critical"], AlertState.RESOLVED, group="billing-eu", resolved_at=now - timedelta(hours=1))
+    make_alert(rules["critical"], AlertState.RESOLVED, group="billing-old", resolved_at=now - timedelta(days=3))
+    Silence.objects.create(group="billing*", starts_at=now, ends_at=now + timedelta(hours=1), reason="deploy",
+                           created_by="ana")
+    MaintenanceWindow.objects.create(name="nightly", start_time=(now - timedelta(minutes=5)).time(),
+                                     duration_minutes=30)
+    html = logged_in_client.get("/alerts/").content.decode()
+    assert (rows(html, "firing"), rows(html, "pending"), rows(html, "resolved")) == (1, 1, 1)
+    assert "billing falls behind" in html and "5,000 messages" in html and "&gt; 1,000 messages" in html
+    assert "billing-old" not in html
+    assert "deploy" in html and "ana" in html
+    assert 'maintenance nightly <span class="status status-warning">active</span>' in html
+    assert 'href="/clusters/prod/groups/billing/"' in html
+
+
+def test_the_page_filters_by_cluster_and_severity(logged_in_client, rules):
+    make_alert(rules["critical"], AlertState.FIRING, cluster="prod")
+    make_alert(rules["info"], AlertState.FIRING, cluster="staging")
+    html = logged_in_client.get("/alerts/?cluster=staging").content.decode()
+    assert rows(html, "firing") == 1 and "orders slow" in html and "billing falls behind" not in html
+    html = logged_in_client.get("/alerts/?severity=critical").content.decode()
+    assert rows(html, "firing") == 1 and "billing falls behind" in html
+
+
+def test_the_tables_refresh_as_a_fragment(logged_in_client, rules):
+    make_alert(rules["critical"], AlertState.FIRING)
+    response = logged_in_client.get("/alerts/?severity=critical&part=tables")
+    html = response.content.decode()
+    assert response.status_code == 200 and "<html" not in html and rows(html, "firing") == 1
+
+
+def test_an_alert_page_shows_its_notifications_and_an_acknowledge_form(logged_in_client, rules, now):
+    alert = make_alert(rules["critical"], AlertState.FIRING, no_data=True,
+                       detail={"no_data_reason": "cluster prod is unreachable"})
+    channel = Channel.objects.create(name="oncall", kind=ChannelKind.SLACK, webhook_url="https://x.example/secret")
+    Notification.objects.create(alert=alert, channel=channel, kind=NotificationKind.FIRING, payload={},
+                                created_at=now, due_at=now, sent_at=now, attempts=2, last_error="HTTP 500")
+    html = logged_in_client.get(f"/alerts/{alert.id}/").content.decode()
+    assert "no data: cluster prod is unreachable" in html
+    assert "oncall" in html and "sent" in html and "HTTP 500" in html
+    assert f'action="/alerts/{alert.id}/ack/"' in html
+    assert "https://x.example/secret" not in html
+
+
+def test_acknowledging_from_the_page_records_the_user_and_note(logged_in_client, rules):
+    alert = make_alert(rules["critical"], AlertState.FIRING)
+    response = logged_in_client.post(f"/alerts/{alert.id}/ack/", {"note": "restarting consumers"})
+    assert response.status_code == 302 and response.url == f"/alerts/{alert.id}/"
+    alert.refresh_from_db()
+    assert (alert.acknowledged_by, alert.acknowledgement_note) == ("oncall", "restarting consumers")
+    html = logged_in_client.get(response.url).content.decode()
+    assert "Acknowledged: reminders stop" in html and "by oncall" in html and 'id="acknowledge"' not in html
+
+
+def test_acknowledging_a_resolved_alert_explains_why_not(logged_in_client, rules, now):
+    alert = make_alert(rules["critical"], AlertState.RESOLVED, resolved_at=now)
+    html = logged_in_client.post(f"/alerts/{alert.id}/ack/", follow=True).content.decode()
+    assert "only pending or firing alerts can be acknowledged" in html
+
+
+def test_acknowledging_redirects_only_to_this_site(logged_in_client, rules):
+    alert = make_alert(rules["critical"], AlertState.FIRING)
+    response = logged_in_client.post(f"/alerts/{alert.id}/ack/", {"next": "https://evil.example/"})
+    assert response.url == f"/alerts/{alert.id}/"
+
+
+def test_an_unknown_alert_is_404(logged_in_client, db):
+    assert logged_in_client.get("/alerts/999999/").status_code == 404
+    assert logged_in_client.post("/alerts/999999/ack/").status_code == 404
+
+
+def test_the_group_page_fragment_lists_the_groups_alerts(rules, now):
+    make_alert(rules["critical"], AlertState.FIRING)
+    make_alert(rules["info"], AlertState.PENDING)
+    make_alert(rules["critical"], AlertState.RESOLVED, resolved_at=now)
+    make_alert(rules["critical"], AlertState.FIRING, group="orders")
+    context = alerts_for_group("prod", "billing")
+    assert len(context["group_alerts"]) == 2 and len(context["group_resolved_alerts"]) == 1
+    html = render_to_string("fragments/alerts_group.html", context)
+    assert html.count("data-alert-id=") == 3 and "Recently resolved" in html
+    assert "No open alerts" in render_to_string("fragments/alerts_group.html", alerts_for_group("prod", "quiet"))

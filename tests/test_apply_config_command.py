@@ -1,0 +1,90 @@
+"""`manage.py apply_config FILE.yaml [--dry-run]` as a user runs it."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from monitor.models import AlertRule, Channel, Cluster
+from tests.test_alert_config import CONTRACT_EXAMPLE
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("apply_config", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "monitor.yaml"
+    path.write_text(CONTRACT_EXAMPLE)
+    return path
+
+
+def test_applying_creates_everything_and_a_second_run_changes_nothing(db, config_file):
+    output = run(str(config_file))
+    assert output.splitlines() == [
+        "created cluster 'prod'", "created channel 'oncall-slack'", "created channel 'team-email'",
+        "created rule 'billing falls behind'", "4 created, 0 updated, 0 unchanged",
+    ]
+    assert run(str(config_file)).splitlines() == ["0 created, 0 updated, 4 unchanged"]
+
+
+def test_a_dry_run_shows_what_would_change_and_changes_nothing(db, config_file):
+    run(str(config_file))
+    config_file.write_text(CONTRACT_EXAMPLE.replace("severity: critical", "severity: warning"))
+    output = run(str(config_file), "--dry-run")
+    assert output.splitlines() == [
+        "would update rule 'billing falls behind': severity 'critical' -> 'warning'",
+        "dry run: 0 to create, 1 to update, 3 unchanged; nothing was changed",
+    ]
+    assert AlertRule.objects.get().severity == "critical"
+
+
+def test_a_bad_file_exits_2_naming_line_and_field_and_changes_nothing(db, config_file):
+    config_file.write_text(CONTRACT_EXAMPLE.replace("threshold: 1000", "threshold: -1").replace(
+        "channels: [oncall-slack, team-email]", "channels: [oncall-slack, nobody]"))
+    with pytest.raises(CommandError) as error:
+        run(str(config_file))
+    assert error.value.returncode == 2
+    message = str(error.value)
+    assert f"{config_file}:19: rules[0].threshold: must not be negative (got -1)" in message
+    assert f"{config_file}:24: rules[0].channels[1]: unknown channel 'nobody'" in message
+    assert not Cluster.objects.exists() and not Channel.objects.exists() and not AlertRule.objects.exists()
+
+
+def test_a_missing_file_exits_2(db, tmp_path):
+    with pytest.raises(CommandError, match="cannot read") as error:
+        run(str(tmp_path / "nope.yaml"))
+    assert error.value.returncode == 2
+
+
+def test_secrets_are_never_printed(db, config_file):
+    output = run(str(config_file))
+    config_file.write_text(CONTRACT_EXAMPLE.replace("XXXX", "NEW-SECRET"))
+    output += run(str(config_file), "--verbosity", "2")
+    assert "XXXX" not in output and "NEW-SECRET" not in output
+    assert "updated channel 'oncall-slack': webhook_url changed" in output
+    assert "unchanged rule billing falls behind" in output
+
+
+def test_the_command_exits_2_from_the_shell(db, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {name: r, metric: nope, threshold: 1}\n")
+    database = connection.settings_dict
+    credentials = quote(database["USER"]) + (f":{quote(database['PASSWORD'])}" if database["PASSWORD"] else "")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "DATABASE_URL": f"postgres://{credentials}@{database['HOST']}:{database['PORT']}/{database['NAME']}"}
+    completed = subprocess.run([sys.executable, "manage.py", "apply_config", str(bad), "--dry-run"],
+                               capture_output=True, text=True, env=env, cwd=settings.BASE_DIR, timeout=60)
+    assert completed.returncode == 2
+    assert f"{bad}:2: rules[0].metric: unknown metric 'nope'" in completed.stderr

@@ -1,0 +1,220 @@
+"""The read side against real PostgreSQL: edges, latency, lag, examples, traces, pages."""
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.test import override_settings
+
+from dashboards import flow_queries
+from dashboards.flow_model import Tolerances
+from monitor.models import ExpectedSubscription, Finding, Topic, TopicLagSample
+from tests import services
+from tests.flow_data import T0, cluster, event, group_with_lag, new_trace_id, order_saga, save
+
+pytestmark = pytest.mark.django_db
+
+SINCE, UNTIL = T0 - timedelta(minutes=5), T0 + timedelta(minutes=5)
+
+
+def aggregates_by_key(since=SINCE, until=UNTIL):
+    publishes, consumes = flow_queries.edge_aggregates(since, until)
+    return ({(p.service, p.topic): p for p in publishes},
+            {(c.topic, c.service, c.consumer_group): c for c in consumes})
+
+
+def test_edges_count_each_stage_per_producer_and_consumer_group():
+    for n in range(3):
+        save(*order_saga(new_trace_id(), start=n))
+    save(*order_saga(new_trace_id(), start=10, fail_payment=True))
+    publishes, consumes = aggregates_by_key()
+    assert publishes[("orders", "orders.events")].published == 4
+    assert publishes[("payments", "payments.events")].published == 3
+    payments = consumes[("orders.events", "payments", "payments")]
+    assert (payments.consumed, payments.processed, payments.failed, payments.dead_lettered) == (4, 3, 1, 1)
+    assert consumes[("payments.events", "shipping", "shipping")].processed == 3
+
+
+def test_events_outside_the_range_are_not_counted():
+    save(event("e1", "published", "orders", -3600, topic="orders.events"),
+         event("e2", "published", "orders", 0, topic="orders.events"))
+    publishes, _ = aggregates_by_key()
+    assert publishes[("orders", "orders.events")].published == 1
+
+
+def test_a_failed_publication_counts_on_the_producer_edge():
+    save(event("e1", "published", "orders", 0, topic="orders.events"),
+         event("e2", "failed", "orders", 1, topic="orders.events"))
+    publishes, consumes = aggregates_by_key()
+    assert publishes[("orders", "orders.events")].failed == 1
+    assert consumes == {}
+
+
+def test_p95_latency_is_consume_minus_publish_of_the_same_event():
+    reports = []
+    for n in range(1, 101):  # latencies 1 s .. 100 s
+        reports.append(event(f"e{n}", "published", "orders", 0, topic="orders.events"))
+        reports.append(event(f"e{n}", "consumed", "payments", n, topic="orders.events", group="payments"))
+        reports.append(event(f"e{n}", "processed", "payments", n + 0.5, topic="orders.events", group="payments"))
+    save(*reports)
+    database = flow_queries.p95_latencies(SINCE, UNTIL)
+    portable = flow_queries.p95_latencies(SINCE, UNTIL, portable=True)
+    assert database[("orders.events", "payments", "payments")] == pytest.approx(95.05)
+    assert portable == pytest.approx(database)
+
+
+def test_p95_latency_counts_publications_made_before_the_range():
+    save(event("e1", "published", "orders", -1800, topic="orders.events"),
+         event("e1", "consumed", "payments", 0, topic="orders.events", group="payments"))
+    assert flow_queries.p95_latencies(SINCE, UNTIL) == {("orders.events", "payments", "payments"): 1800.0}
+    assert flow_queries.p95_latencies(SINCE, UNTIL, service="shipping") == {}
+
+
+def test_live_lag_is_the_latest_poll_summed_over_clusters_with_the_same_group():
+    first, second = cluster("prod-a"), cluster("prod-b")
+    group = group_with_lag(first, "payments", {"orders.events": 40}, T0)
+    TopicLagSample.objects.create(group=group, topic="orders.events", polled_at=T0 - timedelta(minutes=1), lag=999)
+    group_with_lag(second, "payments", {"orders.events": 2}, T0, status="stalled")
+    lags = flow_queries.group_lags(["payments"], ["orders.events"], SINCE, UNTIL, at_present=True)
+    assert lags[("payments", "orders.events")].lag == 42
+    assert lags[("payments", "orders.events")].status == "stalled"
+    assert lags[("payments", "orders.events")].clusters == ("prod-a", "prod-b")
+
+
+def test_live_lag_falls_back_to_the_total_when_the_poller_has_no_topic_sample():
+    group = group_with_lag(cluster("prod"), "shipping", {}, T0, total_lag=7)
+    group.topics = ["payments.events"]
+    group.save()
+    lags = flow_queries.group_lags(["shipping"], ["payments.events"], SINCE, UNTIL, at_present=True)
+    assert lags[("shipping", "payments.events")].lag == 7
+
+
+def test_lag_of_a_past_range_is_the_highest_seen_in_it():
+    group = group_with_lag(cluster("prod"), "payments", {"orders.events": 5}, T0)
+    TopicLagSample.objects.create(group=group, topic="orders.events", polled_at=T0 - timedelta(minutes=2), lag=300)
+    TopicLagSample.objects.create(group=group, topic="orders.events", polled_at=T0 - timedelta(hours=2), lag=9000)
+    lags = flow_queries.group_lags(["payments"], ["orders.events"], SINCE, UNTIL, at_present=False)
+    assert lags[("payments", "orders.events")].lag == 300
+
+
+def test_failed_examples_are_the_latest_failed_traces_per_edge():
+    traces = [new_trace_id() for _ in range(5)]
+    for n, trace_id in enumerate(traces):
+        save(*order_saga(trace_id, start=n, fail_payment=True))
+    examples = flow_queries.failed_examples(SINCE, UNTIL)
+    assert examples[("payments", "orders.events", "payments")] == [traces[4], traces[3], traces[2]]
+
+
+def test_the_flow_graph_is_built_in_a_fixed_number_of_queries(django_assert_max_num_queries):
+    for n in range(30):
+        save(*order_saga(new_trace_id(), start=n, fail_payment=n % 10 == 0))
+    group_with_lag(cluster("prod"), "payments", {"orders.events": 12}, T0)
+    with django_assert_max_num_queries(6):
+        graph = flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances())
+    consume = next(e for e in graph.edges if e.consumer_group == "payments")
+    assert (consume.events, consume.failed, consume.lag) == (30, 6, 12)
+    assert consume.p95_latency_seconds == pytest.approx(1.0)
+    assert len(consume.examples) == 3
+
+
+def test_the_flow_data_is_cached_briefly():
+    save(event("e1", "published", "orders", 0, topic="orders.events"))
+    first = flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances())
+    save(event("e2", "published", "orders", 1, topic="orders.events"))
+    again = flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances())
+    assert first.edges[0].events == again.edges[0].events == 1
+    cache.clear()
+    assert flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances()).edges[0].events == 2
+
+
+def test_without_redis_the_graph_is_computed_and_the_outage_reported():
+    closed_port = services.free_port()  # nothing listens there: a Redis that is down
+    down = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                        "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
+                        "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}}}
+    save(event("e1", "published", "orders", 0, topic="orders.events"))
+    outcome = flow_queries.CacheOutcome()
+    with override_settings(CACHES=down):
+        graph = flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances(), outcome)
+    assert graph.edges[0].events == 1
+    assert not outcome.available
+
+
+def test_trace_events_come_in_time_order_and_long_traces_are_cut():
+    trace_id = new_trace_id()
+    save(*reversed(order_saga(trace_id)))
+    events, truncated = flow_queries.trace_events(trace_id)
+    assert [e.timestamp for e in events] == sorted(e.timestamp for e in events)
+    assert not truncated
+    events, truncated = flow_queries.trace_events(trace_id, limit=3)
+    assert len(events) == 3 and truncated
+
+
+def test_search_finds_a_trace_by_trace_id_event_id_or_key():
+    trace_id, other = new_trace_id(), new_trace_id()
+    save(*order_saga(trace_id, order="order-77"), *order_saga(other, start=30, order="order-77"))
+    assert flow_queries.search_traces(trace_id).trace_id == trace_id
+    assert flow_queries.search_traces(trace_id.upper()).trace_id == trace_id
+    by_event = flow_queries.search_traces("ev-placed-" + trace_id[:8])
+    assert (by_event.matched, by_event.trace_id) == ("event", trace_id)
+    by_key = flow_queries.search_traces("order-77")
+    assert by_key.matched == "key" and by_key.trace_id is None
+    assert [s.trace_id for s in by_key.traces] == [other, trace_id]  # newest first
+    assert by_key.traces[1].first_type == "OrderPlaced"
+    nothing = flow_queries.search_traces("no-such-thing")
+    assert (nothing.matched, nothing.traces) == ("", [])
+
+
+def test_recent_traces_can_be_narrowed_to_failures_on_one_edge():
+    ok, failing = new_trace_id(), new_trace_id()
+    save(*order_saga(ok), *order_saga(failing, start=5, fail_payment=True))
+    everything = flow_queries.recent_trace_ids(SINCE, UNTIL, flow_queries.TraceFilters())
+    assert everything == [failing, ok]
+    failed = flow_queries.TraceFilters(service="payments", topic="orders.events", group="payments", failed_only=True)
+    assert flow_queries.recent_trace_ids(SINCE, UNTIL, failed) == [failing]
+    summary = flow_queries.summarise_traces([failing])[0]
+    assert (summary.failed, summary.dead_lettered, summary.services) == (1, 1, 2)
+
+
+def test_expected_groups_come_from_enabled_subscriptions():
+    ExpectedSubscription.objects.create(topic="orders.events", consumer_group="payments", first_seen_at=T0)
+    ExpectedSubscription.objects.create(topic="orders.events", consumer_group="old", enabled=False, first_seen_at=T0)
+    assert flow_queries.expected_groups(["orders.events"]) == {"orders.events": {"payments"}}
+
+
+def test_service_stats_cover_what_it_publishes_consumes_and_its_groups():
+    for n in range(4):
+        save(*order_saga(new_trace_id(), start=n, fail_payment=n == 0))
+    group_with_lag(cluster("prod"), "payments", {"orders.events": 3}, T0)
+    Finding.objects.create(kind="failure_rate", fingerprint="f1", service="payments", summary="payments fails",
+                           first_seen_at=T0, last_seen_at=T0, examples=[])
+    stats = flow_queries.service_stats("payments", SINCE, UNTIL, at_present=True)
+    assert stats.known
+    assert [(r["topic"], r["type"], r["events"]) for r in stats.publishes] == [("payments.events", "PaymentAuthorised", 3)]
+    consume = stats.consumes[0]
+    assert (consume["topic"], consume["consumer_group"], consume["deliveries"]) == ("orders.events", "payments", 4)
+    assert consume["failed_share"] == pytest.approx(0.5)  # one failure and one dead-letter out of 4
+    assert [(g.cluster, g.name) for g in stats.groups] == [("prod", "payments")]
+    assert stats.lags[("payments", "orders.events")].lag == 3
+    assert [f.summary for f in stats.findings] == ["payments fails"]
+    assert {e.stage for e in stats.recent_failures} == {"failed", "dead_lettered"}
+    assert sum(n for _, n in stats.series["published"]) == 3
+    assert not flow_queries.service_stats("nobody", SINCE, UNTIL, True).known
+
+
+def test_topic_stats_show_types_versions_partition_skew_and_hot_keys():
+    reports = []
+    for n in range(40):
+        partition = 2 if n < 28 else n % 4
+        reports.append(event(f"e{n}", "published", "orders", n, topic="orders.events", partition=partition,
+                             key="order-hot" if n < 20 else f"order-{n}", schema_version=1 if n < 30 else 2))
+    reports.append(event("e0", "consumed", "payments", 50, topic="orders.events", group="payments"))
+    save(*reports)
+    Topic.objects.create(cluster=cluster("prod"), name="orders.events", first_seen_at=T0, last_seen_at=T0)
+    stats = flow_queries.topic_stats("orders.events", SINCE, UNTIL, at_present=True)
+    assert [(r["service"], r["events"]) for r in stats.producers] == [("orders", 40)]
+    assert [(r["service"], r["consumer_group"], r["deliveries"]) for r in stats.consumers] == [("payments", "payments", 1)]
+    assert [(t["type"], t["schema_version"], t["events"]) for t in stats.types] == [
+        ("OrderPlaced", 1, 30), ("OrderPlaced", 2, 10), ("OrderPlaced", None, 1)]
+    assert stats.skew.hot_partition == 2
+    assert stats.keys[0].key == "order-hot" and stats.keys[0].hot
+    assert stats.lag_pages == [("prod", "orders.events")]
