@@ -6,6 +6,7 @@ dataclasses or model rows. Nothing here writes.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,8 +14,11 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from django.conf import settings
-from django.db.models import Count, F, Max, Q, Sum
-from django.db.models.functions import TruncMinute
+from django.db.models import (
+    Count, ExpressionWrapper, F, FloatField, Func, Max, Q, QuerySet, Sum,
+)
+from django.db.models import Value as SqlValue
+from django.db.models.functions import Floor
 
 from monitor.choices import ClusterStatus, GroupStatus, SeriesMetric
 from monitor.lag import snapshot
@@ -32,9 +36,8 @@ Value = int | float | None
 Point = tuple[datetime, Value]
 K = TypeVar("K")
 
-# Ranges up to this long are drawn from every poll, longer ones from 1-minute maxima
-# (stored rollups, or computed from raw samples): 6 h of 30 s polls is 720 rows per
-# topic, 7 d of minutes 10,080.
+# Ranges up to this long are drawn from every poll (6 h of 30 s polls: 720 rows per
+# topic); longer ones from bucket maxima of at least a minute, computed in the database.
 RAW_RANGE_LIMIT = timedelta(hours=6)
 ROLLUP_RESOLUTION_SECONDS = 60
 DEFAULT_POINTS = 500
@@ -317,20 +320,27 @@ def overview(filters: OverviewFilter, now: datetime) -> Overview:
 
 
 def _sparklines(group_ids: list[int], now: datetime) -> dict[int, list[Value]]:
-    """Total lag per poll over the last hour, summed over topics in the database."""
+    """Total lag over the last hour in SPARKLINE_POINTS time buckets, aggregated in the
+    database (per topic the bucket maximum, then summed over topics). Buckets without a
+    poll are skipped, so a slow poll interval does not draw a dotted line."""
     if not group_ids:
         return {}
+    since = now - SPARKLINE_WINDOW
+    width = SPARKLINE_WINDOW.total_seconds() / SPARKLINE_POINTS
     rows = (
-        TopicLagSample.objects.filter(group_id__in=group_ids, resolution=0, polled_at__gte=now - SPARKLINE_WINDOW)
-        .values("group_id", "polled_at")
-        .annotate(total=Sum("lag"))
-        .order_by("group_id", "polled_at")
-        .values_list("group_id", "polled_at", "total")
+        TopicLagSample.objects.filter(group_id__in=group_ids, resolution=0, polled_at__gte=since, polled_at__lte=now)
+        .annotate(bucket=time_bucket(since, width))
+        .values("group_id", "topic", "bucket")
+        .annotate(value=Max("lag"))
+        .order_by()
+        .values_list("group_id", "bucket", "value")
     )
-    series: dict[int, list[Point]] = defaultdict(list)
-    for group_id, polled_at, total in rows:
-        series[group_id].append((polled_at, total))
-    return {gid: [v for _, v in downsample(points, SPARKLINE_POINTS)] for gid, points in series.items()}
+    totals: dict[int, dict[int, Value]] = defaultdict(dict)
+    for group_id, bucket, value in rows:
+        index = min(int(bucket), SPARKLINE_POINTS - 1)
+        known = totals[group_id].get(index)
+        totals[group_id][index] = value if known is None else known + (value or 0)
+    return {gid: [buckets[i] for i in sorted(buckets)] for gid, buckets in totals.items()}
 
 
 def latest_partitions(group: ConsumerGroup) -> list[PartitionRow]:
@@ -399,6 +409,25 @@ def _raw_retention() -> timedelta:
     return timedelta(hours=settings.MONITOR_RAW_RETENTION_HOURS)
 
 
+class EpochSeconds(Func):
+    """Seconds since 1970 of a datetime column (PostgreSQL; SQLite below)."""
+
+    template = "EXTRACT(EPOCH FROM %(expressions)s)"
+    output_field = FloatField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):  # type: ignore[no-untyped-def]
+        return self.as_sql(
+            compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)", **extra_context
+        )
+
+
+def time_bucket(since: datetime, width_seconds: float) -> Floor:
+    """The index of the ``width_seconds`` bucket, counted from ``since``, a row falls in:
+    the database groups rows into buckets so only one row per bucket is read back."""
+    offset = ExpressionWrapper(EpochSeconds("polled_at") - SqlValue(since.timestamp()), output_field=FloatField())
+    return Floor(ExpressionWrapper(offset / SqlValue(float(width_seconds)), output_field=FloatField()))
+
+
 def _grouped(rows: Sequence[tuple[K, datetime, Value]]) -> dict[K, list[Point]]:
     grouped: dict[K, list[Point]] = defaultdict(list)
     for key, polled_at, value in rows:
@@ -407,40 +436,63 @@ def _grouped(rows: Sequence[tuple[K, datetime, Value]]) -> dict[K, list[Point]]:
 
 
 def _topic_lag_series(
-    filters: dict[str, object], key: str, metric: str, since: datetime, until: datetime, now: datetime
+    filters: dict[str, object],
+    key: str,
+    metric: str,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    points: int,
 ) -> dict[str, list[Point]]:
-    """TopicLagSample values per ``key`` in [since, until].
+    """TopicLagSample values per ``key`` in [since, until], at most ``points`` per key.
 
-    Raw samples are kept for MONITOR_RAW_RETENTION_HOURS and then rolled up into stored
-    1-minute maxima, so a range reaching further back reads the stored rollups and
-    completes each series with raw samples newer than its last bucket. Long ranges read
-    raw samples as 1-minute maxima computed in the database, like the stored rollups."""
-    resolution = choose_resolution(since, until)
+    Short ranges read every poll (downsampled here, keeping real poll times). Long ranges
+    are bucketed in the database into at most ``points`` buckets of at least a minute,
+    each the maximum of the stored 1-minute rollups (written once raw samples age past
+    MONITOR_RAW_RETENTION_HOURS) and the raw samples in it; a point's time is its bucket's
+    start."""
     base = TopicLagSample.objects.filter(**filters, polled_at__gte=since, polled_at__lte=until)
+    if choose_resolution(since, until):
+        return _bucketed(base, key, metric, since, until, points)
     series: dict[str, list[Point]] = {}
     tail_starts: dict[str, datetime] = {}
     raw_from = since
     if since < now - _raw_retention():
+        # Part of a short range so old that only its rollups are left.
         rollups = base.filter(resolution=ROLLUP_RESOLUTION_SECONDS).order_by(key, "polled_at")
         series = _grouped(rollups.values_list(key, "polled_at", metric))
         bucket = timedelta(seconds=ROLLUP_RESOLUTION_SECONDS)
-        tail_starts = {k: points[-1][0] + bucket for k, points in series.items()}
+        tail_starts = {k: pts[-1][0] + bucket for k, pts in series.items()}
         raw_from = min(tail_starts.values()) if tail_starts else since
-    raw = base.filter(resolution=0, polled_at__gte=raw_from)
-    if resolution:
-        rows = (
-            raw.annotate(bucket=TruncMinute("polled_at"))
-            .values(key, "bucket")
-            .annotate(value=Max(metric))
-            .order_by(key, "bucket")
-            .values_list(key, "bucket", "value")
-        )
-    else:
-        rows = raw.order_by(key, "polled_at").values_list(key, "polled_at", metric)
-    for k, polled_at, value in rows:
+    raw = base.filter(resolution=0, polled_at__gte=raw_from).order_by(key, "polled_at")
+    for k, polled_at, value in raw.values_list(key, "polled_at", metric):
         if k not in tail_starts or polled_at >= tail_starts[k]:
             series.setdefault(k, []).append((polled_at, value))
-    return series
+    return {k: downsample(pts, points) for k, pts in series.items()}
+
+
+def _bucketed(
+    base: QuerySet, key: str, metric: str, since: datetime, until: datetime, points: int
+) -> dict[str, list[Point]]:
+    span = (until - since).total_seconds()
+    width = max(float(ROLLUP_RESOLUTION_SECONDS), math.ceil(span / points))
+    buckets = max(1, math.ceil(span / width))  # <= points
+    rows = (
+        base.annotate(bucket=time_bucket(since, width))
+        .values(key, "bucket")
+        .annotate(value=Max(metric))
+        .order_by(key, "bucket")
+        .values_list(key, "bucket", "value")
+    )
+    merged: dict[str, dict[int, Value]] = defaultdict(dict)
+    for k, bucket, value in rows:
+        index = min(int(bucket), buckets - 1)  # a sample exactly at `until` joins the last bucket
+        known = merged[k].get(index)
+        merged[k][index] = value if known is None else (known if value is None else max(known, value))
+    return {
+        k: [(since + timedelta(seconds=index * width), by_index[index]) for index in sorted(by_index)]
+        for k, by_index in merged.items()
+    }
 
 
 def group_lag_series(
@@ -456,8 +508,8 @@ def group_lag_series(
     filters: dict[str, object] = {"group": group}
     if topic:
         filters["topic"] = topic
-    series = _topic_lag_series(filters, "topic", SeriesMetric(metric).value, since, until, now)
-    return [NamedSeries(name, downsample(pts, points)) for name, pts in sorted(series.items())]
+    series = _topic_lag_series(filters, "topic", SeriesMetric(metric).value, since, until, now, points)
+    return [NamedSeries(name, pts) for name, pts in sorted(series.items())]
 
 
 def topic_lag_series(
@@ -471,8 +523,8 @@ def topic_lag_series(
 ) -> list[NamedSeries]:
     """One series per group reading ``topic``."""
     filters: dict[str, object] = {"group__cluster": cluster, "topic": topic}
-    series = _topic_lag_series(filters, "group__name", SeriesMetric(metric).value, since, until, now)
-    return [NamedSeries(name, downsample(pts, points)) for name, pts in sorted(series.items())]
+    series = _topic_lag_series(filters, "group__name", SeriesMetric(metric).value, since, until, now, points)
+    return [NamedSeries(name, pts) for name, pts in sorted(series.items())]
 
 
 def partition_lag_series(

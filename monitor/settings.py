@@ -208,6 +208,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "kafka": {"level": "WARNING"},
+        # Cancelled metadata refreshes while an admin client closes are expected noise.
+        "kafka.cluster": {"level": "CRITICAL"},
         "django.db.backends": {"level": "WARNING"},
     },
 }

@@ -25,7 +25,7 @@ def billing(cluster):
         cluster, "billing", status=GroupStatus.STALLED, status_reason="no commits for 12 min while lag grew",
         catch_up_seconds=200.0, retention_risk_seconds=7200.0, lost_messages=0, members=2,
     )
-    record_poll(group, now - timedelta(minutes=1), [Part("orders", 0, 80, 95, 15, 30.0)], latest=False)
+    record_poll(group, now - timedelta(minutes=5), [Part("orders", 0, 80, 95, 15, 30.0)], latest=False)
     record_poll(group, now, [
         Part("orders", 0, 90, 1_234_657, 1_234_567, 200.0, TimeLagMethod.INTERPOLATED, log_start=42),
         Part("orders", 1, None, 40, None, None, TimeLagMethod.UNKNOWN, reason="no committed offset"),

@@ -261,12 +261,12 @@ def test_event_metrics_read_findings_for_the_alert_rules():
 
 
 @pytest.mark.django_db
-def test_detector_task_runs_through_celery(settings):
+def test_detector_task_runs_through_celery():
+    from django.utils import timezone
+
     from monitor.celery import app
     from monitor.models import Finding
     from monitor.tasks import run_detectors as task
-
-    from django.utils import timezone
 
     now = timezone.now()
     _store(EventFact("a", "T", "svc", "failed", now - dt.timedelta(seconds=5), topic="orders", consumer_group="g"))

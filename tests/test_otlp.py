@@ -242,3 +242,37 @@ def test_otlp_needs_a_token_with_the_ingest_scope(client, read_token):
     assert client.post("/v1/traces", request.SerializeToString(),
                        content_type="application/x-protobuf").status_code == 401
     assert post_protobuf(client, read_token, request).status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_real_opentelemetry_sdk_exporter_delivers_kafka_spans(live_server):
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource as SdkResource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from monitor.models import ApiToken, Event
+
+    _, token = ApiToken.issue("otel-sdk", ["ingest"])
+    exporter = OTLPSpanExporter(endpoint=f"{live_server.url}/v1/traces", headers={"Authorization": f"Bearer {token}"},
+                                compression=Compression.Gzip)
+    provider = TracerProvider(resource=SdkResource.create({"service.name": "checkout"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("orders send", kind=otel_trace.SpanKind.PRODUCER, attributes={
+            "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": "orders",
+            "messaging.message.id": "evt-sdk-1"}) as producer:
+        producer_context = producer.get_span_context()
+    with tracer.start_as_current_span("orders process", kind=otel_trace.SpanKind.CONSUMER,
+                                      context=otel_trace.set_span_in_context(otel_trace.INVALID_SPAN),
+                                      links=[otel_trace.Link(producer_context)], attributes={
+            "messaging.system": "kafka", "messaging.operation.type": "process",
+            "messaging.destination.name": "orders", "messaging.consumer.group.name": "billing",
+            "messaging.message.id": "evt-sdk-1"}):
+        pass
+    provider.shutdown()
+    rows = list(Event.objects.order_by("stage").values_list("event_id", "stage", "service", "trace_id"))
+    trace_hex = f"{producer_context.trace_id:032x}"
+    assert rows == [("evt-sdk-1", "processed", "checkout", trace_hex), ("evt-sdk-1", "published", "checkout", trace_hex)]

@@ -253,13 +253,31 @@ def _apply(changes: list[_Change], rules_by_id: dict[int, object], now: datetime
     # Only rows whose content changed are rewritten; the evaluation time of the others is
     # one plain UPDATE (a steady state of many open alerts costs a single statement).
     changed = [c.alert for c in kept if _tracked(c.alert) != before.get(id(c.alert))]
-    if changed:
-        Alert.objects.bulk_update(changed, list(_TRACKED_FIELDS) + ["last_evaluated_at"], batch_size=_WRITE_BATCH)
+    _write_fields(changed, list(_TRACKED_FIELDS) + ["last_evaluated_at"])
     changed_ids = {id(alert) for alert in changed}
     unchanged = [c.alert.id for c in kept if id(c.alert) in before and id(c.alert) not in changed_ids]  # type: ignore[union-attr]
     for start in range(0, len(unchanged), 5000):
         Alert.objects.filter(pk__in=unchanged[start:start + 5000]).update(last_evaluated_at=now)
     _store_notifications(notifications, now, result)
+
+
+def _write_fields(alerts: list[object], names: list[str]) -> None:
+    """Write these fields of many alerts: one parameterised UPDATE run with executemany
+    (Django's bulk_update builds a CASE expression per row, ~100x slower at 10,000 rows)."""
+    from monitor.models import Alert
+
+    if not alerts:
+        return
+    fields = [Alert._meta.get_field(name) for name in names]
+    pk = Alert._meta.pk
+    quote = connection.ops.quote_name
+    sql = (f"UPDATE {quote(Alert._meta.db_table)} SET "
+           + ", ".join(f"{quote(field.column)} = %s" for field in fields)
+           + f" WHERE {quote(pk.column)} = %s")
+    rows = [[field.get_db_prep_save(getattr(alert, field.attname), connection) for field in fields] + [alert.pk]
+            for alert in alerts]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _cas(changes: list[_Change], expected_state: str, values: dict[str, object]) -> None:

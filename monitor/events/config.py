@@ -45,7 +45,7 @@ class DetectorConfig:
     storm_max_fanout: int = 100           # one event causing more published events is a storm
     storm_factor: int = 10                # ... or this many times the usual size of its kind
     storm_min_events: int = 50            # never call a trace smaller than this a storm
-    max_events: int = 500_000             # safety cap on rows loaded per run
+    max_events: int = 200_000             # safety cap on rows loaded per run (~1 KiB each)
     examples: int = 5                     # examples kept per finding
 
     @classmethod

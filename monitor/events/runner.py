@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from collections import Counter
 from dataclasses import dataclass
 
@@ -38,7 +39,16 @@ def load_events(since: dt.datetime, until: dt.datetime, limit: int) -> tuple[lis
         .values_list(*detectors.FACT_FIELDS)[: limit + 1]
     )
     truncated = len(rows) > limit
-    facts = [EventFact(*row) for row in rows[:limit]]
+    # Types, services, stages, topics and groups repeat on every row: one string each
+    # instead of one per row keeps a large window's memory down.
+    intern = sys.intern
+    facts = [
+        EventFact(event_id, intern(type_), intern(service), intern(stage), timestamp, intern(topic), partition,
+                  offset, key, intern(group), version, trace_id, span_id, parent)
+        for (event_id, type_, service, stage, timestamp, topic, partition, offset, key, group, version, trace_id,
+             span_id, parent) in rows[:limit]
+    ]
+    del rows
     facts.reverse()
     return facts, truncated
 
