@@ -12,6 +12,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from monitor.choices import FlowEdgeKind, FlowNodeKind, GroupStatus, Health
 
@@ -164,6 +165,8 @@ class FlowGraph:
     nodes: dict[str, FlowNode]
     edges: list[FlowEdge]
     span_seconds: float
+    since: datetime | None = None  # the window the numbers describe, when known
+    until: datetime | None = None
 
     def neighbours(self) -> dict[str, set[str]]:
         adjacent: dict[str, set[str]] = defaultdict(set)
@@ -277,7 +280,7 @@ def subgraph(graph: FlowGraph, keep: set[str]) -> FlowGraph:
         key: node for key, node in graph.nodes.items()
         if key in keep and (key in connected or node.kind == FlowNodeKind.SERVICE)
     }
-    return FlowGraph(nodes=nodes, edges=edges, span_seconds=graph.span_seconds)
+    return replace(graph, nodes=nodes, edges=edges)
 
 
 def focus(graph: FlowGraph, service: str, depth: int = 1) -> FlowGraph:
@@ -285,7 +288,7 @@ def focus(graph: FlowGraph, service: str, depth: int = 1) -> FlowGraph:
     ``depth`` service-hops out. An unknown service gives an empty graph."""
     start = node_id(FlowNodeKind.SERVICE, service)
     if start not in graph.nodes:
-        return FlowGraph(nodes={}, edges=[], span_seconds=graph.span_seconds)
+        return replace(graph, nodes={}, edges=[])
     adjacent = graph.neighbours()
     keep = {start}
     frontier = {start}

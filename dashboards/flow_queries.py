@@ -7,16 +7,18 @@ modules :mod:`dashboards.flow_model` and :mod:`dashboards.trace_timeline`.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber, TruncHour, TruncMinute
 
@@ -32,6 +34,7 @@ from dashboards.flow_model import (
     hot_keys,
     partition_skew,
 )
+from dashboards.time_range import TimeRange, parse_time_range
 from dashboards.trace_timeline import TraceEvent
 from monitor.choices import AlertState, FlowEdgeKind, GroupStatus, Stage
 from monitor.models import Alert, ConsumerGroup, Event, ExpectedSubscription, Finding, Service, Topic, TopicLagSample
@@ -45,6 +48,12 @@ RECEIPT_STAGES = (Stage.CONSUMED, Stage.PROCESSED)
 PUBLISH_LOOKBACK = timedelta(days=1)
 TRACE_EVENT_LIMIT = 5_000
 EXAMPLES_PER_EDGE = 3
+HASH_BUCKETS = 1024
+LATENCY_SAMPLE_PER_TOPIC = 5_000  # receipts measured per topic; p95 of 5,000 is stable to a few %
+ANALYTIC_WORK_MEM = "32MB"
+FIXED_RANGE_CACHE_SECONDS = 300
+WARM_RANGES = ("24h", "7d")  # the ranges too long to compute while a page waits
+FLOW_CACHE = "flow:data:v3"
 _GROUP_STATUS_RANK = {
     GroupStatus.DATA_LOSS: 9, GroupStatus.STOPPED: 8, GroupStatus.STALLED: 7, GroupStatus.GROWING: 6,
     GroupStatus.REWIND: 5, GroupStatus.EMPTY: 4, GroupStatus.OK: 3, GroupStatus.IDLE: 2,
@@ -75,8 +84,10 @@ class CacheOutcome:
     available: bool = True
 
 
-def cached(key: str, seconds: int, compute: Callable[[], T], outcome: CacheOutcome | None = None) -> T:
-    """``compute()`` through the cache; a cache outage only costs speed."""
+def cached(key: str, seconds: int, compute: Callable[[], T], outcome: CacheOutcome | None = None,
+           accept: Callable[[T], bool] | None = None) -> T:
+    """``compute()`` through the cache (a cached value ``accept`` rejects counts as a
+    miss); a cache outage only costs speed."""
     try:
         value = cache.get(key)
     except Exception as exc:  # noqa: BLE001 - any Redis failure: compute without the cache
@@ -84,7 +95,7 @@ def cached(key: str, seconds: int, compute: Callable[[], T], outcome: CacheOutco
         if outcome is not None:
             outcome.available = False
         return compute()
-    if value is not None:
+    if value is not None and (accept is None or accept(value)):
         return value
     value = compute()
     try:
@@ -101,12 +112,17 @@ def cached(key: str, seconds: int, compute: Callable[[], T], outcome: CacheOutco
 class FlowData:
     """Everything the flow graph is built from; cached as one value."""
 
+    since: datetime
+    until: datetime
     publishes: list[PublishAggregate]
     consumes: list[ConsumeAggregate]
     p95: dict[tuple[str, str, str], float]
     lags: dict[tuple[str, str], GroupLag]
     examples: dict[tuple[str, str, str], list[str]]
-    span_seconds: float
+
+    @property
+    def span_seconds(self) -> float:
+        return (self.until - self.since).total_seconds()
 
 
 def edge_aggregates(since: datetime, until: datetime, extra: Q | None = None) -> tuple[list[PublishAggregate], list[ConsumeAggregate]]:
@@ -148,36 +164,61 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def sample_keep(receipts_by_topic: Mapping[str, int], target: int = LATENCY_SAMPLE_PER_TOPIC) -> dict[str, int]:
+    """Per topic, how many of 1024 hash buckets of event ids to measure so that about
+    ``target`` receipts per topic are joined: exact for quiet topics, bounded work for
+    busy ones. Both reports of one event fall in the same bucket."""
+    return {topic: max(1, min(HASH_BUCKETS, math.ceil(HASH_BUCKETS * target / receipts)))
+            for topic, receipts in receipts_by_topic.items() if receipts > 0}
+
+
 def p95_latencies(since: datetime, until: datetime, service: str | None = None,
+                  receipts_by_topic: Mapping[str, int] | None = None,
                   portable: bool | None = None) -> dict[tuple[str, str, str], float]:
     """p95 of (first receipt by a consumer) - (first publication) of the same event on
     the same topic, per (topic, service, consumer_group), optionally of one consuming
-    service; PostgreSQL computes it in one statement, other databases stream latencies."""
+    service. PostgreSQL computes it in one statement over a stratified sample of event
+    ids when ``receipts_by_topic`` says how busy each topic is (see :func:`sample_keep`);
+    other databases stream every latency (the demo's SQLite)."""
     if portable is None:
         portable = connection.vendor != "postgresql"
     if portable:
         return _p95_portable(since, until, Q(service=service) if service is not None else Q())
-    service_filter = "AND service = %s" if service is not None else ""
+    keep = sample_keep(receipts_by_topic) if receipts_by_topic is not None else {}
+    if receipts_by_topic is not None and not keep:
+        return {}
     table = connection.ops.quote_name(Event._meta.db_table)
+    params: list[Any] = []
+    if keep:
+        rates = "WITH rates(topic, keep) AS (SELECT * FROM unnest(%s::text[], %s::int[])), "
+        params += [list(keep), list(keep.values())]
+        join, sampled = "JOIN rates ON rates.topic = e.topic", f"AND (hashtext(e.event_id) & {HASH_BUCKETS - 1}) < rates.keep"
+    else:
+        rates, join, sampled = "WITH ", "", ""
+    service_filter = "AND e.service = %s" if service is not None else ""
     sql = f"""
-        WITH published AS (
-            SELECT event_id, topic, MIN(timestamp) AS published_at FROM {table}
-            WHERE stage = %s AND timestamp >= %s AND timestamp < %s AND topic <> ''
-            GROUP BY event_id, topic
+        {rates}published AS (
+            SELECT e.event_id, e.topic, MIN(e.timestamp) AS published_at FROM {table} e {join}
+            WHERE e.stage = %s AND e.timestamp >= %s AND e.timestamp < %s AND e.topic <> '' {sampled}
+            GROUP BY e.event_id, e.topic
         ), received AS (
-            SELECT event_id, topic, service, consumer_group, MIN(timestamp) AS received_at FROM {table}
-            WHERE stage IN (%s, %s) AND timestamp >= %s AND timestamp < %s AND topic <> '' {service_filter}
-            GROUP BY event_id, topic, service, consumer_group
+            SELECT e.event_id, e.topic, e.service, e.consumer_group, MIN(e.timestamp) AS received_at
+            FROM {table} e {join}
+            WHERE e.stage IN (%s, %s) AND e.timestamp >= %s AND e.timestamp < %s AND e.topic <> ''
+                  {sampled} {service_filter}
+            GROUP BY e.event_id, e.topic, e.service, e.consumer_group
         )
         SELECT r.topic, r.service, r.consumer_group, percentile_cont(0.95) WITHIN GROUP (
             ORDER BY GREATEST(0, EXTRACT(EPOCH FROM (r.received_at - p.published_at))))
         FROM received r JOIN published p ON p.event_id = r.event_id AND p.topic = r.topic
         GROUP BY r.topic, r.service, r.consumer_group
     """
-    params = [Stage.PUBLISHED.value, since - PUBLISH_LOOKBACK, until, *[s.value for s in RECEIPT_STAGES], since, until]
+    params += [Stage.PUBLISHED.value, since - PUBLISH_LOOKBACK, until, *[s.value for s in RECEIPT_STAGES], since, until]
     if service is not None:
         params.append(service)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The joins and the percentile sort spill to disk with the default 4 MB.
+        cursor.execute(f"SET LOCAL work_mem = '{ANALYTIC_WORK_MEM}'")
         cursor.execute(sql, params)
         return {(topic, service, group): float(p95) for topic, service, group, p95 in cursor.fetchall()}
 
@@ -280,21 +321,74 @@ def failed_examples(since: datetime, until: datetime, per_edge: int = EXAMPLES_P
 
 def flow_data(since: datetime, until: datetime, at_present: bool) -> FlowData:
     publishes, consumes = edge_aggregates(since, until)
+    receipts: dict[str, int] = defaultdict(int)
+    for row in consumes:
+        receipts[row.topic] += row.consumed + row.processed
     return FlowData(
+        since=since,
+        until=until,
         publishes=publishes,
         consumes=consumes,
-        p95=p95_latencies(since, until),
+        p95=p95_latencies(since, until, receipts_by_topic=receipts),
         lags=group_lags((c.consumer_group for c in consumes), (c.topic for c in consumes), since, until, at_present),
         examples=failed_examples(since, until),
-        span_seconds=(until - since).total_seconds(),
     )
 
 
-def flow_graph(since: datetime, until: datetime, at_present: bool, tolerances: Tolerances,
-               outcome: CacheOutcome | None = None, cache_seconds: int = 15) -> FlowGraph:
-    key = f"flow:data:v1:{since.timestamp():.0f}:{until.timestamp():.0f}:{int(at_present)}"
-    data = cached(key, cache_seconds, lambda: flow_data(since, until, at_present), outcome)
+def live_max_age_seconds(span_seconds: float) -> float:
+    """How old a live range's numbers may be: a thousandth of the range (5 s for an
+    hour, 10 min for a week: less than a pixel of its charts)."""
+    return max(5.0, span_seconds / 1000)
+
+
+def cached_for_range(name: str, time_range: TimeRange, compute: Callable[[], T],
+                     outcome: CacheOutcome | None = None) -> tuple[datetime, datetime, T]:
+    """``compute()`` for a time range through the cache, with the window it describes.
+    A live range reuses a value up to :func:`live_max_age_seconds` old; a fixed window
+    is cached as is."""
+    key = f"{name}:{range_cache_suffix(time_range)}"
+
+    def timed_compute() -> tuple[datetime, datetime, T]:
+        return time_range.since, time_range.until, compute()
+
+    if not time_range.is_live:
+        return cached(key, FIXED_RANGE_CACHE_SECONDS, timed_compute, outcome)
+    max_age = live_max_age_seconds(time_range.seconds)
+    oldest = time_range.until - timedelta(seconds=max_age)
+    return cached(key, max(60, int(3 * max_age)), timed_compute, outcome, accept=lambda value: value[1] >= oldest)
+
+
+def range_cache_suffix(time_range: TimeRange) -> str:
+    if time_range.is_live:
+        return f"live:{time_range.key}"
+    return f"{time_range.since.timestamp():.3f}:{time_range.until.timestamp():.3f}"
+
+
+def cached_flow_data(time_range: TimeRange, outcome: CacheOutcome | None = None) -> FlowData:
+    """The flow graph's numbers (kept warm for long live ranges by :func:`refresh_flow_cache`)."""
+    return cached_for_range(
+        FLOW_CACHE, time_range, lambda: flow_data(time_range.since, time_range.until, time_range.is_live), outcome
+    )[2]
+
+
+def refresh_flow_cache(range_keys: Iterable[str], now: datetime) -> dict[str, float]:
+    """Recompute the flow data of live ranges (a periodic task keeps the long ones warm
+    so no page waits for a week of events); returns seconds spent per range."""
+    spent = {}
+    for key in range_keys:
+        started = time.monotonic()
+        time_range = parse_time_range({"range": key}, now)
+        data = flow_data(time_range.since, time_range.until, True)
+        cache.set(f"{FLOW_CACHE}:{range_cache_suffix(time_range)}", (time_range.since, time_range.until, data),
+                  max(60, int(3 * live_max_age_seconds(time_range.seconds))))
+        spent[key] = time.monotonic() - started
+    return spent
+
+
+def flow_graph(time_range: TimeRange, tolerances: Tolerances, outcome: CacheOutcome | None = None) -> FlowGraph:
+    data = cached_flow_data(time_range, outcome)
     graph = build_flow_graph(data.publishes, data.consumes, data.span_seconds, data.p95, data.lags, tolerances)
+    graph.since, graph.until = data.since, data.until
     for edge in graph.edges:
         group = edge.consumer_group if edge.kind == FlowEdgeKind.CONSUME else ""
         edge.examples = list(data.examples.get((edge.service, edge.topic, group), []))
@@ -585,3 +679,22 @@ def topic_stats(name: str, since: datetime, until: datetime, at_present: bool) -
         lag_pages=list(Topic.objects.filter(name=name).values_list("cluster__name", "name")),
         series=rate_series(since, until, Q(topic=name)),
     )
+
+
+def _name_key(name: str) -> str:
+    # Names are free text; cache keys must stay short and printable.
+    return hashlib.blake2b(name.encode(), digest_size=12).hexdigest()
+
+
+def cached_service_stats(name: str, time_range: TimeRange, outcome: CacheOutcome | None = None) -> ServiceStats:
+    return cached_for_range(
+        f"flow:service:v1:{_name_key(name)}", time_range,
+        lambda: service_stats(name, time_range.since, time_range.until, time_range.is_live), outcome,
+    )[2]
+
+
+def cached_topic_stats(name: str, time_range: TimeRange, outcome: CacheOutcome | None = None) -> TopicStats:
+    return cached_for_range(
+        f"flow:topic:v1:{_name_key(name)}", time_range,
+        lambda: topic_stats(name, time_range.since, time_range.until, time_range.is_live), outcome,
+    )[2]

@@ -116,7 +116,7 @@ def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
     time_range = request_range(request, problems)
     tolerances = request_tolerances(request, problems)
     outcome = flow_queries.CacheOutcome()
-    full = flow_queries.flow_graph(time_range.since, time_range.until, time_range.is_live, tolerances, outcome)
+    full = flow_queries.flow_graph(time_range, tolerances, outcome)
     hidden = hidden_names(request) or [HIDE_HUBS]  # the page starts without the hairball
     focus = (request.GET.get("focus") or "").strip()
     try:
@@ -275,7 +275,8 @@ def _lag_rows(lags: Mapping[tuple[str, str], Any], links: Mapping[str, list[tupl
 def service(request: HttpRequest, name: str) -> HttpResponse:
     problems: list[str] = []
     time_range = request_range(request, problems)
-    stats = flow_queries.service_stats(name, time_range.since, time_range.until, time_range.is_live)
+    outcome = flow_queries.CacheOutcome()
+    stats = flow_queries.cached_service_stats(name, time_range, outcome)
     if not stats.known:
         raise Http404(f"No service called {name!r} has reported events.")
     links = group_paths({g.name for g in stats.groups})
@@ -301,7 +302,7 @@ def service(request: HttpRequest, name: str) -> HttpResponse:
         "flow_url": with_range(reverse("flow"), time_range, focus=name),
         "failed_traces_url": with_range(reverse("flow-traces"), time_range, service=name, failed="1"),
         "findings": finding_rows(stats.findings, time_range),
-        "flow_banners": banner_list(problems),
+        "flow_banners": banner_list(problems, outcome),
     }
     if request.GET.get("part") == "body":
         return render(request, "fragments/service_body.html", context)
@@ -312,7 +313,8 @@ def service(request: HttpRequest, name: str) -> HttpResponse:
 def event_topic(request: HttpRequest, name: str) -> HttpResponse:
     problems: list[str] = []
     time_range = request_range(request, problems)
-    stats = flow_queries.topic_stats(name, time_range.since, time_range.until, time_range.is_live)
+    outcome = flow_queries.CacheOutcome()
+    stats = flow_queries.cached_topic_stats(name, time_range, outcome)
     if not stats.known:
         raise Http404(f"No topic called {name!r} has been seen.")
     links = group_paths({row["consumer_group"] for row in stats.consumers if row["consumer_group"]})
@@ -334,7 +336,7 @@ def event_topic(request: HttpRequest, name: str) -> HttpResponse:
         "flow_url": with_range(reverse("flow"), time_range),
         "traces_url": with_range(reverse("flow-traces"), time_range, topic=name),
         "findings": finding_rows(stats.findings, time_range),
-        "flow_banners": banner_list(problems),
+        "flow_banners": banner_list(problems, outcome),
     }
     if request.GET.get("part") == "body":
         return render(request, "fragments/event_topic_body.html", context)

@@ -11,12 +11,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from django.conf import settings
-from django.db.models import (
-    Count, ExpressionWrapper, F, FloatField, Func, Max, Q, QuerySet, Sum,
-)
+from django.db.models import Count, ExpressionWrapper, F, FloatField, Func, Max, Q, QuerySet, Sum
 from django.db.models import Value as SqlValue
 from django.db.models.functions import Floor
 
@@ -97,7 +95,8 @@ def downsample(points: Sequence[Point], max_points: int) -> list[Point]:
 
 
 def choose_resolution(since: datetime, until: datetime) -> int:
-    """0 (every poll) for ranges up to RAW_RANGE_LIMIT, else 1-minute buckets."""
+    """0 (every poll) for ranges up to RAW_RANGE_LIMIT, else the smallest bucket (seconds)
+    of the database-side bucketing: a minute, the resolution of the stored rollups."""
     return 0 if until - since <= RAW_RANGE_LIMIT else ROLLUP_RESOLUTION_SECONDS
 
 
@@ -107,10 +106,6 @@ def redact(text: str, secrets: Sequence[str]) -> str:
         if secret:
             text = text.replace(secret, REDACTED)
     return text
-
-
-def _sort_key_none_last(value: object) -> tuple[int, object]:
-    return (1, 0) if value is None else (0, value)
 
 
 @dataclass(frozen=True)
@@ -123,7 +118,9 @@ class OverviewFilter:
     sort: str = "severity"
     descending: bool = False
 
-    SORTS = ("severity", "cluster", "group", "status", "total_lag", "max_time_lag_seconds", "members", "last_sample_at")
+    SORTS: ClassVar[tuple[str, ...]] = (
+        "severity", "cluster", "group", "status", "total_lag", "max_time_lag_seconds", "members", "last_sample_at",
+    )
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> "OverviewFilter":

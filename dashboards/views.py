@@ -43,12 +43,16 @@ def unavailable_response(message: str) -> HttpResponse:
 
 
 def dashboard_page(view: View) -> View:
-    """Login required; a database outage becomes a 503 page with a banner, not a crash."""
+    """Login required (pages redirect to the login, fragments answer 401); a database
+    outage becomes a 503 page with a banner, not a crash."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         try:
             if not request.user.is_authenticated:
+                if "part" in request.GET:
+                    # A live refresh after the session expired: a login page is no fragment.
+                    return HttpResponse("Log in again to see live data.", status=401, content_type="text/plain")
                 return redirect_to_login(request.get_full_path())
             return view(request, *args, **kwargs)
         except DatabaseError as exc:

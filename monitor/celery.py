@@ -24,6 +24,7 @@ app.conf.beat_schedule = {
     "evaluate-rules": {"task": "monitor.evaluate_rules",
                        "schedule": float(env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1))},
     "sweep-notifications": {"task": "monitor.sweep_notifications", "schedule": 30.0},
+    "warm-flow-cache": {"task": "monitor.warm_flow_cache", "schedule": 120.0},
 }
 
 

@@ -108,3 +108,12 @@ def sweep_notifications() -> int:
     from monitor.notify.delivery import sweep_due
 
     return sweep_due(timezone.now()).total
+
+
+@shared_task(name="monitor.warm_flow_cache", ignore_result=True, soft_time_limit=100, time_limit=120)
+def warm_flow_cache() -> dict[str, float]:
+    """Every 2 min: recompute the flow graph's numbers for the long live ranges (24 h,
+    7 d) so the flow page and API read them from the cache instead of a week of events."""
+    from dashboards.flow_queries import WARM_RANGES, refresh_flow_cache
+
+    return refresh_flow_cache(WARM_RANGES, timezone.now())

@@ -47,12 +47,18 @@ def chart_data(html: str) -> list[dict]:
     return json.loads(match.group(1))
 
 
-@pytest.mark.parametrize("url", ["/", "/clusters/", "/clusters/any/groups/any/", "/clusters/any/topics/any/",
-                                 "/?part=table"])
+@pytest.mark.parametrize("url", ["/", "/clusters/", "/clusters/any/groups/any/", "/clusters/any/topics/any/"])
 def test_pages_send_logged_out_visitors_to_the_login(client, db, url):
     response = client.get(url)
     assert response.status_code == 302
     assert response.url.startswith("/login/?next=")
+
+
+@pytest.mark.parametrize("url", ["/?part=table", "/clusters/?part=table", "/clusters/c/groups/g/?part=charts"])
+def test_live_refresh_after_the_session_expired_is_401_not_a_login_page(client, db, url):
+    response = client.get(url)
+    assert response.status_code == 401
+    assert b"<form" not in response.content
 
 
 def test_overview_lists_groups_with_status_reason_lag_and_sparkline(logged_in_client, billing, cluster):

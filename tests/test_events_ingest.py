@@ -81,6 +81,8 @@ def test_missing_required_field_is_named(field):
     ("traceparent", f"01-{TRACE_ID}-{SPAN_ID}", "four dash-separated fields"),
     ("attributes", ["a"], "must be an object"),
     ("attributes", {"blob": "x" * 9000}, "at most 8192 bytes"),
+    ("attributes", {"text": "a\x00b"}, "NUL"),
+    ("attributes", {"ratio": float("nan")}, "NaN"),
     ("colour", "blue", "unknown field"),
 ])
 def test_invalid_field_is_refused_naming_index_and_field(field, value, message):
@@ -95,6 +97,15 @@ def test_trace_id_needs_span_id_and_vice_versa():
     assert [e.loc for e in errors_of(event(span_id=SPAN_ID)).errors] == [("events", 0, "trace_id")]
     [row] = validate_payload({"events": [event(trace_id=TRACE_ID, span_id=SPAN_ID)]}, NOW, LIMITS)
     assert (row.trace_id, row.span_id) == (TRACE_ID, SPAN_ID)
+
+
+def test_parent_span_id_is_checked_and_needs_a_trace():
+    traced = {"traceparent": f"00-{TRACE_ID}-{SPAN_ID}-01"}
+    [row] = validate_payload({"events": [event(parent_span_id="1" * 16, **traced)]}, NOW, LIMITS)
+    assert row.parent_span_id == "1" * 16
+    assert [e.msg for e in errors_of(event(parent_span_id="xyz", **traced)).errors] == [
+        "must be 16 lowercase hex digits"]
+    assert [e.msg for e in errors_of(event(parent_span_id="1" * 16)).errors] == ["needs traceparent or trace_id"]
 
 
 def test_bare_ids_must_agree_with_the_traceparent():

@@ -4,9 +4,11 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.test import override_settings
+from django.utils import timezone
 
 from dashboards import flow_queries
 from dashboards.flow_model import Tolerances
+from dashboards.time_range import CUSTOM, TimeRange, parse_time_range
 from monitor.models import ExpectedSubscription, Finding, Topic, TopicLagSample
 from tests import services
 from tests.flow_data import T0, cluster, event, group_with_lag, new_trace_id, order_saga, save
@@ -14,6 +16,7 @@ from tests.flow_data import T0, cluster, event, group_with_lag, new_trace_id, or
 pytestmark = pytest.mark.django_db
 
 SINCE, UNTIL = T0 - timedelta(minutes=5), T0 + timedelta(minutes=5)
+WINDOW = TimeRange(SINCE, UNTIL, CUSTOM)
 
 
 def aggregates_by_key(since=SINCE, until=UNTIL):
@@ -60,6 +63,22 @@ def test_p95_latency_is_consume_minus_publish_of_the_same_event():
     portable = flow_queries.p95_latencies(SINCE, UNTIL, portable=True)
     assert database[("orders.events", "payments", "payments")] == pytest.approx(95.05)
     assert portable == pytest.approx(database)
+    quiet_topic = flow_queries.p95_latencies(SINCE, UNTIL, receipts_by_topic={"orders.events": 200})
+    assert quiet_topic == pytest.approx(database)  # few receipts: measured exactly
+
+
+def test_p95_of_a_busy_topic_is_measured_on_a_stable_sample():
+    reports = []
+    for n in range(2000):  # latencies cycle through 0.1 s .. 10 s
+        reports.append(event(f"e{n}", "published", "orders", 0, topic="orders.events"))
+        reports.append(event(f"e{n}", "consumed", "payments", 0.1 * (1 + n % 100), topic="orders.events",
+                             group="payments"))
+    save(*reports)
+    exact = flow_queries.p95_latencies(SINCE, UNTIL)[("orders.events", "payments", "payments")]
+    assert flow_queries.sample_keep({"orders.events": 2000}, target=500) == {"orders.events": 256}
+    sampled = flow_queries.p95_latencies(SINCE, UNTIL, receipts_by_topic={"orders.events": 8000})
+    assert sampled[("orders.events", "payments", "payments")] == pytest.approx(exact, rel=0.05)
+    assert flow_queries.p95_latencies(SINCE, UNTIL, receipts_by_topic={}) == {}
 
 
 def test_p95_latency_counts_publications_made_before_the_range():
@@ -108,22 +127,65 @@ def test_the_flow_graph_is_built_in_a_fixed_number_of_queries(django_assert_max_
     for n in range(30):
         save(*order_saga(new_trace_id(), start=n, fail_payment=n % 10 == 0))
     group_with_lag(cluster("prod"), "payments", {"orders.events": 12}, T0)
-    with django_assert_max_num_queries(6):
-        graph = flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances())
+    with django_assert_max_num_queries(8):  # whatever the number of events
+        graph = flow_queries.flow_graph(TimeRange(SINCE, UNTIL, "10m"), Tolerances())
     consume = next(e for e in graph.edges if e.consumer_group == "payments")
     assert (consume.events, consume.failed, consume.lag) == (30, 6, 12)
     assert consume.p95_latency_seconds == pytest.approx(1.0)
     assert len(consume.examples) == 3
 
 
-def test_the_flow_data_is_cached_briefly():
+def test_a_fixed_window_is_cached():
     save(event("e1", "published", "orders", 0, topic="orders.events"))
-    first = flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances())
+    first = flow_queries.flow_graph(WINDOW, Tolerances())
     save(event("e2", "published", "orders", 1, topic="orders.events"))
-    again = flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances())
+    again = flow_queries.flow_graph(WINDOW, Tolerances())
     assert first.edges[0].events == again.edges[0].events == 1
+    assert (again.since, again.until) == (SINCE, UNTIL)
     cache.clear()
-    assert flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances()).edges[0].events == 2
+    assert flow_queries.flow_graph(WINDOW, Tolerances()).edges[0].events == 2
+
+
+def test_a_live_range_reuses_numbers_only_while_they_are_fresh_enough():
+    save(event("e1", "published", "orders", 0, topic="orders.events"))
+    hour = parse_time_range({"range": "1h"}, T0 + timedelta(minutes=1))
+    assert flow_queries.flow_graph(hour, Tolerances()).edges[0].events == 1
+    save(event("e2", "published", "orders", 2, topic="orders.events"))
+    moment_later = parse_time_range({"range": "1h"}, T0 + timedelta(minutes=1, seconds=4))
+    cached = flow_queries.flow_graph(moment_later, Tolerances())
+    assert cached.edges[0].events == 1 and cached.until == hour.until  # 4 s old: fine for an hour
+    later = parse_time_range({"range": "1h"}, T0 + timedelta(minutes=1, seconds=6))
+    assert flow_queries.flow_graph(later, Tolerances()).edges[0].events == 2
+
+
+def test_the_periodic_refresh_keeps_long_ranges_warm(django_assert_num_queries):
+    save(event("e1", "published", "orders", -3600 * 30, topic="orders.events"))
+    spent = flow_queries.refresh_flow_cache(["24h", "7d"], T0)
+    assert set(spent) == {"24h", "7d"}
+    week = parse_time_range({"range": "7d"}, T0 + timedelta(seconds=30))
+    with django_assert_num_queries(0):
+        graph = flow_queries.flow_graph(week, Tolerances())
+    assert graph.edges[0].events == 1
+
+
+def test_the_beat_task_warms_the_week_for_the_flow_page(django_assert_num_queries):
+    from monitor.tasks import warm_flow_cache
+
+    save(event("e1", "published", "orders", timezone.now() - timedelta(days=3), topic="orders.events"))
+    assert set(warm_flow_cache()) == {"24h", "7d"}
+    with django_assert_num_queries(0):
+        graph = flow_queries.flow_graph(parse_time_range({"range": "7d"}, timezone.now()), Tolerances())
+    assert graph.edges[0].events == 1
+
+
+def test_service_and_topic_numbers_are_cached_per_range(django_assert_num_queries):
+    save(*order_saga(new_trace_id()))
+    service = flow_queries.cached_service_stats("payments", WINDOW)
+    topic = flow_queries.cached_topic_stats("orders.events", WINDOW)
+    with django_assert_num_queries(0):
+        assert flow_queries.cached_service_stats("payments", WINDOW).consumes == service.consumes
+        assert flow_queries.cached_topic_stats("orders.events", WINDOW).producers == topic.producers
+    assert flow_queries.cached_service_stats("payments with spaces/and slashes", WINDOW).known is False
 
 
 def test_without_redis_the_graph_is_computed_and_the_outage_reported():
@@ -134,7 +196,7 @@ def test_without_redis_the_graph_is_computed_and_the_outage_reported():
     save(event("e1", "published", "orders", 0, topic="orders.events"))
     outcome = flow_queries.CacheOutcome()
     with override_settings(CACHES=down):
-        graph = flow_queries.flow_graph(SINCE, UNTIL, True, Tolerances(), outcome)
+        graph = flow_queries.flow_graph(WINDOW, Tolerances(), outcome)
     assert graph.edges[0].events == 1
     assert not outcome.available
 

@@ -163,6 +163,21 @@ def test_an_envelope_survives_the_trip_through_kafka_headers():
     assert sim.Envelope.from_message(message) == envelope
 
 
+def test_a_batch_is_handled_in_time_order_across_partitions_keeping_each_partitions_order():
+    def message(topic: str, partition: int, offset: int, timestamp_ms: int) -> ConsumedMessage:
+        return ConsumedMessage(topic=topic, partition=partition, offset=offset, key=None, value=b"",
+                               timestamp_ms=timestamp_ms, headers={})
+
+    batch = [
+        message("shipping.events", 0, 7, 300),
+        message("payments.events", 1, 4, 100), message("payments.events", 1, 5, 90),  # clock skew
+        message("payments.events", 2, 9, 200),
+    ]
+    ordered = [(m.topic, m.partition, m.offset) for m in sim.in_time_order(batch)]
+    assert ordered == [("payments.events", 1, 4), ("payments.events", 1, 5), ("payments.events", 2, 9),
+                       ("shipping.events", 0, 7)]
+
+
 def test_messages_without_the_saga_headers_are_not_envelopes():
     message = ConsumedMessage(topic="t", partition=0, offset=0, key=None, value=b"{}", timestamp_ms=0,
                               headers={"event-id": "x"})
@@ -337,6 +352,30 @@ def test_shipping_catches_up_once_its_slow_phase_is_over(story):
         log_end, _ = adapter.log_offsets([(topic, p) for p in range(4)])
     lag = sum(log_end[(topic, p)].log_end_offset - committed.get((topic, p), 0) for p in range(4))
     assert lag <= 10
+
+
+def test_the_detectors_find_exactly_the_faults_the_story_injects(story):
+    from monitor.events import detectors
+
+    rows = validate_payload({"events": story["events"]}, dt.datetime.now(dt.timezone.utc),
+                            IngestLimits(10**6, 10**9, 8192))
+    facts = [detectors.EventFact(*(getattr(row, name) for name in detectors.FACT_FIELDS)) for row in rows]
+    namespace = story["namespace"]
+
+    def where(findings):
+        return {(f.consumer_group.removeprefix(namespace + "."), f.topic.removeprefix(namespace + "."))
+                for f in findings}
+
+    assert where(detectors.detect_out_of_order(facts)) == {("payments", "orders.events")}
+    assert {("inventory", "payments.events"), ("payments", "orders.events")} <= where(
+        detectors.detect_duplicates(facts))
+    drift = detectors.detect_schema_drift(facts, {})
+    assert {(f.event_type, f.consumer_group.removeprefix(namespace + ".")) for f in drift} == {
+        ("InventoryReserved", "shipping"),
+    }
+    storms = detectors.detect_cascade_storms(facts)
+    assert storms and all("CatalogResynced" in f.summary for f in storms)
+    assert {f.service for f in detectors.detect_failures(facts)} == {"payments"}
 
 
 # -- reporting edge cases -------------------------------------------------------------------

@@ -25,7 +25,9 @@ from django.utils import timezone
 
 from monitor.alerts import metrics as metric_registry
 from monitor.notify import render
-from monitor.alerts.rules import Action, AlertStatus, Reading, RuleSpec, Scope, Step, Subject, reminder_due, step
+from monitor.alerts.rules import (
+    Action, AlertStatus, Reading, RuleSpec, Scope, Step, Subject, comparison, reminder_due, step,
+)
 from monitor.alerts.silences import Mute, active_mutes, muted_by
 from monitor.choices import AlertState, ChannelKind, NotificationKind
 
@@ -138,18 +140,22 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
                 open_alerts.pop(spec.id, None)  # unknown or broken metric: leave its alerts as they are
             continue
         result.subjects += len(readings)
-        matched: dict[Scope, list[Subject]] = {}
+        # (subject, key, reading, value or None): computed once per metric, not per rule.
+        entries = [(s, s.key, r, r.value if r.has_data else None) for s, r in readings.items()]
+        matched: dict[Scope, list[tuple]] = {}
         for spec in specs:
             result.rules += 1
             subjects = matched.get(spec.scope)
             if subjects is None:
-                subjects = [s for s, r in readings.items()
-                            if spec.scope.matches(s, r.detail.get("topics", ()))]  # type: ignore[arg-type]
+                subjects = [e for e in entries if spec.scope.matches(e[0], e[2].detail.get("topics", ()))]
                 matched[spec.scope] = subjects
             current = open_alerts.pop(spec.id, {})
-            for subject in subjects:
-                alert = current.pop(subject.key, None)
-                outcome = step(spec, alert_status(alert) if alert else None, readings[subject], now)
+            holds, threshold = comparison(spec.op), spec.threshold
+            for subject, key, reading, value in subjects:
+                alert = current.pop(key, None) if current else None
+                if alert is None and (value is None or not holds(value, threshold)):
+                    continue  # the common case: nothing open, nothing breached (step() would say None)
+                outcome = step(spec, alert_status(alert) if alert else None, reading, now)
                 if outcome is not None:
                     changes.append(_Change(spec, subject, outcome, alert))
             for key, alert in current.items():

@@ -156,6 +156,11 @@ class RuleSpec:
         return Scope(self.cluster, self.group, self.topic)
 
 
+def comparison(op: str) -> Callable[[float, float], bool]:
+    """The operator as a function (NaN compares false with every operator)."""
+    return _OPERATORS[op]
+
+
 def condition_holds(value: float, op: str, threshold: float) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False

@@ -77,10 +77,13 @@ def hidden_names(request: HttpRequest) -> list[str]:
     return [name.strip() for value in request.GET.getlist("hide") for name in value.split(",") if name.strip()]
 
 
-def serialise_graph(graph: FlowGraph, time_range: TimeRange) -> dict[str, Any]:
+def serialise_graph(graph: FlowGraph) -> dict[str, Any]:
+    """``since``/``until`` are the window the numbers describe (a live range may be
+    served from numbers computed a moment ago)."""
+    assert graph.since is not None and graph.until is not None
     return {
-        "since": format_iso(time_range.since),
-        "until": format_iso(time_range.until),
+        "since": format_iso(graph.since),
+        "until": format_iso(graph.until),
         "nodes": [
             {"id": n.id, "kind": n.kind, "name": n.name, "health": n.health, "hub": n.hub,
              "events_in": n.events_in, "events_out": n.events_out, "failed": n.failed}
@@ -101,9 +104,8 @@ def serialise_graph(graph: FlowGraph, time_range: TimeRange) -> dict[str, Any]:
 def flow(request: HttpRequest) -> JsonResponse:
     time_range = parse_range(request.GET)
     tolerances = configured_tolerances(request.GET)
-    graph = flow_graph(time_range.since, time_range.until, time_range.is_live, tolerances)
-    graph = shape_graph(graph, request.GET, hidden_names(request))
-    return JsonResponse(serialise_graph(graph, time_range))
+    graph = shape_graph(flow_graph(time_range, tolerances), request.GET, hidden_names(request))
+    return JsonResponse(serialise_graph(graph))
 
 
 def traceparent(trace_id: str, span_id: str) -> str | None:

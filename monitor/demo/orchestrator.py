@@ -217,9 +217,13 @@ _IMPORTANT = re.compile(
 )
 
 
+# Warnings that say nothing to someone watching the demo.
+_NOISE = re.compile(r"It is blocking the event loop")
+
+
 def is_important(line: str) -> bool:
     """Lines echoed to the terminal; everything goes to the log file anyway."""
-    return bool(_IMPORTANT.search(line))
+    return bool(_IMPORTANT.search(line)) and not _NOISE.search(line)
 
 
 def is_important_simulator_line(line: str) -> bool:

@@ -202,18 +202,7 @@ def validate_event(raw: object, index: int, now: dt.datetime, limits: IngestLimi
         if not isinstance(attributes, dict):
             errors.append(FieldError(("events", index, "attributes"), "must be an object"))
         elif attributes:
-            try:
-                attributes_json = _encode_json(attributes)
-            except ValueError:
-                attributes_json = None
-                errors.append(FieldError(("events", index, "attributes"), "must not contain NaN or Infinity"))
-            if attributes_json is None:
-                pass
-            elif len(attributes_json.encode()) > limits.max_attributes_bytes:
-                errors.append(FieldError(("events", index, "attributes"),
-                                         f"must be at most {limits.max_attributes_bytes} bytes as JSON"))
-            elif "\\u0000" in attributes_json:
-                errors.append(FieldError(("events", index, "attributes"), "must not contain NUL characters"))
+            attributes_json = _attributes_json(attributes, index, errors, limits.max_attributes_bytes)
 
     if len(errors) != before or timestamp is None:
         return None
@@ -222,6 +211,22 @@ def validate_event(raw: object, index: int, now: dt.datetime, limits: IngestLimi
         schema_version, trace_id, span_id, parent_span_id, attributes_json,
         report_hash(event_id, stage, service, consumer_group, timestamp),
     )
+
+
+def _attributes_json(attributes: dict[str, Any], index: int, errors: list[FieldError], max_bytes: int) -> str | None:
+    loc = ("events", index, "attributes")
+    try:
+        text = _encode_json(attributes)
+    except ValueError:
+        errors.append(FieldError(loc, "must not contain NaN or Infinity"))
+        return None
+    if len(text.encode()) > max_bytes:
+        errors.append(FieldError(loc, f"must be at most {max_bytes} bytes as JSON"))
+        return None
+    if "\\u0000" in text:  # PostgreSQL's jsonb cannot store NUL
+        errors.append(FieldError(loc, "must not contain NUL characters"))
+        return None
+    return text
 
 
 def _trace_fields(raw: dict[str, Any], index: int, errors: list[FieldError]) -> tuple[str, str, str]:
@@ -234,7 +239,7 @@ def _trace_fields(raw: dict[str, Any], index: int, errors: list[FieldError]) -> 
     trace_id = raw.get("trace_id")
     span_id = raw.get("span_id")
     parent_span_id = raw.get("parent_span_id")
-    out_trace = out_span = out_parent = ""
+    out_trace = out_span = ""
     if header is not None:
         try:
             parsed = tp.parse(header)
@@ -263,8 +268,7 @@ def _trace_fields(raw: dict[str, Any], index: int, errors: list[FieldError]) -> 
             errors.append(FieldError(("events", index, "span_id"), "does not match traceparent"))
     if parent_span_id is not None and not (out_trace or trace_id):
         errors.append(FieldError(("events", index, "parent_span_id"), "needs traceparent or trace_id"))
-    out_parent = parent_span_id or ""
-    return out_trace, out_span, out_parent
+    return out_trace, out_span, parent_span_id or ""
 
 
 def validate_payload(payload: object, now: dt.datetime, limits: IngestLimits) -> list[EventRow]:
