@@ -2,11 +2,20 @@
 from datetime import timedelta
 
 import pytest
+from jsonschema import Draft202012Validator
 from django.utils import timezone
 
+from monitor.api.openapi import DOCUMENT
 from tests.flow_data import T0, cluster, event, group_with_lag, new_trace_id, order_saga, save
 
 pytestmark = pytest.mark.django_db
+
+
+def assert_valid(schema_name, instance):
+    """The response matches its schema in the served OpenAPI document."""
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": DOCUMENT["components"]}
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in Draft202012Validator(schema).iter_errors(instance)]
+    assert not errors, errors
 WINDOW = {"since": "2024-05-01T11:55:00Z", "until": "2024-05-01T12:05:00Z"}
 
 
@@ -56,6 +65,11 @@ def test_flow_returns_services_and_topics_with_edges_per_the_contract(client, re
     assert consume["rate_per_second"] == pytest.approx(4 / 600)
     assert consume["health"] == "critical" and consume["reasons"]
     assert len(consume["examples"]) == 1
+
+
+def test_a_real_flow_matches_the_openapi_schema(client, read_token):
+    save(*order_saga(new_trace_id()), *order_saga(new_trace_id(), start=3, fail_payment=True))
+    assert_valid("Flow", get_flow(client, read_token, **WINDOW).json())
 
 
 def test_lag_is_shown_on_the_topic_to_consumer_edge_for_a_live_range(client, read_token):

@@ -256,3 +256,34 @@ def test_the_evaluate_task_queues_delivery_of_what_it_wrote(incident, webhook_se
     assert len(callbacks) == 1
     assert len(webhook_server.received) == 1  # on_commit ran the delivery task
     assert sweep_notifications() == 0
+
+
+def test_a_receiver_echoing_the_webhook_url_never_gets_it_stored(incident, webhook_server, slack, t0):
+    webhook_server.script(Reply(404, f"unknown hook {webhook_server.url()}"))
+    incident(0, 5000)
+    [notification] = Notification.objects.all()
+    deliver(notification.id, t0)
+    notification.refresh_from_db()
+    slack.refresh_from_db()
+    stored = [notification.last_error, slack.last_error, DeliveryAttempt.objects.get().error]
+    assert all("secret-token-XYZ" not in text and "***" in text for text in stored)
+
+
+def test_a_broker_outage_when_queueing_delays_delivery_but_loses_nothing(incident, webhook_server, t0, caplog):
+    from monitor.celery import app
+    from monitor.tasks import _queue_delivery
+    from tests.services import free_port
+
+    incident(0, 5000)
+    [notification] = Notification.objects.all()
+    saved = app.conf.broker_url, app.conf.task_publish_retry
+    app.conf.broker_url, app.conf.task_publish_retry = f"redis://127.0.0.1:{free_port()}/0", False
+    app.pool.force_close_all()
+    try:
+        _queue_delivery(notification.id)  # logs and returns: the row is safe in the outbox
+    finally:
+        app.conf.broker_url, app.conf.task_publish_retry = saved
+        app.pool.force_close_all()
+    assert f"could not queue notification {notification.id}; the sweep will deliver it" in caplog.text
+    assert webhook_server.received == []
+    assert sweep_due(t0).outcomes == {"sent": 1}

@@ -116,25 +116,25 @@ def traceparent(trace_id: str, span_id: str) -> str | None:
 
 
 def serialise_event(event: TraceEvent) -> dict[str, Any]:
-    return {
+    """An EVENT as reported (optional fields only when known) plus ``received_at``,
+    ``parent_span_id`` and the rebuilt ``traceparent``."""
+    document: dict[str, Any] = {
         "event_id": event.event_id,
         "type": event.type,
         "service": event.service,
         "stage": event.stage,
         "timestamp": format_iso(event.timestamp),
         "received_at": format_iso(event.received_at) if event.received_at else None,
-        "topic": event.topic or None,
-        "partition": event.partition,
-        "offset": event.offset,
-        "key": event.key or None,
-        "consumer_group": event.consumer_group or None,
-        "schema_version": event.schema_version,
-        "trace_id": event.trace_id or None,
-        "span_id": event.span_id or None,
-        "parent_span_id": event.parent_span_id or None,
-        "traceparent": traceparent(event.trace_id, event.span_id),
-        "attributes": event.attributes if event.attributes is not None else {},
     }
+    optional = {
+        "topic": event.topic, "partition": event.partition, "offset": event.offset, "key": event.key,
+        "consumer_group": event.consumer_group, "schema_version": event.schema_version,
+        "trace_id": event.trace_id, "span_id": event.span_id, "parent_span_id": event.parent_span_id,
+        "traceparent": traceparent(event.trace_id, event.span_id),
+    }
+    document.update({name: value for name, value in optional.items() if value not in (None, "")})
+    document["attributes"] = dict(event.attributes) if event.attributes is not None else {}
+    return document
 
 
 def trace_document(trace_id: str) -> dict[str, Any] | None:

@@ -146,6 +146,6 @@ def collect() -> Iterator[Family]:
 
 @api_view(scope=None)
 def metrics(request: HttpRequest) -> HttpResponse:
-    if not getattr(settings, "MONITOR_METRICS_PUBLIC", False):
+    if not settings.MONITOR_METRICS_PUBLIC:
         authenticate(request, TokenScope.READ)  # 401/403 rendered by api_view
     return HttpResponse(render(collect()), content_type=CONTENT_TYPE)

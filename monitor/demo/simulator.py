@@ -631,7 +631,7 @@ class ConsumerService(Worker):
                     self.sim.stop_event.wait()
                     return
                 slow = self.is_slow()
-                messages = self.consumer.poll(max_records=1 if slow else 100, timeout_seconds=0.5)
+                messages = self.consumer.poll(max_records=1 if slow else 500, timeout_seconds=0.5)
                 self.consume(messages)
                 self.idle()
         finally:
