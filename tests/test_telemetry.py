@@ -24,7 +24,7 @@ from monitor import telemetry
 telemetry.configure("kafka-monitor-test")
 import logging
 with telemetry.span("kafka.list_groups", cluster="prod") as current:
-    record = logging.LogRecord("monitor", logging.INFO, __file__, 1, "polled", None, None)
+    record = logging.LogRecord("monitor", logging.INFO, "poll.py", 1, "polled", None, None)
     telemetry.TraceIdFilter().filter(record)
     print("LOG_TRACE_ID", record.trace_id, format(current.get_span_context().trace_id, "032x"))
 response = Client().get("/healthz")
