@@ -251,8 +251,8 @@ def main() -> None:
         small_reads, large_reads = reads(small_statements), reads(statements)
         print(f"\nqueries per evaluation (10 rules x 10 groups -> {RULES} rules x {GROUPS} groups); small: "
               f"{small_result.summary()}")
-        print(f"  reads   {small_reads} -> {large_reads} "
-              f"({'constant: one per metric and table, never per rule or subject' if small_reads == large_reads else 'GROWS'})")
+        verdict = "constant: per metric and table, never per rule or subject" if small_reads == large_reads else "GROWS"
+        print(f"  reads   {small_reads} -> {large_reads} ({verdict})")
         print(f"  writes  {len(small_statements) - small_reads} -> {len(statements) - large_reads} "
               f"(one per kind of change per 500 changed alerts; executemany batches count once)")
     finally:

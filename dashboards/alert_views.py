@@ -61,7 +61,8 @@ def alerts_for_group(cluster: str, group: str, resolved_limit: int = 5) -> dict[
     base = Alert.objects.select_related("rule").filter(cluster=cluster, group=group)
     open_rows = [alert_row(a) for a in base.filter(state__in=[AlertState.FIRING, AlertState.PENDING])
                  .order_by("state", "-started_at")[:100]]
-    resolved_rows = [alert_row(a) for a in base.filter(state=AlertState.RESOLVED).order_by("-resolved_at")[:resolved_limit]]
+    resolved = base.filter(state=AlertState.RESOLVED).order_by("-resolved_at")[:resolved_limit]
+    resolved_rows = [alert_row(a) for a in resolved]
     return {"group_alerts": open_rows, "group_resolved_alerts": resolved_rows,
             "group_alerts_url": f"{reverse('alerts')}?cluster={cluster}"}
 
@@ -137,6 +138,7 @@ def acknowledge_view(request: HttpRequest, alert_id: int) -> HttpResponse:
             raise Http404(str(exc)) from None
         messages.error(request, str(exc))
     target = request.POST.get("next") or reverse("alert", args=[alert_id])
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
         target = reverse("alert", args=[alert_id])
     return redirect(target)

@@ -283,19 +283,26 @@ def subgraph(graph: FlowGraph, keep: set[str]) -> FlowGraph:
     return replace(graph, nodes=nodes, edges=edges)
 
 
-def focus(graph: FlowGraph, service: str, depth: int = 1) -> FlowGraph:
-    """One service's neighbourhood: its topics and the services on their other side,
-    ``depth`` service-hops out. An unknown service gives an empty graph."""
-    start = node_id(FlowNodeKind.SERVICE, service)
-    if start not in graph.nodes:
+def focus(graph: FlowGraph, services: str | Iterable[str], depth: int = 1) -> FlowGraph:
+    """The neighbourhood of one service (or several): its topics and the services on
+    their other side, ``depth`` service-hops out. Unknown services give an empty graph."""
+    names = [services] if isinstance(services, str) else list(services)
+    starts = {node_id(FlowNodeKind.SERVICE, name) for name in names} & set(graph.nodes)
+    if not starts:
         return replace(graph, nodes={}, edges=[])
     adjacent = graph.neighbours()
-    keep = {start}
-    frontier = {start}
+    keep = set(starts)
+    frontier = set(starts)
     for _ in range(max(1, depth) * 2):  # service -> topic -> service is two graph hops
         frontier = {n for f in frontier for n in adjacent[f]} - keep
         keep |= frontier
     return subgraph(graph, keep)
+
+
+def consumers_of_group(graph: FlowGraph, consumer_group: str) -> list[str]:
+    """The services that consume as ``consumer_group`` (what an alert on a group names)."""
+    return sorted({e.service for e in graph.edges
+                   if e.kind == FlowEdgeKind.CONSUME and e.consumer_group == consumer_group})
 
 
 def find_hubs(graph: FlowGraph, min_degree: int | None = None) -> set[str]:
@@ -351,7 +358,8 @@ class KeyShare:
     hot: bool
 
 
-def hot_keys(top: Iterable[tuple[str, int]], total: int, hot_share: float = 0.25, min_events: int = 10) -> list[KeyShare]:
+def hot_keys(top: Iterable[tuple[str, int]], total: int, hot_share: float = 0.25,
+             min_events: int = 10) -> list[KeyShare]:
     """The busiest keys with their share of all keyed events; one key carrying a quarter
     of a topic's traffic pins one partition (and one consumer)."""
     return [

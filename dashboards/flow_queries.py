@@ -125,7 +125,8 @@ class FlowData:
         return (self.until - self.since).total_seconds()
 
 
-def edge_aggregates(since: datetime, until: datetime, extra: Q | None = None) -> tuple[list[PublishAggregate], list[ConsumeAggregate]]:
+def edge_aggregates(since: datetime, until: datetime,
+                    extra: Q | None = None) -> tuple[list[PublishAggregate], list[ConsumeAggregate]]:
     """One GROUP BY (service, topic, consumer_group) with a count per stage.
 
     Failures reported without a consumer group go to the consume edge when that row also
@@ -192,7 +193,8 @@ def p95_latencies(since: datetime, until: datetime, service: str | None = None,
     if keep:
         rates = "WITH rates(topic, keep) AS (SELECT * FROM unnest(%s::text[], %s::int[])), "
         params += [list(keep), list(keep.values())]
-        join, sampled = "JOIN rates ON rates.topic = e.topic", f"AND (hashtext(e.event_id) & {HASH_BUCKETS - 1}) < rates.keep"
+        join = "JOIN rates ON rates.topic = e.topic"
+        sampled = f"AND (hashtext(e.event_id) & {HASH_BUCKETS - 1}) < rates.keep"
     else:
         rates, join, sampled = "WITH ", "", ""
     service_filter = "AND e.service = %s" if service is not None else ""

@@ -24,7 +24,7 @@ from dashboards.time_range import TimeRange, TimeRangeError, parse_time_range
 from dashboards.trace_timeline import build_timeline, causal_order
 from dashboards.views import dashboard_page, page
 from monitor.api.errors import BadRequest
-from monitor.api.flow import HIDE_HUBS, HIDE_NONE, configured_tolerances, hidden_names, shape_graph
+from monitor.api.flow import HIDE_HUBS, HIDE_NONE, configured_tolerances, focus_services, hidden_names, shape_graph
 from monitor.choices import FlowEdgeKind, FlowNodeKind, Health
 from monitor.models import ConsumerGroup, Finding
 
@@ -119,6 +119,7 @@ def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
     full = flow_queries.flow_graph(time_range, tolerances, outcome)
     hidden = hidden_names(request) or [HIDE_HUBS]  # the page starts without the hairball
     focus = (request.GET.get("focus") or "").strip()
+    group = (request.GET.get("group") or "").strip() if not focus else ""
     try:
         graph = shape_graph(full, request.GET, hidden)
     except BadRequest as error:
@@ -126,6 +127,8 @@ def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
         graph = shape_graph(full, {}, [])
     if focus and not graph.nodes:
         problems.append(f"No service called {focus!r} reported events in this range.")
+    if group and not graph.nodes:
+        problems.append(f"No service reported consuming as group {group!r} in this range.")
 
     def node_url(node: FlowNode) -> str:
         path = service_path(node.name) if node.kind == FlowNodeKind.SERVICE else event_topic_path(node.name)
@@ -157,6 +160,8 @@ def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
         "services": services,
         "hubs": hubs,
         "focus": focus,
+        "group": group,
+        "group_services": focus_services(full, {"group": group}) if group else [],
         "hide_hubs": HIDE_HUBS in hidden,
         "hidden": [h for h in hidden if h not in (HIDE_HUBS, HIDE_NONE)],
         "node_count": len(graph.nodes),

@@ -31,7 +31,8 @@ def test_counts_how_often_and_how_long_a_rule_would_have_fired():
     result = replay(rule(), series, T0, minutes(11))
     assert result.fired == 2
     first, second = result.incidents
-    assert (first.started_at, first.fired_at, first.resolved_at, first.peak) == (minutes(1), minutes(3), minutes(5), 500)
+    assert (first.started_at, first.fired_at, first.resolved_at, first.peak) == (
+        minutes(1), minutes(3), minutes(5), 500)
     assert (second.fired_at, second.resolved_at, second.peak) == (minutes(9), minutes(10), 900)
     assert result.total_firing_seconds == 180 and result.longest_firing_seconds == 120
     assert result.by_subject() == [(BILLING, 2, 180.0)]

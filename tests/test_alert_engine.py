@@ -166,7 +166,8 @@ def test_email_channels_get_one_digest_for_alerts_of_several_rules(reachable, ma
     [digest] = by_channel["team-email"]
     assert sorted(i["rule"] for i in digest.payload["items"]) == ["lag rule", "status rule"]
     status_item = next(i for i in digest.payload["items"] if i["rule"] == "status rule")
-    assert (status_item["value_text"], status_item["threshold_text"], status_item["topic"]) == ("stopped", "stalled", "")
+    assert (status_item["value_text"], status_item["threshold_text"], status_item["topic"]) == (
+        "stopped", "stalled", "")
 
 
 def test_a_silence_mutes_notifications_but_keeps_the_alert_history(reachable, make_rule, t0):

@@ -207,6 +207,7 @@ def test_problems_are_echoed(line):
     '127.0.0.1 - - [01/May/2024:12:00:00 +0000] "POST /api/v1/events HTTP/1.1" 202 33',
     "[2024-05-01 12:00:00,123: WARNING/MainProcess] Task <kafka.net.selector.Task object at 0x7f> ran for "
     "0.131s (>0.100s threshold). It is blocking the event loop -- likely a tight sync loop inside a coroutine.",
+    "[2024-05-01 12:00:00,123: WARNING/MainProcess] No hostname was supplied. Reverting to default 'localhost'",
 ])
 def test_routine_lines_stay_in_the_log_file(line):
     assert not orch.is_important(line)

@@ -2,8 +2,8 @@
 from datetime import timedelta
 
 import pytest
-from jsonschema import Draft202012Validator
 from django.utils import timezone
+from jsonschema import Draft202012Validator
 
 from monitor.api.openapi import DOCUMENT
 from tests.flow_data import T0, cluster, event, group_with_lag, new_trace_id, order_saga, save
@@ -108,6 +108,15 @@ def test_focus_keeps_one_service_neighbourhood(client, read_token):
          event("x", "consumed", "search", 2, topic="catalogue.events", group="search"))
     body = get_flow(client, read_token, focus="shipping", **WINDOW).json()
     assert {n["id"] for n in body["nodes"]} == {"service:shipping", "topic:payments.events", "service:payments"}
+
+
+def test_a_consumer_group_focuses_on_the_services_consuming_as_it(client, read_token):
+    save(*order_saga(new_trace_id()),
+         event("x", "published", "catalogue", 1, topic="catalogue.events"),
+         event("x", "consumed", "search", 2, topic="catalogue.events", group="search"))
+    body = get_flow(client, read_token, group="shipping", **WINDOW).json()
+    assert {n["id"] for n in body["nodes"]} == {"service:shipping", "topic:payments.events", "service:payments"}
+    assert get_flow(client, read_token, group="nobody", **WINDOW).json()["nodes"] == []
 
 
 def test_hubs_can_be_hidden(client, read_token):

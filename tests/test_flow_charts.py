@@ -81,7 +81,8 @@ def report(pk, event_id, stage, service, seconds, group=""):
 def test_the_timeline_draws_bars_for_durations_and_marks_for_instants():
     timeline = build_timeline(causal_order([
         report(1, "e1", "published", "orders", 0), report(2, "e1", "consumed", "payments", 2, "payments"),
-        report(3, "e1", "failed", "payments", 2.5, "payments"), report(4, "e1", "dead_lettered", "payments", 2.6, "payments"),
+        report(3, "e1", "failed", "payments", 2.5, "payments"),
+        report(4, "e1", "dead_lettered", "payments", 2.6, "payments"),
     ]))
     figure = timeline_figure(timeline)
     bars = {t["meta"]["kind"]: t for t in figure["data"] if t["type"] == "bar"}

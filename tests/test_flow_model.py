@@ -8,6 +8,7 @@ from dashboards.flow_model import (
     PublishAggregate,
     Tolerances,
     build_flow_graph,
+    consumers_of_group,
     find_hubs,
     focus,
     hide,
@@ -19,7 +20,8 @@ from monitor.choices import GroupStatus, Health
 
 
 def order_saga_graph(**kwargs):
-    publishes = [PublishAggregate("orders", "orders.events", 1000), PublishAggregate("payments", "payments.events", 900)]
+    publishes = [PublishAggregate("orders", "orders.events", 1000),
+                 PublishAggregate("payments", "payments.events", 900)]
     consumes = [
         ConsumeAggregate("orders.events", "payments", "payments-svc", consumed=1000, processed=1000),
         ConsumeAggregate("orders.events", "analytics", "analytics", consumed=1000, processed=1000),
@@ -116,6 +118,17 @@ def test_focus_keeps_the_service_its_topics_and_the_services_beyond():
     assert len(around_b.edges) == 4
     assert "service:d" in focus(graph, "b", depth=2).nodes
     assert focus(graph, "nobody").nodes == {}
+
+
+def test_a_consumer_group_leads_to_the_services_consuming_as_it():
+    consumes = [ConsumeAggregate("t1", "billing-1", "billing", 1), ConsumeAggregate("t1", "billing-2", "billing", 1),
+                ConsumeAggregate("t1", "audit", "audit", 1)]
+    graph = build_flow_graph([PublishAggregate("a", "t1", 1)], consumes, 1.0)
+    services = consumers_of_group(graph, "billing")
+    assert services == ["billing-1", "billing-2"]
+    assert set(focus(graph, services).nodes) == {"service:a", "topic:t1", "service:billing-1", "service:billing-2",
+                                                 "service:audit"}
+    assert consumers_of_group(graph, "nobody") == []
 
 
 def test_hubs_are_services_touching_many_topics_and_can_be_hidden():

@@ -251,7 +251,8 @@ def test_service_stats_cover_what_it_publishes_consumes_and_its_groups():
                            first_seen_at=T0, last_seen_at=T0, examples=[])
     stats = flow_queries.service_stats("payments", SINCE, UNTIL, at_present=True)
     assert stats.known
-    assert [(r["topic"], r["type"], r["events"]) for r in stats.publishes] == [("payments.events", "PaymentAuthorised", 3)]
+    assert [(r["topic"], r["type"], r["events"]) for r in stats.publishes] == [
+        ("payments.events", "PaymentAuthorised", 3)]
     consume = stats.consumes[0]
     assert (consume["topic"], consume["consumer_group"], consume["deliveries"]) == ("orders.events", "payments", 4)
     assert consume["failed_share"] == pytest.approx(0.5)  # one failure and one dead-letter out of 4
@@ -274,7 +275,8 @@ def test_topic_stats_show_types_versions_partition_skew_and_hot_keys():
     Topic.objects.create(cluster=cluster("prod"), name="orders.events", first_seen_at=T0, last_seen_at=T0)
     stats = flow_queries.topic_stats("orders.events", SINCE, UNTIL, at_present=True)
     assert [(r["service"], r["events"]) for r in stats.producers] == [("orders", 40)]
-    assert [(r["service"], r["consumer_group"], r["deliveries"]) for r in stats.consumers] == [("payments", "payments", 1)]
+    assert [(r["service"], r["consumer_group"], r["deliveries"]) for r in stats.consumers] == [
+        ("payments", "payments", 1)]
     assert [(t["type"], t["schema_version"], t["events"]) for t in stats.types] == [
         ("OrderPlaced", 1, 30), ("OrderPlaced", 2, 10), ("OrderPlaced", None, 1)]
     assert stats.skew.hot_partition == 2

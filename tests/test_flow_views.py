@@ -73,6 +73,17 @@ def test_focus_hide_and_range_live_in_the_url(logged_in_client, saga):
     assert '<option value="custom" selected>' in html
 
 
+def test_a_link_from_a_group_shows_the_flow_around_its_services(logged_in_client, saga):
+    html = logged_in_client.get(f"/flow/?{WINDOW}&group=payments").content.decode()
+    assert "around group payments" in html
+    assert '<input type="hidden" name="group" value="payments">' in html
+    names = {text for trace in figure_in(html, "flow-figure")["data"] if trace["meta"]["part"] == "node"
+             for text in trace["text"]}
+    assert names == {"orders.events", "payments", "payments.events", "orders", "shipping"}
+    html = logged_in_client.get(f"/flow/?{WINDOW}&group=nobody").content.decode()
+    assert "No service reported consuming as group" in html
+
+
 def test_the_page_hides_hub_services_unless_asked_to_show_them(logged_in_client):
     reports = []
     for n in range(9):

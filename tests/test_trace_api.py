@@ -1,7 +1,7 @@
 """GET /api/v1/traces/{trace_id}: every report of a trace in causal order."""
 import pytest
-from jsonschema import Draft202012Validator
 from django.test import Client
+from jsonschema import Draft202012Validator
 
 from monitor.api.openapi import DOCUMENT
 from tests.flow_data import event, new_span_id, new_trace_id, order_saga, save

@@ -57,7 +57,8 @@ def test_steps_show_publish_queue_wait_and_processing_per_consumer():
         report("e1", "consumed", "analytics", 1, group="analytics"),
         report("e1", "processed", "analytics", 1.2, group="analytics"),
     ]))
-    assert [s.row for s in timeline.steps if s.kind == StepKind.QUEUE_WAIT] == ["analytics (analytics)", "payments (payments)"]
+    waits = [s.row for s in timeline.steps if s.kind == StepKind.QUEUE_WAIT]
+    assert waits == ["analytics (analytics)", "payments (payments)"]
     wait = next(s for s in steps_of(timeline, StepKind.QUEUE_WAIT) if s.consumer_group == "payments")
     assert wait.duration_seconds == 2.0
     assert timeline.rows == ["orders", "analytics (analytics)", "payments (payments)"]
@@ -98,7 +99,8 @@ def test_a_delivery_after_successful_processing_is_a_duplicate():
 
 
 def test_a_second_publication_is_marked():
-    timeline = build_timeline(causal_order([report("e1", "published", "orders", 0), report("e1", "published", "orders", 1)]))
+    timeline = build_timeline(causal_order([report("e1", "published", "orders", 0),
+                                            report("e1", "published", "orders", 1)]))
     assert [s.duplicate for s in steps_of(timeline, StepKind.PUBLISH)] == [False, True]
 
 

@@ -19,9 +19,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from monitor.alerts import metrics as metric_registry
-from monitor.alerts.backtest import DEFAULT_DAYS, backtest
+from monitor.alerts.backtest import DEFAULT_DAYS, BacktestResult, backtest
 from monitor.alerts.config import webhook_url_problem
 from monitor.alerts.engine import AcknowledgeError, acknowledge, rule_spec
+from monitor.alerts.metrics import format_duration
 from monitor.alerts.rules import RuleSpec, validate_rule_fields
 from monitor.alerts.silences import matcher_problems, parse_weekdays
 from monitor.choices import AlertState, ChannelKind, NotificationKind
@@ -112,7 +113,8 @@ class ChannelAdmin(admin.ModelAdmin):
             Notification.objects.filter(pk=notification.pk, sent_at=None).update(failed_at=now, claimed_at=now)
             if result.outcome == Outcome.FAILED:
                 extra = " The channel is marked failing." if result.channel_broken else ""
-                self.message_user(request, f"{channel.name}: failed permanently: {result.error}.{extra}", messages.ERROR)
+                self.message_user(request, f"{channel.name}: failed permanently: {result.error}.{extra}",
+                                  messages.ERROR)
             else:
                 self.message_user(request, f"{channel.name}: failed ({result.error or result.outcome.value}); "
                                            "alerts would be retried.", messages.WARNING)
@@ -150,7 +152,8 @@ class AlertRuleForm(forms.ModelForm):
             "group": "Glob, e.g. billing*; * for every group.",
             "topic": "Glob; * for every topic. Topic-level metrics alert per (cluster, group, topic).",
             "for_seconds": "The condition must hold this long before the alert fires (0 = at once).",
-            "keep_firing_seconds": "The condition must stay clear this long before the alert resolves (damps flapping).",
+            "keep_firing_seconds": "The condition must stay clear this long before the alert resolves "
+                                   "(damps flapping).",
             "repeat_seconds": "Reminder interval while firing and not acknowledged; 0 = no reminders.",
         }
 
@@ -189,6 +192,22 @@ class AlertRuleForm(forms.ModelForm):
         )
 
 
+def backtest_context(result: BacktestResult) -> dict[str, Any]:
+    """The backtest with its durations and values formatted for the change form."""
+    metric = metric_registry.all_metrics().get(result.metric)
+    return {
+        "backtest": result,
+        "backtest_total": format_duration(result.total_firing_seconds),
+        "backtest_longest": format_duration(result.longest_firing_seconds),
+        "backtest_incidents": [
+            {"subject": incident.subject.key, "fired_at": incident.fired_at, "resolved_at": incident.resolved_at,
+             "firing_for": format_duration(incident.firing_seconds(result.until)),
+             "worst": metric.format_value(incident.peak) if metric else incident.peak}
+            for incident in reversed(result.incidents[-20:])
+        ],
+    }
+
+
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
     form = AlertRuleForm
@@ -219,7 +238,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
     @admin.display(description="Open alerts", ordering="open_count")
     def open_alerts(self, rule: AlertRule) -> int:
-        return rule.open_count  # type: ignore[attr-defined]
+        return rule.open_count
 
     def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
@@ -229,7 +248,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
         if object_id and request.method == "GET":
             rule = self.get_object(request, unquote(object_id))
             if rule is not None:
-                extra_context["backtest"] = backtest(rule_spec(rule), timezone.now())
+                extra_context.update(backtest_context(backtest(rule_spec(rule), timezone.now())))
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def _backtest_unsaved(self, request: HttpRequest, object_id: str | None, form_url: str,
@@ -243,7 +262,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
         form_class = self.get_form(request, obj, change=not add, fields=flatten_fieldsets(fieldsets))
         form = form_class(request.POST, request.FILES, instance=obj)
         if form.is_valid():
-            extra_context["backtest"] = backtest(form.rule_spec(), timezone.now())
+            extra_context.update(backtest_context(backtest(form.rule_spec(), timezone.now())))
             extra_context["backtest_unsaved"] = True
         admin_form = helpers.AdminForm(form, list(fieldsets), self.get_prepopulated_fields(request, obj),
                                        self.get_readonly_fields(request, obj), model_admin=self)
@@ -343,7 +362,7 @@ class MatcherFormMixin:
     def clean_matchers(self, data: dict[str, Any]) -> None:
         problems = matcher_problems(data.get("cluster", ""), data.get("group", ""), data.get("topic", ""))
         for field_name, message in problems.items():
-            self.add_error(field_name, message)  # type: ignore[attr-defined]
+            self.add_error(field_name, message)
 
 
 class SilenceForm(MatcherFormMixin, forms.ModelForm):

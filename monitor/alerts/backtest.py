@@ -34,6 +34,7 @@ class Incident:
 class BacktestResult:
     since: datetime
     until: datetime
+    metric: str = ""
     subjects: int = 0
     samples: int = 0
     incidents: list[Incident] = field(default_factory=list)
@@ -68,7 +69,7 @@ class BacktestResult:
 
 def replay(rule: RuleSpec, series: Mapping[Subject, Series], since: datetime, until: datetime,
            max_gap_seconds: float = MAX_GAP_SECONDS) -> BacktestResult:
-    result = BacktestResult(since=since, until=until, subjects=len(series))
+    result = BacktestResult(since=since, until=until, metric=rule.metric, subjects=len(series))
     gap = timedelta(seconds=max_gap_seconds)
     for subject, points in series.items():
         if not rule.scope.matches(subject):
@@ -104,7 +105,7 @@ class _SubjectReplay:
         if outcome.opened:
             self.fired_at, self.peak = at, reading.value
         elif self.fired_at is not None and reading.has_data:
-            if self.peak is None or _worse(self.rule, reading.value, self.peak):  # type: ignore[arg-type]
+            if self.peak is None or _worse(self.rule, reading.value, self.peak):
                 self.peak = reading.value
         if outcome.action == Action.RESOLVE and self.fired_at is not None and self.status is not None:
             self.incidents.append(Incident(self.subject, self.status.started_at, self.fired_at, at, self.peak))
@@ -127,9 +128,10 @@ def backtest(rule: RuleSpec, now: datetime, days: int = DEFAULT_DAYS) -> Backtes
     try:
         metric = metric_registry.get(rule.metric)
     except KeyError:
-        return BacktestResult(since, until, note=f"unknown metric {rule.metric!r}")
+        return BacktestResult(since, until, rule.metric, note=f"unknown metric {rule.metric!r}")
     if metric.history is None:
-        return BacktestResult(since, until, note=f"the metric {rule.metric} keeps no history to backtest against")
+        return BacktestResult(since, until, rule.metric,
+                              note=f"the metric {rule.metric} keeps no history to backtest against")
     series = metric.history(rule.scope, since, until)
     result = replay(rule, series, since, until)
     result.truncated = len(series) >= metric_registry.MAX_BACKTEST_SUBJECTS

@@ -22,7 +22,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from monitor.alerts import metrics as metric_registry
-from monitor.alerts.rules import glob_error, validate_rule_fields
+from monitor.alerts.rules import validate_rule_fields
 from monitor.choices import ChannelKind, Operator, SaslMechanism, SecurityProtocol, Severity
 
 SECTIONS = ("clusters", "channels", "rules")
@@ -110,7 +110,8 @@ class _Located:
             for key_node, value_node in node.value:
                 key = self._constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str):
-                    self.problems.append(Problem(key_node.start_mark.line + 1, _dotted(path), f"key {key!r} must be text"))
+                    self.problems.append(Problem(key_node.start_mark.line + 1, _dotted(path),
+                                                 f"key {key!r} must be text"))
                     continue
                 if key in result:
                     self.problems.append(Problem(key_node.start_mark.line + 1, _dotted(path + (key,)), "appears twice"))
@@ -282,9 +283,12 @@ class _Validator:
             self.problem(path + ("bootstrap",), "is required: a list of host:port")
         fields = {
             "bootstrap_servers": ",".join(bootstrap),
-            "poll_interval_seconds": self._int(path + ("poll_interval_seconds",), entry.get("poll_interval_seconds"), 30, 5),
-            "security_protocol": self._text(path + ("security_protocol",), entry.get("security_protocol"), SecurityProtocol.PLAINTEXT),
-            "sasl_mechanism": self._text(path + ("sasl_mechanism",), entry.get("sasl_mechanism"), SaslMechanism.NONE),
+            "poll_interval_seconds": self._int(path + ("poll_interval_seconds",), entry.get("poll_interval_seconds"),
+                                               30, 5),
+            "security_protocol": self._text(path + ("security_protocol",), entry.get("security_protocol"),
+                                           SecurityProtocol.PLAINTEXT),
+            "sasl_mechanism": self._text(path + ("sasl_mechanism",), entry.get("sasl_mechanism"),
+                                        SaslMechanism.NONE),
             "sasl_username": self._text(path + ("sasl_username",), entry.get("sasl_username")),
             "sasl_password": self._text(path + ("sasl_password",), entry.get("sasl_password")),
             "ssl_cafile": self._text(path + ("ssl_cafile",), entry.get("ssl_cafile")),

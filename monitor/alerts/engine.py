@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -30,6 +31,9 @@ from monitor.alerts.rules import (
 )
 from monitor.alerts.silences import Mute, active_mutes, muted_by
 from monitor.choices import AlertState, ChannelKind, NotificationKind
+
+if TYPE_CHECKING:
+    from monitor.models import Alert, AlertRule
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +70,20 @@ class EvaluationResult:
         return text
 
 
-def rule_spec(rule: object) -> RuleSpec:
+def rule_spec(rule: AlertRule) -> RuleSpec:
     return RuleSpec(
-        id=rule.id, name=rule.name, metric=rule.metric, op=rule.op, threshold=rule.threshold,  # type: ignore[attr-defined]
-        cluster=rule.cluster, group=rule.group, topic=rule.topic,  # type: ignore[attr-defined]
-        for_seconds=rule.for_seconds, keep_firing_seconds=rule.keep_firing_seconds,  # type: ignore[attr-defined]
-        repeat_seconds=rule.repeat_seconds, severity=rule.severity, enabled=rule.enabled,  # type: ignore[attr-defined]
+        id=rule.id, name=rule.name, metric=rule.metric, op=rule.op, threshold=rule.threshold,
+        cluster=rule.cluster, group=rule.group, topic=rule.topic,
+        for_seconds=rule.for_seconds, keep_firing_seconds=rule.keep_firing_seconds,
+        repeat_seconds=rule.repeat_seconds, severity=rule.severity, enabled=rule.enabled,
     )
 
 
-def alert_status(alert: object) -> AlertStatus:
+def alert_status(alert: Alert) -> AlertStatus:
     return AlertStatus(
-        id=alert.id, state=alert.state, started_at=alert.started_at, fired_at=alert.fired_at,  # type: ignore[attr-defined]
-        clear_since=alert.clear_since, last_notified_at=alert.last_notified_at,  # type: ignore[attr-defined]
-        acknowledged_at=alert.acknowledged_at, no_data=alert.no_data,  # type: ignore[attr-defined]
+        id=alert.id, state=alert.state, started_at=alert.started_at, fired_at=alert.fired_at,
+        clear_since=alert.clear_since, last_notified_at=alert.last_notified_at,
+        acknowledged_at=alert.acknowledged_at, no_data=alert.no_data,
     )
 
 
@@ -111,7 +115,7 @@ class _Change:
     rule: RuleSpec
     subject: Subject
     step: Step
-    alert: object | None  # the Alert model instance (None until created)
+    alert: Alert | None  # None until created
 
 
 def _evaluate_locked(now: datetime) -> EvaluationResult:
@@ -169,7 +173,8 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
     return result
 
 
-def _fetch(metric_name: str, specs: list[RuleSpec], now: datetime, result: EvaluationResult) -> dict[Subject, Reading] | None:
+def _fetch(metric_name: str, specs: list[RuleSpec], now: datetime,
+           result: EvaluationResult) -> dict[Subject, Reading] | None:
     try:
         metric = metric_registry.get(metric_name)
     except KeyError:
@@ -186,7 +191,7 @@ def _fetch(metric_name: str, specs: list[RuleSpec], now: datetime, result: Evalu
         return None
 
 
-def _close_all(spec: RuleSpec, alerts: dict[str, object], reason: str, now: datetime) -> list[_Change]:
+def _close_all(spec: RuleSpec, alerts: dict[str, Alert], reason: str, now: datetime) -> list[_Change]:
     changes = []
     for key, alert in alerts.items():
         outcome = step(spec, alert_status(alert), Reading.no_data(reason, final=True), now)
@@ -202,18 +207,19 @@ def _finite(value: float | None) -> float | None:
 _TRACKED_FIELDS = ("value", "threshold", "no_data", "clear_since", "detail", "last_notified_at")
 
 
-def _tracked(alert: object) -> tuple:
+def _tracked(alert: Alert) -> tuple:
     return tuple(getattr(alert, name) for name in _TRACKED_FIELDS)
 
 
-def _apply(changes: list[_Change], rules_by_id: dict[int, object], now: datetime, result: EvaluationResult) -> None:
+def _apply(changes: list[_Change], rules_by_id: dict[int, AlertRule], now: datetime,
+           result: EvaluationResult) -> None:
     from monitor.models import Alert
 
     by_action: dict[Action, list[_Change]] = defaultdict(list)
     for change in changes:
         by_action[change.step.action].append(change)
 
-    dropped = [c.alert.id for c in by_action[Action.DROP_PENDING]]  # type: ignore[union-attr]
+    dropped = [c.alert.id for c in by_action[Action.DROP_PENDING]]
     if dropped:
         _, deleted = Alert.objects.filter(pk__in=dropped, state=AlertState.PENDING).delete()
         if deleted.get(Alert._meta.label, 0) != len(dropped):
@@ -261,13 +267,13 @@ def _apply(changes: list[_Change], rules_by_id: dict[int, object], now: datetime
     changed = [c.alert for c in kept if _tracked(c.alert) != before.get(id(c.alert))]
     _write_fields(changed, list(_TRACKED_FIELDS) + ["last_evaluated_at"])
     changed_ids = {id(alert) for alert in changed}
-    unchanged = [c.alert.id for c in kept if id(c.alert) in before and id(c.alert) not in changed_ids]  # type: ignore[union-attr]
+    unchanged = [c.alert.pk for c in kept if id(c.alert) in before and id(c.alert) not in changed_ids]
     for start in range(0, len(unchanged), 5000):
         Alert.objects.filter(pk__in=unchanged[start:start + 5000]).update(last_evaluated_at=now)
     _store_notifications(notifications, now, result)
 
 
-def _write_fields(alerts: list[object], names: list[str]) -> None:
+def _write_fields(alerts: list[Alert], names: list[str]) -> None:
     """Write these fields of many alerts: one parameterised UPDATE run with executemany
     (Django's bulk_update builds a CASE expression per row, ~100x slower at 10,000 rows)."""
     from monitor.models import Alert
@@ -289,7 +295,7 @@ def _write_fields(alerts: list[object], names: list[str]) -> None:
 def _cas(changes: list[_Change], expected_state: str, values: dict[str, object]) -> None:
     from monitor.models import Alert
 
-    ids = [change.alert.id for change in changes]  # type: ignore[union-attr]
+    ids = [change.alert.id for change in changes]
     for start in range(0, len(ids), _WRITE_BATCH):
         batch = ids[start:start + _WRITE_BATCH]
         if Alert.objects.filter(pk__in=batch, state=expected_state).update(**values) != len(batch):
@@ -320,11 +326,11 @@ class _Pending:
     kind: str
     muted: bool
     items: list[dict] = field(default_factory=list)
-    alerts: list[object] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
     muted_by: str = ""
 
 
-def _notifications(changes: list[_Change], rules_by_id: dict[int, object], now: datetime) -> list[_Pending]:
+def _notifications(changes: list[_Change], rules_by_id: dict[int, AlertRule], now: datetime) -> list[_Pending]:
     """Decide which alerts notify (firing, reminder, resolved) and group them: one message
     per rule, channel and kind (one digest per channel and kind for email).
 
@@ -341,7 +347,7 @@ def _notifications(changes: list[_Change], rules_by_id: dict[int, object], now: 
         if mutes is None:
             mutes = active_mutes(now)
         mute = muted_by(mutes, change.rule.id, change.subject)
-        announced = alert.last_notified_at is not None  # type: ignore[attr-defined]
+        announced = alert.last_notified_at is not None
         if change.step.opened:
             wanted.append((change, NotificationKind.FIRING, mute))
         elif action == Action.RESOLVE:
@@ -358,8 +364,8 @@ def _notifications(changes: list[_Change], rules_by_id: dict[int, object], now: 
     for change, kind, mute in wanted:
         item = render.alert_item(change.alert, change.rule, now, worst.get(change.subject, []))
         if not mute:
-            change.alert.last_notified_at = now  # type: ignore[union-attr]
-        for channel in rules_by_id[change.rule.id].channels.all():  # type: ignore[attr-defined]
+            change.alert.last_notified_at = now
+        for channel in rules_by_id[change.rule.id].channels.all():
             if not channel.enabled:
                 continue
             per_rule = None if channel.kind == ChannelKind.EMAIL else change.rule.id
@@ -396,7 +402,7 @@ class AcknowledgeError(Exception):
         self.not_found = not_found
 
 
-def acknowledge(alert_id: int, by: str, note: str = "", now: datetime | None = None) -> object:
+def acknowledge(alert_id: int, by: str, note: str = "", now: datetime | None = None) -> Alert:
     """Acknowledge an open alert: reminders stop, the resolved message still comes.
     Acknowledging twice keeps the first acknowledgement (compare-and-set)."""
     from monitor.models import Alert

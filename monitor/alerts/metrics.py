@@ -92,7 +92,8 @@ class Metric:
         if isinstance(raw, bool):
             raise ValueError(f"must be a number (got {raw!r})")
         try:
-            number = float(str(raw).strip().replace("_", "").replace(",", "")) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
+            text = str(raw).strip().replace("_", "").replace(",", "")
+            number = float(text) if isinstance(raw, str) else float(raw)
         except (TypeError, ValueError):
             raise ValueError(f"must be a number (got {raw!r})") from None
         if not math.isfinite(number):
@@ -251,14 +252,15 @@ def _group_no_data(row: Mapping[str, object], now: datetime) -> tuple[str, bool]
     if not row["cluster__enabled"]:
         return f"cluster {row['cluster__name']} is disabled", True
     if row["gone_at"] is not None:
-        return f"group {row['name']} was deleted (gone since {row['gone_at']:%Y-%m-%d %H:%M} UTC)", True  # type: ignore[str-format]
+        gone_at = row["gone_at"]
+        return f"group {row['name']} was deleted (gone since {gone_at:%Y-%m-%d %H:%M} UTC)", True
     if row["cluster__status"] == ClusterStatus.UNREACHABLE:
         return f"cluster {row['cluster__name']} is unreachable", False
     last = row["last_sample_at"]
     if last is None:
         return "the group has not been polled yet", False
-    age = (now - last).total_seconds()  # type: ignore[operator]
-    if age > stale_after_seconds(row["cluster__poll_interval_seconds"]):  # type: ignore[arg-type]
+    age = (now - last).total_seconds()
+    if age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
         return f"no lag sample for {format_duration(age)}", False
     return "", False
 
@@ -270,7 +272,7 @@ def _group_topics(row: Mapping[str, object]) -> list[str]:
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, dict) and isinstance(item.get("topic") or item.get("name"), str):
-            names.append(item.get("topic") or item.get("name"))  # type: ignore[arg-type]
+            names.append(item.get("topic") or item.get("name"))
     return names
 
 
@@ -386,7 +388,7 @@ def _group_readings(scopes: Sequence[Scope], now: datetime,
         description="the group's status (ok ... data_loss, ordered by severity)")
 def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
     def value_of(row: Mapping[str, object]) -> Reading:
-        rank = STATUS_RANK.get(row["status"])  # type: ignore[arg-type]
+        rank = STATUS_RANK.get(row["status"])
         if rank is None:
             return Reading.no_data(f"status is {row['status']}")
         return Reading(float(rank))
@@ -399,7 +401,7 @@ def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
 def catch_up_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
     def value_of(row: Mapping[str, object]) -> Reading:
         if row["catch_up_seconds"] is not None:
-            return Reading(float(row["catch_up_seconds"]))  # type: ignore[arg-type]
+            return Reading(float(row["catch_up_seconds"]))
         if row["total_lag"] is None:
             return Reading.no_data("lag unknown")
         if row["total_lag"] == 0:
@@ -415,7 +417,7 @@ def retention_risk_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subje
     def value_of(row: Mapping[str, object]) -> Reading:
         if row["retention_risk_seconds"] is None:
             return Reading(math.inf, detail={"value_text": "no risk"})
-        return Reading(float(row["retention_risk_seconds"]))  # type: ignore[arg-type]
+        return Reading(float(row["retention_risk_seconds"]))
 
     return _group_readings(scopes, now, value_of)
 

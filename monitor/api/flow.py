@@ -44,31 +44,41 @@ def configured_tolerances(params: Mapping[str, str]) -> Tolerances:
         raise _bad_query(error.field, error.message) from None
 
 
+def focus_services(graph: FlowGraph, params: Mapping[str, str]) -> list[str]:
+    """``focus=<service>``, or ``group=<consumer group>`` for the services consuming as
+    that group (a link from a group or an alert knows the group, not the service)."""
+    focus = (params.get("focus") or "").strip()
+    if focus:
+        return [focus]
+    group = (params.get("group") or "").strip()
+    return flow_model.consumers_of_group(graph, group) if group else []
+
+
 def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str]) -> FlowGraph:
-    """Apply ``focus=<service>`` (its neighbourhood) and ``hide=hubs`` / ``hide=<service>``
-    (``hide=none`` hides nothing)."""
+    """Apply ``focus=<service>`` / ``group=<consumer group>`` (a neighbourhood) and
+    ``hide=hubs`` / ``hide=<service>`` (``hide=none`` hides nothing)."""
     hubs = flow_model.find_hubs(graph)
     for key in hubs:
         graph.nodes[key].hub = True
-    focus = (params.get("focus") or "").strip()
+    focused = focus_services(graph, params)
+    asked = bool(focused or (params.get("group") or "").strip())
     drop: set[str] = set()
     for name in hidden:
         if name == HIDE_HUBS:
             drop |= hubs
         elif name != HIDE_NONE:
             drop.add(flow_model.node_id(FlowNodeKind.SERVICE, name))
-    if focus:
-        drop.discard(flow_model.node_id(FlowNodeKind.SERVICE, focus))  # never hide what was asked for
+    drop -= {flow_model.node_id(FlowNodeKind.SERVICE, name) for name in focused}  # never hide what was asked for
     if drop:
         graph = flow_model.hide(graph, drop)
-    if focus:
+    if asked:
         try:
             depth = int(params.get("depth") or 1)
         except ValueError:
             raise _bad_query("depth", "must be a whole number") from None
         if not 1 <= depth <= 5:
             raise _bad_query("depth", "must be between 1 and 5")
-        graph = flow_model.focus(graph, focus, depth)
+        graph = flow_model.focus(graph, focused, depth)
     return graph
 
 

@@ -182,6 +182,7 @@ SCHEMAS: dict[str, dict[str, object]] = {
             "traceparent": {"type": "string", "description": "W3C traceparent"},
             "trace_id": {"type": "string"},
             "span_id": {"type": "string"},
+            "parent_span_id": {"type": "string", "description": "Span of the publisher, for consumers"},
             "attributes": {"type": "object"},
         },
     },

@@ -218,7 +218,10 @@ _IMPORTANT = re.compile(
 
 
 # Warnings that say nothing to someone watching the demo.
-_NOISE = re.compile(r"It is blocking the event loop")
+_NOISE = re.compile(
+    r"It is blocking the event loop"  # kafka-python's slow-poll notice
+    r"|No hostname was supplied\. Reverting to default 'localhost'"  # kombu, embedded transport
+)
 
 
 def is_important(line: str) -> bool:

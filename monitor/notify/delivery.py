@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -25,6 +26,9 @@ from django.utils import timezone
 from monitor.choices import NotificationKind
 from monitor.notify.base import NotifierError, redact
 from monitor.notify.registry import notifier_for
+
+if TYPE_CHECKING:
+    from monitor.models import Channel, Notification
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,8 @@ def deliver(notification_id: int, now: datetime | None = None) -> DeliveryResult
             result = DeliveryResult(Outcome.FAILED, status_code=exc.status_code, error=message, channel_broken=True)
         else:
             result = DeliveryResult(Outcome.RETRY, status_code=exc.status_code, error=message)
-            result.retry_at = now + timedelta(seconds=backoff_seconds(notification.attempts + 1, exc.retry_after_seconds))
+            wait = backoff_seconds(notification.attempts + 1, exc.retry_after_seconds)
+            result.retry_at = now + timedelta(seconds=wait)
     except Exception as exc:  # noqa: BLE001 - a bug in one notifier must not lose the message
         log.exception("notifier %s crashed on notification %s", channel.kind, notification.pk)
         result = DeliveryResult(Outcome.RETRY, error=redact(f"{type(exc).__name__}: {exc}", notifier.secrets()))
@@ -121,10 +126,9 @@ def deliver(notification_id: int, now: datetime | None = None) -> DeliveryResult
     return _record(notification, now, result, channel)
 
 
-def _record(notification: object, now: datetime, result: DeliveryResult, channel: object) -> DeliveryResult:
+def _record(n: Notification, now: datetime, result: DeliveryResult, channel: Channel) -> DeliveryResult:
     from monitor.models import Channel, DeliveryAttempt, Notification
 
-    n = notification
     values: dict[str, object] = {
         "attempts": F("attempts") + 1, "last_status_code": result.status_code, "last_error": result.error[:2000],
     }
@@ -137,18 +141,18 @@ def _record(notification: object, now: datetime, result: DeliveryResult, channel
         values["due_at"] = result.retry_at
     with transaction.atomic():
         DeliveryAttempt.objects.create(
-            notification_id=n.pk, at=now, status_code=result.status_code, error=result.error[:2000],  # type: ignore[attr-defined]
+            notification_id=n.pk, at=now, status_code=result.status_code, error=result.error[:2000],
             duration_seconds=result.duration_seconds, ok=result.outcome == Outcome.SENT,
         )
-        if not Notification.objects.filter(pk=n.pk, claimed_at=now).update(**values):  # type: ignore[attr-defined]
-            log.warning("notification %s: claim expired while sending; another worker owns it now", n.pk)  # type: ignore[attr-defined]
-        if result.outcome == Outcome.SENT and channel.failing:  # type: ignore[attr-defined]
-            Channel.objects.filter(pk=channel.pk).update(failing=False)  # type: ignore[attr-defined]
+        if not Notification.objects.filter(pk=n.pk, claimed_at=now).update(**values):
+            log.warning("notification %s: claim expired while sending; another worker owns it now", n.pk)
+        if result.outcome == Outcome.SENT and channel.failing:
+            Channel.objects.filter(pk=channel.pk).update(failing=False)
         elif result.channel_broken:
-            Channel.objects.filter(pk=channel.pk).update(  # type: ignore[attr-defined]
+            Channel.objects.filter(pk=channel.pk).update(
                 failing=True, last_error=result.error[:2000], last_error_at=now)
     level = logging.INFO if result.outcome == Outcome.SENT else logging.WARNING
-    log.log(level, "notification %s (%s) to channel %s: %s%s", n.pk, n.kind, channel.name, result.outcome.value,  # type: ignore[attr-defined]
+    log.log(level, "notification %s (%s) to channel %s: %s%s", n.pk, n.kind, channel.name, result.outcome.value,
             f" ({result.error})" if result.error else "")
     return result
 

@@ -14,10 +14,10 @@ from monitor.notify.base import Notifier, NotifierError
 
 class EmailNotifier(Notifier):
     def send(self, notification: object) -> None:
-        recipients = self.channel.recipients  # type: ignore[attr-defined]
+        recipients = self.channel.recipients
         if not recipients:
             raise NotifierError("the channel has no recipients", permanent=True)
-        payload = notification.payload  # type: ignore[attr-defined]
+        payload = notification.payload
         headers = {"Auto-Submitted": "auto-generated", "X-Kafka-Monitor-Kind": payload["kind"]}
         thread = render.email_thread_id(payload)
         if thread:

@@ -88,7 +88,7 @@ def _reason(reason: object) -> str:
 
 def _read(response: object) -> str:
     try:
-        return response.read(MAX_BODY_BYTES).decode("utf-8", errors="replace")  # type: ignore[attr-defined]
+        return response.read(MAX_BODY_BYTES).decode("utf-8", errors="replace")
     except Exception:  # noqa: BLE001 - the status code is what matters
         return ""
 
@@ -100,7 +100,7 @@ class HttpNotifier(Notifier):
     timeout_seconds = DEFAULT_TIMEOUT_SECONDS
 
     def url(self) -> str:
-        return self.channel.webhook_url  # type: ignore[attr-defined]
+        return self.channel.webhook_url
 
     def secrets(self) -> list[str]:
         return [self.url()]

@@ -16,6 +16,6 @@ NOTIFIERS: dict[str, type[Notifier]] = {
 
 def notifier_for(channel: object) -> Notifier:
     try:
-        return NOTIFIERS[channel.kind](channel)  # type: ignore[attr-defined]
+        return NOTIFIERS[channel.kind](channel)
     except KeyError:
-        raise ValueError(f"no notifier for channel kind {channel.kind!r}") from None  # type: ignore[attr-defined]
+        raise ValueError(f"no notifier for channel kind {channel.kind!r}") from None

@@ -21,6 +21,7 @@ import html
 import math
 from collections import Counter
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from django.conf import settings
@@ -29,6 +30,9 @@ from monitor.alerts import metrics as metric_registry
 from monitor.alerts.metrics import format_duration
 from monitor.alerts.rules import RuleSpec
 from monitor.choices import NotificationKind, Severity
+
+if TYPE_CHECKING:
+    from monitor.models import Alert
 
 PRODUCT = "kafka-monitor"
 MAX_ITEMS_IN_MESSAGE = 10
@@ -86,15 +90,14 @@ def json_value(metric_name: str, value: float | None) -> float | str | None:
     return value if value is None or math.isfinite(value) else None
 
 
-def alert_item(alert: object, rule: RuleSpec, now: datetime, worst_partitions: list[dict] | None = None) -> dict:
-    """The payload entry of one alert, from the Alert row after this evaluation."""
-    a = alert  # an Alert model instance (duck-typed: this module never queries)
-    detail = a.detail or {}  # type: ignore[attr-defined]
-    value_text = detail.get("value_text") or format_value(rule.metric, a.value)  # type: ignore[attr-defined]
-    end = a.resolved_at or now  # type: ignore[attr-defined]
+def alert_item(a: Alert, rule: RuleSpec, now: datetime, worst_partitions: list[dict] | None = None) -> dict:
+    """The payload entry of one alert, from the Alert row after this evaluation (no queries)."""
+    detail = a.detail or {}
+    value_text = detail.get("value_text") or format_value(rule.metric, a.value)
+    end = a.resolved_at or now
     metric = _metric(rule.metric)
     item = {
-        "alert_id": a.id,  # type: ignore[attr-defined]
+        "alert_id": a.id,
         "rule_id": rule.id,
         "rule": rule.name,
         "severity": rule.severity,
@@ -103,24 +106,24 @@ def alert_item(alert: object, rule: RuleSpec, now: datetime, worst_partitions: l
         "op": rule.op,
         "threshold": json_value(rule.metric, rule.threshold),
         "threshold_text": format_value(rule.metric, rule.threshold),
-        "value": json_value(rule.metric, a.value),  # type: ignore[attr-defined]
+        "value": json_value(rule.metric, a.value),
         "value_text": value_text,
-        "cluster": a.cluster, "group": a.group, "topic": a.topic,  # type: ignore[attr-defined]
-        "subject": a.subject,  # type: ignore[attr-defined]
-        "state": a.state,  # type: ignore[attr-defined]
-        "started_at": iso(a.started_at), "fired_at": iso(a.fired_at), "resolved_at": iso(a.resolved_at),  # type: ignore[attr-defined]
-        "duration_seconds": max(0.0, (end - a.started_at).total_seconds()),  # type: ignore[attr-defined]
-        "no_data_reason": detail.get("no_data_reason", "") if a.no_data else "",  # type: ignore[attr-defined]
+        "cluster": a.cluster, "group": a.group, "topic": a.topic,
+        "subject": a.subject,
+        "state": a.state,
+        "started_at": iso(a.started_at), "fired_at": iso(a.fired_at), "resolved_at": iso(a.resolved_at),
+        "duration_seconds": max(0.0, (end - a.started_at).total_seconds()),
+        "no_data_reason": detail.get("no_data_reason", "") if a.no_data else "",
         "resolved_reason": detail.get("resolved_reason", ""),
-        "acknowledged_by": a.acknowledged_by, "acknowledged_at": iso(a.acknowledged_at),  # type: ignore[attr-defined]
-        "acknowledgement_note": a.acknowledgement_note,  # type: ignore[attr-defined]
+        "acknowledged_by": a.acknowledged_by, "acknowledged_at": iso(a.acknowledged_at),
+        "acknowledgement_note": a.acknowledgement_note,
         "worst_partitions": [
             {"topic": p["topic"], "partition": p["partition"], "lag": p["lag"],
              "time_lag_seconds": p["time_lag_seconds"]}
             for p in (worst_partitions or [])
         ],
-        "group_url": base_url() + group_path(a.cluster, a.group) if a.group else "",  # type: ignore[attr-defined]
-        "alert_url": base_url() + alert_path(a.id),  # type: ignore[attr-defined]
+        "group_url": base_url() + group_path(a.cluster, a.group) if a.group else "",
+        "alert_url": base_url() + alert_path(a.id),
     }
     return item
 
@@ -184,6 +187,12 @@ def worst_severity(items: list[dict]) -> str:
     return max((item["severity"] for item in items), key=lambda s: SEVERITY_ORDER.get(s, 0))
 
 
+def colour_of(kind: str, items: list[dict]) -> str:
+    if kind == NotificationKind.RESOLVED:
+        return RESOLVED_COLOUR
+    return SEVERITY_COLOURS.get(worst_severity(items), SEVERITY_COLOURS[Severity.INFO])
+
+
 def fallback_text(payload_: dict) -> str:
     """Plain text naming the rule, group, topic, value and threshold of each alert."""
     if payload_["kind"] == NotificationKind.TEST:
@@ -228,7 +237,7 @@ def slack_message(payload_: dict) -> dict:
     text = fallback_text(payload_)
     if kind == NotificationKind.TEST:
         return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape(text)}}]}
-    colour = RESOLVED_COLOUR if kind == NotificationKind.RESOLVED else SEVERITY_COLOURS.get(worst_severity(items), "#5b6b8c")
+    colour = colour_of(kind, items)
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": title(payload_)[:150], "emoji": True}},
     ]
@@ -240,7 +249,8 @@ def slack_message(payload_: dict) -> dict:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}})
         table = partition_table(item.get("worst_partitions") or []) if kind != NotificationKind.RESOLVED else ""
         if table:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{_slack_escape(table)}```"[:2900]}})
+            code = f"```{_slack_escape(table)}```"[:2900]
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": code}})
         links = []
         if item.get("group_url"):
             links.append(f"<{item['group_url']}|Group page>")
@@ -281,9 +291,11 @@ def email_text(payload_: dict) -> str:
     for item in payload_["items"]:
         out.append(f"{item['rule']} ({item['severity']})")
         out.append(f"  {summary_line(item, kind)}")
-        out.append(f"  since {item['started_at']}" + (f", resolved {item['resolved_at']}" if item.get("resolved_at") else ""))
+        resolved = f", resolved {item['resolved_at']}" if item.get("resolved_at") else ""
+        out.append(f"  since {item['started_at']}{resolved}")
         if item.get("acknowledged_by"):
-            out.append(f"  acknowledged by {item['acknowledged_by']}: {item.get('acknowledgement_note') or ''}".rstrip(": "))
+            note = item.get("acknowledgement_note") or ""
+            out.append(f"  acknowledged by {item['acknowledged_by']}" + (f": {note}" if note else ""))
         table = partition_table(item.get("worst_partitions") or []) if kind != NotificationKind.RESOLVED else ""
         if table:
             out.extend("    " + line for line in table.splitlines())
@@ -299,7 +311,7 @@ def email_html(payload_: dict) -> str:
     kind = payload_["kind"]
     if kind == NotificationKind.TEST:
         return f"<p>{e(fallback_text(payload_))}</p>"
-    colour = RESOLVED_COLOUR if kind == NotificationKind.RESOLVED else SEVERITY_COLOURS.get(worst_severity(payload_["items"]), "#5b6b8c")
+    colour = colour_of(kind, payload_["items"])
     parts = [f'<div style="font-family:sans-serif;font-size:14px">',
              f'<h2 style="border-left:6px solid {colour};padding-left:8px">{e(title(payload_))}</h2>']
     for item in payload_["items"]:
@@ -307,11 +319,13 @@ def email_html(payload_: dict) -> str:
         parts.append(f"<p>{e(summary_line(item, kind))}<br><small>since {e(item['started_at'] or '')}"
                      + (f", resolved {e(item['resolved_at'])}" if item.get("resolved_at") else "") + "</small></p>")
         if item.get("acknowledged_by"):
-            parts.append(f"<p><em>Acknowledged by {e(item['acknowledged_by'])}</em> {e(item.get('acknowledgement_note') or '')}</p>")
+            note = e(item.get("acknowledgement_note") or "")
+            parts.append(f"<p><em>Acknowledged by {e(item['acknowledged_by'])}</em> {note}</p>")
         partitions = item.get("worst_partitions") or []
         if partitions and kind != NotificationKind.RESOLVED:
             parts.append('<table cellpadding="4" style="border-collapse:collapse">'
-                         "<tr><th align=left>topic/partition</th><th align=right>lag</th><th align=right>time lag</th></tr>")
+                         "<tr><th align=left>topic/partition</th><th align=right>lag</th>"
+                         "<th align=right>time lag</th></tr>")
             for p in partitions:
                 lag_text = "unknown" if p["lag"] is None else f"{p['lag']:,}"
                 time_text = "unknown" if p["time_lag_seconds"] is None else format_duration(p["time_lag_seconds"])
@@ -321,7 +335,8 @@ def email_html(payload_: dict) -> str:
         links = []
         if item.get("group_url"):
             links.append(f'<a href="{e(item["group_url"])}">Group page</a>')
-        links.append(f'<a href="{e(item["alert_url"])}">Alert{" and acknowledge" if kind != NotificationKind.RESOLVED else ""}</a>')
+        label = "Alert and acknowledge" if kind != NotificationKind.RESOLVED else "Alert"
+        links.append(f'<a href="{e(item["alert_url"])}">{label}</a>')
         parts.append(f"<p>{' · '.join(links)}</p>")
     parts.append("</div>")
     return "\n".join(parts)

@@ -16,7 +16,7 @@ PERMANENT_ERRORS = frozenset({
 
 class SlackNotifier(HttpNotifier):
     def body(self, notification: object) -> dict:
-        return render.slack_message(notification.payload)  # type: ignore[attr-defined]
+        return render.slack_message(notification.payload)
 
     def classify(self, response: HttpResponse) -> None:
         word = response.body.strip()

@@ -7,4 +7,4 @@ from monitor.notify.http import HttpNotifier
 
 class WebhookNotifier(HttpNotifier):
     def body(self, notification: object) -> dict:
-        return render.webhook_body(notification.payload)  # type: ignore[attr-defined]
+        return render.webhook_body(notification.payload)

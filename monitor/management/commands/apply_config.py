@@ -36,4 +36,5 @@ class Command(BaseCommand):
             self.stdout.write(f"dry run: {counts['create']} to create, {counts['update']} to update, "
                               f"{counts['unchanged']} unchanged; nothing was changed")
         else:
-            self.stdout.write(f"{counts['create']} created, {counts['update']} updated, {counts['unchanged']} unchanged")
+            self.stdout.write(
+                f"{counts['create']} created, {counts['update']} updated, {counts['unchanged']} unchanged")
