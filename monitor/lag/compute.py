@@ -11,8 +11,9 @@ Pure functions of plain data. The rules a user sees:
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 NO_COMMITTED_OFFSET = "no committed offset"
@@ -75,12 +76,21 @@ def group_partition_lags(
 ) -> list[PartitionLag]:
     """Every partition of every topic the group has committed on: the partitions it has
     not committed on yet are reported with an unknown lag rather than left out."""
-    keys = set(covered_partitions(committed, partition_counts))
     lags = []
-    for key in sorted(keys):
-        start, end = log_offsets.get(key, (None, None))
-        lags.append(partition_lag(key[0], key[1], committed.get(key), start, end, log_errors.get(key, "")))
+    append = lags.append
+    for key in sorted(covered_partitions(committed, partition_counts)):
+        offset = committed.get(key)
+        start, end = log_offsets.get(key, _NO_LOG_OFFSETS)
+        if offset is not None and end is not None and offset <= end and (start is None or offset >= start):
+            # The common case, built without the keyword handling of PartitionLag(...).
+            append(_new_tuple(PartitionLag, (key[0], key[1], offset, start, end, end - offset, 0, "")))
+        else:
+            append(partition_lag(key[0], key[1], offset, start, end, log_errors.get(key, "")))
     return lags
+
+
+_NO_LOG_OFFSETS: tuple[None, None] = (None, None)
+_new_tuple = tuple.__new__
 
 
 def covered_partitions(
@@ -88,7 +98,7 @@ def covered_partitions(
 ) -> set[TopicPartitionKey]:
     keys = set(committed)
     for topic in {t for t, _ in committed}:
-        keys.update((topic, p) for p in range(partition_counts.get(topic, 0)))
+        keys.update(zip(repeat(topic), range(partition_counts.get(topic, 0))))
     return keys
 
 
@@ -142,3 +152,75 @@ def topic_lags(lags: Iterable[PartitionLag], time_lags: Mapping[TopicPartitionKe
         )
         for topic, parts in sorted(by_topic.items())
     ]
+
+
+@dataclass(frozen=True)
+class GroupTotals:
+    """A group's partitions summed up in one pass (a cycle does this for every group)."""
+
+    lag: int | None
+    """Sum of the known lags; None when no lag is known."""
+    committed_total: int | None
+    log_end_total: int | None
+    """Sum of the log ends of the partitions with a committed offset."""
+    topics: list[str]
+    """Topics with a committed offset, sorted."""
+    lost_messages: int
+    lost_partitions: int
+    max_time_lag_seconds: float | None
+    topic_lags: list[TopicLag]
+
+
+def group_totals(lags: Sequence[PartitionLag], time_lags: Sequence[float | None]) -> GroupTotals:
+    """Totals of one group: ``time_lags`` holds each partition's time lag, in the order of
+    ``lags``. The same numbers as :func:`sum_known`, :func:`max_known` and
+    :func:`topic_lags` over the partitions, in one pass."""
+    lag_total = committed_total = log_end_total = 0
+    lag_known = committed_known = log_end_known = False
+    lost_messages = lost_partitions = 0
+    worst: float | None = None
+    committed_topics: set[str] = set()
+    # topic -> [lag sum, any lag known, worst time lag, partitions, unknown partitions]
+    by_topic: dict[str, list] = {}
+    for part, seconds in zip(lags, time_lags):
+        topic, _, committed, _, log_end, lag, lost, _ = part
+        totals = by_topic.get(topic)
+        if totals is None:
+            totals = by_topic[topic] = [0, False, None, 0, 0]
+        totals[3] += 1
+        if lag is None:
+            totals[4] += 1
+        else:
+            lag_total += lag
+            lag_known = True
+            totals[0] += lag
+            totals[1] = True
+        if seconds is not None:
+            if worst is None or seconds > worst:
+                worst = seconds
+            if totals[2] is None or seconds > totals[2]:
+                totals[2] = seconds
+        if committed is not None:
+            committed_total += committed
+            committed_known = True
+            committed_topics.add(topic)
+            if log_end is not None:
+                log_end_total += log_end
+                log_end_known = True
+        if lost:
+            lost_messages += lost
+            lost_partitions += 1
+    return GroupTotals(
+        lag=lag_total if lag_known else None,
+        committed_total=committed_total if committed_known else None,
+        log_end_total=log_end_total if log_end_known else None,
+        topics=sorted(committed_topics),
+        lost_messages=lost_messages,
+        lost_partitions=lost_partitions,
+        max_time_lag_seconds=worst,
+        topic_lags=[
+            TopicLag(topic=topic, lag=lag if known else None, time_lag_seconds=seconds, partitions=partitions,
+                     unknown_partitions=unknown)
+            for topic, (lag, known, seconds, partitions, unknown) in sorted(by_topic.items())
+        ],
+    )

@@ -253,7 +253,26 @@ def settle(world: World) -> None:
 
 
 @pytest.fixture(scope="package")
-def world(django_db_setup, django_db_blocker, broker):
+def e2e_database(django_db_setup, django_db_blocker):
+    """The test database. pytest-django creates it only when a collected test is marked
+    for database access; when only this package runs, nothing is, so create it here."""
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    if connection.settings_dict["NAME"] == connection.creation._get_test_db_name():
+        yield connection.settings_dict["NAME"]
+        return
+    with django_db_blocker.unblock():
+        created = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    try:
+        yield connection.settings_dict["NAME"]
+    finally:
+        with django_db_blocker.unblock():
+            teardown_databases(created, verbosity=0)
+
+
+@pytest.fixture(scope="package")
+def world(e2e_database, django_db_blocker, broker):
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
@@ -288,7 +307,9 @@ def world(django_db_setup, django_db_blocker, broker):
 # -- the browser -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="package")
-def browser():
+def browser(world):
+    """Started after the world is built and stopped before it is flushed: while Playwright's
+    event loop runs in this thread, Django refuses database work here (see ``database``)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -370,6 +391,35 @@ def page(browser, world, signed_in_state):
     yield page
     context.close()
     assert not watch.problems(), "\n".join(watch.problems())
+
+
+@pytest.fixture
+def database(django_db_blocker):
+    """Runs a function with database access in a worker thread (Playwright's sync API keeps
+    an event loop running in the test's thread, where Django forbids database work)."""
+
+    def run(function):
+        from django.db import connections
+
+        outcome: dict[str, object] = {}
+
+        def target() -> None:
+            try:
+                with django_db_blocker.unblock():
+                    outcome["value"] = function()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+                outcome["error"] = exc
+            finally:
+                connections.close_all()
+
+        worker = threading.Thread(target=target, name="e2e-database")
+        worker.start()
+        worker.join(timeout=30)
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome.get("value")
+
+    return run
 
 
 # -- helpers the tests share -----------------------------------------------------------------
