@@ -11,3 +11,14 @@ def check_broker_url(app_configs: object, **kwargs: object) -> list[Error]:
     if not url.startswith(("redis://", "rediss://", "filesystem://", "memory://", "amqp://")):
         return [Error(f"CELERY_BROKER_URL {url!r} has an unsupported scheme", id="monitor.E001")]
     return []
+
+
+@register()
+def check_flow_tolerances(app_configs: object, **kwargs: object) -> list[Error]:
+    from dashboards.flow_model import Tolerances
+
+    try:
+        Tolerances.from_mapping(settings.MONITOR_FLOW_TOLERANCES)
+    except Exception as exc:  # noqa: BLE001 - report any bad value at start-up
+        return [Error(f"MONITOR_FLOW_TOLERANCES: {exc}", id="monitor.E002")]
+    return []

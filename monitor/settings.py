@@ -5,6 +5,7 @@ when DEBUG is off, cookies are secure unless DEBUG.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dj_database_url
@@ -190,6 +191,14 @@ MONITOR_STOPPED_AFTER_SECONDS = env_int("MONITOR_STOPPED_AFTER_SECONDS", 900, mi
 MONITOR_EVALUATE_INTERVAL_SECONDS = env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1)
 MONITOR_INGEST_MAX_EVENTS = env_int("MONITOR_INGEST_MAX_EVENTS", 1000, minimum=1)
 MONITOR_INGEST_MAX_BYTES = env_int("MONITOR_INGEST_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+# Flow graph health tolerances, JSON: {"failed_share_warning": 0.01, "p95_critical_seconds": 30, ...}
+_flow_tolerances = env_str("MONITOR_FLOW_TOLERANCES", "") or "{}"
+try:
+    MONITOR_FLOW_TOLERANCES = json.loads(_flow_tolerances)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"MONITOR_FLOW_TOLERANCES is not valid JSON: {exc}") from exc
+if not isinstance(MONITOR_FLOW_TOLERANCES, dict):
+    raise ImproperlyConfigured("MONITOR_FLOW_TOLERANCES must be a JSON object")
 # /metrics needs a read token unless this is true (for scrapers on a trusted network).
 MONITOR_METRICS_PUBLIC = env_bool("MONITOR_METRICS_PUBLIC", False)
 MONITOR_EVENT_RETENTION_DAYS = env_int("MONITOR_EVENT_RETENTION_DAYS", 7, minimum=1)

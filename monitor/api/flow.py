@@ -38,7 +38,7 @@ def parse_range(params: Mapping[str, str]) -> TimeRange:
 def configured_tolerances(params: Mapping[str, str]) -> Tolerances:
     """Settings (``MONITOR_FLOW_TOLERANCES``) first, then the URL's own overrides."""
     try:
-        base = Tolerances.from_mapping(getattr(settings, "MONITOR_FLOW_TOLERANCES", {}) or {})
+        base = Tolerances.from_mapping(settings.MONITOR_FLOW_TOLERANCES)
         return Tolerances.from_params(params, base)
     except InputError as error:
         raise _bad_query(error.field, error.message) from None
