@@ -50,7 +50,7 @@ def alert_row(alert: Alert) -> AlertRow:
         value_text=detail.get("value_text") or message_render.format_value(rule.metric, alert.value),
         threshold_text=f"{rule.op} {message_render.format_value(rule.metric, alert.threshold)}",
         since=alert.fired_at or alert.started_at,
-        group_path=message_render.group_path(alert.cluster, alert.group) if alert.group else "",
+        group_path=message_render.group_path(alert.cluster, alert.group) if alert.cluster and alert.group else "",
         no_data_reason=detail.get("no_data_reason", "") if alert.no_data else "",
     )
 

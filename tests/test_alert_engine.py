@@ -382,3 +382,20 @@ def test_readings_for_subjects_of_the_scope_only(reachable, make_rule, t0):
     lag_snapshot(reachable, "billing", t0, {"payments": {0: 5000}, "audit": {0: 5000}})
     evaluate(t0)
     assert [a.subject for a in Alert.objects.all()] == [Subject(reachable.name, "billing", "payments").key]
+
+
+def test_event_metric_subjects_have_no_cluster_and_carry_the_detector_summary(make_rule, t0):
+    @metrics.metric("test_lost")
+    def lost(scopes, now):
+        return {Subject("", "billing", "payments"): metrics.Reading(4.0, detail={"summary": "4 events lost"})}
+
+    try:
+        make_rule("lost", cluster="*", metric="test_lost", threshold=0, for_seconds=0)
+        evaluate(t0)
+        alert = Alert.objects.get()
+        assert (alert.subject, alert.detail["summary"]) == ("/billing/payments", "4 events lost")
+        [message] = notifications()
+        item = message.payload["items"][0]
+        assert (item["summary"], item["group_url"]) == ("4 events lost", "")
+    finally:
+        metrics._REGISTRY.pop("test_lost")

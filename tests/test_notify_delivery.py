@@ -269,6 +269,13 @@ def test_a_receiver_echoing_the_webhook_url_never_gets_it_stored(incident, webho
     assert all("secret-token-XYZ" not in text and "***" in text for text in stored)
 
 
+def _fresh_publisher_pools(app) -> None:
+    """Forget the cached connection and producer pools (as Celery does after a fork) without
+    closing them, so the next publish uses the current broker_url and other tests keep theirs."""
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 def test_a_broker_outage_when_queueing_delays_delivery_but_loses_nothing(incident, webhook_server, t0, caplog):
     from monitor.celery import app
     from monitor.tasks import _queue_delivery
@@ -276,14 +283,13 @@ def test_a_broker_outage_when_queueing_delays_delivery_but_loses_nothing(inciden
 
     incident(0, 5000)
     [notification] = Notification.objects.all()
-    saved = app.conf.broker_url, app.conf.task_publish_retry
+    saved = app.conf.broker_url, app.conf.task_publish_retry, app._pool, app.amqp._producer_pool
     app.conf.broker_url, app.conf.task_publish_retry = f"redis://127.0.0.1:{free_port()}/0", False
-    app.pool.force_close_all()
+    _fresh_publisher_pools(app)
     try:
         _queue_delivery(notification.id)  # logs and returns: the row is safe in the outbox
     finally:
-        app.conf.broker_url, app.conf.task_publish_retry = saved
-        app.pool.force_close_all()
+        app.conf.broker_url, app.conf.task_publish_retry, app._pool, app.amqp._producer_pool = saved
     assert f"could not queue notification {notification.id}; the sweep will deliver it" in caplog.text
     assert webhook_server.received == []
     assert sweep_due(t0).outcomes == {"sent": 1}

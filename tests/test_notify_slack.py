@@ -162,3 +162,13 @@ def test_errors_never_contain_the_webhook_url(channel, webhook_server):
 def test_a_test_notification_says_delivery_works():
     message = render.slack_message(render.test_payload("oncall-slack", NOW))
     assert message["text"] == "Test notification from kafka-monitor for channel oncall-slack: delivery works."
+
+
+def test_a_detector_summary_is_shown_and_subjects_without_a_cluster_have_no_group_link():
+    payload = render.payload(NotificationKind.FIRING, [item(
+        cluster="", subject="/billing/payments", group_url="", summary="12 events published, never consumed")],
+        now=NOW)
+    blocks = render.slack_message(payload)["attachments"][0]["blocks"]
+    assert blocks[1]["text"]["text"].endswith("\n12 events published, never consumed")
+    assert blocks[-1]["elements"][0]["text"] == "<http://monitor.example/alerts/7/|Alert and acknowledge>"
+    assert "12 events published, never consumed" in render.email_text(payload)

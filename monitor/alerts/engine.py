@@ -306,13 +306,14 @@ def _cas(changes: list[_Change], expected_state: str, values: dict[str, object])
 
 
 def _detail(outcome: Step, previous: dict | None = None) -> dict:
-    detail = {key: value for key, value in (previous or {}).items()
-              if key not in ("no_data_reason", "value_text")}
+    fresh = ("no_data_reason", "value_text", "summary")  # describe the latest reading only
+    detail = {key: value for key, value in (previous or {}).items() if key not in fresh}
     if outcome.reading.no_data_reason:
         detail["no_data_reason"] = outcome.reading.no_data_reason
-    text = outcome.reading.detail.get("value_text")
-    if text:
-        detail["value_text"] = text
+    for key in ("value_text", "summary"):  # e.g. "not catching up"; a detector's finding
+        text = outcome.reading.detail.get(key)
+        if text:
+            detail[key] = str(text)[:500]
     if outcome.resolved_reason:
         detail["resolved_reason"] = outcome.resolved_reason
     return detail

@@ -114,12 +114,12 @@ class Header:
 class SimulatorConfig:
     bootstrap: list[str]
     namespace: str = ""  # prefix of topics and groups: tests share one broker
-    orders_per_second: float = 2.0
+    orders_per_second: float = 1.0
     seed: int | None = None
     shipping_slow_first_after: float = 60.0
     shipping_slow_every: float = 360.0
     shipping_slow_for: float = 120.0
-    shipping_seconds_per_shipment_when_slow: float = 1.5
+    shipping_seconds_per_shipment_when_slow: float = 3.0
     analytics_stops_after: float = 180.0
     schema_v2_after: float = 240.0
     storm_first_after: float = 150.0
@@ -893,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", default=os.environ.get("MONITOR_API_TOKEN"),
                         help="ingest token (env MONITOR_API_TOKEN; prefer the variable: arguments show in ps)")
     parser.add_argument("--namespace", default="", help="prefix for topic and group names")
-    parser.add_argument("--rate", type=float, default=2.0, help="orders per second (default 2)")
+    parser.add_argument("--rate", type=float, default=1.0, help="orders per second (default 1)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
     return parser

@@ -51,16 +51,20 @@ def group_changes(
                                            detail=f"{topic}: {before} -> {now} partitions"))
     previous = previous or {}
     for part in current:
-        before = previous.get(part.key)
-        if before is not None and before.committed_offset is not None and part.committed_offset is not None \
-                and part.committed_offset < before.committed_offset:
-            back = before.committed_offset - part.committed_offset
-            changes.append(GroupChange(
-                GroupEventKind.OFFSET_RESET, topic=part.topic, partition=part.partition,
-                detail=f"{part.topic}/{part.partition}: committed offset went back from "
-                       f"{humanize.count(before.committed_offset)} to {humanize.count(part.committed_offset)} "
-                       f"({humanize.count(back)} messages to read again)",
-            ))
+        if previous:
+            before = previous.get((part.topic, part.partition))
+            committed = part.committed_offset
+            if before is not None and committed is not None and before.committed_offset is not None \
+                    and committed < before.committed_offset:
+                back = before.committed_offset - committed
+                changes.append(GroupChange(
+                    GroupEventKind.OFFSET_RESET, topic=part.topic, partition=part.partition,
+                    detail=f"{part.topic}/{part.partition}: committed offset went back from "
+                           f"{humanize.count(before.committed_offset)} to {humanize.count(committed)} "
+                           f"({humanize.count(back)} messages to read again)",
+                ))
+        else:
+            before = None
         if part.lost_messages and (before is None or not before.lost_messages):
             changes.append(GroupChange(
                 GroupEventKind.DATA_LOSS, topic=part.topic, partition=part.partition,

@@ -1,53 +1,151 @@
 """What a poll cycle reads back from the database: the previous poll of each group,
 the group totals over the status window, offset resets in the window, and the
-per-partition log-end history that time lag is interpolated from."""
+per-partition log-end history that time lag is interpolated from.
+
+Everything but the log-end points around old committed offsets can be read before the
+cycle knows what Kafka says (:func:`read_stored`), so the poller reads it while the
+Kafka requests are in flight.
+"""
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
-from django.db import connection
-from django.db.models import F, Sum
+from django.conf import settings
+from django.db import connection, models
+from django.db.models import F, Q, Sum
+from django.db.models.expressions import RawSQL
 
 from monitor.choices import GroupEventKind
 from monitor.lag.compute import PartitionLag, TopicPartitionKey
 from monitor.lag.status import GroupPoint, Rewind
 from monitor.lag.timelag import OffsetPoint
-from monitor.models import ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample
+from monitor.models import Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, Topic
+
+_new_tuple = tuple.__new__
+
+
+def status_history_seconds(cluster: Cluster) -> float:
+    """How far back a group's polls matter to its status (window, stopped-after, and
+    two intervals of slack)."""
+    return max(settings.MONITOR_STATUS_WINDOW_SECONDS, settings.MONITOR_STOPPED_AFTER_SECONDS) \
+        + 2 * cluster.poll_interval_seconds
+
+
+@dataclass
+class StoredHistory:
+    """The cluster as the database knows it before this poll.
+
+    Read with bounds taken from a time at or before the poll (``points_since``,
+    ``window_start``); :meth:`group_points_between`, :meth:`rewinds_after` and
+    :meth:`offset_points_after` narrow them to the poll's own bounds.
+    """
+
+    points_since: datetime
+    window_start: datetime
+    groups: dict[str, ConsumerGroup]
+    topics: dict[str, Topic]
+    previous: dict[int, dict[TopicPartitionKey, PartitionLag]]
+    """Each group's latest poll, for the groups in ``read_group_ids``."""
+    group_points: dict[int, list[GroupPoint]]
+    rewinds: dict[int, list[Rewind]]
+    offset_points: dict[TopicPartitionKey, list[OffsetPoint]]
+    """Log-end points since ``window_start``, oldest first."""
+    read_group_ids: set[int] = field(default_factory=set)
+
+    def read_groups_too(self, groups: list[ConsumerGroup]) -> None:
+        """Add the history of groups left out of the first read (gone groups that are
+        listed again): a few more queries, only in the cycle where that happens."""
+        groups = [g for g in groups if g.id not in self.read_group_ids]
+        if not groups:
+            return
+        ids = [g.id for g in groups]
+        self.previous.update(previous_partitions(groups))
+        self.group_points.update(group_points(ids, self.points_since, None))
+        self.rewinds.update(rewinds(ids, self.window_start))
+        self.read_group_ids.update(ids)
+
+    def group_points_between(self, group_id: int, since: datetime, until: datetime) -> list[GroupPoint]:
+        """The group's polls with ``since <= polled_at < until``."""
+        return [p for p in self.group_points.get(group_id, ()) if since <= p.polled_at < until]
+
+    def rewinds_after(self, group_id: int, since: datetime) -> list[Rewind]:
+        """The group's offset resets at or after ``since``."""
+        return [r for r in self.rewinds.get(group_id, ()) if r.at >= since]
+
+    def offset_points_after(self, since: datetime) -> dict[TopicPartitionKey, list[OffsetPoint]]:
+        """Every partition's log-end points at or after ``since``."""
+        return {key: [p for p in points if p.polled_at >= since] for key, points in self.offset_points.items()}
+
+
+def read_stored(cluster: Cluster, as_of: datetime) -> StoredHistory:
+    """Groups, topics and the history of the groups the cluster still lists, as of a
+    time at or before the poll: a fixed number of queries whatever the cluster's size."""
+    groups = {g.name: g for g in ConsumerGroup.objects.filter(cluster=cluster)}
+    live = [g for g in groups.values() if g.gone_at is None]
+    ids = [g.id for g in live]
+    points_since = as_of - timedelta(seconds=status_history_seconds(cluster))
+    window_start = as_of - timedelta(seconds=settings.MONITOR_STATUS_WINDOW_SECONDS)
+    return StoredHistory(
+        points_since=points_since,
+        window_start=window_start,
+        groups=groups,
+        topics={t.name: t for t in Topic.objects.filter(cluster=cluster)},
+        previous=previous_partitions(live),
+        group_points=group_points(ids, points_since, None),
+        rewinds=rewinds(ids, window_start),
+        offset_points=recent_offset_points(cluster.id, window_start),
+        read_group_ids=set(ids),
+    )
 
 
 def previous_partitions(groups: Iterable[ConsumerGroup]) -> dict[int, dict[TopicPartitionKey, PartitionLag]]:
     """Each group's partitions as its latest poll saw them (offsets and what was lost;
     the rest of the comparison needs nothing else)."""
-    ids = [g.id for g in groups if g.last_sample_at is not None]
+    by_poll: dict[datetime, list[int]] = defaultdict(list)
+    for group in groups:
+        if group.last_sample_at is not None:
+            by_poll[group.last_sample_at].append(group.id)
     result: dict[int, dict[TopicPartitionKey, PartitionLag]] = defaultdict(dict)
-    if not ids:
+    if not by_poll:
         return result
-    rows = PartitionLagSample.objects.filter(group_id__in=ids, polled_at=F("group__last_sample_at")).values_list(
+    # One (group, polled_at) index seek per group: the groups of a cluster share their
+    # last poll, so this is one condition, not one per group.
+    latest = Q()
+    for polled_at, ids in by_poll.items():
+        latest |= Q(group_id__in=ids, polled_at=polled_at)
+    rows = PartitionLagSample.objects.filter(latest).values_list(
         "group_id", "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag"
     )
     for group_id, topic, partition, committed, start, end, lag in rows:
         lost = start - committed if committed is not None and start is not None and committed < start else 0
-        result[group_id][(topic, partition)] = PartitionLag(topic, partition, committed, start, end, lag, lost)
+        result[group_id][(topic, partition)] = _new_tuple(
+            PartitionLag, (topic, partition, committed, start, end, lag, lost, ""))
     return result
 
 
-def group_points(group_ids: list[int], since: datetime, until: datetime) -> dict[int, list[GroupPoint]]:
+def group_points(group_ids: list[int], since: datetime, until: datetime | None) -> dict[int, list[GroupPoint]]:
     """Per group and poll: committed offsets, lag and log end summed over its partitions."""
     result: dict[int, list[GroupPoint]] = defaultdict(list)
     if not group_ids:
         return result
+    polls = PartitionLagSample.objects.filter(group_id__in=group_ids, polled_at__gte=since)
+    if until is not None:
+        polls = polls.filter(polled_at__lt=until)
     rows = (
-        PartitionLagSample.objects.filter(group_id__in=group_ids, polled_at__gte=since, polled_at__lt=until)
-        .values("group_id", "polled_at")
-        .annotate(committed_total=Sum("committed_offset"), lag_total=Sum("lag"), log_end_total=Sum("log_end_offset"))
+        polls.values("group_id", "polled_at")
+        .annotate(at=_instant(PartitionLagSample), committed_total=Sum("committed_offset"), lag_total=Sum("lag"),
+                  log_end_total=Sum("log_end_offset"))
         .order_by("group_id", "polled_at")
+        .values_list("group_id", "at", "committed_total", "lag_total", "log_end_total")
     )
-    for row in rows:
-        result[row["group_id"]].append(GroupPoint(
-            polled_at=row["polled_at"], committed_total=row["committed_total"],
-            lag=row["lag_total"], log_end_total=row["log_end_total"],
+    instants = _Instants()
+    for group_id, at, committed_total, lag_total, log_end_total in rows:
+        result[group_id].append(GroupPoint(
+            polled_at=instants[at], committed_total=committed_total, lag=lag_total, log_end_total=log_end_total,
         ))
     return result
 
@@ -64,38 +162,74 @@ def rewinds(group_ids: list[int], since: datetime) -> dict[int, list[Rewind]]:
     return result
 
 
+def recent_offset_points(cluster_id: int, since: datetime) -> dict[TopicPartitionKey, list[OffsetPoint]]:
+    """Every log-end point of the cluster since ``since``, per partition, oldest first."""
+    points: dict[TopicPartitionKey, list[OffsetPoint]] = defaultdict(list)
+    rows = (
+        LogOffsetSample.objects.filter(cluster_id=cluster_id, polled_at__gte=since)
+        .annotate(at=_instant(LogOffsetSample))
+        .order_by("topic", "partition", "polled_at")  # the index's order
+        .values_list("topic", "partition", "at", "log_end_offset", "log_start_offset")
+    )
+    instants = _Instants()
+    for topic, partition, at, end, start in rows:
+        points[(topic, partition)].append(_new_tuple(OffsetPoint, (instants[at], end, start)))
+    return dict(points)
+
+
+def _instant(model: type[models.Model]) -> RawSQL | F:
+    """A model's ``polled_at`` for reading back many rows: on PostgreSQL as integer
+    microseconds since 1970, since parsing thousands of timestamps (most of them the same
+    few polls) costs more than the rest of the read; :class:`_Instants` turns them back."""
+    if connection.vendor != "postgresql":
+        return F("polled_at")
+    column = f"{connection.ops.quote_name(model._meta.db_table)}.{connection.ops.quote_name('polled_at')}"
+    return RawSQL(f"(EXTRACT(EPOCH FROM {column}) * 1000000)::bigint", (), output_field=models.BigIntegerField())
+
+
+class _Instants(dict):
+    """Integer microseconds since 1970 -> aware datetime, each distinct value converted
+    once (datetimes, from other databases, pass through)."""
+
+    def __missing__(self, at: int | datetime) -> datetime:
+        value = self[at] = at if isinstance(at, datetime) else _EPOCH + timedelta(microseconds=at)
+        return value
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
 def offset_points(
     cluster_id: int, needed: Mapping[TopicPartitionKey, set[int]], partitions: Iterable[TopicPartitionKey],
-    since: datetime,
+    recent: Mapping[TopicPartitionKey, list[OffsetPoint]],
 ) -> dict[TopicPartitionKey, list[OffsetPoint]]:
-    """Log-end history per partition, oldest first: every point since ``since``, plus,
-    for each committed offset in ``needed`` that is older than those, the stored points
-    just around it (or the oldest point, to extrapolate from).
+    """Log-end history per partition, oldest first: the ``recent`` points (every point
+    since the window start, from :func:`recent_offset_points`), plus, for each committed
+    offset in ``needed`` that is older than those, the stored points just around it (or
+    the oldest point, to extrapolate from).
 
     The anchors are index seeks on (partition, log end): the log end only grows, so the
     last point at or below an offset and the first point above it bracket it in time.
     """
     wanted = set(partitions) | set(needed)
-    points: dict[TopicPartitionKey, dict[datetime, OffsetPoint]] = defaultdict(dict)
-    if not wanted:
-        return {}
-    recent = (
-        LogOffsetSample.objects.filter(cluster_id=cluster_id, topic__in={t for t, _ in wanted}, polled_at__gte=since)
-        .values_list("topic", "partition", "polled_at", "log_start_offset", "log_end_offset")
-    )
-    for topic, partition, polled_at, start, end in recent:
-        if (topic, partition) in wanted:
-            points[(topic, partition)][polled_at] = OffsetPoint(polled_at, end, start)
+    points: dict[TopicPartitionKey, dict[datetime, OffsetPoint]] = {}
+    for key in wanted:
+        found = recent.get(key)
+        if found:
+            points[key] = {p.polled_at: p for p in found}
 
     far: list[tuple[str, int, int]] = []
     for key, offsets in needed.items():
-        oldest_recent = min(points[key].values(), key=lambda p: p.polled_at).log_end_offset if points[key] else None
+        by_time = points.get(key)
+        oldest_recent = min(by_time.values(), key=lambda p: p.polled_at).log_end_offset if by_time else None
         for offset in sorted(offsets):
             if oldest_recent is not None and oldest_recent <= offset:
                 break  # this and every later offset are inside the recent points
             far.append((key[0], key[1], offset))
+    if not far:
+        return {key: list(by_time.values()) for key, by_time in points.items()}
     for point_key, point in _anchors(cluster_id, far):
-        points[point_key][point.polled_at] = point
+        points.setdefault(point_key, {})[point.polled_at] = point
     return {key: sorted(by_time.values(), key=lambda p: p.polled_at) for key, by_time in points.items()}
 
 
@@ -105,10 +239,12 @@ ANCHOR_BATCH = 300
 def _anchors(cluster_id: int, far: list[tuple[str, int, int]]) -> list[tuple[TopicPartitionKey, OffsetPoint]]:
     """For each (topic, partition, offset): the last point at or below the offset and
     the first point above it, or, when nothing is at or below it, the partition's
-    oldest point (to extrapolate from). One query of index seeks per batch, then one
-    to read the points found."""
+    oldest point (to extrapolate from). On PostgreSQL one query of index seeks however
+    many offsets; elsewhere one per batch, then one to read the points found."""
     if not far:
         return []
+    if connection.vendor == "postgresql":
+        return _anchors_postgresql(cluster_id, far)
     qn = connection.ops.quote_name
     table = qn(LogOffsetSample._meta.db_table)
     end, at = f"s.{qn('log_end_offset')}", f"s.{qn('polled_at')}"
@@ -147,4 +283,36 @@ def _anchors(cluster_id: int, far: list[tuple[str, int, int]]) -> list[tuple[Top
             "id", "polled_at", "log_start_offset", "log_end_offset")
         for row_id, polled_at, log_start, log_end in rows:
             anchors.append((ids_by_partition[row_id], OffsetPoint(polled_at, log_end, log_start)))
+    return anchors
+
+
+def _anchors_postgresql(cluster_id: int, far: list[tuple[str, int, int]]) -> list[tuple[TopicPartitionKey, OffsetPoint]]:
+    qn = connection.ops.quote_name
+    table = qn(LogOffsetSample._meta.db_table)
+    start, end, at = (f"s.{qn(column)}" for column in ("log_start_offset", "log_end_offset", "polled_at"))
+
+    def seek(name: str, condition: str, order: str) -> str:
+        return (f"LEFT JOIN LATERAL (SELECT (EXTRACT(EPOCH FROM {at}) * 1000000)::bigint AS at, {start} AS start, "
+                f"{end} AS end_offset FROM {table} s WHERE s.{qn('cluster_id')} = %(cluster)s "
+                f"AND s.{qn('topic')} = w.topic AND s.{qn('partition')} = w.part AND {condition} "
+                f"ORDER BY {order} LIMIT 1) AS {name} ON true")
+
+    sql = (
+        "SELECT w.topic, w.part, below.at, below.start, below.end_offset, above.at, above.start, above.end_offset, "
+        "oldest.at, oldest.start, oldest.end_offset "
+        "FROM unnest(%(topics)s::text[], %(parts)s::integer[], %(offsets)s::bigint[]) AS w(topic, part, wanted) "
+        + seek("below", f"{end} <= w.wanted", f"{end} DESC, {at} DESC") + " "
+        + seek("above", f"below.at IS NOT NULL AND {end} > w.wanted", f"{end} ASC, {at} ASC") + " "
+        + seek("oldest", "below.at IS NULL", f"{at} ASC")
+    )
+    params = {"cluster": cluster_id, "topics": [t for t, _, _ in far], "parts": [p for _, p, _ in far],
+              "offsets": [o for _, _, o in far]}
+    instants = _Instants()
+    anchors = []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for topic, partition, *found in cursor.fetchall():
+            for point_at, log_start, log_end in (found[0:3], found[3:6], found[6:9]):
+                if point_at is not None:
+                    anchors.append(((topic, partition), _new_tuple(OffsetPoint, (instants[point_at], log_end, log_start))))
     return anchors

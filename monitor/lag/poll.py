@@ -7,12 +7,18 @@ request), then the log-start and log-end offsets of all those partitions (batche
 leader). Committed offsets are read before log-end offsets so lag is never
 understated. Then :mod:`monitor.lag.record` stores the whole cycle in one transaction.
 
+The Kafka requests run on a thread of their own while this one reads what the
+database already holds (groups, topics, the previous poll, the status window): the
+two wait on different servers, so a cycle costs about the longer of them, not the sum.
+
 A cluster that cannot be reached is marked unreachable with the error and a failed
 PollRun; :func:`poll_cluster` never raises for that.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +28,7 @@ from django.utils import timezone
 
 from monitor.choices import ClusterStatus
 from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
-from monitor.lag import snapshot
+from monitor.lag import history, snapshot
 from monitor.lag.clusters import connection_settings
 from monitor.lag.compute import covered_partitions
 from monitor.lag.record import ClusterReading, Progress, no_progress, record_cycle
@@ -40,6 +46,10 @@ class PollOutcome:
     requests: int
     duration_seconds: float
     error: str = ""
+    kafka_seconds: float = 0.0
+    """From the start of the cycle until Kafka had answered everything."""
+    history_seconds: float = 0.0
+    """Reading the stored history, done while Kafka answers."""
 
     def summary(self) -> str:
         """One line for the poll_lag command."""
@@ -85,6 +95,41 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     )
 
 
+class _KafkaRead(threading.Thread):
+    """The Kafka half of a cycle on its own thread: connect, read, close. It touches no
+    database; whatever it raises is kept for the caller."""
+
+    def __init__(self, cluster: Cluster, progress: Progress) -> None:
+        super().__init__(name=f"kafka-read-{cluster.pk}", daemon=True)
+        self.cluster, self.progress = cluster, progress
+        self.adapter = KafkaAdapter(connection_settings(cluster))
+        self.reading: ClusterReading | None = None
+        self.error: Exception | None = None
+        self.finished_at = 0.0
+        self._context = contextvars.copy_context()  # the caller's trace span stays the parent
+
+    def run(self) -> None:
+        self._context.run(self._read)
+
+    def _read(self) -> None:
+        try:
+            self.adapter.connect()
+            self.reading = read_cluster(self.adapter, self.cluster, self.progress)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+        finally:
+            self.adapter.close()
+            self.finished_at = time.monotonic()
+
+    def result(self) -> ClusterReading:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        if self.reading is None:
+            raise RuntimeError("the Kafka read ended without a result")
+        return self.reading
+
+
 def poll_cluster(cluster_id: int, progress: Progress = no_progress) -> PollOutcome | None:
     """One cycle of one cluster; None when the cluster no longer exists."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
@@ -93,22 +138,28 @@ def poll_cluster(cluster_id: int, progress: Progress = no_progress) -> PollOutco
         return None
     started_at = timezone.now()
     clock_start = time.monotonic()
-    adapter = KafkaAdapter(connection_settings(cluster))
+    kafka = _KafkaRead(cluster, progress)
+    kafka.start()
     try:
-        adapter.connect()
-        reading = read_cluster(adapter, cluster, progress)
-    except KafkaUnavailable as exc:
-        return _record_failure(cluster, started_at, clock_start, adapter.requests, str(exc))
-    except Exception as exc:  # noqa: BLE001 - a broker answer we cannot use must not stop the poller
-        log.exception("polling cluster %s failed", cluster.name)
-        return _record_failure(cluster, started_at, clock_start, adapter.requests, f"{type(exc).__name__}: {exc}")
+        # Bounds from the cycle's start reach at least as far back as the poll's own.
+        stored = history.read_stored(cluster, started_at)
+        history_seconds = time.monotonic() - clock_start
     finally:
-        adapter.close()
-    result = record_cycle(cluster, reading, started_at, clock_start, progress)
+        kafka.join()
+    try:
+        reading = kafka.result()
+    except KafkaUnavailable as exc:
+        return _record_failure(cluster, started_at, clock_start, kafka.adapter.requests, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a broker answer we cannot use must not stop the poller
+        log.error("polling cluster %s failed", cluster.name, exc_info=exc)
+        return _record_failure(cluster, started_at, clock_start, kafka.adapter.requests,
+                               f"{type(exc).__name__}: {exc}")
+    result = record_cycle(cluster, reading, started_at, clock_start, progress, stored)
     snapshot.store_cycle(result)
     run = result.poll_run
     return PollOutcome(cluster=cluster.name, ok=True, groups=run.groups, partitions=run.partitions,
-                       requests=run.requests, duration_seconds=time.monotonic() - clock_start, error=run.error)
+                       requests=run.requests, duration_seconds=time.monotonic() - clock_start, error=run.error,
+                       kafka_seconds=kafka.finished_at - clock_start, history_seconds=history_seconds)
 
 
 def _record_failure(cluster: Cluster, started_at: datetime, clock_start: float, requests: int,

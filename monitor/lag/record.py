@@ -4,7 +4,7 @@ per table."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timedelta
@@ -12,17 +12,16 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus
+from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
 from monitor.kafka.adapter import GroupListing, LogOffsets
 from monitor.lag import forecast, history
-from monitor.lag.bulk import insert_rows, update_rows
+from monitor.lag.bulk import insert_rows, row_writer, update_rows
 from monitor.lag.changes import GroupChange, group_changes
 from monitor.lag.compute import (
-    PartitionLag, TopicLag, TopicPartitionKey, covered_partitions, group_partition_lags, max_known, newly_lost,
-    sum_known, topic_lags,
+    PartitionLag, TopicLag, TopicPartitionKey, covered_partitions, group_partition_lags, group_totals, newly_lost,
 )
 from monitor.lag.status import GroupPoint, Rewind, StatusInputs, Verdict, group_status
-from monitor.lag.timelag import PartitionHistory, TimeLag, time_lag
+from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, time_lag
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
 )
@@ -61,10 +60,17 @@ class GroupResult:
 
     group: ConsumerGroup
     partitions: list[PartitionLag]
-    time_lags: dict[TopicPartitionKey, TimeLag]
+    time_lags: list[TimeLag]
+    """The time lag of each partition, in the order of ``partitions``."""
     topics: list[TopicLag]
     verdict: Verdict
     changes: list[GroupChange]
+    partition_rows: list[tuple] = field(default_factory=list)
+    """Per partition, the values of :data:`PARTITION_ROW_FIELDS` (what is stored and cached)."""
+
+
+PARTITION_ROW_FIELDS = ("topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
+                        "time_lag_seconds", "time_lag_method", "time_lag_reason")
 
 
 @dataclass
@@ -73,6 +79,8 @@ class CycleResult:
     poll_run: PollRun
     groups: list[GroupResult]
     gone: list[ConsumerGroup]
+    all_groups: list[ConsumerGroup] = field(default_factory=list)
+    """Every group row of the cluster as this cycle left it (what the database now holds)."""
 
 
 def no_progress(_: str) -> None:
@@ -80,43 +88,64 @@ def no_progress(_: str) -> None:
 
 
 def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime, clock_start: float,
-                 progress: Progress = no_progress) -> CycleResult:
-    """Compute everything about this poll, then store it in one transaction."""
+                 progress: Progress = no_progress, stored: history.StoredHistory | None = None) -> CycleResult:
+    """Compute everything about this poll, then store it in one transaction.
+
+    ``stored`` is what the database held before the poll, read while Kafka answered
+    (:func:`history.read_stored` with a time at or before ``reading.polled_at``); it is
+    read here when not given.
+    """
     now = reading.polled_at
-    window = settings.MONITOR_STATUS_WINDOW_SECONDS
-    history_since = now - timedelta(
-        seconds=max(window, settings.MONITOR_STOPPED_AFTER_SECONDS) + 2 * cluster.poll_interval_seconds)
-    existing = {g.name: g for g in ConsumerGroup.objects.filter(cluster=cluster)}
-    topics = {t.name: t for t in Topic.objects.filter(cluster=cluster)}
+    if stored is None:
+        stored = history.read_stored(cluster, now)
+    history_since = now - timedelta(seconds=history.status_history_seconds(cluster))
+    window_start = now - timedelta(seconds=settings.MONITOR_STATUS_WINDOW_SECONDS)
+    existing, topics = stored.groups, stored.topics
 
     lags = _partition_lags(reading)
-    polled_groups = [existing[name] for name in lags if name in existing]
-    group_ids = [g.id for g in polled_groups]
-    previous = history.previous_partitions(polled_groups)
-    prepared, start_rates = _log_end_history(cluster, reading, lags, now, window)
-    past_points = history.group_points(group_ids, history_since, now)
-    past_rewinds = history.rewinds(group_ids, now - timedelta(seconds=window))
-    progress(f"read the history of {len(prepared)} partitions")
+    stored.read_groups_too([existing[name] for name in lags if name in existing])
+    tables = _LogTables(cluster, reading, lags, stored.offset_points_after(window_start), now)
+    progress(f"read the history of {len(reading.log_offsets)} partitions")
 
     listed = {g.group_id: g for g in reading.groups}
-    results: list[GroupResult] = []
-    new_groups: list[ConsumerGroup] = []
-    for name, parts in sorted(lags.items()):
-        row = existing.get(name)
-        if row is None:
-            row = ConsumerGroup(cluster=cluster, name=name, first_seen_at=now, last_seen_at=now)
-            new_groups.append(row)
-        results.append(_evaluate_group(
-            row, parts, listed.get(name), previous.get(row.id), past_points.get(row.id, []),
-            past_rewinds.get(row.id, []), prepared, start_rates, topics, reading.partition_counts, now,
-            is_new=row.id is None,
-        ))
+    previous_counts = {name: t.partitions for name, t in topics.items()}
+
+    def evaluate(row: ConsumerGroup, parts: list[PartitionLag]) -> GroupResult:
+        if row.id is None:
+            return _evaluate_group(row, parts, listed.get(row.name), None, [], [], tables, previous_counts,
+                                   reading.partition_counts, now, is_new=True)
+        return _evaluate_group(
+            row, parts, listed.get(row.name), stored.previous.get(row.id),
+            stored.group_points_between(row.id, history_since, now), stored.rewinds_after(row.id, window_start),
+            tables, previous_counts, reading.partition_counts, now, is_new=False,
+        )
+
+    # New groups are evaluated first: their rows go in, snapshot and all, before the
+    # samples that refer to them.
+    new_groups = [ConsumerGroup(cluster=cluster, name=name, first_seen_at=now, last_seen_at=now)
+                  for name in sorted(lags) if name not in existing]
+    evaluated = {row.name: evaluate(row, lags[row.name]) for row in new_groups}
     gone = _mark_gone([row for name, row in existing.items() if row.gone_at is None and name not in listed], now)
-    progress(f"computed the lag of {len(results)} groups")
 
     with transaction.atomic():
         ConsumerGroup.objects.bulk_create(new_groups, batch_size=BULK_BATCH_SIZE)
-        _write_samples(cluster, reading, results, now)
+        results: list[GroupResult] = []
+        # The other groups are evaluated while their samples stream into the database,
+        # which stores each batch while the next groups are computed.
+        with row_writer(PartitionLagSample, _PARTITION_COLUMNS) as write:
+            for name, parts in sorted(lags.items()):
+                result = evaluated[name] if name in evaluated else evaluate(existing[name], parts)
+                results.append(result)
+                _write_partition_rows(write, result, now)
+        progress(f"computed the lag of {len(results)} groups")
+        insert_rows(TopicLagSample, _TOPIC_COLUMNS, (
+            (r.group.id, t.topic, 0, now, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions)
+            for r in results for t in r.topics
+        ))
+        insert_rows(LogOffsetSample, _LOG_OFFSET_COLUMNS, (
+            (cluster.id, topic, partition, now, offsets.log_start_offset, offsets.log_end_offset)
+            for (topic, partition), offsets in sorted(reading.log_offsets.items())
+        ))
         GroupEvent.objects.bulk_create(
             [GroupEvent(cluster=cluster, group=r.group, kind=c.kind, topic=c.topic, partition=c.partition, at=now,
                         detail=c.detail[:500]) for r in results for c in r.changes]
@@ -138,7 +167,8 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         )
     cluster.status, cluster.last_poll_at, cluster.last_success_at, cluster.last_error = (
         ClusterStatus.OK, now, now, error)
-    return CycleResult(cluster=cluster, poll_run=poll_run, groups=results, gone=gone)
+    return CycleResult(cluster=cluster, poll_run=poll_run, groups=results, gone=gone,
+                       all_groups=list(existing.values()) + new_groups)
 
 
 def _partition_lags(reading: ClusterReading) -> dict[str, list[PartitionLag]]:
@@ -152,26 +182,45 @@ def _partition_lags(reading: ClusterReading) -> dict[str, list[PartitionLag]]:
             for name, offsets in reading.committed.items()}
 
 
-def _log_end_history(
-    cluster: Cluster, reading: ClusterReading, lags: dict[str, list[PartitionLag]], now: datetime, window: float,
-) -> tuple[dict[TopicPartitionKey, PartitionHistory], dict[TopicPartitionKey, float | None]]:
-    """Per partition: the log-end history time lag needs (including the points around
-    every lagging group's committed offset) and how fast the log start advances."""
-    needed: dict[TopicPartitionKey, set[int]] = {}
-    for parts in lags.values():
-        for part in parts:
-            if part.committed_offset is not None and part.lag:
-                needed.setdefault(part.key, set()).add(part.committed_offset)
-    points = history.offset_points(cluster.id, needed, reading.log_offsets, now - timedelta(seconds=window))
-    prepared, start_rates = {}, {}
-    for tp, offsets in reading.log_offsets.items():
-        stored = points.get(tp, [])
-        prepared[tp] = PartitionHistory(stored, offsets.log_end_offset, now)
-        start_rates[tp] = forecast.rate(
-            [(p.polled_at, p.log_start_offset) for p in stored if (now - p.polled_at).total_seconds() <= window]
-            + [(now, offsets.log_start_offset)]
-        )
-    return prepared, start_rates
+class _LogTables:
+    """Per partition, made on first use: the log-end history time lag is interpolated
+    from (including the points around every lagging group's committed offset) and how
+    fast the log start advances. Only partitions some group lags on need either."""
+
+    def __init__(self, cluster: Cluster, reading: ClusterReading, lags: dict[str, list[PartitionLag]],
+                 recent: dict[TopicPartitionKey, list[OffsetPoint]], now: datetime) -> None:
+        needed: dict[TopicPartitionKey, set[int]] = {}
+        for parts in lags.values():
+            for part in parts:
+                if part.committed_offset is not None and part.lag:
+                    needed.setdefault((part.topic, part.partition), set()).add(part.committed_offset)
+        self.points = history.offset_points(cluster.id, needed, reading.log_offsets, recent)
+        self.log_offsets = reading.log_offsets
+        self.now = now
+        self.window = settings.MONITOR_STATUS_WINDOW_SECONDS
+        self._histories: dict[TopicPartitionKey, PartitionHistory] = {}
+        self._start_rates: dict[TopicPartitionKey, float | None] = {}
+
+    def time_lag(self, part: PartitionLag) -> TimeLag:
+        committed, end = part.committed_offset, part.log_end_offset
+        if committed is None or end is None or committed >= end:
+            return time_lag(committed, end, (), self.now)  # answered without history
+        key = (part.topic, part.partition)
+        table = self._histories.get(key)
+        if table is None:
+            table = self._histories[key] = PartitionHistory(self.points.get(key, []), end, self.now)
+        return table.behind(committed)
+
+    def log_start_rate(self, key: TopicPartitionKey) -> float | None:
+        if key not in self._start_rates:
+            offsets = self.log_offsets.get(key)
+            now, window = self.now, self.window
+            self._start_rates[key] = None if offsets is None else forecast.rate(
+                [(p.polled_at, p.log_start_offset) for p in self.points.get(key, [])
+                 if (now - p.polled_at).total_seconds() <= window]
+                + [(now, offsets.log_start_offset)]
+            )
+        return self._start_rates[key]
 
 
 def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
@@ -192,101 +241,92 @@ _SNAPSHOT_FIELDS = [
 def _evaluate_group(
     row: ConsumerGroup, parts: list[PartitionLag], listing: GroupListing | None,
     previous: dict[TopicPartitionKey, PartitionLag] | None, past_points: list[GroupPoint], past_rewinds: list[Rewind],
-    prepared: dict[TopicPartitionKey, PartitionHistory], start_rates: dict[TopicPartitionKey, float | None],
-    topics: dict[str, Topic], partition_counts: dict[str, int],
+    tables: _LogTables, previous_counts: dict[str, int], partition_counts: dict[str, int],
     now: datetime, *, is_new: bool,
 ) -> GroupResult:
     window = settings.MONITOR_STATUS_WINDOW_SECONDS
     reappeared = not is_new and row.gone_at is not None
-    time_lags = {p.key: time_lag(p.committed_offset, p.log_end_offset, prepared.get(p.key, ()), now) for p in parts}
+    time_lags = [tables.time_lag(p) for p in parts]
+    totals = group_totals(parts, [t.seconds for t in time_lags])
     changes = group_changes(
-        parts, previous, row.topics if not is_new else [],
-        {name: t.partitions for name, t in topics.items()}, partition_counts,
+        parts, previous, row.topics if not is_new else [], previous_counts, partition_counts,
         new_group=is_new, reappeared=reappeared,
     )
     rewinds = list(past_rewinds) + [
         Rewind(at=now, detail=c.detail) for c in changes if c.kind == GroupEventKind.OFFSET_RESET
     ]
-    total_lag = sum_known(p.lag for p in parts)
-    current = GroupPoint(
-        polled_at=now,
-        committed_total=sum_known(p.committed_offset for p in parts if p.committed_offset is not None),
-        lag=total_lag,
-        log_end_total=sum_known(p.log_end_offset for p in parts if p.committed_offset is not None),
-    )
+    current = GroupPoint(polled_at=now, committed_total=totals.committed_total, lag=totals.lag,
+                         log_end_total=totals.log_end_total)
     group_history = [p for p in past_points if p.polled_at < now] + [current]
     state = listing.state if listing else row.state
     members = 0 if state.lower() == "empty" else None
-    lost_now = [p for p in parts if p.lost_messages]
     verdict = group_status(StatusInputs(
         now=now, history=group_history, window_seconds=window,
         stopped_after_seconds=settings.MONITOR_STOPPED_AFTER_SECONDS,
-        lost_messages=sum(p.lost_messages for p in lost_now), data_loss_partitions=len(lost_now),
+        lost_messages=totals.lost_messages, data_loss_partitions=totals.lost_partitions,
         rewinds=rewinds, members=members, broker_state=state,
     ))
 
     in_window = [p for p in group_history if (now - p.polled_at).total_seconds() <= window]
     catch_up = forecast.catch_up(
-        total_lag,
+        totals.lag,
         forecast.rate([(p.polled_at, p.committed_total) for p in in_window]),
         forecast.rate([(p.polled_at, p.log_end_total) for p in in_window]),
     )
-    retention = forecast.retention_risk(
-        forecast.PartitionRetention(
-            committed_offset=p.committed_offset, log_start_offset=p.log_start_offset, lag=p.lag,
-            log_start_rate=start_rates.get(p.key),
-        )
-        for p in parts
-    )
-    lost_since = sum(newly_lost(previous.get(p.key) if previous else None, p) for p in parts)
+    retention = forecast.retention_risk(_retention_inputs(parts, tables))
+    lost_since = sum(newly_lost(previous.get(p.key) if previous else None, p) for p in parts if p.lost_messages)
 
     row.state = state[:40]
     row.members = members
     row.status, row.status_reason = verdict.status, verdict.reason[:500]
-    row.total_lag = total_lag
-    row.max_time_lag_seconds = max_known(t.seconds for t in time_lags.values())
-    row.topics = sorted({p.topic for p in parts if p.committed_offset is not None})
+    row.total_lag = totals.lag
+    row.max_time_lag_seconds = totals.max_time_lag_seconds
+    row.topics = totals.topics
     row.lost_messages = (row.lost_messages or 0) + lost_since
     row.catch_up_seconds = catch_up.seconds
     row.retention_risk_seconds = retention.seconds
     row.last_seen_at = now
     row.gone_at = None
     row.last_sample_at = now if parts else None
-    return GroupResult(
-        group=row, partitions=parts, time_lags=time_lags,
-        topics=topic_lags(parts, {k: t.seconds for k, t in time_lags.items()}),
-        verdict=verdict, changes=changes,
-    )
+    method_text = _METHOD_TEXT
+    partition_rows = [
+        (topic, partition, committed, start, end, lag, lag_in_time.seconds, method_text[lag_in_time.method],
+         lag_in_time.reason or note)
+        for (topic, partition, committed, start, end, lag, _, note), lag_in_time in zip(parts, time_lags)
+    ]
+    return GroupResult(group=row, partitions=parts, time_lags=time_lags, topics=totals.topic_lags,
+                       verdict=verdict, changes=changes, partition_rows=partition_rows)
 
 
-_PARTITION_COLUMNS = ("group_id", "topic", "partition", "polled_at", "committed_offset", "log_start_offset",
-                      "log_end_offset", "lag", "time_lag_seconds", "time_lag_method", "time_lag_reason")
+_METHOD_TEXT = {method: str(method) for method in TimeLagMethod}
+
+
+def _retention_inputs(parts: list[PartitionLag], tables: _LogTables) -> Iterator[forecast.PartitionRetention]:
+    """The partitions retention risk can depend on: those losing messages now, and those
+    with unread messages while the log start advances. The rest could only be skipped."""
+    for part in parts:
+        committed, start, lag = part.committed_offset, part.log_start_offset, part.lag
+        if committed is None or start is None or (committed >= start and not lag):
+            continue
+        rate = tables.log_start_rate((part.topic, part.partition))
+        if committed >= start and (not rate or rate <= 0):
+            continue
+        yield forecast.PartitionRetention(committed_offset=committed, log_start_offset=start, lag=lag,
+                                          log_start_rate=rate)
+
+
+_PARTITION_COLUMNS = ("group_id", "polled_at") + PARTITION_ROW_FIELDS
+_REASON_LENGTH = PartitionLagSample._meta.get_field("time_lag_reason").max_length
 _TOPIC_COLUMNS = ("group_id", "topic", "resolution", "polled_at", "lag", "time_lag_seconds", "partitions",
                   "unknown_partitions")
 _LOG_OFFSET_COLUMNS = ("cluster_id", "topic", "partition", "polled_at", "log_start_offset", "log_end_offset")
 
 
-def _write_samples(cluster: Cluster, reading: ClusterReading, results: list[GroupResult], now: datetime) -> None:
-    partition_rows = []
-    topic_rows = []
-    for result in results:
-        group_id = result.group.id
-        for part in result.partitions:
-            lag_in_time = result.time_lags[part.key]
-            partition_rows.append((
-                group_id, part.topic, part.partition, now, part.committed_offset, part.log_start_offset,
-                part.log_end_offset, part.lag, lag_in_time.seconds, str(lag_in_time.method),
-                (lag_in_time.reason or part.note)[:200],
-            ))
-        for topic in result.topics:
-            topic_rows.append((group_id, topic.topic, 0, now, topic.lag, topic.time_lag_seconds, topic.partitions,
-                               topic.unknown_partitions))
-    insert_rows(PartitionLagSample, _PARTITION_COLUMNS, partition_rows)
-    insert_rows(TopicLagSample, _TOPIC_COLUMNS, topic_rows)
-    insert_rows(LogOffsetSample, _LOG_OFFSET_COLUMNS, [
-        (cluster.id, topic, partition, now, offsets.log_start_offset, offsets.log_end_offset)
-        for (topic, partition), offsets in sorted(reading.log_offsets.items())
-    ])
+def _write_partition_rows(write: Callable[[tuple], None], result: GroupResult, now: datetime) -> None:
+    head = (result.group.id, now)
+    for row in result.partition_rows:
+        reason = row[-1]
+        write(head + row if len(reason) <= _REASON_LENGTH else head + row[:-1] + (reason[:_REASON_LENGTH],))
 
 
 def _write_topics(cluster: Cluster, topics: dict[str, Topic], partition_counts: dict[str, int], now: datetime) -> None:
@@ -299,7 +339,7 @@ def _write_topics(cluster: Cluster, topics: dict[str, Topic], partition_counts: 
             row.partitions, row.last_seen_at = count, now
             changed.append(row)
     Topic.objects.bulk_create(new, batch_size=BULK_BATCH_SIZE)
-    Topic.objects.bulk_update(changed, fields=["partitions", "last_seen_at"], batch_size=BULK_BATCH_SIZE)
+    update_rows(Topic, changed, ["partitions", "last_seen_at"])
 
 
 def _partial_errors(reading: ClusterReading) -> str:

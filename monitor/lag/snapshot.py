@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.cache import cache
 
-from monitor.lag.record import CycleResult, GroupResult
+from monitor.lag.record import PARTITION_ROW_FIELDS, CycleResult, GroupResult
 from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, TopicLagSample
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ def _cluster_key(cluster_name: str) -> str:
 
 
 def _group_key(cluster_name: str, group: str) -> str:
-    # Group names may hold any character; the cache key must not.
-    return f"lag:snapshot:group:{cluster_name}:{hashlib.sha1(group.encode()).hexdigest()}"
+    # Group names may hold any character; the cache key must not. v2: partitions as rows.
+    return f"lag:snapshot:v2:group:{cluster_name}:{hashlib.sha1(group.encode()).hexdigest()}"
 
 
 def group_summary(group: ConsumerGroup) -> dict[str, Any]:
@@ -63,22 +63,18 @@ def _cluster_summary(cluster: Cluster, groups: list[ConsumerGroup]) -> dict[str,
 
 
 def _group_detail(result: GroupResult) -> dict[str, Any]:
+    """What is cached for a group: its partitions as plain rows (a cycle caches tens of
+    thousands; a reader expands the few it reads, see :func:`_expanded`)."""
     body = group_summary(result.group)
-    body["partitions"] = [
-        {
-            "topic": p.topic,
-            "partition": p.partition,
-            "committed_offset": p.committed_offset,
-            "log_start_offset": p.log_start_offset,
-            "log_end_offset": p.log_end_offset,
-            "lag": p.lag,
-            "time_lag_seconds": result.time_lags[p.key].seconds,
-            "time_lag_method": str(result.time_lags[p.key].method),
-            "time_lag_reason": result.time_lags[p.key].reason or p.note,
-        }
-        for p in result.partitions
-    ]
+    body["partition_rows"] = result.partition_rows
     body["topic_lags"] = [t.__dict__.copy() for t in result.topics]
+    return body
+
+
+def _expanded(cached: dict[str, Any]) -> dict[str, Any]:
+    body = {key: value for key, value in cached.items() if key not in ("partition_rows", "topic_lags")}
+    body["partitions"] = [dict(zip(PARTITION_ROW_FIELDS, row)) for row in cached["partition_rows"]]
+    body["topic_lags"] = cached["topic_lags"]
     return body
 
 
@@ -87,8 +83,9 @@ def store_cycle(result: CycleResult) -> None:
     cluster = result.cluster
     values = {_group_key(cluster.name, r.group.name): _group_detail(r) for r in result.groups}
     for group in result.gone:
-        values[_group_key(cluster.name, group.name)] = {**group_summary(group), "partitions": [], "topic_lags": []}
-    values[_cluster_key(cluster.name)] = _cluster_summary(cluster, list(ConsumerGroup.objects.filter(cluster=cluster)))
+        values[_group_key(cluster.name, group.name)] = {**group_summary(group), "partition_rows": [], "topic_lags": []}
+    # The cycle holds every group row as it just wrote them: no need to read them back.
+    values[_cluster_key(cluster.name)] = _cluster_summary(cluster, result.all_groups)
     try:
         cache.set_many(values, timeout=TTL_SECONDS)
     except Exception:  # noqa: BLE001
@@ -129,7 +126,7 @@ def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
     """One group's latest poll with its partitions; None when unknown."""
     cached = _cached(_group_key(cluster_name, group))
     if cached is not None:
-        return cached
+        return _expanded(cached)
     row = ConsumerGroup.objects.filter(cluster__name=cluster_name, name=group).first()
     if row is None:
         return None

@@ -42,6 +42,13 @@ class TimeLag:
     reason: str = ""
 
 
+# The answers that need no history, made once: a cycle hands them out thousands of times.
+CAUGHT_UP = TimeLag(0.0, TimeLagMethod.EXACT)
+UNKNOWN_WITHOUT_COMMIT = TimeLag(None, TimeLagMethod.UNKNOWN, NO_COMMITTED_OFFSET)
+UNKNOWN_WITHOUT_LOG_END = TimeLag(None, TimeLagMethod.UNKNOWN, "log end offset unavailable")
+UNKNOWN_WITHOUT_HISTORY = TimeLag(None, TimeLagMethod.UNKNOWN, NO_HISTORY_YET)
+
+
 def monotonic_tail(points: Sequence[OffsetPoint]) -> list[OffsetPoint]:
     """The newest run of points whose log end never decreases, oldest first.
 
@@ -65,6 +72,16 @@ class PartitionHistory:
             points.append(OffsetPoint(now, log_end_offset))
         self.points = monotonic_tail(points)
         self.ends = [p.log_end_offset for p in self.points]
+        self.now = now
+        self._behind: dict[int, TimeLag] = {}
+
+    def behind(self, committed_offset: int) -> TimeLag:
+        """Time lag at ``now`` of a committed offset below the log end; groups at the same
+        offset share the answer."""
+        found = self._behind.get(committed_offset)
+        if found is None:
+            found = self._behind[committed_offset] = _behind(committed_offset, self, self.now)
+        return found
 
 
 def time_when_log_end_was(offset: int, history: PartitionHistory) -> tuple[datetime, TimeLagMethod] | TimeLag:
@@ -99,15 +116,21 @@ def time_lag(
     (``log_end_offset`` at ``now``) is added when it is missing.
     """
     if committed_offset is None:
-        return TimeLag(None, TimeLagMethod.UNKNOWN, NO_COMMITTED_OFFSET)
+        return UNKNOWN_WITHOUT_COMMIT
     if log_end_offset is None:
-        return TimeLag(None, TimeLagMethod.UNKNOWN, "log end offset unavailable")
+        return UNKNOWN_WITHOUT_LOG_END
     if committed_offset >= log_end_offset:
-        return TimeLag(0.0, TimeLagMethod.EXACT)
+        return CAUGHT_UP
     if not isinstance(history, PartitionHistory):
         history = PartitionHistory(history, log_end_offset, now)
+    elif history.now == now:
+        return history.behind(committed_offset)
+    return _behind(committed_offset, history, now)
+
+
+def _behind(committed_offset: int, history: PartitionHistory, now: datetime) -> TimeLag:
     if len(history.points) < 2:
-        return TimeLag(None, TimeLagMethod.UNKNOWN, NO_HISTORY_YET)
+        return UNKNOWN_WITHOUT_HISTORY
     found = time_when_log_end_was(committed_offset, history)
     if isinstance(found, TimeLag):
         return found

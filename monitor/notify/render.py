@@ -9,7 +9,7 @@ The engine stores a *payload* on each outbox row when the alert changes state::
     ITEM = {alert_id, rule_id, rule, severity, metric, unit, op, threshold, threshold_text,
             value, value_text, cluster, group, topic, subject, state, started_at, fired_at,
             resolved_at, duration_seconds, no_data_reason, resolved_reason,
-            acknowledged_by, acknowledged_at, acknowledgement_note,
+            acknowledged_by, acknowledged_at, acknowledgement_note, summary,
             worst_partitions: [{topic, partition, lag, time_lag_seconds}], group_url, alert_url}
 
 Notifiers turn the payload into a Slack Block Kit message, an email (text + HTML) or a
@@ -122,7 +122,8 @@ def alert_item(a: Alert, rule: RuleSpec, now: datetime, worst_partitions: list[d
              "time_lag_seconds": p["time_lag_seconds"]}
             for p in (worst_partitions or [])
         ],
-        "group_url": base_url() + group_path(a.cluster, a.group) if a.group else "",
+        "summary": detail.get("summary", ""),
+        "group_url": base_url() + group_path(a.cluster, a.group) if a.cluster and a.group else "",
         "alert_url": base_url() + alert_path(a.id),
     }
     return item
@@ -244,6 +245,8 @@ def slack_message(payload_: dict) -> dict:
     shown = items[:MAX_ITEMS_IN_MESSAGE]
     for item in shown:
         line = f"*{_slack_escape(item['severity'])}* · {_slack_escape(summary_line(item, kind))}"
+        if item.get("summary"):
+            line += f"\n{_slack_escape(item['summary'])}"
         if item.get("acknowledged_by"):
             line += f"\n_acknowledged by {_slack_escape(item['acknowledged_by'])}_"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}})
@@ -292,6 +295,8 @@ def email_text(payload_: dict) -> str:
         out.append(f"{item['rule']} ({item['severity']})")
         out.append(f"  {summary_line(item, kind)}")
         resolved = f", resolved {item['resolved_at']}" if item.get("resolved_at") else ""
+        if item.get("summary"):
+            out.append(f"  {item['summary']}")
         out.append(f"  since {item['started_at']}{resolved}")
         if item.get("acknowledged_by"):
             note = item.get("acknowledgement_note") or ""
@@ -318,6 +323,8 @@ def email_html(payload_: dict) -> str:
         parts.append(f'<h3 style="margin-bottom:4px">{e(item["rule"])} <small>({e(item["severity"])})</small></h3>')
         parts.append(f"<p>{e(summary_line(item, kind))}<br><small>since {e(item['started_at'] or '')}"
                      + (f", resolved {e(item['resolved_at'])}" if item.get("resolved_at") else "") + "</small></p>")
+        if item.get("summary"):
+            parts.append(f"<p>{e(item['summary'])}</p>")
         if item.get("acknowledged_by"):
             note = e(item.get("acknowledgement_note") or "")
             parts.append(f"<p><em>Acknowledged by {e(item['acknowledged_by'])}</em> {note}</p>")

@@ -9,7 +9,9 @@ the rest of the suite starts from an empty database again.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -50,7 +52,8 @@ FAILURE_RULE = "payments keeps failing"
 USERNAME = "oncall"
 PASSWORD = "e2e-correct-horse-battery-staple"
 
-TRAFFIC_SECONDS = 16.0
+TRACE_PAGE = re.compile(r"/traces/[0-9a-f]{32}/")  # for page.wait_for_url
+TRAFFIC_SECONDS = 12.0
 POLL_EVERY_SECONDS = 2.5
 
 
@@ -70,7 +73,7 @@ class WebServer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown (TERM waits for keep-alives)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -159,7 +162,7 @@ def traffic_config(bootstrap: str):
     return replace(
         config, orders_per_second=6, shipping_slow_first_after=5, shipping_slow_every=60, shipping_slow_for=6,
         shipping_seconds_per_shipment_when_slow=0.3, analytics_stops_after=5, schema_v2_after=6,
-        storm_first_after=8, storm_every=600, storm_size=60, storm_events_per_second=60, failure_rate=0.08,
+        storm_first_after=7, storm_every=600, storm_size=60, storm_events_per_second=60, failure_rate=0.08,
         poison_rate=0.04, out_of_stock_rate=0.15, amend_rate=0.05, out_of_order_rate=0.1,
         duplicate_publish_rate=0.03, redelivery_rate=0.2, park_timeout_seconds=1, stats_every_seconds=5,
     )
@@ -442,3 +445,47 @@ def plotted_points(page, selector: str) -> list[int]:
         "&& gd._fullLayout; }", arg=selector)
     return page.evaluate(
         "(sel) => document.querySelector(sel).data.map(t => (t.x || []).length)", selector)
+
+
+def node_names(page, selector: str, kind: str) -> set[str]:
+    """The labels of a flow figure's nodes of one kind ("service" or "topic"), as drawn."""
+    page.wait_for_function("(sel) => { const gd = document.querySelector(sel); return gd && gd._fullLayout; }",
+                           arg=selector)
+    return set(page.evaluate(
+        """([sel, kind]) => document.querySelector(sel).data
+             .filter(t => t.meta && t.meta.part === 'node' && t.meta.kind === kind)
+             .flatMap(t => t.text)""", [selector, kind]))
+
+
+def click_plotted_point(page, selector: str, part: str, label: str) -> None:
+    """Click a drawn point (e.g. a flow node) the way a user does: at its pixel position."""
+    position = page.evaluate(
+        """([sel, part, label]) => {
+             const gd = document.querySelector(sel);
+             const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+             for (const t of gd.data) {
+               if (!t.meta || t.meta.part !== part) continue;
+               const i = (t.text || []).indexOf(label);
+               if (i >= 0) return {x: xa._offset + xa.l2p(t.x[i]), y: ya._offset + ya.l2p(t.y[i])};
+             }
+             return null;
+           }""", [selector, part, label])
+    assert position, f"no {part} labelled {label!r} in {selector}"
+    box = page.locator(selector).bounding_box()
+    x, y = box["x"] + position["x"], box["y"] + position["y"]
+    page.mouse.move(x, y)
+    page.wait_for_timeout(100)  # Plotly finds the hovered point on mouse move
+    page.mouse.click(x, y)
+
+
+def zoom_to_data(page, selector: str, padding_seconds: float = 3) -> None:
+    """Zoom a time chart to where its points are, as a user drags a box over them: the test
+    world is seconds old, so a 15-minute axis would show it as a spike at the right edge."""
+    page.evaluate(
+        """([sel, pad]) => {
+             const gd = document.querySelector(sel);
+             const xa = gd._fullLayout.xaxis;
+             const times = gd.data.flatMap(t => (t.x || []).map(v => xa.d2l(v)));
+             return Plotly.relayout(gd, {'xaxis.range': [xa.l2r(Math.min(...times) - pad),
+                                                         xa.l2r(Math.max(...times) + pad)]});
+           }""", [selector, padding_seconds * 1000])

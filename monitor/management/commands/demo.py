@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000, help="web server port (default 8000)")
         parser.add_argument("--broker-port", type=int, default=9092,
                             help="preferred broker port (default 9092; a free one is used when busy)")
-        parser.add_argument("--rate", type=float, default=2.0, help="orders per second the simulator places")
+        parser.add_argument("--rate", type=float, default=1.0,
+                            help="orders per second the simulator places (default 1)")
         parser.add_argument("--duration", type=float, default=None,
                             help="stop by itself after this many seconds (smoke tests)")
         parser.add_argument("--var-dir", default=None,
@@ -114,7 +116,8 @@ class Demo:
 
     # -- steps
     def check_environment(self) -> None:
-        with self.progress.step(f"checking port {self.web_port} and Redis at {self.redis_url}") as note:
+        redis_shown = orch.redacted_url(self.redis_url or orch.DEFAULT_REDIS_URL)
+        with self.progress.step(f"checking port {self.web_port} and Redis at {redis_shown}") as note:
             if not orch.port_is_free(HOST, self.web_port):
                 raise orch.StepFailed(
                     f"port {self.web_port} is in use (is a demo already running?); stop it or use --port"
@@ -231,7 +234,8 @@ class Demo:
             password = "the value of DEMO_PASSWORD"
         else:
             password = "unchanged since the first run (DEMO_PASSWORD=... make demo resets it)"
-        celery = f"Redis at {self.redis_url}" if self.redis_url else "embedded transport in var/celery-queue"
+        celery = f"Redis at {orch.redacted_url(self.redis_url)}" if self.redis_url else \
+            "embedded transport in var/celery-queue"
         for line in (
             "",
             "The Kafka monitor demo is running.",
@@ -269,7 +273,9 @@ class Demo:
         if not self.supervisor.children:
             return
         self.console.line("stopping the demo's processes ...")
-        self.supervisor.stop_all(report=lambda name, seconds, code: self.console.line(
-            f"  stopped {name} ({seconds:.1f} s)"
-        ))
+        self.supervisor.stop_all(report=self.report_stopped)
         self.console.line("all stopped.")
+
+    def report_stopped(self, name: str, seconds: float, returncode: int | None) -> None:
+        killed = " - killed: it did not finish its shutdown in time" if returncode == -signal.SIGKILL else ""
+        self.console.line(f"  stopped {name} ({seconds:.1f} s){killed}")
