@@ -178,6 +178,8 @@ def group(request: HttpRequest, cluster: str, group: str) -> HttpResponse:
 
     if part == "charts":
         return JsonResponse({"charts": _group_charts(found, since, now, metric, breakdown)})
+    from dashboards.alert_views import alerts_for_group  # alert_views builds on this module
+
     context: dict[str, object] = {"cluster": found_cluster, "group": found}
     if part != "summary":
         context["partitions"] = queries.latest_partitions(found)
@@ -192,6 +194,7 @@ def group(request: HttpRequest, cluster: str, group: str) -> HttpResponse:
             "summary_url": query_link(request, part="summary"),
             "partitions_url": query_link(request, part="partitions"),
             **chart_controls(request, chart_range, metric),
+            **alerts_for_group(found_cluster.name, found.name),
         }
     )
     return page(request, "group.html", context, "overview")

@@ -255,3 +255,19 @@ def test_every_logged_in_page_is_offered_the_banners_but_the_login_page_is_not(r
     assert banner["level"] == "error" and "NoBrokersAvailable" in banner["text"]
     # Anonymous visitors learn nothing about the clusters.
     assert "NoBrokersAvailable" not in page(client, "/login/")
+
+
+def test_group_page_shows_the_groups_open_alerts(logged_in_client, billing, cluster):
+    from monitor.choices import AlertState, Severity
+    from monitor.models import Alert, AlertRule
+
+    rule = AlertRule.objects.create(name="billing falls behind", group="billing", metric="lag",
+                                    threshold=1000, severity=Severity.CRITICAL)
+    now = timezone.now()
+    Alert.objects.create(rule=rule, subject=f"{cluster.name}/billing/orders", cluster=cluster.name,
+                         group="billing", topic="orders", state=AlertState.FIRING, value=1_234_567,
+                         threshold=1000, started_at=now, fired_at=now, last_evaluated_at=now)
+    html = page(logged_in_client, f"/clusters/{cluster.name}/groups/billing/")
+    alerts = html[html.index('id="group-alerts"'):]
+    assert "billing falls behind" in alerts
+    assert "No open alerts" not in alerts
