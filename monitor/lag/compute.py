@@ -125,6 +125,10 @@ class TopicLag:
     time_lag_seconds: float | None
     partitions: int
     unknown_partitions: int
+    committed_offset_total: int | None = None
+    """Sum of the committed offsets (None when there is none)."""
+    log_end_offset_total: int | None = None
+    """Sum of the log ends of all the topic's partitions (None when none is known)."""
 
 
 def sum_known(values: Iterable[int | None]) -> int | None:
@@ -149,6 +153,8 @@ def topic_lags(lags: Iterable[PartitionLag], time_lags: Mapping[TopicPartitionKe
             time_lag_seconds=max_known(time_lags.get(p.key) for p in parts),
             partitions=len(parts),
             unknown_partitions=sum(1 for p in parts if p.lag is None),
+            committed_offset_total=sum_known(p.committed_offset for p in parts),
+            log_end_offset_total=sum_known(p.log_end_offset for p in parts),
         )
         for topic, parts in sorted(by_topic.items())
     ]
@@ -180,13 +186,14 @@ def group_totals(lags: Sequence[PartitionLag], time_lags: Sequence[float | None]
     lost_messages = lost_partitions = 0
     worst: float | None = None
     committed_topics: set[str] = set()
-    # topic -> [lag sum, any lag known, worst time lag, partitions, unknown partitions]
+    # topic -> [lag sum, any lag known, worst time lag, partitions, unknown partitions,
+    #           committed sum, any committed, log end sum, any log end]
     by_topic: dict[str, list] = {}
     for part, seconds in zip(lags, time_lags):
         topic, _, committed, _, log_end, lag, lost, _ = part
         totals = by_topic.get(topic)
         if totals is None:
-            totals = by_topic[topic] = [0, False, None, 0, 0]
+            totals = by_topic[topic] = [0, False, None, 0, 0, 0, False, 0, False]
         totals[3] += 1
         if lag is None:
             totals[4] += 1
@@ -200,10 +207,15 @@ def group_totals(lags: Sequence[PartitionLag], time_lags: Sequence[float | None]
                 worst = seconds
             if totals[2] is None or seconds > totals[2]:
                 totals[2] = seconds
+        if log_end is not None:
+            totals[7] += log_end
+            totals[8] = True
         if committed is not None:
             committed_total += committed
             committed_known = True
             committed_topics.add(topic)
+            totals[5] += committed
+            totals[6] = True
             if log_end is not None:
                 log_end_total += log_end
                 log_end_known = True
@@ -219,8 +231,10 @@ def group_totals(lags: Sequence[PartitionLag], time_lags: Sequence[float | None]
         lost_partitions=lost_partitions,
         max_time_lag_seconds=worst,
         topic_lags=[
-            TopicLag(topic=topic, lag=lag if known else None, time_lag_seconds=seconds, partitions=partitions,
-                     unknown_partitions=unknown)
-            for topic, (lag, known, seconds, partitions, unknown) in sorted(by_topic.items())
+            TopicLag(topic=topic, lag=lag if lag_found else None, time_lag_seconds=seconds, partitions=partitions,
+                     unknown_partitions=unknown, committed_offset_total=committed if committed_found else None,
+                     log_end_offset_total=log_end if log_end_found else None)
+            for topic, (lag, lag_found, seconds, partitions, unknown, committed, committed_found, log_end,
+                        log_end_found) in sorted(by_topic.items())
         ],
     )

@@ -139,7 +139,8 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
                 _write_partition_rows(write, result, now)
         progress(f"computed the lag of {len(results)} groups")
         insert_rows(TopicLagSample, _TOPIC_COLUMNS, (
-            (r.group.id, t.topic, 0, now, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions)
+            (r.group.id, t.topic, 0, now, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions,
+             t.committed_offset_total, t.log_end_offset_total)
             for r in results for t in r.topics
         ))
         insert_rows(LogOffsetSample, _LOG_OFFSET_COLUMNS, (
@@ -318,7 +319,7 @@ def _retention_inputs(parts: list[PartitionLag], tables: _LogTables) -> Iterator
 _PARTITION_COLUMNS = ("group_id", "polled_at") + PARTITION_ROW_FIELDS
 _REASON_LENGTH = PartitionLagSample._meta.get_field("time_lag_reason").max_length
 _TOPIC_COLUMNS = ("group_id", "topic", "resolution", "polled_at", "lag", "time_lag_seconds", "partitions",
-                  "unknown_partitions")
+                  "unknown_partitions", "committed_offset_total", "log_end_offset_total")
 _LOG_OFFSET_COLUMNS = ("cluster_id", "topic", "partition", "polled_at", "log_start_offset", "log_end_offset")
 
 

@@ -67,7 +67,11 @@ def _group_detail(result: GroupResult) -> dict[str, Any]:
     thousands; a reader expands the few it reads, see :func:`_expanded`)."""
     body = group_summary(result.group)
     body["partition_rows"] = result.partition_rows
-    body["topic_lags"] = [t.__dict__.copy() for t in result.topics]
+    body["topic_lags"] = [
+        {"topic": t.topic, "lag": t.lag, "time_lag_seconds": t.time_lag_seconds, "partitions": t.partitions,
+         "unknown_partitions": t.unknown_partitions}
+        for t in result.topics
+    ]
     return body
 
 

@@ -80,6 +80,10 @@ class TopicLagSample(models.Model):
     time_lag_seconds = models.FloatField(null=True)
     partitions = models.IntegerField(default=0)
     unknown_partitions = models.IntegerField(default=0)
+    # Per poll (resolution 0), summed over the topic's partitions: the status window reads
+    # a group's totals per poll from these rows instead of summing every partition sample.
+    committed_offset_total = models.BigIntegerField(null=True)
+    log_end_offset_total = models.BigIntegerField(null=True)
 
     class Meta:
         indexes = [

@@ -2,7 +2,7 @@
 shows where one order got stuck."""
 import pytest
 
-from tests.e2e.conftest import TRACE_PAGE, FAILURE_RULE, LAG_RULE, STOPPED_GROUP, plotted_points, screenshot
+from tests.e2e.conftest import FAILURE_RULE, LAG_RULE, STOPPED_GROUP, TRACE_PAGE, plotted_points, screenshot
 
 pytestmark = pytest.mark.e2e
 

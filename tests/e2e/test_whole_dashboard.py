@@ -38,6 +38,7 @@ def test_every_page_loads_without_errors_and_only_talks_to_this_server(browser, 
             route.abort()
 
     context.route("**/*", only_local)
+    log_start = world.server.log_path.stat().st_size
     page = context.new_page()
     watch = PageWatch(page)
     try:
@@ -55,6 +56,10 @@ def test_every_page_loads_without_errors_and_only_talks_to_this_server(browser, 
         context.close()
     assert not blocked
     assert not watch.problems(), "\n".join(watch.problems())
+    with open(world.server.log_path, "rb") as log:  # also what the browser fetches on its own (favicon)
+        log.seek(log_start)
+        server_log = log.read().decode(errors="replace")
+    assert "Not Found" not in server_log and "ERROR" not in server_log, server_log
 
 
 def test_dark_mode_is_remembered_across_pages_and_reloads_and_recolours_charts(page, world):
