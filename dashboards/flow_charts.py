@@ -299,8 +299,9 @@ def timeline_figure(timeline: Timeline, theme: Mapping[str, str] = LIGHT) -> Fig
         "barmode": "overlay",
         "hovermode": "closest",
         "showlegend": True,
-        "legend": {"orientation": "h", "y": -0.15, "x": 0},
-        "margin": {"l": 10, "r": 30, "t": 10, "b": 70},
+        # Above the plot: below it, the legend collides with the x-axis title.
+        "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
+        "margin": {"l": 10, "r": 30, "t": 40, "b": 50},
         "xaxis": {"title": {"text": "seconds since the first event"}, "zeroline": False,
                   "gridcolor": theme["grid"], "rangemode": "tozero"},
         "yaxis": {"type": "category", "categoryorder": "array", "categoryarray": [escape(r) for r in timeline.rows],

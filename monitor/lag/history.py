@@ -160,7 +160,7 @@ def rewinds(group_ids: list[int], since: datetime) -> dict[int, list[Rewind]]:
         return result
     rows = GroupEvent.objects.filter(
         group_id__in=group_ids, kind=GroupEventKind.OFFSET_RESET, at__gte=since
-    ).values_list("group_id", "at", "detail")
+    ).order_by("at", "id").values_list("group_id", "at", "detail")  # resets of one poll in the order they were found
     for group_id, at, detail in rows:
         result[group_id].append(Rewind(at=at, detail=detail))
     return result
