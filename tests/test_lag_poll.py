@@ -234,19 +234,16 @@ def test_status_comes_from_the_window_of_stored_polls(cluster, prefix, topic, ka
     settings.MONITOR_STOPPED_AFTER_SECONDS = 3600
     group_id = f"{prefix}-stuck"
     commit_offsets(kafka_settings, group_id, {(topic, 0): 4})
-    poll_cluster(cluster.id)
-    group = ConsumerGroup.objects.get(name=group_id)
     now = timezone.now()
-    PartitionLagSample.objects.bulk_create([
-        PartitionLagSample(group=group, topic=topic, partition=0, polled_at=now - timedelta(seconds=ago),
-                           committed_offset=4, log_start_offset=0, log_end_offset=10, lag=6,
-                           time_lag_method=TimeLagMethod.UNKNOWN)
-        for ago in (660, 480, 300, 120)
-    ])
+    for ago in (660, 480, 300, 120):
+        earlier = reading(group_id, {(topic, 0): 4}, {topic: 3},
+                          {(topic, 0): (0, 10), (topic, 1): (0, 7), (topic, 2): (0, 0)})
+        earlier.polled_at = now - timedelta(seconds=ago)
+        record(cluster, earlier)
 
     poll_cluster(cluster.id)
 
-    group.refresh_from_db()
+    group = ConsumerGroup.objects.get(name=group_id)
     assert group.status == GroupStatus.STALLED
     assert group.status_reason == "no progress in the last 10 min while 6 messages wait"
 
