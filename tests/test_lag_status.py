@@ -84,6 +84,16 @@ def test_lag_that_rose_and_fell_back_is_not_growing():
     assert status(history).status == GroupStatus.OK
 
 
+def test_lag_wobbling_by_a_few_messages_is_not_growing():
+    history = polls((60, 1000, 0, 1000), (30, 1030, 1, 1031), (0, 1060, 2, 1062))
+    assert status(history).status == GroupStatus.OK
+
+
+def test_large_lag_creeping_up_by_less_than_five_percent_is_not_growing():
+    history = polls((600, 1000, 10_000, 11_000), (300, 2000, 10_200, 12_200), (0, 3000, 10_400, 13_400))
+    assert status(history).status == GroupStatus.OK
+
+
 def test_polls_older_than_the_window_do_not_count_for_growing():
     history = polls((1200, 0, 10, 10), (900, 100, 20, 120), (600, 200, 500, 700), (300, 900, 400, 1300),
                     (0, 1600, 300, 1900))

@@ -9,7 +9,7 @@ The first rule that matches wins; every status comes with a one-line reason.
 | rewind    | a committed offset went backwards within the window                  | "orders/3: committed offset went back from 5,000 to 100 (4,900 messages to read again), 4 min ago" |
 | stopped   | lag > 0 and no committed-offset progress for MONITOR_STOPPED_AFTER_SECONDS | "no progress for 16 min while 4,500 messages wait"  |
 | stalled   | lag > 0 and no committed-offset progress over the whole window       | "no progress in the last 10 min while 4,500 messages wait" |
-| growing   | >= 3 polls in the window, least-squares slope of lag > 0, last > first | "lag grew from 120 to 4,500 messages in the last 10 min" |
+| growing   | >= 3 polls in the window, least-squares slope of lag > 0, last - first >= max(10, 5% of first) | "lag grew from 120 to 4,500 messages in the last 10 min" |
 | empty     | the broker reports no active members                                 | "no active members; 120 messages waiting"                 |
 | idle      | lag 0 and the log end did not move over the window (>= 2 polls)      | "caught up; no new messages in the last 10 min"           |
 | ok        | otherwise                                                            | "120 messages behind, consuming 40/s" or "caught up"      |
@@ -81,6 +81,16 @@ def lag_slope(points: Sequence[GroupPoint]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var_x
 
 
+GROWING_MIN_MESSAGES = 10
+GROWING_MIN_FRACTION = 0.05
+
+
+def grew_beyond_noise(first: int, last: int) -> bool:
+    """Lag that wobbles by a message or two between polls of a healthy consumer is not
+    "falling behind": growth must reach 10 messages and 5% of where it started."""
+    return last - first >= max(GROWING_MIN_MESSAGES, GROWING_MIN_FRACTION * first)
+
+
 def since_last_progress(history: Sequence[GroupPoint]) -> datetime | None:
     """Start of the current stretch where lag > 0 and the committed offsets did not move."""
     current = history[-1]
@@ -139,7 +149,7 @@ def group_status(inputs: StatusInputs) -> Verdict:
                            f"while {humanize.count(lag)} messages wait")
 
     known = [p for p in window if p.lag is not None]
-    if len(known) >= 3 and known[-1].lag > known[0].lag and lag_slope(known) > 0:  # type: ignore[operator]
+    if len(known) >= 3 and grew_beyond_noise(known[0].lag, known[-1].lag) and lag_slope(known) > 0:  # type: ignore[arg-type]
         span = (known[-1].polled_at - known[0].polled_at).total_seconds()
         return Verdict(GroupStatus.GROWING,
                        f"lag grew from {humanize.count(known[0].lag)} to {humanize.count(known[-1].lag)} "  # type: ignore[arg-type]
