@@ -33,6 +33,8 @@ DEMO_SETTINGS = {
     "MONITOR_STATUS_WINDOW_SECONDS": "120",
     "MONITOR_STOPPED_AFTER_SECONDS": "120",
     "MONITOR_EVENT_RETENTION_DAYS": "1",
+    # Alert emails of the demo go to the worker's log (var/log/worker.log), not to an SMTP server.
+    "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
 }
 
 

@@ -12,6 +12,19 @@ from monitor.lag import humanize
 from monitor.lag.compute import PartitionLag, TopicPartitionKey
 
 
+PreviousOffsets = tuple[int | None, int | None]
+"""A partition at the group's previous poll: (committed offset, log start offset)."""
+
+
+def previous_lag(key: TopicPartitionKey, offsets: PreviousOffsets | None) -> PartitionLag | None:
+    """The previous poll of a partition as far as its offsets tell (what was lost then)."""
+    if offsets is None:
+        return None
+    committed, start = offsets
+    lost = start - committed if committed is not None and start is not None and committed < start else 0
+    return PartitionLag(key[0], key[1], committed, start, None, None, lost)
+
+
 @dataclass(frozen=True)
 class GroupChange:
     kind: GroupEventKind
@@ -22,7 +35,7 @@ class GroupChange:
 
 def group_changes(
     current: Iterable[PartitionLag],
-    previous: Mapping[TopicPartitionKey, PartitionLag] | None,
+    previous: Mapping[TopicPartitionKey, PreviousOffsets] | None,
     previous_topics: Iterable[str],
     previous_partition_counts: Mapping[str, int],
     partition_counts: Mapping[str, int],
@@ -51,21 +64,22 @@ def group_changes(
                                            detail=f"{topic}: {before} -> {now} partitions"))
     previous = previous or {}
     for part in current:
+        before_committed = before_start = None
         if previous:
             before = previous.get((part.topic, part.partition))
+            if before is not None:
+                before_committed, before_start = before
             committed = part.committed_offset
-            if before is not None and committed is not None and before.committed_offset is not None \
-                    and committed < before.committed_offset:
-                back = before.committed_offset - committed
+            if before_committed is not None and committed is not None and committed < before_committed:
+                back = before_committed - committed
                 changes.append(GroupChange(
                     GroupEventKind.OFFSET_RESET, topic=part.topic, partition=part.partition,
                     detail=f"{part.topic}/{part.partition}: committed offset went back from "
-                           f"{humanize.count(before.committed_offset)} to {humanize.count(committed)} "
+                           f"{humanize.count(before_committed)} to {humanize.count(committed)} "
                            f"({humanize.count(back)} messages to read again)",
                 ))
-        else:
-            before = None
-        if part.lost_messages and (before is None or not before.lost_messages):
+        if part.lost_messages and not (before_committed is not None and before_start is not None
+                                       and before_committed < before_start):
             changes.append(GroupChange(
                 GroupEventKind.DATA_LOSS, topic=part.topic, partition=part.partition,
                 detail=f"{part.topic}/{part.partition}: {part.note}",

@@ -20,7 +20,8 @@ from django.db.models import F, Q, Sum
 from django.db.models.expressions import RawSQL
 
 from monitor.choices import GroupEventKind
-from monitor.lag.compute import PartitionLag, TopicPartitionKey
+from monitor.lag.changes import PreviousOffsets
+from monitor.lag.compute import TopicPartitionKey
 from monitor.lag.status import GroupPoint, Rewind
 from monitor.lag.timelag import OffsetPoint
 from monitor.models import (
@@ -50,7 +51,7 @@ class StoredHistory:
     window_start: datetime
     groups: dict[str, ConsumerGroup]
     topics: dict[str, Topic]
-    previous: dict[int, dict[TopicPartitionKey, PartitionLag]]
+    previous: dict[int, dict[TopicPartitionKey, PreviousOffsets]]
     """Each group's latest poll, for the groups in ``read_group_ids``."""
     group_points: dict[int, list[GroupPoint]]
     rewinds: dict[int, list[Rewind]]
@@ -104,14 +105,14 @@ def read_stored(cluster: Cluster, as_of: datetime) -> StoredHistory:
     )
 
 
-def previous_partitions(groups: Iterable[ConsumerGroup]) -> dict[int, dict[TopicPartitionKey, PartitionLag]]:
-    """Each group's partitions as its latest poll saw them (offsets and what was lost;
-    the rest of the comparison needs nothing else)."""
+def previous_partitions(groups: Iterable[ConsumerGroup]) -> dict[int, dict[TopicPartitionKey, PreviousOffsets]]:
+    """Each group's partitions as its latest poll saw them: the committed offset and the
+    log start (what an offset reset or a new loss is judged by)."""
     by_poll: dict[datetime, list[int]] = defaultdict(list)
     for group in groups:
         if group.last_sample_at is not None:
             by_poll[group.last_sample_at].append(group.id)
-    result: dict[int, dict[TopicPartitionKey, PartitionLag]] = defaultdict(dict)
+    result: dict[int, dict[TopicPartitionKey, PreviousOffsets]] = defaultdict(dict)
     if not by_poll:
         return result
     # One (group, polled_at) index seek per group: the groups of a cluster share their
@@ -119,13 +120,10 @@ def previous_partitions(groups: Iterable[ConsumerGroup]) -> dict[int, dict[Topic
     latest = Q()
     for polled_at, ids in by_poll.items():
         latest |= Q(group_id__in=ids, polled_at=polled_at)
-    rows = PartitionLagSample.objects.filter(latest).values_list(
-        "group_id", "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag"
-    )
-    for group_id, topic, partition, committed, start, end, lag in rows:
-        lost = start - committed if committed is not None and start is not None and committed < start else 0
-        result[group_id][(topic, partition)] = _new_tuple(
-            PartitionLag, (topic, partition, committed, start, end, lag, lost, ""))
+    rows = _rows(PartitionLagSample.objects.filter(latest).values_list(
+        "group_id", "topic", "partition", "committed_offset", "log_start_offset"))
+    for group_id, topic, partition, committed, start in rows:
+        result[group_id][(topic, partition)] = (committed, start)
     return result
 
 
@@ -169,7 +167,7 @@ def rewinds(group_ids: list[int], since: datetime) -> dict[int, list[Rewind]]:
 def recent_offset_points(cluster_id: int, since: datetime) -> dict[TopicPartitionKey, list[OffsetPoint]]:
     """Every log-end point of the cluster since ``since``, per partition, oldest first."""
     points: dict[TopicPartitionKey, list[OffsetPoint]] = defaultdict(list)
-    rows = (
+    rows = _rows(
         LogOffsetSample.objects.filter(cluster_id=cluster_id, polled_at__gte=since)
         .annotate(at=_instant(LogOffsetSample))
         .order_by("topic", "partition", "polled_at")  # the index's order
@@ -189,6 +187,18 @@ def _instant(model: type[models.Model]) -> RawSQL | F:
         return F("polled_at")
     column = f"{connection.ops.quote_name(model._meta.db_table)}.{connection.ops.quote_name('polled_at')}"
     return RawSQL(f"(EXTRACT(EPOCH FROM {column}) * 1000000)::bigint", (), output_field=models.BigIntegerField())
+
+
+def _rows(queryset: models.QuerySet) -> list[tuple]:
+    """A ``values_list`` query's rows as the driver returns them, for columns that need no
+    conversion (numbers, text, :func:`_instant`): Django's per-row handling costs more
+    than the read itself for the thousands of rows a cycle reads back."""
+    if connection.vendor != "postgresql":
+        return list(queryset)
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 class _Instants(dict):

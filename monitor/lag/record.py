@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagM
 from monitor.kafka.adapter import GroupListing, LogOffsets
 from monitor.lag import forecast, history
 from monitor.lag.bulk import insert_rows, row_writer, update_rows
-from monitor.lag.changes import GroupChange, group_changes
+from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, previous_lag
 from monitor.lag.compute import (
     PartitionLag, TopicLag, TopicPartitionKey, covered_partitions, group_partition_lags, group_totals, newly_lost,
 )
@@ -132,11 +133,13 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         results: list[GroupResult] = []
         # The other groups are evaluated while their samples stream into the database,
         # which stores each batch while the next groups are computed.
-        with row_writer(PartitionLagSample, _PARTITION_COLUMNS) as write:
+        samples = row_writer(PartitionLagSample, _PARTITION_COLUMNS) if any(lags.values()) else nullcontext()
+        with samples as write:
             for name, parts in sorted(lags.items()):
                 result = evaluated[name] if name in evaluated else evaluate(existing[name], parts)
                 results.append(result)
-                _write_partition_rows(write, result, now)
+                if parts:
+                    _write_partition_rows(write, result, now)
         progress(f"computed the lag of {len(results)} groups")
         insert_rows(TopicLagSample, _TOPIC_COLUMNS, (
             (r.group.id, t.topic, 0, now, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions,
@@ -241,7 +244,7 @@ _SNAPSHOT_FIELDS = [
 
 def _evaluate_group(
     row: ConsumerGroup, parts: list[PartitionLag], listing: GroupListing | None,
-    previous: dict[TopicPartitionKey, PartitionLag] | None, past_points: list[GroupPoint], past_rewinds: list[Rewind],
+    previous: dict[TopicPartitionKey, PreviousOffsets] | None, past_points: list[GroupPoint], past_rewinds: list[Rewind],
     tables: _LogTables, previous_counts: dict[str, int], partition_counts: dict[str, int],
     now: datetime, *, is_new: bool,
 ) -> GroupResult:
@@ -275,7 +278,8 @@ def _evaluate_group(
         forecast.rate([(p.polled_at, p.log_end_total) for p in in_window]),
     )
     retention = forecast.retention_risk(_retention_inputs(parts, tables))
-    lost_since = sum(newly_lost(previous.get(p.key) if previous else None, p) for p in parts if p.lost_messages)
+    lost_since = sum(newly_lost(previous_lag(p.key, previous.get(p.key) if previous else None), p)
+                     for p in parts if p.lost_messages)
 
     row.state = state[:40]
     row.members = members

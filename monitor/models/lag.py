@@ -48,7 +48,10 @@ class LogOffsetSample(models.Model):
 class PartitionLagSample(models.Model):
     """Raw lag of one group on one partition at one poll."""
 
-    group = models.ForeignKey(ConsumerGroup, on_delete=models.CASCADE, related_name="partition_samples")
+    # No index of its own: partlag_group_time below starts with the group (a cycle writes
+    # tens of thousands of rows; each index costs on every one).
+    group = models.ForeignKey(ConsumerGroup, on_delete=models.CASCADE, related_name="partition_samples",
+                              db_index=False)
     topic = models.CharField(max_length=255)
     partition = models.IntegerField()
     polled_at = models.DateTimeField()

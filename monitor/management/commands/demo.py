@@ -183,7 +183,7 @@ class Demo:
     def register_cluster(self) -> str:
         from monitor.lag.clusters import upsert_cluster
 
-        with self.progress.step(f'registering cluster "{CLUSTER_NAME}" and a token for the simulator') as note:
+        with self.progress.step(f'registering cluster "{CLUSTER_NAME}", alert rules and a token for the simulator') as note:
             change = upsert_cluster(CLUSTER_NAME, [self.bootstrap], poll_interval_seconds=CLUSTER_POLL_INTERVAL_SECONDS)
             note.detail = f"cluster {change.action}"
             if change.action != "created":
@@ -191,6 +191,7 @@ class Demo:
                 if forgotten:
                     note.detail += f"; {forgotten} groups of the previous run's in-memory broker forgotten"
             token = orch.issue_ingest_token(SIMULATOR_TOKEN_NAME)
+            note.detail += "; " + apply_demo_alert_rules()
         return token
 
     def start_worker(self, env: dict[str, str]) -> None:
@@ -279,3 +280,17 @@ class Demo:
     def report_stopped(self, name: str, seconds: float, returncode: int | None) -> None:
         killed = " - killed: it did not finish its shutdown in time" if returncode == -signal.SIGKILL else ""
         self.console.line(f"  stopped {name} ({seconds:.1f} s){killed}")
+
+
+def apply_demo_alert_rules() -> str:
+    """The demo's alert rules (monitor/demo/alerts.yaml), unless rules exist already:
+    rules someone edited in the admin are theirs to keep."""
+    from monitor.alerts import config
+    from monitor.models import AlertRule
+
+    existing = AlertRule.objects.count()
+    if existing:
+        return f"{existing} alert rules kept"
+    document = config.load((Path(__file__).resolve().parents[2] / "demo" / "alerts.yaml").read_text(), "alerts.yaml")
+    config.apply(document)
+    return f"{len(document.rules)} alert rules created"
