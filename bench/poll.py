@@ -83,26 +83,23 @@ def seed_history(cluster_id: int, polls: int) -> None:
 
     from monitor.models import Cluster, LogOffsetSample, PartitionLagSample, TopicLagSample
 
-    cluster = Cluster.objects.get(pk=cluster_id)
-    partition_columns = ("group_id", "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset",
-                         "lag", "time_lag_seconds", "time_lag_method", "time_lag_reason")
-    topic_columns = ("group_id", "topic", "resolution", "lag", "time_lag_seconds", "partitions",
-                     "unknown_partitions")
-    log_columns = ("cluster_id", "topic", "partition", "log_start_offset", "log_end_offset")
+    if connection.vendor != "postgresql":
+        return  # the SQL below is PostgreSQL's
+    latest = Cluster.objects.get(pk=cluster_id).last_success_at
     qn = connection.ops.quote_name
-    groups = "SELECT id FROM monitor_consumergroup WHERE cluster_id = %s"
+    in_cluster = "group_id IN (SELECT id FROM monitor_consumergroup WHERE cluster_id = %s)"
     with connection.cursor() as cursor:
-        for model, columns, scope in (
-            (PartitionLagSample, partition_columns, f"group_id IN ({groups})"),
-            (TopicLagSample, topic_columns, f"group_id IN ({groups})"),
-            (LogOffsetSample, log_columns, "cluster_id = %s"),
-        ):
-            table, names = qn(model._meta.db_table), ", ".join(qn(c) for c in columns)
+        for model, scope in ((PartitionLagSample, in_cluster), (TopicLagSample, in_cluster),
+                             (LogOffsetSample, "cluster_id = %s")):
+            if polls <= 0:
+                break
+            table = qn(model._meta.db_table)
+            columns = ", ".join(qn(f.column) for f in model._meta.concrete_fields if f.name not in ("id", "polled_at"))
             cursor.execute(
-                f"INSERT INTO {table} ({names}, polled_at) "
-                f"SELECT {names}, polled_at - make_interval(secs => k * %s) FROM {table}, generate_series(1, %s) AS k "
+                f"INSERT INTO {table} ({columns}, polled_at) "
+                f"SELECT {columns}, polled_at - make_interval(secs => k * %s) FROM {table}, generate_series(1, %s) AS k "
                 f"WHERE {scope} AND polled_at = %s",
-                [POLL_INTERVAL_SECONDS, polls, cluster_id, cluster.last_success_at],
+                [POLL_INTERVAL_SECONDS, polls, cluster_id, latest],
             )
         cursor.execute("ANALYZE")
 
@@ -132,8 +129,7 @@ def measure(kafka, broker_bootstrap: str, name: str, partitions_per_topic: int, 
     cluster = Cluster.objects.create(name=name, bootstrap_servers=broker_bootstrap, group_include=f"{name}-group-*",
                                      poll_interval_seconds=POLL_INTERVAL_SECONDS)
     cycle(cluster.id)  # the first poll creates the group rows
-    if history_polls:
-        seed_history(cluster.id, history_polls)
+    seed_history(cluster.id, history_polls)
     cycle(cluster.id)
     with KafkaAdapter(kafka) as adapter:
         metadata = adapter.topic_metadata({t for t, _ in partitions})
@@ -199,7 +195,7 @@ def main() -> None:
     from monitor.kafka.adapter import ConnectionSettings, wait_until_reachable
 
     if connection.vendor != "postgresql":
-        args.history_polls = 0  # the seeding SQL is PostgreSQL's
+        args.history_polls = 0
     test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     broker = start_broker()
     started = time.monotonic()

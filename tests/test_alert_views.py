@@ -130,3 +130,19 @@ def test_the_group_page_fragment_lists_the_groups_alerts(rules, now):
     html = render_to_string("fragments/alerts_group.html", context)
     assert html.count("data-alert-id=") == 3 and "Recently resolved" in html
     assert "No open alerts" in render_to_string("fragments/alerts_group.html", alerts_for_group("prod", "quiet"))
+
+
+def test_event_metric_alerts_name_their_subject_without_an_empty_cluster(logged_in_client):
+    from django.utils import timezone
+
+    from monitor.choices import AlertState
+    from monitor.models import Alert, AlertRule
+
+    rule = AlertRule.objects.create(name="events lost", cluster="*", metric="lost_events", threshold=0)
+    now = timezone.now()
+    Alert.objects.create(rule=rule, subject="/shipping/inventory.events", cluster="", group="shipping",
+                         topic="inventory.events", state=AlertState.FIRING, value=56, threshold=0,
+                         started_at=now, fired_at=now, last_evaluated_at=now)
+    html = logged_in_client.get("/alerts/").content.decode()
+    assert "shipping / inventory.events" in html
+    assert "/shipping/inventory.events" not in html

@@ -1,6 +1,7 @@
 """Lag maths: pure, no database or broker."""
 from monitor.lag.compute import (
-    NO_COMMITTED_OFFSET, group_partition_lags, newly_lost, partition_lag, topic_lags,
+    NO_COMMITTED_OFFSET, group_partition_lags, group_totals, max_known, newly_lost, partition_lag, sum_known,
+    topic_lags,
 )
 
 
@@ -72,3 +73,35 @@ def test_topic_totals_sum_known_lags_take_the_worst_time_lag_and_count_unknowns(
 def test_topic_with_no_known_lag_has_unknown_total_not_zero():
     [topic] = topic_lags([partition_lag("orders", 0, None, 0, 7)], {})
     assert topic.lag is None
+
+
+def test_group_totals_in_one_pass_are_the_sums_over_its_partitions():
+    lags = [
+        partition_lag("orders", 0, 5, 0, 10),
+        partition_lag("orders", 1, None, 0, 7),
+        partition_lag("orders", 2, 100, 600, 1000),  # 500 lost
+        partition_lag("payments", 0, 3, None, None, log_error="NotLeaderForPartitionError"),
+        partition_lag("payments", 1, 9, 0, 9),
+    ]
+    time_lags = [12.0, None, 30.5, None, 0.0]
+
+    totals = group_totals(lags, time_lags)
+
+    assert totals.lag == sum_known(p.lag for p in lags) == 405
+    assert totals.committed_total == 5 + 100 + 3 + 9
+    assert totals.log_end_total == 10 + 1000 + 9  # partitions with a committed offset and a known log end
+    assert totals.topics == ["orders", "payments"]
+    assert (totals.lost_messages, totals.lost_partitions) == (500, 1)
+    assert totals.max_time_lag_seconds == max_known(time_lags) == 30.5
+    by_key = {(p.topic, p.partition): seconds for p, seconds in zip(lags, time_lags)}
+    assert totals.topic_lags == topic_lags(lags, by_key)
+    orders, payments = totals.topic_lags
+    assert (orders.committed_offset_total, orders.log_end_offset_total) == (105, 1017)
+    assert (payments.lag, payments.unknown_partitions, payments.log_end_offset_total) == (0, 1, 9)
+
+
+def test_group_without_any_known_value_has_unknown_totals_not_zero():
+    totals = group_totals([partition_lag("orders", 0, None, None, None)], [None])
+    assert (totals.lag, totals.committed_total, totals.log_end_total, totals.max_time_lag_seconds) == (
+        None, None, None, None)
+    assert totals.topics == []

@@ -392,6 +392,29 @@ def test_listed_group_without_any_committed_offset_is_unknown_and_writes_no_samp
     assert not PartitionLagSample.objects.filter(group=group).exists()
 
 
+def test_time_lag_history_is_read_with_as_many_queries_for_many_lagging_partitions_as_for_few(cluster):
+    def queries_for_second_poll(target: Cluster, partitions: int) -> int:
+        long_ago = timezone.now() - timedelta(hours=5)
+        LogOffsetSample.objects.bulk_create([
+            LogOffsetSample(cluster=target, topic="orders", partition=p, polled_at=long_ago + timedelta(hours=h),
+                            log_start_offset=0, log_end_offset=end)
+            for p in range(partitions) for h, end in ((0, 3), (1, 5))
+        ])
+        committed = {("orders", p): 1 for p in range(partitions)}  # behind all stored history
+        offsets = {("orders", p): (0, 10) for p in range(partitions)}
+        record(target, reading("billing", committed, {"orders": partitions}, offsets))
+        with CaptureQueriesContext(connection) as captured:
+            record(target, reading("billing", committed, {"orders": partitions}, offsets))
+        return len(captured)
+
+    few = queries_for_second_poll(cluster, 2)
+    many = queries_for_second_poll(Cluster.objects.create(name=f"{cluster.name}-big", bootstrap_servers="k:9092"), 400)
+
+    assert many == few
+    row = PartitionLagSample.objects.filter(group__cluster__name=f"{cluster.name}-big", partition=399).latest("polled_at")
+    assert row.time_lag_method == TimeLagMethod.EXTRAPOLATED
+
+
 # -- claiming due clusters -------------------------------------------------------------
 
 def test_claim_returns_due_enabled_clusters_once_until_their_interval_passes(db):

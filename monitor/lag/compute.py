@@ -76,16 +76,26 @@ def group_partition_lags(
 ) -> list[PartitionLag]:
     """Every partition of every topic the group has committed on: the partitions it has
     not committed on yet are reported with an unknown lag rather than left out."""
+    committed_by_topic: dict[str, list[int]] = {}
+    for topic, partition in committed:
+        committed_by_topic.setdefault(topic, []).append(partition)
     lags = []
     append = lags.append
-    for key in sorted(covered_partitions(committed, partition_counts)):
-        offset = committed.get(key)
-        start, end = log_offsets.get(key, _NO_LOG_OFFSETS)
-        if offset is not None and end is not None and offset <= end and (start is None or offset >= start):
-            # The common case, built without the keyword handling of PartitionLag(...).
-            append(_new_tuple(PartitionLag, (key[0], key[1], offset, start, end, end - offset, 0, "")))
-        else:
-            append(partition_lag(key[0], key[1], offset, start, end, log_errors.get(key, "")))
+    # In (topic, partition) order, as covered_partitions() sorted.
+    for topic in sorted(committed_by_topic):
+        count = partition_counts.get(topic, 0)
+        ordered: Iterable[int] = range(count)
+        if not all(0 <= p < count for p in committed_by_topic[topic]):  # commits the metadata does not know
+            ordered = sorted(set(ordered).union(committed_by_topic[topic]))
+        for partition in ordered:
+            key = (topic, partition)
+            offset = committed.get(key)
+            start, end = log_offsets.get(key, _NO_LOG_OFFSETS)
+            if offset is not None and end is not None and offset <= end and (start is None or offset >= start):
+                # The common case, built without the keyword handling of PartitionLag(...).
+                append(_new_tuple(PartitionLag, (topic, partition, offset, start, end, end - offset, 0, "")))
+            else:
+                append(partition_lag(topic, partition, offset, start, end, log_errors.get(key, "")))
     return lags
 
 

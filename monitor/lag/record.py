@@ -22,7 +22,7 @@ from monitor.lag.compute import (
     PartitionLag, TopicLag, TopicPartitionKey, covered_partitions, group_partition_lags, group_totals, newly_lost,
 )
 from monitor.lag.status import GroupPoint, Rewind, StatusInputs, Verdict, group_status
-from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, time_lag
+from monitor.lag.timelag import OffsetPoint, PartitionHistory, time_lag
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
 )
@@ -61,17 +61,17 @@ class GroupResult:
 
     group: ConsumerGroup
     partitions: list[PartitionLag]
-    time_lags: list[TimeLag]
-    """The time lag of each partition, in the order of ``partitions``."""
     topics: list[TopicLag]
     verdict: Verdict
     changes: list[GroupChange]
     partition_rows: list[tuple] = field(default_factory=list)
-    """Per partition, the values of :data:`PARTITION_ROW_FIELDS` (what is stored and cached)."""
+    """Per partition, in the order of ``partitions``, the values of
+    :data:`PARTITION_ROW_FIELDS`, time lag included (what is stored and cached)."""
 
 
 PARTITION_ROW_FIELDS = ("topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
                         "time_lag_seconds", "time_lag_method", "time_lag_reason")
+_METHOD_TEXT = {method: str(method) for method in TimeLagMethod}
 
 
 @dataclass
@@ -205,15 +205,22 @@ class _LogTables:
         self._histories: dict[TopicPartitionKey, PartitionHistory] = {}
         self._start_rates: dict[TopicPartitionKey, float | None] = {}
 
-    def time_lag(self, part: PartitionLag) -> TimeLag:
-        committed, end = part.committed_offset, part.log_end_offset
-        if committed is None or end is None or committed >= end:
-            return time_lag(committed, end, (), self.now)  # answered without history
-        key = (part.topic, part.partition)
-        table = self._histories.get(key)
-        if table is None:
-            table = self._histories[key] = PartitionHistory(self.points.get(key, []), end, self.now)
-        return table.behind(committed)
+    def partition_rows(self, parts: list[PartitionLag]) -> list[tuple]:
+        """Each partition with its time lag, as the values of :data:`PARTITION_ROW_FIELDS`."""
+        rows: list[tuple] = []
+        append, histories, method_text, now = rows.append, self._histories, _METHOD_TEXT, self.now
+        for topic, partition, committed, start, end, lag, _, note in parts:
+            if committed is None or end is None or committed >= end:
+                lag_in_time = time_lag(committed, end, (), now)  # answered without history
+            else:
+                table = histories.get((topic, partition))
+                if table is None:
+                    table = histories[(topic, partition)] = PartitionHistory(
+                        self.points.get((topic, partition), []), end, now)
+                lag_in_time = table.behind(committed)
+            append((topic, partition, committed, start, end, lag, lag_in_time.seconds,
+                    method_text[lag_in_time.method], lag_in_time.reason or note))
+        return rows
 
     def log_start_rate(self, key: TopicPartitionKey) -> float | None:
         if key not in self._start_rates:
@@ -250,8 +257,8 @@ def _evaluate_group(
 ) -> GroupResult:
     window = settings.MONITOR_STATUS_WINDOW_SECONDS
     reappeared = not is_new and row.gone_at is not None
-    time_lags = [tables.time_lag(p) for p in parts]
-    totals = group_totals(parts, [t.seconds for t in time_lags])
+    partition_rows = tables.partition_rows(parts)
+    totals = group_totals(parts, [row[6] for row in partition_rows])
     changes = group_changes(
         parts, previous, row.topics if not is_new else [], previous_counts, partition_counts,
         new_group=is_new, reappeared=reappeared,
@@ -293,17 +300,8 @@ def _evaluate_group(
     row.last_seen_at = now
     row.gone_at = None
     row.last_sample_at = now if parts else None
-    method_text = _METHOD_TEXT
-    partition_rows = [
-        (topic, partition, committed, start, end, lag, lag_in_time.seconds, method_text[lag_in_time.method],
-         lag_in_time.reason or note)
-        for (topic, partition, committed, start, end, lag, _, note), lag_in_time in zip(parts, time_lags)
-    ]
-    return GroupResult(group=row, partitions=parts, time_lags=time_lags, topics=totals.topic_lags,
-                       verdict=verdict, changes=changes, partition_rows=partition_rows)
-
-
-_METHOD_TEXT = {method: str(method) for method in TimeLagMethod}
+    return GroupResult(group=row, partitions=parts, topics=totals.topic_lags, verdict=verdict, changes=changes,
+                       partition_rows=partition_rows)
 
 
 def _retention_inputs(parts: list[PartitionLag], tables: _LogTables) -> Iterator[forecast.PartitionRetention]:

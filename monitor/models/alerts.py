@@ -68,6 +68,11 @@ class Alert(models.Model):
     def __str__(self) -> str:
         return f"{self.rule.name} [{self.subject}] {self.state}"
 
+    @property
+    def subject_label(self) -> str:
+        """``prod / billing / payments`` without the empty parts (event metrics have no cluster)."""
+        return " / ".join(part for part in (self.cluster, self.group, self.topic) if part) or self.subject
+
 
 class Notification(models.Model):
     """Outbox row: written in the same transaction as the alert's state change."""

@@ -7,7 +7,7 @@ The engine stores a *payload* on each outbox row when the alert changes state::
      "items": [ITEM, ...]}          # several alerts of one rule (or an email digest)
 
     ITEM = {alert_id, rule_id, rule, severity, metric, unit, op, threshold, threshold_text,
-            value, value_text, cluster, group, topic, subject, state, started_at, fired_at,
+            value, value_text, cluster, group, topic, subject, subject_label, state, started_at, fired_at,
             resolved_at, duration_seconds, no_data_reason, resolved_reason,
             acknowledged_by, acknowledged_at, acknowledgement_note, summary,
             worst_partitions: [{topic, partition, lag, time_lag_seconds}], group_url, alert_url}
@@ -110,6 +110,7 @@ def alert_item(a: Alert, rule: RuleSpec, now: datetime, worst_partitions: list[d
         "value_text": value_text,
         "cluster": a.cluster, "group": a.group, "topic": a.topic,
         "subject": a.subject,
+        "subject_label": a.subject_label,
         "state": a.state,
         "started_at": iso(a.started_at), "fired_at": iso(a.fired_at), "resolved_at": iso(a.resolved_at),
         "duration_seconds": max(0.0, (end - a.started_at).total_seconds()),
@@ -280,7 +281,7 @@ def email_subject(payload_: dict) -> str:
     severity = worst_severity(items)
     if len(items) == 1:
         item = items[0]
-        return f"[{PRODUCT}] {item['rule']} | {item['subject']} | {word} {severity}"
+        return f"[{PRODUCT}] {item['rule']} | {item.get('subject_label') or item['subject']} | {word} {severity}"
     if len(rules) == 1:
         return f"[{PRODUCT}] {rules[0]} | {len(items)} subjects | {word} {severity}"
     return f"[{PRODUCT}] digest | {len(items)} alerts from {len(rules)} rules | {word} {severity}"
