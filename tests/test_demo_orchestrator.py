@@ -436,3 +436,9 @@ def test_forgetting_a_clusters_history_keeps_the_cluster_and_other_clusters(db):
     assert ConsumerGroup.objects.filter(cluster=other).count() == 1
     assert PartitionLagSample.objects.filter(group__cluster=other).count() == 1
     assert GroupEvent.objects.filter(cluster=other).count() == 1
+
+
+def test_the_subject_of_an_alert_email_is_echoed_but_not_the_rest_of_the_email():
+    assert orch.is_important(
+        "[2026-11-28 04:50:35,519: INFO/MainProcess] Subject: [kafka-monitor] shipping falls behind | demo / shipping | FIRING warning")
+    assert not orch.is_important("[2026-11-28 04:50:35,519: INFO/MainProcess] Content-Type: multipart/alternative;")

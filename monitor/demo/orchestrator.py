@@ -241,8 +241,14 @@ _NOISE = re.compile(
 )
 
 
+# The subject line of an alert email the demo prints instead of sending (console backend).
+_ALERT_EMAIL = re.compile(r"\] Subject: \[kafka-monitor\]")
+
+
 def is_important(line: str) -> bool:
     """Lines echoed to the terminal; everything goes to the log file anyway."""
+    if _ALERT_EMAIL.search(line):
+        return True
     return bool(_IMPORTANT.search(line)) and not _NOISE.search(line)
 
 
