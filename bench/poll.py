@@ -3,10 +3,10 @@
 Starts a tansu broker on a free port and creates a throwaway PostgreSQL database (both
 removed afterwards). For two sizes, 50 groups committing on every partition of 10 topics
 x 20 partitions (10,000 group-partitions) and of 10 topics x 4 partitions, it seeds the
-history a cluster polled every 30 s holds (the status window and the stopped-after
-period: 32 earlier polls per group, 20 log-end points per partition), then measures
-``--repeat`` poll cycles exactly as ``poll_cluster`` runs them (Kafka reads, stored
-history, computation, one transaction, the snapshot cache) and reports medians:
+history a cluster polled every 30 s holds (``--history-polls``, default 32 earlier polls:
+the status window and the stopped-after period the status rules read back), then
+measures ``--repeat`` poll cycles exactly as ``poll_cluster`` runs them (Kafka reads,
+stored history, computation, one transaction, the snapshot cache) and reports medians:
 
 - the cycle, its Kafka half (from the cycle's start until Kafka has answered; the stored
   history is read meanwhile) and what follows it (computation and writes);
@@ -88,11 +88,9 @@ def seed_history(cluster_id: int, polls: int) -> None:
     latest = Cluster.objects.get(pk=cluster_id).last_success_at
     qn = connection.ops.quote_name
     in_cluster = "group_id IN (SELECT id FROM monitor_consumergroup WHERE cluster_id = %s)"
+    tables = ((PartitionLagSample, in_cluster), (TopicLagSample, in_cluster), (LogOffsetSample, "cluster_id = %s"))
     with connection.cursor() as cursor:
-        for model, scope in ((PartitionLagSample, in_cluster), (TopicLagSample, in_cluster),
-                             (LogOffsetSample, "cluster_id = %s")):
-            if polls <= 0:
-                break
+        for model, scope in tables if polls > 0 else ():
             table = qn(model._meta.db_table)
             columns = ", ".join(qn(f.column) for f in model._meta.concrete_fields if f.name not in ("id", "polled_at"))
             cursor.execute(

@@ -12,15 +12,16 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.core.cache import cache
-from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Window
-from django.db.models.functions import RowNumber, TruncHour, TruncMinute
+from django.db import OperationalError, connection, transaction
+from django.db.models import Case, Count, F, Max, Min, OuterRef, Q, Subquery, When, Window
+from django.db.models.functions import RowNumber, Substr, TruncHour, TruncMinute
 
 from dashboards.flow_model import (
     ConsumeAggregate,
@@ -49,10 +50,13 @@ PUBLISH_LOOKBACK = timedelta(days=1)
 TRACE_EVENT_LIMIT = 5_000
 EXAMPLES_PER_EDGE = 3
 HASH_BUCKETS = 1024
+P95 = 0.95
 LATENCY_SAMPLE_PER_TOPIC = 5_000  # receipts measured per topic; p95 of 5,000 is stable to a few %
 ANALYTIC_WORK_MEM = "32MB"
 FIXED_RANGE_CACHE_SECONDS = 300
 WARM_RANGES = ("24h", "7d")  # the ranges too long to compute while a page waits
+WARM_BUDGET_SECONDS = 90.0  # the warm-up task's soft time limit is 100 s
+SQLITE_PROGRESS_STEPS = 10_000  # virtual machine steps between deadline checks: well under 1 ms
 FLOW_CACHE = "flow:data:v3"
 _GROUP_STATUS_RANK = {
     GroupStatus.DATA_LOSS: 9, GroupStatus.STOPPED: 8, GroupStatus.STALLED: 7, GroupStatus.GROWING: 6,
@@ -178,13 +182,15 @@ def p95_latencies(since: datetime, until: datetime, service: str | None = None,
                   portable: bool | None = None) -> dict[tuple[str, str, str], float]:
     """p95 of (first receipt by a consumer) - (first publication) of the same event on
     the same topic, per (topic, service, consumer_group), optionally of one consuming
-    service. PostgreSQL computes it in one statement over a stratified sample of event
-    ids when ``receipts_by_topic`` says how busy each topic is (see :func:`sample_keep`);
-    other databases stream every latency (the demo's SQLite)."""
+    service.
+
+    PostgreSQL computes it in one statement over a stratified sample of event ids when
+    ``receipts_by_topic`` says how busy each topic is (see :func:`sample_keep`); other
+    databases measure every receipt (the demo's SQLite: see :func:`_p95_portable`)."""
     if portable is None:
         portable = connection.vendor != "postgresql"
     if portable:
-        return _p95_portable(since, until, Q(service=service) if service is not None else Q())
+        return _p95_portable(since, until, service)
     keep = sample_keep(receipts_by_topic) if receipts_by_topic is not None else {}
     if receipts_by_topic is not None and not keep:
         return {}
@@ -195,53 +201,124 @@ def p95_latencies(since: datetime, until: datetime, service: str | None = None,
         params += [list(keep), list(keep.values())]
         join = "JOIN rates ON rates.topic = e.topic"
         sampled = f"AND (hashtext(e.event_id) & {HASH_BUCKETS - 1}) < rates.keep"
+        # A sample's publications are looked up by event id, not found among a scan of
+        # the range and the day before it.
+        looked_up = "AND p.event_id IN (SELECT event_id FROM received)"
     else:
-        rates, join, sampled = "WITH ", "", ""
+        rates, join, sampled, looked_up = "WITH ", "", "", ""
     service_filter = "AND e.service = %s" if service is not None else ""
     sql = f"""
-        {rates}published AS (
-            SELECT e.event_id, e.topic, MIN(e.timestamp) AS published_at FROM {table} e {join}
-            WHERE e.stage = %s AND e.timestamp >= %s AND e.timestamp < %s AND e.topic <> '' {sampled}
-            GROUP BY e.event_id, e.topic
-        ), received AS (
+        {rates}received AS (
             SELECT e.event_id, e.topic, e.service, e.consumer_group, MIN(e.timestamp) AS received_at
             FROM {table} e {join}
             WHERE e.stage IN (%s, %s) AND e.timestamp >= %s AND e.timestamp < %s AND e.topic <> ''
                   {sampled} {service_filter}
             GROUP BY e.event_id, e.topic, e.service, e.consumer_group
+        ), published AS (
+            SELECT p.event_id, p.topic, MIN(p.timestamp) AS published_at FROM {table} p
+            WHERE p.stage = %s AND p.timestamp >= %s AND p.timestamp < %s AND p.topic <> '' {looked_up}
+            GROUP BY p.event_id, p.topic
         )
-        SELECT r.topic, r.service, r.consumer_group, percentile_cont(0.95) WITHIN GROUP (
-            ORDER BY GREATEST(0, EXTRACT(EPOCH FROM (r.received_at - p.published_at))))
+        SELECT r.topic, r.service, r.consumer_group, percentile_cont({P95}) WITHIN GROUP (
+            ORDER BY {_seconds_after("r.received_at", "p.published_at")})
         FROM received r JOIN published p ON p.event_id = r.event_id AND p.topic = r.topic
         GROUP BY r.topic, r.service, r.consumer_group
     """
-    params += [Stage.PUBLISHED.value, since - PUBLISH_LOOKBACK, until, *[s.value for s in RECEIPT_STAGES], since, until]
+    params += [*[s.value for s in RECEIPT_STAGES], since, until]
     if service is not None:
         params.append(service)
+    params += [Stage.PUBLISHED.value, since - PUBLISH_LOOKBACK, until]
     with transaction.atomic(), connection.cursor() as cursor:
-        # The joins and the percentile sort spill to disk with the default 4 MB.
-        cursor.execute(f"SET LOCAL work_mem = '{ANALYTIC_WORK_MEM}'")
+        # The joins and the percentile sort spill to disk with the default 4 MB; compiling
+        # the statement (JIT, on for its estimated cost) takes longer than running it.
+        cursor.execute("SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
+                       [ANALYTIC_WORK_MEM])
         cursor.execute(sql, params)
         return {(topic, service, group): float(p95) for topic, service, group, p95 in cursor.fetchall()}
 
 
-def _p95_portable(since: datetime, until: datetime, extra: Q) -> dict[tuple[str, str, str], float]:
-    published_at = (
-        Event.objects.filter(event_id=OuterRef("event_id"), topic=OuterRef("topic"), stage=Stage.PUBLISHED,
-                             timestamp__gte=since - PUBLISH_LOOKBACK, timestamp__lt=until)
-        .order_by("timestamp").values("timestamp")[:1]
-    )
-    rows = (
-        Event.objects.filter(_in_range(since, until), extra, stage__in=RECEIPT_STAGES).exclude(topic="")
-        .values("topic", "service", "consumer_group", "event_id")
-        .annotate(received_at=Min("timestamp"), published_at=Subquery(published_at))
-        .exclude(published_at=None).order_by()
-    )
-    latencies: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for row in rows.iterator(chunk_size=5_000):
-        seconds = (row["received_at"] - row["published_at"]).total_seconds()
-        latencies[(row["topic"], row["service"], row["consumer_group"])].append(max(0.0, seconds))
-    return {key: percentile(values, 0.95) for key, values in latencies.items()}  # type: ignore[misc]
+def _p95_portable(since: datetime, until: datetime, service: str | None) -> dict[tuple[str, str, str], float]:
+    """Exact p95 per edge in one statement any database with window functions runs:
+    each (event, consuming edge)'s first receipt in the range, its publication looked up
+    by event id, the latencies ranked per edge; only the ranks around the 95th per edge
+    leave the database, :func:`percentile_of_ranked` interpolates between them."""
+    table = connection.ops.quote_name(Event._meta.db_table)
+    service_filter = "AND e.service = %s" if service is not None else ""
+    # Materialised, the lookup runs once per receipt, not once per mention of its result
+    # (SQLite before 3.35 has no such keyword: still linear, just slower).
+    old_sqlite = connection.vendor == "sqlite" and connection.Database.sqlite_version_info < (3, 35)
+    materialized = "" if old_sqlite else "MATERIALIZED"
+    sql = f"""
+        WITH received AS {materialized} (
+            SELECT e.event_id, e.topic, e.service, e.consumer_group, MIN(e.timestamp) AS received_at
+            FROM {table} e
+            WHERE e.stage IN (%s, %s) AND e.timestamp >= %s AND e.timestamp < %s AND e.topic <> '' {service_filter}
+            GROUP BY e.event_id, e.topic, e.service, e.consumer_group
+        ), matched AS {materialized} (
+            SELECT r.topic, r.service, r.consumer_group, r.received_at, (
+                SELECT MIN(p.timestamp) FROM {table} p {_by_event_id_index()}
+                WHERE p.event_id = r.event_id AND p.stage = %s AND p.topic = r.topic
+                      AND p.timestamp >= %s AND p.timestamp < %s
+            ) AS published_at
+            FROM received r
+        ), ranked AS (
+            SELECT topic, service, consumer_group, latency_seconds,
+                   ROW_NUMBER() OVER (PARTITION BY topic, service, consumer_group
+                                      ORDER BY latency_seconds) AS latency_rank,
+                   COUNT(*) OVER (PARTITION BY topic, service, consumer_group) AS measured
+            FROM (SELECT topic, service, consumer_group, {_seconds_after("received_at", "published_at")}
+                         AS latency_seconds
+                  FROM matched WHERE published_at IS NOT NULL) latencies
+        )
+        SELECT topic, service, consumer_group, measured, latency_rank, latency_seconds FROM ranked
+        WHERE latency_rank - 3 <= (measured - 1) * %s AND (measured - 1) * %s < latency_rank + 1
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [*[s.value for s in RECEIPT_STAGES], adapt(since), adapt(until)]
+    if service is not None:
+        params.append(service)
+    params += [Stage.PUBLISHED.value, adapt(since - PUBLISH_LOOKBACK), adapt(until), P95, P95]
+    ranked: dict[tuple[str, str, str], tuple[int, dict[int, float]]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for topic, consumer, group, measured, rank, seconds in cursor.fetchall():
+            ranked.setdefault((topic, consumer, group), (measured, {}))[1][rank] = float(seconds)
+    return {key: percentile_of_ranked(measured, values, P95) for key, (measured, values) in ranked.items()}
+
+
+def percentile_of_ranked(count: int, by_rank: Mapping[int, float], fraction: float) -> float:
+    """:func:`percentile` of ``count`` sorted values of which only those ranked (from 1)
+    next to the percentile are given."""
+    position = (count - 1) * fraction
+    low, high = math.floor(position), math.ceil(position)
+    lower, upper = by_rank[low + 1], by_rank[high + 1]
+    return lower + (upper - lower) * (position - low)
+
+
+def _seconds_after(later: str, earlier: str) -> str:
+    """SQL for the seconds from timestamp column ``earlier`` to ``later``, at least 0."""
+    if connection.vendor == "postgresql":
+        return f"GREATEST(0, EXTRACT(EPOCH FROM ({later} - {earlier}))::float8)"
+    # SQLite stores 'YYYY-MM-DD HH:MM:SS[.ffffff]' (UTC) and its date functions round to
+    # milliseconds (59.9997 s becomes the next second): whole seconds and the fraction apart.
+    # Whole seconds subtracted first: an epoch plus a fraction in a double keeps only 0.2 µs.
+    def whole(column: str) -> str:
+        return f"CAST(strftime('%%s', substr({column}, 1, 19)) AS INTEGER)"
+
+    def fraction(column: str) -> str:
+        return f"CAST(substr({column}, 20) AS REAL)"
+
+    return f"MAX(0.0, ({whole(later)} - {whole(earlier)}) + ({fraction(later)} - {fraction(earlier)}))"
+
+
+def _by_event_id_index() -> str:
+    """SQLite has no statistics until someone runs ANALYZE and then prefers the (stage,
+    timestamp) index for a publication's lookup: every receipt would scan every
+    publication of the range (minutes for the demo's first 40,000 reports)."""
+    if connection.vendor != "sqlite":
+        return ""
+    name = next(index.name for index in Event._meta.indexes if index.fields == ["event_id"])
+    return f"INDEXED BY {connection.ops.quote_name(name)}"
 
 
 def group_lags(groups: Iterable[str], topics: Iterable[str], since: datetime, until: datetime,
@@ -373,18 +450,94 @@ def cached_flow_data(time_range: TimeRange, outcome: CacheOutcome | None = None)
     )[2]
 
 
-def refresh_flow_cache(range_keys: Iterable[str], now: datetime) -> dict[str, float]:
+def refresh_flow_cache(range_keys: Iterable[str], now: datetime, budget_seconds: float = WARM_BUDGET_SECONDS,
+                       stop: Callable[[], bool] | None = None) -> dict[str, float]:
     """Recompute the flow data of live ranges (a periodic task keeps the long ones warm
-    so no page waits for a week of events); returns seconds spent per range."""
+    so no page waits for a week of events); returns seconds spent per range refreshed.
+
+    The work ends within ``budget_seconds`` or soon after ``stop()`` turns true: the
+    ranges not refreshed by then are left to the next run (or to a page)."""
+    budget = TimeBudget(budget_seconds, stop)
     spent = {}
     for key in range_keys:
         started = time.monotonic()
         time_range = parse_time_range({"range": key}, now)
-        data = flow_data(time_range.since, time_range.until, True)
+        try:
+            budget.check()
+            with bounded_reads(budget):
+                data = flow_data(time_range.since, time_range.until, True)
+        except BudgetExhausted as stopped:
+            log.warning("flow cache: %s not refreshed: %s", key, stopped)
+            break
         cache.set(f"{FLOW_CACHE}:{range_cache_suffix(time_range)}", (time_range.since, time_range.until, data),
                   max(60, int(3 * live_max_age_seconds(time_range.seconds))))
         spent[key] = time.monotonic() - started
     return spent
+
+
+class BudgetExhausted(Exception):
+    """Database work ended early: out of time, or asked to stop (a worker shutting down)."""
+
+
+class TimeBudget:
+    """A deadline for database work that holds in any Celery pool (the threads pool
+    ignores a task's time limits, and no signal interrupts a running statement)."""
+
+    def __init__(self, seconds: float, stop: Callable[[], bool] | None = None):
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.stop = stop or (lambda: False)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def over(self) -> bool:
+        return self.stop() or self.remaining() <= 0
+
+    def check(self) -> None:
+        if self.stop():
+            raise BudgetExhausted("asked to stop")
+        if self.remaining() <= 0:
+            raise BudgetExhausted(f"over its {self.seconds:g} s budget")
+
+
+@contextmanager
+def bounded_reads(budget: TimeBudget) -> Iterator[None]:
+    """Statements run inside, which only read, end when ``budget`` does, raising
+    :class:`BudgetExhausted`.
+
+    SQLite checks every few thousand steps of a statement (so a stop request ends it at
+    once); PostgreSQL gives each statement the time left as its ``statement_timeout``
+    and checks ``stop()`` before each one, in a transaction rolled back at the end (which
+    also undoes the timeout)."""
+    connection.ensure_connection()
+    try:
+        if connection.vendor == "sqlite":
+            raw = connection.connection
+            raw.set_progress_handler(lambda: int(budget.over()), SQLITE_PROGRESS_STEPS)
+            try:
+                yield
+            finally:
+                raw.set_progress_handler(None, 0)
+        elif connection.vendor == "postgresql":
+            def deadline(execute: Callable, sql: str, params: Any, many: bool, context: Mapping[str, Any]) -> Any:
+                budget.check()
+                milliseconds = max(1, int(budget.remaining() * 1000))
+                context["cursor"].cursor.execute("SELECT set_config('statement_timeout', %s, true)",
+                                                 [f"{milliseconds}ms"])
+                return execute(sql, params, many, context)
+
+            # set_config(..., true) lasts until the end of the transaction.
+            with transaction.atomic(), connection.execute_wrapper(deadline):
+                yield
+                transaction.set_rollback(True)
+        else:
+            yield
+    except OperationalError as error:  # "interrupted" (SQLite), "canceling statement" (PostgreSQL)
+        if budget.over():
+            raise BudgetExhausted(f"over its {budget.seconds:g} s budget" if not budget.stop()
+                                  else "asked to stop") from error
+        raise
 
 
 def flow_graph(time_range: TimeRange, tolerances: Tolerances, outcome: CacheOutcome | None = None) -> FlowGraph:
@@ -541,15 +694,23 @@ def rate_bucket_seconds(since: datetime, until: datetime) -> int:
 
 def rate_series(since: datetime, until: datetime, where: Q) -> dict[str, list[tuple[datetime, int]]]:
     """Reports per stage per time bucket (see :func:`rate_bucket_seconds`)."""
-    trunc = TruncMinute if rate_bucket_seconds(since, until) == 60 else TruncHour
+    minutes = rate_bucket_seconds(since, until) == 60
+    bucket: Any = (TruncMinute if minutes else TruncHour)("timestamp")
+    if connection.vendor == "sqlite":
+        # Its Trunc calls back into Python for every row; the stored text
+        # 'YYYY-MM-DD HH:MM:SS' (UTC, like the buckets) cut short is the same bucket.
+        bucket = Substr("timestamp", 1, 16 if minutes else 13)
     rows = (
         Event.objects.filter(_in_range(since, until), where)
-        .annotate(bucket=trunc("timestamp")).values("bucket", "stage").annotate(events=Count("id"))
+        .annotate(bucket=bucket).values("bucket", "stage").annotate(events=Count("id"))
         .order_by("bucket")
     )
     series: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
     for row in rows:
-        series[row["stage"]].append((row["bucket"], row["events"]))
+        start = row["bucket"]
+        if isinstance(start, str):
+            start = datetime.fromisoformat(start + (":00" if minutes else ":00:00")).replace(tzinfo=UTC)
+        series[row["stage"]].append((start, row["events"]))
     return dict(series)
 
 
@@ -591,16 +752,43 @@ class ServiceStats:
     series: dict[str, list[tuple[datetime, int]]]
 
 
+def regroup(rows: Iterable[Mapping[str, Any]], by: tuple[str, ...], sums: tuple[str, ...] = (),
+            earliest: tuple[str, ...] = (), latest: tuple[str, ...] = (),
+            order: Callable[[tuple[Any, ...]], Any] | None = None) -> list[dict[str, Any]]:
+    """The rows of a finer GROUP BY summed up to the columns ``by``: ``sums`` added,
+    ``earliest`` the lowest, ``latest`` the highest; in the order of ``by`` (or ``order``
+    of its values). One scan of the events can then serve several tables of a page."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[column] for column in by)
+        into = groups.get(key)
+        if into is None:
+            groups[key] = {column: row[column] for column in (*by, *sums, *earliest, *latest)}
+            continue
+        for column in sums:
+            into[column] += row[column]
+        for column in earliest:
+            into[column] = min(into[column], row[column])
+        for column in latest:
+            into[column] = max(into[column], row[column])
+    return [groups[key] for key in sorted(groups, key=order)]
+
+
+def receipts_by_stage(rows: Iterable[Mapping[str, Any]], by: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows grouped by ``stage`` (and more) with ``events`` and ``last_at``, as one row
+    per ``by`` with a count per stage (see :func:`_stage_counts`) and the latest report."""
+    per_stage = [{**row, **{stage: row["events"] if row["stage"] == stage else 0 for stage in Stage.values}}
+                 for row in rows]
+    return regroup(per_stage, by, sums=tuple(Stage.values), latest=("last_at",))
+
+
 def service_stats(name: str, since: datetime, until: datetime, at_present: bool) -> ServiceStats:
     base = Event.objects.filter(_in_range(since, until), service=name)
-    publishes = list(
-        base.filter(stage=Stage.PUBLISHED).values("topic", "type")
-        .annotate(events=Count("id"), last_at=Max("timestamp")).order_by("topic", "type")
-    )
-    consumes = list(
-        base.exclude(stage=Stage.PUBLISHED).values("topic", "consumer_group")
-        .annotate(**_stage_counts(), last_at=Max("timestamp")).order_by("topic", "consumer_group")
-    )
+    by_stage = list(base.values("stage", "topic", "type", "consumer_group")
+                    .annotate(events=Count("id"), last_at=Max("timestamp")).order_by())
+    publishes = regroup((r for r in by_stage if r["stage"] == Stage.PUBLISHED), ("topic", "type"),
+                        sums=("events",), latest=("last_at",))
+    consumes = receipts_by_stage((r for r in by_stage if r["stage"] != Stage.PUBLISHED), ("topic", "consumer_group"))
     span = max((until - since).total_seconds(), 1e-9)
     for row in publishes:
         row["rate_per_second"] = row["events"] / span
@@ -613,6 +801,9 @@ def service_stats(name: str, since: datetime, until: datetime, at_present: bool)
         row["failed_share"] = min(1.0, failed / aggregate.deliveries) if aggregate.deliveries else 0.0
     group_names = {row["consumer_group"] for row in consumes if row["consumer_group"]}
     topics = {row["topic"] for row in publishes + consumes if row["topic"]}
+    receipts: dict[str, int] = defaultdict(int)
+    for row in consumes:
+        receipts[row["topic"]] += row["consumed"] + row["processed"]
     return ServiceStats(
         name=name,
         known=Service.objects.filter(name=name).exists() or Event.objects.filter(service=name).exists(),
@@ -620,7 +811,7 @@ def service_stats(name: str, since: datetime, until: datetime, at_present: bool)
         consumes=consumes,
         groups=consumer_groups(group_names),
         lags=group_lags(group_names, topics, since, until, at_present),
-        p95=p95_latencies(since, until, service=name),
+        p95=p95_latencies(since, until, service=name, receipts_by_topic=receipts),
         recent_failures=list(base.filter(stage__in=FAILURE_STAGES).order_by("-timestamp")[:20]),
         alerts=open_alerts(group_names, (), since),
         findings=list(Finding.objects.filter(Q(service=name) | Q(consumer_group__in=group_names))[:20]),
@@ -647,24 +838,33 @@ class TopicStats:
 
 def topic_stats(name: str, since: datetime, until: datetime, at_present: bool) -> TopicStats:
     base = Event.objects.filter(_in_range(since, until), topic=name)
-    published = base.filter(stage=Stage.PUBLISHED)
-    producers = list(published.values("service").annotate(events=Count("id"), last_at=Max("timestamp"))
-                     .order_by("service"))
-    consumers = list(
-        base.exclude(stage=Stage.PUBLISHED).values("service", "consumer_group")
-        .annotate(**_stage_counts(), last_at=Max("timestamp")).order_by("service", "consumer_group")
+    is_published = Q(stage=Stage.PUBLISHED)
+    # One scan for producers, consumers, types, partitions and keyed reports (the
+    # partition only of publications, so receipts do not multiply the groups).
+    by_stage = list(
+        base.values("stage", "service", "consumer_group", "type", "schema_version",
+                    published_partition=Case(When(is_published, then=F("partition"))))
+        .annotate(events=Count("id"), keyed=Count("id", filter=is_published & ~Q(key="")),
+                  first_at=Min("timestamp"), last_at=Max("timestamp"))
+        .order_by()
     )
+    publications = [row for row in by_stage if row["stage"] == Stage.PUBLISHED]
+    producers = regroup(publications, ("service",), sums=("events",), latest=("last_at",))
+    consumers = receipts_by_stage((r for r in by_stage if r["stage"] != Stage.PUBLISHED), ("service", "consumer_group"))
     for row in consumers:
         row["deliveries"] = ConsumeAggregate(name, row["service"], row["consumer_group"], row["consumed"],
                                              row["processed"], row["failed"], row["dead_lettered"]).deliveries
-    types = list(base.values("type", "schema_version")
-                 .annotate(events=Count("id"), first_at=Min("timestamp"), last_at=Max("timestamp"))
-                 .order_by("type", F("schema_version").asc(nulls_last=True)))
-    partitions = dict(published.exclude(partition=None).values_list("partition").annotate(events=Count("id"))
-                      .order_by())
-    keyed = published.exclude(key="")
-    top_keys = list(keyed.values_list("key").annotate(events=Count("id")).order_by("-events", "key")[:5])
-    keyed_events = keyed.count() if top_keys else 0
+    types = regroup(by_stage, ("type", "schema_version"), sums=("events",), earliest=("first_at",),
+                    latest=("last_at",), order=lambda key: (key[0], key[1] is None, key[1] or 0))
+    partitions: dict[int, int] = defaultdict(int)
+    for row in publications:
+        if row["published_partition"] is not None:
+            partitions[row["published_partition"]] += row["events"]
+    keyed_events = sum(row["keyed"] for row in publications)
+    top_keys = list(
+        base.filter(is_published).exclude(key="").values_list("key").annotate(events=Count("id"))
+        .order_by("-events", "key")[:5]
+    ) if keyed_events else []
     groups = {row["consumer_group"] for row in consumers if row["consumer_group"]}
     return TopicStats(
         name=name,
@@ -673,7 +873,7 @@ def topic_stats(name: str, since: datetime, until: datetime, at_present: bool) -
         consumers=consumers,
         lags=group_lags(groups, [name], since, until, at_present),
         types=types,
-        skew=partition_skew(partitions),
+        skew=partition_skew(dict(partitions)),
         keys=hot_keys(top_keys, keyed_events),
         keyed_events=keyed_events,
         findings=list(Finding.objects.filter(topic=name)[:20]),

@@ -7,10 +7,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
 from django.db import transaction
 from django.utils import timezone
+
+# Set when the worker starts shutting down: long tasks check it and end early.
+worker_stopping = threading.Event()
+
+
+@worker_shutting_down.connect
+def _on_worker_shutting_down(**_kwargs: object) -> None:
+    worker_stopping.set()
 
 
 @shared_task(name="monitor.schedule_polls", ignore_result=True)
@@ -114,6 +124,8 @@ def sweep_notifications() -> int:
 def warm_flow_cache() -> dict[str, float]:
     """Every 2 min: recompute the flow graph's numbers for the long live ranges (24 h,
     7 d) so the flow page and API read them from the cache instead of a week of events."""
-    from dashboards.flow_queries import WARM_RANGES, refresh_flow_cache
+    from dashboards.flow_queries import WARM_BUDGET_SECONDS, WARM_RANGES, refresh_flow_cache
 
-    return refresh_flow_cache(WARM_RANGES, timezone.now())
+    # Its own time budget: the threads pool ignores soft_time_limit, and a warm shutdown
+    # waits for running tasks.
+    return refresh_flow_cache(WARM_RANGES, timezone.now(), WARM_BUDGET_SECONDS, stop=worker_stopping.is_set)

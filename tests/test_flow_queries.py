@@ -1,8 +1,17 @@
-"""The read side against real PostgreSQL: edges, latency, lag, examples, traces, pages."""
+"""The read side against real PostgreSQL (and, in a child process, the demo's SQLite):
+edges, latency, lag, examples, traces, pages, the warm-up's time budget."""
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -12,8 +21,10 @@ from dashboards.time_range import CUSTOM, TimeRange, parse_time_range
 from monitor.models import ExpectedSubscription, Finding, Topic, TopicLagSample
 from tests import services
 from tests.flow_data import T0, cluster, event, group_with_lag, new_trace_id, order_saga, save
+from tests.flow_sqlite import page_numbers
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
 
 SINCE, UNTIL = T0 - timedelta(minutes=5), T0 + timedelta(minutes=5)
 WINDOW = TimeRange(SINCE, UNTIL, CUSTOM)
@@ -282,3 +293,190 @@ def test_topic_stats_show_types_versions_partition_skew_and_hot_keys():
     assert stats.skew.hot_partition == 2
     assert stats.keys[0].key == "order-hot" and stats.keys[0].hot
     assert stats.lag_pages == [("prod", "orders.events")]
+
+
+# --------------------------------------------------------------------------- the same numbers on SQLite
+
+def varied_reports(sagas: int) -> list[dict]:
+    """Traffic for both databases (kwargs of ``event``): latencies at awkward fractions of
+    a second (0.9997 s, microseconds), failures and dead letters, a second topic, keys,
+    partitions and two schema versions; one publication before the range, one receipt
+    without a publication and one reported before its publication (clock skew)."""
+    reports = [
+        dict(event_id="early", stage="published", service="orders", at=-7200.25, topic="orders.events"),
+        dict(event_id="early", stage="consumed", service="payments", at=1.5, topic="orders.events", group="payments"),
+        dict(event_id="orphan", stage="consumed", service="payments", at=2, topic="orders.events", group="payments"),
+        dict(event_id="skewed", stage="published", service="orders", at=3.25, topic="orders.events"),
+        dict(event_id="skewed", stage="consumed", service="analytics", at=3.0, topic="orders.events",
+             group="analytics"),
+    ]
+    for n in range(sagas):
+        start, placed, paid = n * 0.7 + (n % 7) * 0.000_1, f"placed-{n}", f"paid-{n}"
+        reports.append(dict(event_id=placed, stage="published", service="orders", at=start, topic="orders.events",
+                            partition=n % 3 if n % 4 else 0, key=f"order-{n % 9 if n % 2 else 0}",
+                            schema_version=1 + n % 2))
+        for group, lag in (("payments", 0.9997 + (n % 13) * 0.31), ("analytics", 0.000_003 * n)):
+            for stage, after in (("consumed", 0.0), ("processed", 0.05)):
+                reports.append(dict(event_id=placed, stage=stage, service=group, at=start + lag + after,
+                                    topic="orders.events", group=group, partition=n % 3))
+        if n % 5 == 0:
+            reports.append(dict(event_id=placed, stage="failed", service="payments", at=start + 2,
+                                topic="orders.events", group="payments"))
+            reports.append(dict(event_id=placed, stage="dead_lettered", service="payments", at=start + 2.1,
+                                topic="orders.events", group="payments"))
+            continue
+        reports.append(dict(event_id=paid, stage="published", service="payments", at=start + 2,
+                            type="PaymentAuthorised", topic="payments.events", key=f"order-{n}"))
+        reports.append(dict(event_id=paid, stage="consumed", service="shipping", at=start + 2 + (n % 17) * 0.013,
+                            type="PaymentAuthorised", topic="payments.events", group="shipping"))
+    return reports
+
+
+def on_sqlite(tmp_path: Path, reports: list[dict], since: float, until: float, ask: list[str]) -> dict:
+    """Runs :mod:`tests.flow_sqlite` on a fresh SQLite file with these reports."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("REDIS_URL", "MONITOR_TEST_DB_NAME", "DJANGO_SETTINGS_MODULE")}
+    environment.update(DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}", DEBUG="true")
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.flow_sqlite"], input=json.dumps({"events": reports, "since": since,
+                                                                      "until": until, "ask": ask}),
+        capture_output=True, text=True, cwd=ROOT, env=environment, timeout=300,
+    )
+    assert child.returncode == 0, child.stderr
+    results = json.loads(child.stdout)
+    assert results["vendor"] == "sqlite"
+    return results
+
+
+def expected_p95(reports: list[dict], since: float, until: float) -> dict[tuple[str, str, str], float]:
+    """The definition, computed the slow way: per consuming edge, each event's first
+    receipt in the range minus its first publication (up to a day before), at least 0."""
+    published: dict[tuple[str, str], float] = {}
+    received: dict[tuple[str, str, str, str], float] = {}
+    for r in reports:
+        if r["stage"] == "published" and since - 86400 <= r["at"] < until:
+            key = (r["event_id"], r["topic"])
+            published[key] = min(published.get(key, r["at"]), r["at"])
+        elif r["stage"] in ("consumed", "processed") and since <= r["at"] < until:
+            key = (r["event_id"], r["topic"], r["service"], r["group"])
+            received[key] = min(received.get(key, r["at"]), r["at"])
+    latencies: dict[tuple[str, str, str], list[float]] = {}
+    for (event_id, topic, service, group), at in received.items():
+        if (event_id, topic) in published:
+            latencies.setdefault((topic, service, group), []).append(max(0.0, at - published[(event_id, topic)]))
+    return {edge: flow_queries.percentile(values, 0.95) for edge, values in latencies.items()}
+
+
+def test_p95_is_the_same_on_sqlite_and_postgresql_to_the_microsecond(tmp_path):
+    reports = varied_reports(120)
+    save(*[event(**report) for report in reports])
+    expected = expected_p95(reports, -60, 150)
+    on_postgresql = flow_queries.p95_latencies(T0 - timedelta(seconds=60), T0 + timedelta(seconds=150))
+    sqlite = {(topic, service, group): p95 for topic, service, group, p95 in
+              on_sqlite(tmp_path, reports, -60, 150, ["p95"])["p95"]}
+    assert set(expected) == {("orders.events", "payments", "payments"), ("orders.events", "analytics", "analytics"),
+                             ("payments.events", "shipping", "shipping")}
+    assert on_postgresql == pytest.approx(expected, abs=1e-6)
+    assert sqlite == pytest.approx(expected, abs=1e-6)
+
+
+def test_service_and_topic_pages_show_the_same_numbers_on_sqlite_and_postgresql(tmp_path):
+    reports = varied_reports(60)
+    save(*[event(**report) for report in reports])
+    since, until = T0 - timedelta(seconds=60), T0 + timedelta(seconds=90)
+    asked = ["service:payments", "service:orders", "topic:orders.events", "topic:payments.events"]
+    sqlite = on_sqlite(tmp_path, reports, -60, 90, asked)
+    for ask in asked:
+        kind, name = ask.split(":", 1)
+        stats = (flow_queries.service_stats if kind == "service" else flow_queries.topic_stats)(name, since, until,
+                                                                                             True)
+        on_postgresql = page_numbers(stats)
+
+        def p95(numbers: dict) -> dict:
+            return {tuple(row[:3]): row[3] for row in numbers.pop("p95", [])}
+
+        assert p95(sqlite[ask]) == pytest.approx(p95(on_postgresql), abs=1e-6), ask
+        assert sqlite[ask] == on_postgresql, ask
+    orders_topic = sqlite["topic:orders.events"]
+    assert [(r["service"], r["consumer_group"], r["consumed"], r["failed"]) for r in orders_topic["consumers"]] == [
+        ("analytics", "analytics", 61, 0), ("payments", "payments", 62, 12)]
+    assert [(t["schema_version"], t["events"]) for t in orders_topic["types"]] == [(1, 30), (2, 30), (None, 268)]
+
+
+def test_on_sqlite_the_p95_work_grows_with_the_events_not_with_their_square(tmp_path):
+    small = on_sqlite(tmp_path / "small", varied_reports(150), -60, 10_000, ["p95_steps"])["p95_steps"]
+    large = on_sqlite(tmp_path / "large", varied_reports(600), -60, 10_000, ["p95_steps"])["p95_steps"]
+    assert large < 8 * small  # 4 times the events; a lookup scanning the range would be 16 times the work
+
+
+def test_on_sqlite_a_statement_over_its_budget_or_asked_to_stop_is_ended(tmp_path):
+    ended = on_sqlite(tmp_path, [], 0, 1, ["budget"])["budget"]
+    assert ended["over_budget"] is not None and ended["over_budget"] < 5
+    assert ended["stopped"] is not None and ended["stopped"] < 5
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+@pytest.mark.parametrize("count", [1, 2, 3, 19, 20, 21, 100, 101, 999])
+def test_the_percentile_from_the_ranks_around_it_equals_the_percentile_of_all_values(count):
+    values = sorted((n * 7919 % 1000) / 7 for n in range(count))
+    position = (count - 1) * 0.95
+    around = {rank: values[rank - 1] for rank in range(1, count + 1) if rank - 3 <= position < rank + 1}
+    assert len(around) <= 4
+    assert flow_queries.percentile_of_ranked(count, around, 0.95) == flow_queries.percentile(values, 0.95)
+
+
+def test_regroup_sums_counts_and_keeps_the_earliest_and_latest_in_key_order():
+    rows = [
+        {"service": "b", "stage": "consumed", "events": 2, "first_at": 5, "last_at": 9},
+        {"service": "a", "stage": "failed", "events": 1, "first_at": 3, "last_at": 4},
+        {"service": "b", "stage": "processed", "events": 3, "first_at": 1, "last_at": 6},
+    ]
+    assert flow_queries.regroup(rows, ("service",), sums=("events",), earliest=("first_at",),
+                                latest=("last_at",)) == [
+        {"service": "a", "events": 1, "first_at": 3, "last_at": 4},
+        {"service": "b", "events": 5, "first_at": 1, "last_at": 9},
+    ]
+    by_stage = flow_queries.receipts_by_stage(rows, ("service",))
+    assert [(r["service"], r["consumed"], r["processed"], r["failed"], r["published"]) for r in by_stage] == [
+        ("a", 0, 0, 1, 0), ("b", 2, 3, 0, 0)]
+
+
+# --------------------------------------------------------------------------- the warm-up's budget
+
+def test_a_statement_over_the_budget_is_cancelled_on_postgresql():
+    started = time.monotonic()
+    with pytest.raises(flow_queries.BudgetExhausted, match="budget"):
+        with flow_queries.bounded_reads(flow_queries.TimeBudget(0.3)), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(30)")
+    assert time.monotonic() - started < 5
+    with connection.cursor() as cursor:  # the connection is usable, without the timeout
+        cursor.execute("SELECT pg_sleep(0.4), current_setting('statement_timeout')")
+        assert cursor.fetchone()[1] == "0"
+
+
+def test_a_refresh_out_of_budget_leaves_the_remaining_ranges_to_the_next_run(caplog):
+    save(event("e1", "published", "orders", -3600 * 30, topic="orders.events"))
+    with caplog.at_level(logging.WARNING, logger="dashboards.flow_queries"):
+        assert flow_queries.refresh_flow_cache(["24h", "7d"], T0, budget_seconds=0) == {}
+    assert "24h not refreshed: over its 0 s budget" in caplog.text
+    assert cache.get(f"{flow_queries.FLOW_CACHE}:live:7d") is None
+
+
+def test_the_beat_task_stops_when_the_worker_shuts_down(caplog):
+    from celery.signals import worker_shutting_down
+
+    from monitor import tasks
+
+    save(event("e1", "published", "orders", timezone.now() - timedelta(days=3), topic="orders.events"))
+    try:
+        worker_shutting_down.send(sender="celery@test", sig="SIGTERM", how="Warm", exitcode=0)
+        with caplog.at_level(logging.WARNING, logger="dashboards.flow_queries"):
+            started = time.monotonic()
+            assert tasks.warm_flow_cache() == {}
+        assert time.monotonic() - started < 1
+        assert "not refreshed: asked to stop" in caplog.text
+    finally:
+        tasks.worker_stopping.clear()
+    assert set(tasks.warm_flow_cache()) == {"24h", "7d"}

@@ -415,6 +415,17 @@ def test_time_lag_history_is_read_with_as_many_queries_for_many_lagging_partitio
     assert row.time_lag_method == TimeLagMethod.EXTRAPOLATED
 
 
+def test_deleting_a_group_or_its_cluster_deletes_its_samples(cluster):
+    record(cluster, reading("billing", {("orders", 0): 1}, {"orders": 1}, {("orders", 0): (0, 5)}))
+    record(cluster, reading("shipping", {("orders", 0): 2}, {"orders": 1}, {("orders", 0): (0, 5)}))
+
+    ConsumerGroup.objects.get(cluster=cluster, name="billing").delete()
+
+    assert list(PartitionLagSample.objects.values_list("group__name", flat=True)) == ["shipping"]
+    cluster.delete()
+    assert not PartitionLagSample.objects.exists() and not TopicLagSample.objects.exists()
+
+
 # -- claiming due clusters -------------------------------------------------------------
 
 def test_claim_returns_due_enabled_clusters_once_until_their_interval_passes(db):

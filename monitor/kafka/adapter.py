@@ -195,6 +195,10 @@ class KafkaAdapter:
         result = CommittedOffsets()
         if not group_ids:
             return result
+        answered = self._committed_offsets_without_errors(group_ids)
+        if answered is not None:
+            result.offsets = answered
+            return result
         try:
             raw = self._call("list_group_offsets", self.admin.list_group_offsets, {g: None for g in group_ids})
         except KafkaUnavailable:
@@ -216,6 +220,49 @@ class KafkaAdapter:
                 if meta.offset is not None and meta.offset >= 0
             }
         return result
+
+    def _committed_offsets_without_errors(self, group_ids: list[str]) -> dict[str, dict[TopicPartitionKey, int]] | None:
+        """The same requests as ``list_group_offsets``, their answers read straight into
+        plain dicts (kafka-python builds two objects per partition first: tens of
+        thousands per cycle). None when any group or partition answered with an error:
+        the caller then takes the path that reports each bad group apart."""
+        admin = self.admin
+
+        async def fetch() -> list[tuple[str | None, Any]]:
+            by_coordinator: dict[int, list[str]] = {}
+            for group_id, coordinator in (await admin._find_coordinator_ids(group_ids)).items():
+                by_coordinator.setdefault(coordinator, []).append(group_id)
+            responses = []
+            for coordinator, ids in by_coordinator.items():
+                for group_id, request in admin._list_group_offsets_requests({g: None for g in ids}):
+                    responses.append((group_id, await admin._manager.send(request, node_id=coordinator)))
+            return responses
+
+        try:
+            responses = self._call("list_group_offsets", admin._manager.run, fetch)
+        except KafkaUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the caller's path reports it
+            log.debug("offset fetch failed (%s); reading group by group", _describe_error(exc))
+            return None
+        offsets: dict[str, dict[TopicPartitionKey, int]] = {}
+        for group_id, response in responses:
+            if getattr(response, "error_code", 0):
+                return None
+            for group in response.groups if response.API_VERSION >= 8 else [response]:
+                if group.error_code:
+                    return None
+                committed: dict[TopicPartitionKey, int] = {}
+                for topic in group.topics:
+                    name = topic.name
+                    for partition in topic.partitions:
+                        if partition.error_code:
+                            return None
+                        offset = partition.committed_offset
+                        if offset is not None and offset >= 0:
+                            committed[(name, partition.partition_index)] = offset
+                offsets[group.group_id if response.API_VERSION >= 8 else group_id] = committed
+        return offsets
 
     def topic_metadata(self, topics: Iterable[str]) -> TopicMetadata:
         """Partitions and their leaders for the given topics: one Metadata request."""

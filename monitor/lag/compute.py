@@ -112,6 +112,18 @@ def covered_partitions(
     return keys
 
 
+def covered_partitions_of_groups(
+    committed_by_group: Mapping[str, Mapping[TopicPartitionKey, int]], partition_counts: Mapping[str, int],
+) -> set[TopicPartitionKey]:
+    """The union of :func:`covered_partitions` over many groups, in one pass."""
+    keys: set[TopicPartitionKey] = set()
+    for committed in committed_by_group.values():
+        keys.update(committed)
+    for topic in {t for t, _ in keys}:
+        keys.update(zip(repeat(topic), range(partition_counts.get(topic, 0))))
+    return keys
+
+
 def newly_lost(previous: PartitionLag | None, current: PartitionLag) -> int:
     """Messages lost on this partition since the previous poll, counting each once.
 

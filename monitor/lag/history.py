@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection, models
 from django.db.models import F, Q, Sum
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast
 
 from monitor.choices import GroupEventKind
 from monitor.lag.changes import PreviousOffsets
@@ -137,19 +138,22 @@ def group_points(group_ids: list[int], since: datetime, until: datetime | None) 
     polls = TopicLagSample.objects.filter(group_id__in=group_ids, resolution=0, polled_at__gte=since)
     if until is not None:
         polls = polls.filter(polled_at__lt=until)
-    rows = (
+    rows = _rows(
         polls.values("group_id", "polled_at")
-        .annotate(at=_instant(TopicLagSample), committed_total=Sum("committed_offset_total"), lag_total=Sum("lag"),
-                  log_end_total=Sum("log_end_offset_total"))
+        .annotate(at=_instant(TopicLagSample), committed_total=_total("committed_offset_total"),
+                  lag_total=_total("lag"), log_end_total=_total("log_end_offset_total"))
         .order_by("group_id", "polled_at")
         .values_list("group_id", "at", "committed_total", "lag_total", "log_end_total")
     )
     instants = _Instants()
     for group_id, at, committed_total, lag_total, log_end_total in rows:
-        result[group_id].append(GroupPoint(
-            polled_at=instants[at], committed_total=committed_total, lag=lag_total, log_end_total=log_end_total,
-        ))
+        result[group_id].append(_new_tuple(GroupPoint, (instants[at], committed_total, lag_total, log_end_total)))
     return result
+
+
+def _total(column: str) -> Cast:
+    # A sum of bigints is a numeric in PostgreSQL; as a bigint it is read as a plain int.
+    return Cast(Sum(column), models.BigIntegerField())
 
 
 def rewinds(group_ids: list[int], since: datetime) -> dict[int, list[Rewind]]:

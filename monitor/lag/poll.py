@@ -9,7 +9,7 @@ understated. Then :mod:`monitor.lag.record` stores the whole cycle in one transa
 
 The Kafka requests run on a thread of their own while this one reads what the
 database already holds (groups, topics, the previous poll, the status window): the
-two wait on different servers, so a cycle costs about the longer of them, not the sum.
+two wait on different servers, so a cycle need not wait for one after the other.
 
 A cluster that cannot be reached is marked unreachable with the error and a failed
 PollRun; :func:`poll_cluster` never raises for that.
@@ -30,7 +30,7 @@ from monitor.choices import ClusterStatus
 from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
 from monitor.lag import history, snapshot
 from monitor.lag.clusters import connection_settings
-from monitor.lag.compute import covered_partitions
+from monitor.lag.compute import covered_partitions_of_groups
 from monitor.lag.record import ClusterReading, Progress, no_progress, record_cycle
 from monitor.models import Cluster, PollRun
 
@@ -80,9 +80,7 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     progress(f"read committed offsets of {len(committed.offsets)} groups")
     metadata = adapter.topic_metadata({topic for offsets in committed.offsets.values() for topic, _ in offsets})
     counts = metadata.partition_counts
-    partitions = set()
-    for offsets in committed.offsets.values():
-        partitions |= covered_partitions(offsets, counts)
+    partitions = covered_partitions_of_groups(committed.offsets, counts)
     leaders = {(topic, p): leader for topic, by_partition in metadata.leaders.items()
                for p, leader in by_partition.items()}
     log_offsets, log_errors = adapter.log_offsets(partitions, leaders)

@@ -19,7 +19,8 @@ from monitor.lag import forecast, history
 from monitor.lag.bulk import insert_rows, row_writer, update_rows
 from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, previous_lag
 from monitor.lag.compute import (
-    PartitionLag, TopicLag, TopicPartitionKey, covered_partitions, group_partition_lags, group_totals, newly_lost,
+    PartitionLag, TopicLag, TopicPartitionKey, covered_partitions_of_groups, group_partition_lags, group_totals,
+    newly_lost,
 )
 from monitor.lag.status import GroupPoint, Rewind, StatusInputs, Verdict, group_status
 from monitor.lag.timelag import OffsetPoint, PartitionHistory, time_lag
@@ -49,10 +50,8 @@ class ClusterReading:
 
     @cached_property
     def partitions(self) -> set[TopicPartitionKey]:
-        keys: set[TopicPartitionKey] = set()
-        for offsets in self.committed.values():
-            keys |= covered_partitions(offsets, self.partition_counts)
-        return keys
+        """Every partition of every topic some group has committed on."""
+        return covered_partitions_of_groups(self.committed, self.partition_counts)
 
 
 @dataclass

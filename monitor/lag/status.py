@@ -23,15 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime
 
 from monitor.choices import GroupStatus
 from monitor.lag import humanize
 
 
-@dataclass(frozen=True)
-class GroupPoint:
-    """The group at one poll: totals over its partitions."""
+class GroupPoint(NamedTuple):
+    """The group at one poll: totals over its partitions (a named tuple: a cycle reads
+    back every group's polls of the status window)."""
 
     polled_at: datetime
     committed_total: int | None
