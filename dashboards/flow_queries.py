@@ -123,10 +123,22 @@ class FlowData:
     p95: dict[tuple[str, str, str], float]
     lags: dict[tuple[str, str], GroupLag]
     examples: dict[tuple[str, str, str], list[str]]
+    observed_since: datetime | None = None
 
     @property
     def span_seconds(self) -> float:
-        return (self.until - self.since).total_seconds()
+        """Rates are per second of the range that has data: a system reporting for two
+        minutes of a one-hour range is not shown at a thirtieth of its real rate."""
+        return (self.until - rate_start(self.since, self.observed_since)).total_seconds()
+
+
+def rate_start(since: datetime, first_event_at: datetime | None) -> datetime:
+    return max(since, first_event_at) if first_event_at else since
+
+
+def first_event_at(since: datetime, until: datetime) -> datetime | None:
+    """The earliest report in the range (one index lookup on the timestamp)."""
+    return Event.objects.filter(_in_range(since, until)).aggregate(first=Min("timestamp"))["first"]
 
 
 def edge_aggregates(since: datetime, until: datetime,
@@ -411,6 +423,7 @@ def flow_data(since: datetime, until: datetime, at_present: bool) -> FlowData:
         p95=p95_latencies(since, until, receipts_by_topic=receipts),
         lags=group_lags((c.consumer_group for c in consumes), (c.topic for c in consumes), since, until, at_present),
         examples=failed_examples(since, until),
+        observed_since=first_event_at(since, until),
     )
 
 
@@ -789,7 +802,7 @@ def service_stats(name: str, since: datetime, until: datetime, at_present: bool)
     publishes = regroup((r for r in by_stage if r["stage"] == Stage.PUBLISHED), ("topic", "type"),
                         sums=("events",), latest=("last_at",))
     consumes = receipts_by_stage((r for r in by_stage if r["stage"] != Stage.PUBLISHED), ("topic", "consumer_group"))
-    span = max((until - since).total_seconds(), 1e-9)
+    span = max((until - rate_start(since, first_event_at(since, until))).total_seconds(), 1e-9)
     for row in publishes:
         row["rate_per_second"] = row["events"] / span
     for row in consumes:
