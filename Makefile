@@ -30,6 +30,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/poll.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/flow.py
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/celery-queue staticfiles

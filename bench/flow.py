@@ -41,6 +41,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import scratch_db  # noqa: E402  (beside this file)
 
 RANGES = ("1h", "24h", "7d")
 LAYOUT_SPANS = {"hour": timedelta(hours=1), "week": timedelta(days=7)}
@@ -51,23 +54,6 @@ SEED = 20240501
 
 # -- set-up ---------------------------------------------------------------------------
 
-def create_database(server_url: str) -> str:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(server_url)
-    name = f"bench_flow_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def drop_database(database_url: str) -> None:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def setup_django(database_url: str) -> None:
@@ -328,7 +314,7 @@ def main() -> int:
         if given.startswith("postgres") and urllib.parse.urlsplit(given).path.strip("/"):
             return given, True  # a named database: measured as it is, filled when empty
         if given.startswith("postgres"):
-            url = create_database(given)
+            url = scratch_db.create_database(given, "bench_flow")
             if not args.keep:
                 created.append(url)
             return url, False
@@ -354,7 +340,7 @@ def main() -> int:
 
         connections.close_all()
         for url in created:
-            drop_database(url)
+            scratch_db.drop_database(url)
         if args.keep:
             print(f"kept: {scratch}")
             for url in used:

@@ -35,6 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import scratch_db  # noqa: E402  (beside this file)
 
 BATCH = 1000
 CLIENTS = 2
@@ -50,23 +53,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def create_database(server_url: str) -> str:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(server_url)
-    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def drop_database(database_url: str) -> None:
-    import psycopg
-
-    parts = urllib.parse.urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def server_env(database_url: str) -> dict[str, str]:
@@ -215,7 +201,7 @@ def main() -> int:
                                                                  "postgres://postgres@127.0.0.1:5432/"))
     options = parser.parse_args()
 
-    database_url = create_database(options.database_url)
+    database_url = scratch_db.create_database(options.database_url, "bench_ingest")
     server = None
     try:
         setup_django(database_url)
@@ -266,7 +252,7 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        drop_database(database_url)
+        scratch_db.drop_database(database_url)
 
     http_rate = http_events / http_seconds
     copy_rate = copied / copy_seconds
