@@ -106,3 +106,17 @@ def test_schemas_reject_what_the_contract_forbids():
     assert {tuple(e.absolute_path) for e in errors} == {("lag",), ("time_lag_method",)}
     assert list(schema_validator("Cluster").iter_errors(
         {"name": "a", "status": "ok", "last_poll_at": "yesterday", "last_error": None}))
+
+
+def test_real_alert_responses_match_their_schema(client, read_token):
+    from monitor.choices import AlertState
+    from monitor.models import Alert, AlertRule
+
+    now = timezone.now()
+    rule = AlertRule.objects.create(name="billing falls behind", group="billing*", metric="lag", threshold=1000)
+    Alert.objects.create(rule=rule, subject="prod/billing/orders", cluster="prod", group="billing", topic="orders",
+                         state=AlertState.FIRING, value=4500, threshold=1000, started_at=now, fired_at=now,
+                         last_evaluated_at=now)
+    alerts = client.get("/api/v1/alerts?state=firing", headers={"Authorization": f"Bearer {read_token}"}).json()
+    assert len(alerts) == 1
+    assert_valid("Alert", alerts[0])

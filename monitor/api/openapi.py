@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 
 from monitor.api.auth import api_view
-from monitor.choices import AlertState, ClusterStatus, GroupStatus, SeriesMetric, Severity, Stage, TimeLagMethod
+from monitor.choices import AlertState, ClusterStatus, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -259,6 +259,23 @@ SCHEMAS: dict[str, dict[str, object]] = {
             "threshold": _nullable("number"),
             "started_at": NULLABLE_TIME,
             "resolved_at": NULLABLE_TIME,
+            "rule_id": {"type": "integer"},
+            "severity": {"type": "string", "enum": Severity.values},
+            "metric": {"type": "string"},
+            "op": {"type": "string", "enum": Operator.values},
+            "cluster": {"type": "string", "description": "Empty for event metrics"},
+            "group": {"type": "string"},
+            "topic": {"type": "string"},
+            "value_text": {"type": "string", "description": "The value with its unit, e.g. '1,234 messages'"},
+            "threshold_text": {"type": "string"},
+            "fired_at": NULLABLE_TIME,
+            "no_data": {"type": "boolean", "description": "The subject stopped reporting (group gone, cluster unreachable)"},
+            "no_data_reason": {"type": "string"},
+            "resolved_reason": {"type": "string"},
+            "acknowledged_at": NULLABLE_TIME,
+            "acknowledged_by": {"type": "string"},
+            "acknowledgement_note": {"type": "string"},
+            "url": {"type": "string", "description": "The alert's page"},
         },
     },
     "Health": {
