@@ -37,6 +37,7 @@ from dashboards.flow_model import (
 )
 from dashboards.time_range import TimeRange, parse_time_range
 from dashboards.trace_timeline import TraceEvent
+from monitor.events.detectors import CONSUMER_STAGES
 from monitor.choices import AlertState, FlowEdgeKind, GroupStatus, Stage
 from monitor.models import Alert, ConsumerGroup, Event, ExpectedSubscription, Finding, Service, Topic, TopicLagSample
 
@@ -832,6 +833,73 @@ def service_stats(name: str, since: datetime, until: datetime, at_present: bool)
     )
 
 
+@dataclass(frozen=True)
+class SchemaConsumer:
+    """A group (the service when a report names none) and the schema versions of one
+    event type it reported handling."""
+
+    name: str
+    versions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SchemaVersionRow:
+    """One published (producer, version) of an event type, and per consuming group
+    whether it reported handling that version (in the order of the table's consumers)."""
+
+    producer: str
+    version: int
+    events: int
+    handled: tuple[bool, ...]
+
+    @property
+    def drift(self) -> bool:
+        return not all(self.handled)
+
+
+@dataclass(frozen=True)
+class SchemaTable:
+    """Producer version x consumer version for one event type."""
+
+    event_type: str
+    consumers: tuple[SchemaConsumer, ...]
+    rows: tuple[SchemaVersionRow, ...]
+
+    @property
+    def drift(self) -> bool:
+        return any(row.drift for row in self.rows)
+
+
+def schema_tables(rows: Iterable[Mapping[str, Any]]) -> list[SchemaTable]:
+    """Per event type, each published (producer, schema version) against each group that
+    reported handling (consumed/processed) the type with a version: handled, or never
+    reported. The rule of :func:`monitor.events.detectors.detect_schema_drift` over one
+    range: a group is a column once it reports a version; reports without one say nothing.
+    ``rows`` are GROUP BY rows with ``stage``, ``type``, ``service``, ``consumer_group``,
+    ``schema_version`` and ``events``."""
+    published: dict[str, dict[tuple[str, int], int]] = defaultdict(lambda: defaultdict(int))
+    handled: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for row in rows:
+        version = row["schema_version"]
+        if version is None:
+            continue
+        if row["stage"] == Stage.PUBLISHED:
+            published[row["type"]][(row["service"], version)] += row["events"]
+        elif row["stage"] in CONSUMER_STAGES:
+            # The schema-drift detector's rule: a group that reported a version at any
+            # consumer stage, even failing on it, knows that version (failures are their own finding).
+            handled[row["type"]][row["consumer_group"] or row["service"]].add(version)
+    tables = []
+    for event_type in sorted(published):
+        consumers = tuple(SchemaConsumer(name, tuple(sorted(versions)))
+                          for name, versions in sorted(handled[event_type].items()))
+        tables.append(SchemaTable(event_type, consumers, tuple(
+            SchemaVersionRow(producer, version, events, tuple(version in c.versions for c in consumers))
+            for (producer, version), events in sorted(published[event_type].items(), key=lambda i: (i[0][1], i[0][0]))
+        )))
+    return tables
+
+
 @dataclass
 class TopicStats:
     name: str
@@ -840,6 +908,7 @@ class TopicStats:
     consumers: list[dict[str, Any]]
     lags: dict[tuple[str, str], GroupLag]
     types: list[dict[str, Any]]
+    schema: list[SchemaTable]
     skew: PartitionSkew
     keys: list[KeyShare]
     keyed_events: int
@@ -852,7 +921,7 @@ class TopicStats:
 def topic_stats(name: str, since: datetime, until: datetime, at_present: bool) -> TopicStats:
     base = Event.objects.filter(_in_range(since, until), topic=name)
     is_published = Q(stage=Stage.PUBLISHED)
-    # One scan for producers, consumers, types, partitions and keyed reports (the
+    # One scan for producers, consumers, types, schema versions, partitions and keyed reports (the
     # partition only of publications, so receipts do not multiply the groups).
     by_stage = list(
         base.values("stage", "service", "consumer_group", "type", "schema_version",
@@ -886,6 +955,7 @@ def topic_stats(name: str, since: datetime, until: datetime, at_present: bool) -
         consumers=consumers,
         lags=group_lags(groups, [name], since, until, at_present),
         types=types,
+        schema=schema_tables(by_stage),
         skew=partition_skew(dict(partitions)),
         keys=hot_keys(top_keys, keyed_events),
         keyed_events=keyed_events,
@@ -910,6 +980,6 @@ def cached_service_stats(name: str, time_range: TimeRange, outcome: CacheOutcome
 
 def cached_topic_stats(name: str, time_range: TimeRange, outcome: CacheOutcome | None = None) -> TopicStats:
     return cached_for_range(
-        f"flow:topic:v1:{_name_key(name)}", time_range,
+        f"flow:topic:v2:{_name_key(name)}", time_range,
         lambda: topic_stats(name, time_range.since, time_range.until, time_range.is_live), outcome,
     )[2]

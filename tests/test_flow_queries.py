@@ -13,6 +13,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dashboards import flow_queries
@@ -293,6 +294,92 @@ def test_topic_stats_show_types_versions_partition_skew_and_hot_keys():
     assert stats.skew.hot_partition == 2
     assert stats.keys[0].key == "order-hot" and stats.keys[0].hot
     assert stats.lag_pages == [("prod", "orders.events")]
+
+
+def schema_reports(topic: str = "orders.events") -> list:
+    """OrderPlaced published as v1 and v2; billing reports handling only v1, ledger both.
+    OrderCancelled published as v1 and handled as v1 by billing."""
+    return [
+        event("p1", "published", "orders", 0, topic=topic, schema_version=1),
+        event("p2", "published", "orders", 1, topic=topic, schema_version=2),
+        event("p3", "published", "orders", 2, topic=topic, schema_version=2),
+        event("p1", "consumed", "billing", 3, topic=topic, group="billing", schema_version=1),
+        event("p2", "processed", "billing", 4, topic=topic, group="billing", schema_version=1),
+        event("p1", "processed", "ledger", 3, topic=topic, group="ledger", schema_version=1),
+        event("p2", "consumed", "ledger", 4, topic=topic, group="ledger", schema_version=2),
+        event("c1", "published", "orders", 5, type="OrderCancelled", topic=topic, schema_version=1),
+        event("c1", "processed", "billing", 6, type="OrderCancelled", topic=topic, group="billing",
+              schema_version=1),
+    ]
+
+
+def matrix(stats) -> dict:
+    return {table.event_type: {(row.producer, row.version): dict(zip([c.name for c in table.consumers], row.handled))
+                               for row in table.rows} for table in stats.schema}
+
+
+def test_a_version_published_that_a_group_never_reported_handling_is_schema_drift():
+    save(*schema_reports())
+    stats = flow_queries.topic_stats("orders.events", SINCE, UNTIL, at_present=True)
+    assert matrix(stats) == {
+        "OrderCancelled": {("orders", 1): {"billing": True}},
+        "OrderPlaced": {("orders", 1): {"billing": True, "ledger": True},
+                        ("orders", 2): {"billing": False, "ledger": True}},
+    }
+    by_type = {table.event_type: table for table in stats.schema}
+    assert by_type["OrderPlaced"].drift and not by_type["OrderCancelled"].drift
+    assert [(row.version, row.events, row.drift) for row in by_type["OrderPlaced"].rows] == [
+        (1, 1, False), (2, 2, True)]
+    assert [(c.name, c.versions) for c in by_type["OrderPlaced"].consumers] == [("billing", (1,)), ("ledger", (1, 2))]
+
+
+def test_schema_handling_counts_only_receipts_in_the_range():
+    save(*schema_reports(),
+         # Handling v2 after the range is not seen in it.
+         event("p3", "processed", "billing", 600, topic="orders.events", group="billing", schema_version=2),
+         event("p4", "published", "orders", -600, topic="orders.events", schema_version=3))
+    stats = flow_queries.topic_stats("orders.events", SINCE, UNTIL, at_present=True)
+    assert matrix(stats)["OrderPlaced"][("orders", 2)] == {"billing": False, "ledger": True}
+    assert ("orders", 3) not in matrix(stats)["OrderPlaced"]
+    later = flow_queries.topic_stats("orders.events", SINCE, T0 + timedelta(minutes=15), at_present=True)
+    assert matrix(later)["OrderPlaced"][("orders", 2)] == {"billing": True, "ledger": True}
+
+
+def test_a_group_that_failed_on_a_version_has_reported_it_as_the_drift_detector_says():
+    save(*schema_reports(),
+         event("p3", "failed", "billing", 7, topic="orders.events", group="billing", schema_version=2))
+    stats = flow_queries.topic_stats("orders.events", SINCE, UNTIL, at_present=True)
+    assert matrix(stats)["OrderPlaced"][("orders", 2)] == {"billing": True, "ledger": True}
+
+
+def test_the_schema_matrix_costs_no_query_per_event_type():
+    save(*schema_reports())
+    with CaptureQueriesContext(connection) as few_types:
+        flow_queries.topic_stats("orders.events", SINCE, UNTIL, at_present=True)
+    save(*[event(f"x{n}-{v}", stage, "orders" if stage == "published" else "billing", n, type=f"Type{n}",
+                 topic="orders.events", group="" if stage == "published" else "billing", schema_version=v)
+           for n in range(10) for v in (1, 2) for stage in ("published", "consumed")])
+    with CaptureQueriesContext(connection) as many_types:
+        stats = flow_queries.topic_stats("orders.events", SINCE, UNTIL, at_present=True)
+    assert len(stats.schema) == 12
+    assert len(many_types) == len(few_types)
+
+
+def test_schema_tables_use_the_service_when_a_receipt_names_no_group_and_ignore_unversioned_reports():
+    rows = [
+        {"stage": "published", "type": "T", "service": "p", "consumer_group": "", "schema_version": 2, "events": 4},
+        {"stage": "published", "type": "T", "service": "p", "consumer_group": "", "schema_version": 2, "events": 1},
+        {"stage": "published", "type": "U", "service": "p", "consumer_group": "", "schema_version": None,
+         "events": 9},
+        {"stage": "consumed", "type": "T", "service": "worker", "consumer_group": "", "schema_version": 2,
+         "events": 1},
+        {"stage": "processed", "type": "T", "service": "other", "consumer_group": "g", "schema_version": None,
+         "events": 1},
+    ]
+    [table] = flow_queries.schema_tables(rows)
+    assert table.event_type == "T" and [c.name for c in table.consumers] == ["worker"]
+    assert [(row.producer, row.version, row.events, row.handled) for row in table.rows] == [("p", 2, 5, (True,))]
+    assert not table.drift
 
 
 # --------------------------------------------------------------------------- the same numbers on SQLite

@@ -243,6 +243,28 @@ def test_the_event_topic_page_links_to_the_lag_topic_page(logged_in_client, saga
     assert logged_in_client.get("/event-topics/no.such.topic/").status_code == 404
 
 
+def test_the_event_topic_page_shows_schema_drift_per_event_type(logged_in_client):
+    save(event("p1", "published", "orders", 0, topic="orders.events", schema_version=1),
+         event("p2", "published", "orders", 1, topic="orders.events", schema_version=2),
+         event("p1", "consumed", "billing", 2, topic="orders.events", group="billing", schema_version=1),
+         event("p2", "processed", "billing", 3, topic="orders.events", group="billing", schema_version=1),
+         event("c1", "published", "orders", 4, type="OrderCancelled", topic="orders.events", schema_version=1),
+         event("c1", "processed", "billing", 5, type="OrderCancelled", topic="orders.events", group="billing",
+               schema_version=1))
+    for url in (f"/event-topics/orders.events/?{WINDOW}", f"/event-topics/orders.events/?{WINDOW}&part=body"):
+        html = logged_in_client.get(url).content.decode()
+        tables = dict(re.findall(r'<table class="data schema-matrix"[^>]*data-event-type="([^"]+)"[^>]*>(.*?)</table>',
+                                 html, re.S))
+        assert set(tables) == {"OrderCancelled", "OrderPlaced"}
+        placed, cancelled = tables["OrderPlaced"], tables["OrderCancelled"]
+        assert "<th" in placed and ">billing</th>" in placed
+        drifting = re.findall(r'<tr data-drift="true">(.*?)</tr>', placed, re.S)
+        assert len(drifting) == 1 and ">v2<" in drifting[0] and '<td class="bad">never reported</td>' in drifting[0]
+        assert "schema drift" in placed and placed.count("<td>handled</td>") == 1
+        assert "never reported" not in cancelled and "schema drift" not in cancelled
+        assert "<td>handled</td>" in cancelled
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_no_page_shows_a_secret_and_every_post_form_has_a_csrf_token(logged_in_client, saga, path):
     Cluster.objects.create(name="secure", bootstrap_servers="127.0.0.1:9", sasl_username="svc",
