@@ -7,6 +7,8 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-01
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("MONITOR_CACHE_PREFIX", f"monitor-test-{os.getpid()}")
+# Each run gets its own test database, so two copies of the suite can run side by side.
+os.environ.setdefault("MONITOR_TEST_DB_NAME", f"test_monitor_{os.getpid()}")
 
 from monitor.settings import *  # noqa: E402,F403
 
