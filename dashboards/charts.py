@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 from typing import Protocol
 
-from dashboards.formatting import format_duration, format_number
+from monitor import humanize
 from monitor.choices import GroupEventKind, SeriesMetric
 
 Value = int | float | None
@@ -57,8 +57,8 @@ def _hover_text(value: Value, metric: str) -> str:
     if value is None:
         return "unknown"
     if metric == SeriesMetric.TIME_LAG_SECONDS:
-        return format_duration(value)
-    return f"{format_number(value)} messages"
+        return humanize.duration(value)
+    return f"{humanize.count(value)} messages"
 
 
 def _line_trace(series: SeriesLike, metric: str, width: float, dash: str = "solid") -> dict[str, object]:
