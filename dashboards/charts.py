@@ -1,6 +1,6 @@
 """Pure chart builders: plain data in, a Plotly figure dict (or SVG path) out.
 
-No database, no request: the views fetch with :mod:`dashboards.queries` and hand the
+No database, no request: the views fetch with :mod:`monitor.lag.queries` and hand the
 results here; the browser draws the dicts with the vendored plotly.min.js.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Lag endpoints of the JSON API (CONTRACT, HTTP API): parse, query the read side, serialise.
 
 Latest-poll data comes from the poller's snapshot (Redis, falling back to the database);
-history from :mod:`dashboards.queries`."""
+history from :mod:`monitor.lag.queries`."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone as dt_timezone

@@ -2,7 +2,7 @@
 
 Nodes are services and topics; edges are ``service -> topic`` (it publishes there) and
 ``topic -> service`` (one consumer group of that service reads it). The read side
-(:mod:`dashboards.flow_queries`) aggregates events into :class:`PublishAggregate` and
+(:mod:`monitor.flow.queries`) aggregates events into :class:`PublishAggregate` and
 :class:`ConsumeAggregate` rows; :func:`build_flow_graph` turns them into a graph with
 rates, failure shares, latency, lag and a health colour per edge and node.
 """
