@@ -10,7 +10,7 @@ The engine stores a *payload* on each outbox row when the alert changes state::
             value, value_text, cluster, group, topic, subject, subject_label, state, started_at, fired_at,
             resolved_at, duration_seconds, no_data_reason, resolved_reason,
             acknowledged_by, acknowledged_at, acknowledgement_note, summary,
-            worst_partitions: [{topic, partition, lag, time_lag_seconds}], group_url, alert_url}
+            worst_partitions: [{topic, partition, lag, time_lag_seconds, owner}], group_url, alert_url}
 
 Notifiers turn the payload into a Slack Block Kit message, an email (text + HTML) or a
 generic webhook body at delivery time, with the functions below.
@@ -120,7 +120,7 @@ def alert_item(a: Alert, rule: RuleSpec, now: datetime, worst_partitions: list[d
         "acknowledgement_note": a.acknowledgement_note,
         "worst_partitions": [
             {"topic": p["topic"], "partition": p["partition"], "lag": p["lag"],
-             "time_lag_seconds": p["time_lag_seconds"]}
+             "time_lag_seconds": p["time_lag_seconds"], "owner": p.get("owner") or ""}
             for p in (worst_partitions or [])
         ],
         "summary": detail.get("summary", ""),
@@ -215,15 +215,17 @@ def partition_table(partitions: list[dict]) -> str:
     """A small fixed-width table of the worst partitions."""
     if not partitions:
         return ""
-    rows = [("topic/partition", "lag", "time lag")]
+    owned = any(p.get("owner") for p in partitions)
+    rows = [("topic/partition", "lag", "time lag") + (("owner",) if owned else ())]
     for p in partitions:
         rows.append((
             f"{p['topic']}/{p['partition']}",
             "unknown" if p["lag"] is None else f"{p['lag']:,}",
             "unknown" if p["time_lag_seconds"] is None else format_duration(p["time_lag_seconds"]),
-        ))
+        ) + ((p.get("owner") or "-",) if owned else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}" for r in rows)
+    return "\n".join((f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}"
+                       + (f"  {r[3]}" if owned else "")).rstrip() for r in rows)
 
 
 # -- Slack ----------------------------------------------------------------------------------
@@ -333,12 +335,12 @@ def email_html(payload_: dict) -> str:
         if partitions and kind != NotificationKind.RESOLVED:
             parts.append('<table cellpadding="4" style="border-collapse:collapse">'
                          "<tr><th align=left>topic/partition</th><th align=right>lag</th>"
-                         "<th align=right>time lag</th></tr>")
+                         "<th align=right>time lag</th><th align=left>owner</th></tr>")
             for p in partitions:
                 lag_text = "unknown" if p["lag"] is None else f"{p['lag']:,}"
                 time_text = "unknown" if p["time_lag_seconds"] is None else format_duration(p["time_lag_seconds"])
                 parts.append(f"<tr><td>{e(p['topic'])}/{p['partition']}</td><td align=right>{e(lag_text)}</td>"
-                             f"<td align=right>{e(time_text)}</td></tr>")
+                             f"<td align=right>{e(time_text)}</td><td>{e(p.get('owner') or '')}</td></tr>")
             parts.append("</table>")
         links = []
         if item.get("group_url"):
