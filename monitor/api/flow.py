@@ -17,6 +17,7 @@ from dashboards.trace_timeline import TraceEvent, causal_order
 from monitor.api.auth import api_view
 from monitor.api.errors import BadRequest, FieldError, NotFound
 from monitor.choices import FlowNodeKind, TokenScope
+from monitor.tracelinks import external_trace_url
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -159,6 +160,7 @@ def trace_document(trace_id: str) -> dict[str, Any] | None:
     last = max(e.timestamp for e in ordered)
     return {
         "trace_id": trace_id,
+        "external_url": external_trace_url(trace_id),
         "services": list(dict.fromkeys(e.service for e in ordered)),
         "duration_seconds": (last - first).total_seconds(),
         "truncated": truncated,

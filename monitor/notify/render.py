@@ -9,7 +9,7 @@ The engine stores a *payload* on each outbox row when the alert changes state::
     ITEM = {alert_id, rule_id, rule, severity, metric, unit, op, threshold, threshold_text,
             value, value_text, cluster, group, topic, subject, subject_label, state, started_at, fired_at,
             resolved_at, duration_seconds, no_data_reason, resolved_reason,
-            acknowledged_by, acknowledged_at, acknowledgement_note, summary,
+            acknowledged_by, acknowledged_at, acknowledgement_note, summary, traces: [{trace_id, url}],
             worst_partitions: [{topic, partition, lag, time_lag_seconds, owner}], group_url, alert_url}
 
 Notifiers turn the payload into a Slack Block Kit message, an email (text + HTML) or a
@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from django.conf import settings
+from django.urls import NoReverseMatch, reverse
 
 from monitor.alerts import metrics as metric_registry
 from monitor.alerts.metrics import format_duration
 from monitor.alerts.rules import RuleSpec
 from monitor.choices import NotificationKind, Severity
+from monitor.tracelinks import external_trace_url
 
 if TYPE_CHECKING:
     from monitor.models import Alert
@@ -67,6 +69,18 @@ def group_path(cluster: str, group: str) -> str:
 
 def alert_path(alert_id: int) -> str:
     return f"/alerts/{alert_id}/"
+
+
+def trace_link(trace_id: str) -> str:
+    """The trace in the backend named by MONITOR_TRACE_URL_TEMPLATE, else our trace page."""
+    external = external_trace_url(trace_id)
+    if external:
+        return external
+    try:
+        path = reverse("flow-trace", args=[trace_id])
+    except NoReverseMatch:
+        path = f"/traces/{quote(trace_id, safe='')}/"
+    return base_url() + path
 
 
 def _metric(name: str) -> metric_registry.Metric | None:
@@ -124,6 +138,7 @@ def alert_item(a: Alert, rule: RuleSpec, now: datetime, worst_partitions: list[d
             for p in (worst_partitions or [])
         ],
         "summary": detail.get("summary", ""),
+        "traces": [{"trace_id": t, "url": trace_link(t)} for t in detail.get("traces") or []],
         "group_url": base_url() + group_path(a.cluster, a.group) if a.cluster and a.group else "",
         "alert_url": base_url() + alert_path(a.id),
     }
@@ -250,6 +265,9 @@ def slack_message(payload_: dict) -> dict:
         line = f"*{_slack_escape(item['severity'])}* · {_slack_escape(summary_line(item, kind))}"
         if item.get("summary"):
             line += f"\n{_slack_escape(item['summary'])}"
+        if item.get("traces"):
+            line += "\ntraces: " + " ".join(f"<{_slack_escape(t['url'])}|{_slack_escape(t['trace_id'][:16])}>"
+                                            for t in item["traces"])
         if item.get("acknowledged_by"):
             line += f"\n_acknowledged by {_slack_escape(item['acknowledged_by'])}_"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}})
@@ -300,6 +318,8 @@ def email_text(payload_: dict) -> str:
         resolved = f", resolved {item['resolved_at']}" if item.get("resolved_at") else ""
         if item.get("summary"):
             out.append(f"  {item['summary']}")
+        for trace in item.get("traces") or []:
+            out.append(f"  trace {trace['trace_id']}: {trace['url']}")
         out.append(f"  since {item['started_at']}{resolved}")
         if item.get("acknowledged_by"):
             note = item.get("acknowledgement_note") or ""
@@ -328,6 +348,9 @@ def email_html(payload_: dict) -> str:
                      + (f", resolved {e(item['resolved_at'])}" if item.get("resolved_at") else "") + "</small></p>")
         if item.get("summary"):
             parts.append(f"<p>{e(item['summary'])}</p>")
+        if item.get("traces"):
+            parts.append("<p>Traces: " + " ".join(f'<a href="{e(t["url"])}"><code>{e(t["trace_id"])}</code></a>'
+                                                 for t in item["traces"]) + "</p>")
         if item.get("acknowledged_by"):
             note = e(item.get("acknowledgement_note") or "")
             parts.append(f"<p><em>Acknowledged by {e(item['acknowledged_by'])}</em> {note}</p>")
