@@ -33,4 +33,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/flow.py
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3* var/celery-queue staticfiles
+	rm -rf $(VENV) var/*.sqlite3* var/celery staticfiles

@@ -4,8 +4,6 @@ import os
 from celery import Celery
 from celery.signals import beat_init, worker_process_init
 
-from monitor.envconf import env_int
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monitor.settings")
 
 app = Celery("monitor")
@@ -20,12 +18,24 @@ app.conf.beat_schedule = {
     "run-detectors": {"task": "monitor.run_detectors", "schedule": 60.0},
     "prune-events": {"task": "monitor.prune_events", "schedule": 900.0},
     "schedule-taps": {"task": "monitor.schedule_taps", "schedule": 10.0},
-    # Read like settings.MONITOR_EVALUATE_INTERVAL_SECONDS: this module loads while settings do.
-    "evaluate-rules": {"task": "monitor.evaluate_rules",
-                       "schedule": float(env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1))},
     "sweep-notifications": {"task": "monitor.sweep_notifications", "schedule": 30.0},
     "warm-flow-cache": {"task": "monitor.warm_flow_cache", "schedule": 120.0},
 }
+
+
+
+
+@app.on_after_configure.connect
+def _schedule_rule_evaluation(sender: Celery, **_kwargs: object) -> None:
+    """Alert evaluation runs every MONITOR_EVALUATE_INTERVAL_SECONDS.
+
+    Added once Celery has read the Django settings: this module is imported while
+    monitor/settings.py itself loads, so it cannot read a setting at import time.
+    """
+    from django.conf import settings
+
+    sender.add_periodic_task(float(settings.MONITOR_EVALUATE_INTERVAL_SECONDS),
+                             sender.signature("monitor.evaluate_rules"), name="evaluate-rules")
 
 
 @worker_process_init.connect

@@ -359,6 +359,11 @@ def email_thread_id(payload_: dict) -> str | None:
     return f"<alert-{items[0]['alert_id']}@{PRODUCT}>"
 
 
+def email_message_id(idempotency_key: str) -> str:
+    """The Message-ID of one notification, the same on every attempt."""
+    return f"<notification-{idempotency_key}@{PRODUCT}>"
+
+
 # -- generic webhook ------------------------------------------------------------------------------
 
 def webhook_body(payload_: dict) -> dict:
