@@ -5,8 +5,9 @@ record each lagging group reads next (:meth:`KafkaAdapter.record_timestamps`: on
 per partition leader, all in flight together). What it costs is bounded twice:
 
 - a record's timestamp never changes, so each answer is cached per (cluster, topic,
-  partition, offset) in Django's cache (Redis in production, in-process otherwise) for
-  :data:`CACHE_SECONDS`: a stuck consumer costs one fetch, not one per poll;
+  partition, offset), in this process (the newest :data:`LOCAL_ENTRIES`) and in
+  Django's cache (Redis in production: shared by the workers, kept across restarts)
+  for :data:`CACHE_SECONDS`: a stuck consumer costs one fetch, not one per poll;
 - a byte budget per partition (``MONITOR_TIME_LAG_FETCH_PARTITION_BYTES``) and per
   cycle (``MONITOR_TIME_LAG_FETCH_CYCLE_BYTES``): the cycle reads at most
   cycle // partition partitions, those lagging most first; the others keep the
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +35,12 @@ from monitor.lag.timelag import PartitionOffset, RecordTime, choose_reads
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 24 * 3600
+LOCAL_ENTRIES = 200_000
+"""About 40 MB at most; a cycle of 100,000 lagging partitions fits."""
+
+CachedRecord = tuple[int, int, bool, bool, int]
+_local: OrderedDict[str, CachedRecord] = OrderedDict()
+_local_lock = threading.Lock()  # clusters are polled on threads of their own
 OVER_BUDGET = "budget"
 """The reason kept for offsets the budget left unread (``RecordReads.not_read``)."""
 
@@ -135,28 +144,43 @@ def _cache_key(cluster_id: int, offset: PartitionOffset) -> str:
     return f"record-ts:{cluster_id}:{digest}:{partition}:{at}"
 
 
-def _to_cache(found: RecordTimestamp) -> tuple[int, int, bool, bool, int]:
+def _to_cache(found: RecordTimestamp) -> CachedRecord:
     return (found.offset, found.timestamp_ms, found.log_append_time, found.exact, found.backwards_ms)
 
 
-def _from_cache(offset: PartitionOffset, value: tuple[int, int, bool, bool, int]) -> RecordTime:
+def _from_cache(offset: PartitionOffset, value: CachedRecord) -> RecordTime:
     found_offset, timestamp_ms, append, exact, backwards_ms = value
     return _record_time(RecordTimestamp(requested_offset=offset[2], offset=found_offset, timestamp_ms=timestamp_ms,
                                         log_append_time=append, exact=exact, backwards_ms=backwards_ms))
 
 
-def _cache_get(keys: list[str]) -> dict[str, tuple[int, int, bool, bool, int]]:
-    try:
-        return cache.get_many(keys)
-    except Exception as exc:  # noqa: BLE001 - without the cache every record is read again
-        log.warning("record timestamp cache unavailable: %s", exc)
-        return {}
+def _cache_get(keys: list[str]) -> dict[str, CachedRecord]:
+    with _local_lock:
+        found = {key: _local[key] for key in keys if key in _local}
+    missing = [key for key in keys if key not in found]
+    if missing:
+        try:
+            shared = cache.get_many(missing)
+        except Exception as exc:  # noqa: BLE001 - without the shared cache, this process's still answers
+            log.warning("record timestamp cache unavailable: %s", exc)
+            shared = {}
+        _remember(shared)
+        found.update(shared)
+    return found
 
 
-def _cache_set(values: dict[str, tuple[int, int, bool, bool, int]]) -> None:
+def _cache_set(values: dict[str, CachedRecord]) -> None:
     if not values:
         return
+    _remember(values)
     try:
         cache.set_many(values, timeout=CACHE_SECONDS)
     except Exception as exc:  # noqa: BLE001
         log.warning("record timestamp cache unavailable: %s", exc)
+
+
+def _remember(values: dict[str, CachedRecord]) -> None:
+    with _local_lock:
+        _local.update(values)
+        while len(_local) > LOCAL_ENTRIES:
+            _local.popitem(last=False)
