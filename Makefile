@@ -24,6 +24,8 @@ demo: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py demo
 
 test: $(VENV)/.dev
+	@echo "==> import contracts (.importlinter)"
+	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev

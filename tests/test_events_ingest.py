@@ -6,7 +6,8 @@ import pytest
 
 from monitor.events import store
 from monitor.events.config import IngestLimits
-from monitor.events.ingest import IngestError, ingest_payload, report_hash, validate_payload
+from monitor.events.ingest import IngestError, report_hash, validate_payload
+from monitor.events.store import ingest_payload
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 LIMITS = IngestLimits(max_events=1000, max_bytes=5 * 1024 * 1024, max_attributes_bytes=8192)

@@ -226,7 +226,8 @@ def choose_reads(candidates: Iterable[tuple[str, int, int, int]], max_partitions
     for topic, partition, offset, lag in candidates:
         by_partition.setdefault((topic, partition), []).append((offset, lag))
     ranked = sorted(by_partition.items(), key=lambda item: (-max(lag for _, lag in item[1]), item[0]))
-    chosen, left = [], []
+    chosen: list[PartitionOffset] = []
+    left: list[PartitionOffset] = []
     for rank, ((topic, partition), offsets) in enumerate(ranked):
         target = chosen if rank < max_partitions else left
         target.extend((topic, partition, offset) for offset, _ in sorted(set(offsets)))

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitor', '0008_ops_delivery_liveness'),
+        ('monitor', '0009_enterprise_group_members'),
     ]
 
     operations = [
