@@ -117,6 +117,10 @@ if CELERY_BROKER_URL == "filesystem://":
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "max_retries": 3}
+    # Several deployments (or test runs) sharing one Redis keep their queues apart.
+    _broker_key_prefix = env_str("MONITOR_BROKER_KEY_PREFIX")
+    if _broker_key_prefix:
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _broker_key_prefix
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
