@@ -3,7 +3,6 @@ broker cannot produce (retention deleting messages, partitions added) are fed to
 recording half as plain readings."""
 from __future__ import annotations
 
-import threading
 import time
 from datetime import timedelta
 
@@ -24,6 +23,7 @@ from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
 )
 from tests.services import free_port
+from tests.race import race
 
 
 @pytest.fixture
@@ -445,21 +445,5 @@ def test_claim_returns_due_enabled_clusters_once_until_their_interval_passes(db)
 def test_concurrent_schedulers_never_claim_one_cluster_twice():
     now = timezone.now()
     ids = [Cluster.objects.create(name=f"c{n}", bootstrap_servers="k:9092").id for n in range(5)]
-    won: list[int] = []
-    barrier = threading.Barrier(4)
-
-    def scheduler() -> None:
-        from django.db import connection as thread_connection
-
-        try:
-            barrier.wait()
-            won.extend(claim_due_clusters(now))
-        finally:
-            thread_connection.close()
-
-    threads = [threading.Thread(target=scheduler) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(won) == sorted(ids)
+    claimed = race(lambda: claim_due_clusters(now), runners=4)
+    assert sorted(cluster_id for claim in claimed for cluster_id in claim) == sorted(ids)
