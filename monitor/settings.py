@@ -116,7 +116,16 @@ if CELERY_BROKER_URL == "filesystem://":
         "processed_folder": str(_celery_dir / "processed"),
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "max_retries": 3}
+    # visibility_timeout: a message taken by a worker that died (acks_late: unacked) is
+    # handed out again after this many seconds. It must exceed the longest task (300 s):
+    # a task still running when it expires is run a second time. Every task is
+    # idempotent (claims, locks), so that costs work, never a duplicate notification; and
+    # nothing waits for it: the outbox sweep (30 s) re-sends a dead worker's notification
+    # once its claim's lease expires, the poll scheduler re-claims clusters.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 3, "max_retries": 3,
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=60),
+    }
     # Several deployments (or test runs) sharing one Redis keep their queues apart.
     _broker_key_prefix = env_str("MONITOR_BROKER_KEY_PREFIX")
     if _broker_key_prefix:
@@ -199,6 +208,12 @@ MONITOR_ROLLUP_RETENTION_DAYS = env_int("MONITOR_ROLLUP_RETENTION_DAYS", 30, min
 MONITOR_STATUS_WINDOW_SECONDS = env_int("MONITOR_STATUS_WINDOW_SECONDS", 600, minimum=30)
 MONITOR_STOPPED_AFTER_SECONDS = env_int("MONITOR_STOPPED_AFTER_SECONDS", 900, minimum=30)
 MONITOR_EVALUATE_INTERVAL_SECONDS = env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1)
+# Delivery: a claim's lease must outlast any send (timeouts apply per network step).
+MONITOR_NOTIFY_TIMEOUT_SECONDS = env_int("MONITOR_NOTIFY_TIMEOUT_SECONDS", 10, minimum=1)
+MONITOR_DELIVERY_LEASE_SECONDS = env_int("MONITOR_DELIVERY_LEASE_SECONDS", 60, minimum=5)
+if MONITOR_DELIVERY_LEASE_SECONDS < 3 * MONITOR_NOTIFY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured("MONITOR_DELIVERY_LEASE_SECONDS must be at least 3 x MONITOR_NOTIFY_TIMEOUT_SECONDS "
+                               "(a send may wait for connect, write and read)")
 MONITOR_INGEST_MAX_EVENTS = env_int("MONITOR_INGEST_MAX_EVENTS", 1000, minimum=1)
 MONITOR_INGEST_MAX_BYTES = env_int("MONITOR_INGEST_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
 # Flow graph health tolerances, JSON: {"failed_share_warning": 0.01, "p95_critical_seconds": 30, ...}

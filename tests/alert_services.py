@@ -26,6 +26,7 @@ class Reply:
     body: str = "ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
+    hold: threading.Event | None = None  # answer only once the test sets it (a hung receiver)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class WebhookServer:
     def __init__(self) -> None:
         self.replies: list[Reply] = [Reply()]
         self.received: list[Received] = []
+        self.arrived: list[Received] = []  # requests whose answer has started (received: answered)
         self._lock = threading.Lock()
         server = self
 
@@ -53,6 +55,9 @@ class WebhookServer:
                 body = self.rfile.read(length)
                 with server._lock:
                     reply = server.replies.pop(0) if len(server.replies) > 1 else server.replies[0]
+                    server.arrived.append(Received(self.path, dict(self.headers.items()), body))
+                if reply.hold is not None:
+                    reply.hold.wait(60)
                 if reply.delay_seconds:
                     time.sleep(reply.delay_seconds)
                 with server._lock:

@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from monitor.alerts import metrics
-from monitor.alerts.metrics import Level, Metric, STATUS_RANK, format_duration
+from monitor.alerts.metrics import Level, Metric, STATUS_RANK
+from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import Reading, Scope, Subject
 from monitor.choices import ClusterStatus, GroupStatus
 from tests.lag_rows import lag_snapshot

@@ -5,7 +5,8 @@ import pytest
 
 from monitor.events import store
 from monitor.events.config import IngestLimits
-from monitor.events.ingest import IngestError, ingest_payload, report_hash, validate_payload
+from monitor.events.ingest import IngestError, report_hash, validate_payload
+from monitor.events.store import ingest_payload
 from tests.race import race
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)

@@ -58,3 +58,11 @@ def test_a_url_that_is_not_http_is_refused_permanently(db):
     with pytest.raises(NotifierError, match="must start with https://") as error:
         WebhookNotifier(channel).send(notification())
     assert error.value.permanent
+
+
+def test_the_body_and_header_carry_the_notifications_idempotency_key(channel, webhook_server):
+    sent = notification()
+    WebhookNotifier(channel).send(sent)
+    WebhookNotifier(channel).send(sent)  # a retry
+    keys = {(r.headers["Idempotency-Key"], r.json()["idempotency_key"]) for r in webhook_server.received}
+    assert keys == {(str(sent.idempotency_key), str(sent.idempotency_key))}

@@ -22,7 +22,7 @@ from monitor.alerts import metrics as metric_registry
 from monitor.alerts.backtest import DEFAULT_DAYS, BacktestResult, backtest
 from monitor.alerts.config import webhook_url_problem
 from monitor.alerts.engine import AcknowledgeError, acknowledge, rule_spec
-from monitor.alerts.metrics import format_duration
+from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import RuleSpec, validate_rule_fields
 from monitor.alerts.silences import matcher_problems, parse_weekdays
 from monitor.choices import AlertState, ChannelKind, NotificationKind
@@ -312,7 +312,7 @@ class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
-    fields = ["at", "ok", "status_code", "duration_seconds", "error"]
+    fields = ["at", "finished_at", "ok", "status_code", "duration_seconds", "error"]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -326,7 +326,7 @@ class NotificationAdmin(admin.ModelAdmin):
     list_filter = ["kind", "muted", "channel"]
     list_select_related = ["channel", "alert"]
     exclude = ["payload"]
-    readonly_fields = ["alert", "channel", "kind", "created_at", "due_at", "claimed_at", "sent_at", "failed_at",
+    readonly_fields = ["alert", "channel", "kind", "idempotency_key", "created_at", "due_at", "claimed_at", "sent_at", "failed_at",
                        "attempts", "last_status_code", "last_error", "muted", "message"]
     inlines = [DeliveryAttemptInline]
     actions = ["retry_now"]

@@ -1,5 +1,5 @@
-"""HTTP delivery shared by Slack and generic webhooks: timeouts, no redirects, and the
-classification of answers into success, retry later (timeouts, 408, 429 with
+"""HTTP delivery shared by Slack and generic webhooks: timeouts, no redirects, the
+``Idempotency-Key`` header on every attempt, and the classification of answers into success, retry later (timeouts, 408, 429 with
 ``Retry-After``, 5xx) and permanent errors (other 4xx).
 
 Uses the standard library only. Error messages never contain the URL: webhook URLs are
@@ -97,8 +97,6 @@ class HttpNotifier(Notifier):
     """POSTs JSON to the channel's webhook URL. Subclasses build the body and may map
     receiver-specific errors (``classify``)."""
 
-    timeout_seconds = DEFAULT_TIMEOUT_SECONDS
-
     def url(self) -> str:
         return self.channel.webhook_url
 
@@ -111,7 +109,8 @@ class HttpNotifier(Notifier):
     def send(self, notification: object) -> None:
         if not self.url():
             raise NotifierError("the channel has no webhook URL", permanent=True)
-        response = post_json(self.url(), self.body(notification), self.timeout_seconds)
+        headers = {"Idempotency-Key": self.idempotency_key(notification)}
+        response = post_json(self.url(), self.body(notification), self.timeout_seconds, headers=headers)
         self.last_status_code = response.status
         self.classify(response)
 

@@ -16,7 +16,11 @@ PERMANENT_ERRORS = frozenset({
 
 class SlackNotifier(HttpNotifier):
     def body(self, notification: object) -> dict:
-        return render.slack_message(notification.payload)
+        message = render.slack_message(notification.payload)
+        # Message metadata carries the key into Slack (apps reading the channel can dedupe).
+        message["metadata"] = {"event_type": "kafka_monitor_notification",
+                               "event_payload": {"idempotency_key": self.idempotency_key(notification)}}
+        return message
 
     def classify(self, response: HttpResponse) -> None:
         word = response.body.strip()
