@@ -194,6 +194,12 @@ class PartitionRow:
     time_lag_seconds: float | None
     time_lag_method: str
     time_lag_reason: str
+    owner: str | None = None
+    """Member id owning the partition; None when unassigned or not told (see ``owner_known``)."""
+    owner_client_id: str | None = None
+    owner_host: str | None = None
+    owner_known: bool = False
+    """Whether the broker told the group's members at the last poll."""
 
 
 @dataclass(frozen=True)
@@ -355,6 +361,10 @@ def latest_partitions(group: ConsumerGroup) -> list[PartitionRow]:
             time_lag_seconds=p["time_lag_seconds"],
             time_lag_method=p["time_lag_method"],
             time_lag_reason=p.get("time_lag_reason") or "",
+            owner=p.get("owner"),
+            owner_client_id=p.get("owner_client_id"),
+            owner_host=p.get("owner_host"),
+            owner_known=detail.get("member_details") is not None,
         )
         for p in detail.get("partitions", [])
     ]

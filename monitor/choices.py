@@ -22,6 +22,15 @@ class SaslMechanism(models.TextChoices):
     SCRAM_SHA_512 = "SCRAM-SHA-512", "SCRAM-SHA-512"
 
 
+class GroupProtocol(models.TextChoices):
+    """How a group coordinates its members (CONTRACT: group detail ``protocol``)."""
+
+    CLASSIC = "classic", "Classic"
+    CONSUMER = "consumer", "Consumer (KIP-848)"
+    SHARE = "share", "Share group (KIP-932)"
+    UNKNOWN = "unknown", "Unknown"
+
+
 class GroupStatus(models.TextChoices):
     OK = "ok", "OK"
     GROWING = "growing", "Falling behind"

@@ -1,4 +1,5 @@
 """The Kafka adapter against a real Kafka-protocol broker (tansu)."""
+import os
 import time
 
 import pytest
@@ -90,3 +91,98 @@ def test_closed_port_raises_kafka_unavailable_within_the_timeout():
 def test_connection_settings_never_show_the_password():
     settings = ConnectionSettings(["kafka:9092"], sasl_mechanism="PLAIN", sasl_username="u", sasl_password="s3cret")
     assert "s3cret" not in repr(settings)
+
+
+# -- group membership ------------------------------------------------------------------
+# tansu answers DescribeGroups without members and does not serve ConsumerGroupDescribe,
+# so these run against tests/kafka_responder.py: a real socket answering with responses
+# encoded by the same protocol classes the adapter decodes with (see its docstring).
+
+from tests.kafka_responder import KafkaResponder, ScriptedGroup, ScriptedMember  # noqa: E402
+
+SCRIPTED_GROUPS = [
+    ScriptedGroup("billing", "consumer", members=[
+        ScriptedMember("m-1", "billing-7f9c", "/10.2.3.4", {"orders": [7, 1]}),
+        ScriptedMember("m-2", "billing-a1b2", "/10.2.3.5", {"orders": [0], "refunds": [2]}),
+    ]),
+    ScriptedGroup("legacy", "classic", members=[ScriptedMember("c-1", "legacy-1", "/10.0.0.9", {"orders": [3]})]),
+    ScriptedGroup("jobs", "share", protocol_type="share"),
+]
+
+
+def _membership(responder: KafkaResponder):
+    with KafkaAdapter(ConnectionSettings([responder.bootstrap], timeout_seconds=5)) as adapter:
+        listed = adapter.list_groups()
+        return listed, adapter.group_membership(listed)
+
+
+def test_kip848_group_members_and_assignments_come_from_consumer_group_describe():
+    with KafkaResponder(SCRIPTED_GROUPS) as responder:
+        _, membership = _membership(responder)
+    billing = membership["billing"]
+    assert billing.protocol == "consumer" and billing.known and billing.state == "Stable"
+    assert [(m.member_id, m.client_id, m.host, m.partitions) for m in billing.members] == [
+        ("m-1", "billing-7f9c", "10.2.3.4", (("orders", 1), ("orders", 7))),
+        ("m-2", "billing-a1b2", "10.2.3.5", (("orders", 0), ("refunds", 2))),
+    ]
+    assert billing.owners()[("orders", 7)] == "m-1"
+    assert (69, 0) in responder.requests  # ConsumerGroupDescribe v0, negotiated through ApiVersions
+
+
+def test_classic_group_members_come_from_describe_groups_with_decoded_assignments():
+    with KafkaResponder(SCRIPTED_GROUPS) as responder:
+        _, membership = _membership(responder)
+    legacy = membership["legacy"]
+    assert legacy.protocol == "classic" and legacy.known
+    assert [(m.member_id, m.client_id, m.host, m.partitions) for m in legacy.members] == [
+        ("c-1", "legacy-1", "10.0.0.9", (("orders", 3),)),
+    ]
+
+
+def test_share_groups_are_listed_as_such_and_never_described_as_consumer_groups():
+    with KafkaResponder(SCRIPTED_GROUPS) as responder:
+        listed, membership = _membership(responder)
+    assert {g.group_id: g.protocol for g in listed}["jobs"] == "share"
+    assert membership["jobs"].protocol == "share" and not membership["jobs"].known
+
+
+def test_kip848_group_is_found_even_when_the_broker_lists_no_group_type():
+    """ListGroups before v5 has no group type: the classic describe answers 'not found'
+    and the adapter asks again with ConsumerGroupDescribe, never reporting it empty."""
+    with KafkaResponder(SCRIPTED_GROUPS, list_group_types=False) as responder:
+        listed, membership = _membership(responder)
+    assert {g.group_id: g.protocol for g in listed}["billing"] == "classic"  # all the listing can say
+    assert membership["billing"].protocol == "consumer" and membership["billing"].known
+    assert len(membership["billing"].members) == 2
+
+
+def test_membership_is_unknown_not_empty_when_the_broker_serves_no_consumer_group_describe():
+    with KafkaResponder(SCRIPTED_GROUPS, serve_consumer_describe=False) as responder:
+        _, membership = _membership(responder)
+    assert not membership["billing"].known and membership["billing"].members == ()
+    assert "IncompatibleBrokerVersion" in membership["billing"].error
+    assert membership["legacy"].known  # the classic call still answered
+
+
+def test_tansu_groups_are_described_without_authorized_operations(kafka_settings, topic, unique):
+    """kafka-python's describe_groups asks for authorized operations, which tansu answers
+    with a value it cannot read ('15 is not a valid ACLOperation'); the adapter does not ask."""
+    group = unique("g")
+    commit_offsets(kafka_settings, group, {(topic, 0): 1})
+    with KafkaAdapter(kafka_settings) as adapter:
+        listed = [g for g in adapter.list_groups() if g.group_id == group]
+        membership = adapter.group_membership(listed)
+    assert membership[group].known and membership[group].members == ()
+
+
+@pytest.mark.skipif(not os.environ.get("KAFKA_BOOTSTRAP"), reason="opt-in: set KAFKA_BOOTSTRAP to a real Apache Kafka")
+def test_real_apache_kafka_describes_every_listed_group():
+    """Opt-in, against any real Apache Kafka (KAFKA_BOOTSTRAP=host:port): every listed
+    consumer group is described by the call its protocol needs, none left unknown."""
+    settings = ConnectionSettings(os.environ["KAFKA_BOOTSTRAP"].split(","), timeout_seconds=10)
+    with KafkaAdapter(settings) as adapter:
+        listed = adapter.list_groups()
+        membership = adapter.group_membership(listed)
+    for group in listed:
+        if group.protocol != "share":
+            assert membership[group.group_id].known, (group, membership[group.group_id].error)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
 from monitor.kafka.adapter import (
+    GroupMember, GroupMembership,
     GroupListing, LogOffsets, Producer, commit_offsets, create_topics, delete_groups,
 )
 from monitor.lag import snapshot
@@ -463,3 +464,36 @@ def test_concurrent_schedulers_never_claim_one_cluster_twice():
     for thread in threads:
         thread.join()
     assert sorted(won) == sorted(ids)
+
+
+def test_stalled_group_reason_names_the_owner_of_its_lagging_partition(cluster, settings):
+    settings.MONITOR_STATUS_WINDOW_SECONDS = 600
+    settings.MONITOR_STOPPED_AFTER_SECONDS = 3600
+    owner = GroupMember("m-1", "billing-7f9c", "10.2.3.4", (("orders", 7),))
+    idle = GroupMember("m-2", "billing-a1b2", "10.2.3.5", (("orders", 0),))
+    membership = {"billing": GroupMembership("billing", "consumer", "Stable", (owner, idle), known=True)}
+    now = timezone.now()
+    for ago in (660, 300, 0):
+        data = reading("billing", {("orders", 0): 5, ("orders", 7): 18223}, {"orders": 8},
+                       {("orders", 0): (0, 5), ("orders", 7): (0, 20000)}, membership=membership)
+        data.polled_at = now - timedelta(seconds=ago)
+        record(cluster, data)
+
+    group = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    assert group.status == GroupStatus.STALLED
+    assert group.status_reason.endswith("; partition 7 of orders owned by billing-7f9c on 10.2.3.4")
+    assert (group.protocol, group.members) == ("consumer", 2)
+    detail = snapshot.get_group_snapshot(cluster.name, "billing")
+    owners = {p["partition"]: p["owner"] for p in detail["partitions"]}
+    assert owners == {0: "m-2", 7: "m-1", **{p: None for p in range(1, 7)}}  # 1-6: nobody assigned
+
+
+def test_membership_the_broker_did_not_tell_is_unknown_not_empty(cluster):
+    membership = {"billing": GroupMembership("billing", "classic", error="UnsupportedVersionError")}
+    record(cluster, reading("billing", {("orders", 0): 1}, {"orders": 1}, {("orders", 0): (0, 5)},
+                            membership=membership))
+
+    group = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    assert group.member_details is None and group.protocol == "classic"
+    detail = snapshot.get_group_snapshot(cluster.name, "billing")
+    assert detail["partitions"][0]["owner"] is None

@@ -14,6 +14,7 @@ from dashboards import queries
 from monitor.api.auth import api_view
 from monitor.api.errors import BadRequest, FieldError, NotFound
 from monitor.choices import SeriesMetric, TokenScope
+from monitor.lag import members as group_members
 from monitor.lag import snapshot
 from monitor.models import Cluster, ConsumerGroup
 
@@ -79,11 +80,11 @@ def _group_or_404(cluster: Cluster, name: str) -> ConsumerGroup:
 SUMMARY_FIELDS = (
     "group", "state", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "members",
     "catch_up_seconds", "retention_risk_seconds", "lost_messages", "first_seen_at", "last_seen_at",
-    "last_sample_at", "gone_at",
+    "last_sample_at", "gone_at", "protocol", "member_count",
 )
 PARTITION_FIELDS = (
     "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-    "time_lag_seconds", "time_lag_method", "time_lag_reason",
+    "time_lag_seconds", "time_lag_method", "time_lag_reason", "owner", "owner_client_id", "owner_host",
 )
 
 
@@ -131,6 +132,9 @@ def group_detail(request: HttpRequest, cluster: str, group: str) -> JsonResponse
         raise _unknown_group(found, group)
     body = _serialise(detail, SUMMARY_FIELDS)
     body["cluster"] = found.name
+    # CONTRACT: the detail's ``members`` is the member list (empty when the broker does not
+    # tell: then ``member_count`` is null); the group list keeps the count.
+    body["members"] = group_members.api_members(detail.get("member_details"))
     body["partitions"] = [_serialise(p, PARTITION_FIELDS) for p in detail.get("partitions", [])]
     return JsonResponse(body)
 

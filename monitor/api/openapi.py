@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 
 from monitor.api.auth import api_view
-from monitor.choices import AlertState, ClusterStatus, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod
+from monitor.choices import AlertState, ClusterStatus, GroupProtocol, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -48,6 +48,28 @@ SINCE_PARAM = {"name": "since", "in": "query", "required": False, "schema": TIME
 UNTIL_PARAM = {"name": "until", "in": "query", "required": False, "schema": TIME}
 PUBLIC: list[dict[str, list[str]]] = []
 
+_GROUP_PROPERTIES: dict[str, object] = {
+    "group": {"type": "string"},
+    "state": {"type": "string", "description": "Broker-reported group state, e.g. Stable, Empty"},
+    "status": {"type": "string", "enum": GroupStatus.values},
+    "status_reason": {"type": "string"},
+    "total_lag": _nullable("integer", description="null when unknown, never 0 for unknown"),
+    "max_time_lag_seconds": _nullable("number"),
+    "topics": {"type": "array", "items": {"type": "string"}},
+    "catch_up_seconds": _nullable("number", description="Forecast; null when not catching up"),
+    "retention_risk_seconds": _nullable(
+        "number", description="Forecast: time until retention deletes unread messages; null = no risk"
+    ),
+    "lost_messages": {"type": "integer"},
+    "last_sample_at": NULLABLE_TIME,
+    "first_seen_at": NULLABLE_TIME,
+    "last_seen_at": NULLABLE_TIME,
+    "gone_at": NULLABLE_TIME,
+    "protocol": {"type": "string", "enum": GroupProtocol.values,
+                 "description": "classic, consumer (KIP-848), share (KIP-932) or unknown"},
+    "member_count": _nullable("integer", description="null when the broker did not tell"),
+}
+
 SCHEMAS: dict[str, dict[str, object]] = {
     "Error": {
         "type": "object",
@@ -83,24 +105,19 @@ SCHEMAS: dict[str, dict[str, object]] = {
     "GroupSummary": {
         "type": "object",
         "required": ["group", "state", "status", "total_lag", "max_time_lag_seconds", "topics"],
+        "properties": {**_GROUP_PROPERTIES, "members": _nullable("integer", description="Member count; null = not told")},
+    },
+    "Member": {
+        "type": "object",
+        "required": ["member_id", "client_id", "host", "partitions"],
         "properties": {
-            "group": {"type": "string"},
-            "state": {"type": "string", "description": "Broker-reported group state, e.g. Stable, Empty"},
-            "status": {"type": "string", "enum": GroupStatus.values},
-            "status_reason": {"type": "string"},
-            "total_lag": _nullable("integer", description="null when unknown, never 0 for unknown"),
-            "max_time_lag_seconds": _nullable("number"),
-            "topics": {"type": "array", "items": {"type": "string"}},
-            "members": _nullable("integer"),
-            "catch_up_seconds": _nullable("number", description="Forecast; null when not catching up"),
-            "retention_risk_seconds": _nullable(
-                "number", description="Forecast: time until retention deletes unread messages; null = no risk"
-            ),
-            "lost_messages": {"type": "integer"},
-            "last_sample_at": NULLABLE_TIME,
-            "first_seen_at": NULLABLE_TIME,
-            "last_seen_at": NULLABLE_TIME,
-            "gone_at": NULLABLE_TIME,
+            "member_id": {"type": "string"},
+            "client_id": {"type": "string"},
+            "host": {"type": "string"},
+            "partitions": {"type": "array", "items": {
+                "type": "object", "required": ["topic", "partition"],
+                "properties": {"topic": {"type": "string"}, "partition": {"type": "integer"}},
+            }},
         },
     },
     "Partition": {
@@ -119,20 +136,22 @@ SCHEMAS: dict[str, dict[str, object]] = {
             "time_lag_seconds": _nullable("number"),
             "time_lag_method": {"type": "string", "enum": TimeLagMethod.values},
             "time_lag_reason": {"type": "string"},
+            "owner": _nullable("string", description="Member id owning the partition; null when unassigned or not told"),
+            "owner_client_id": _nullable("string"),
+            "owner_host": _nullable("string"),
         },
     },
     "GroupDetail": {
-        "allOf": [
-            _ref("GroupSummary"),
-            {
-                "type": "object",
-                "required": ["status_reason", "partitions"],
-                "properties": {
-                    "cluster": {"type": "string"},
-                    "partitions": {"type": "array", "items": _ref("Partition")},
-                },
-            },
-        ]
+        "type": "object",
+        "required": ["group", "state", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics",
+                     "members", "protocol", "partitions"],
+        "properties": {
+            **_GROUP_PROPERTIES,
+            "cluster": {"type": "string"},
+            "members": {"type": "array", "items": _ref("Member"),
+                        "description": "Empty when the broker does not tell (then member_count is null)"},
+            "partitions": {"type": "array", "items": _ref("Partition")},
+        },
     },
     "LagSeries": {
         "type": "object",

@@ -16,10 +16,14 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.admin import NewPartitions, NewTopic, OffsetSpec
+from kafka.protocol.admin import DescribeGroupsRequest
+from kafka.protocol.api_message import ApiMessage
 from kafka.protocol.consumer import IsolationLevel
+from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
 from kafka.structs import OffsetAndMetadata
 
 from monitor import telemetry
+from monitor.kafka import messages as _kafka_messages
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,20 @@ class GroupListing:
     group_id: str
     state: str
     protocol_type: str
+    group_type: str = ""
+    """ListGroups v5+ (KIP-848): ``classic``, ``consumer`` or ``share``; empty from older brokers."""
+
+    @property
+    def protocol(self) -> str:
+        """``classic``, ``consumer`` (KIP-848), ``share`` (KIP-932) or ``unknown``."""
+        kind = self.group_type.lower()
+        if kind in ("classic", "consumer", "share"):
+            return kind
+        if self.protocol_type.lower() == "share":
+            return "share"
+        # Before KIP-848 every group with a protocol type ran the classic protocol; a group
+        # that only commits offsets (assign() + commit()) has none and is not telling.
+        return "classic" if self.protocol_type else "unknown"
 
 
 @dataclass(frozen=True)
@@ -181,6 +199,7 @@ class KafkaAdapter:
                 group_id=item["group_id"],
                 state=str(item.get("group_state") or ""),
                 protocol_type=str(item.get("protocol_type") or ""),
+                group_type=str(item.get("group_type") or ""),
             )
             for item in raw
         ]
@@ -415,6 +434,10 @@ class KafkaAdapter:
                 members[group_id] = len(info.get("members") or [])
         return members
 
+    def group_membership(self, listings: Iterable[GroupListing]) -> dict[str, "GroupMembership"]:
+        """Members, hosts and assigned partitions per group (see :func:`read_group_membership`)."""
+        return read_group_membership(self, listings)
+
     def topic_partition_counts(self, topics: Iterable[str] | None = None) -> dict[str, int]:
         """Partition count per topic from cluster metadata (internal topics excluded)."""
         raw = self._call("describe_topics", self.admin.describe_topics, list(topics) if topics else None)
@@ -423,6 +446,186 @@ class KafkaAdapter:
             if topic.get("error_code", 0) == 0 and not topic.get("is_internal"):
                 counts[topic["topic"] if "topic" in topic else topic["name"]] = len(topic.get("partitions") or [])
         return counts
+
+
+# -- group membership: DescribeGroups (classic) and ConsumerGroupDescribe (KIP-848) ----
+
+class ConsumerGroupDescribeRequest(ApiMessage, load_json=_kafka_messages):
+    """API key 69 (KIP-848): kafka-python 3.0.12 knows the key but ships no message
+    class, so this one is built from Apache Kafka's published schema (in
+    :mod:`monitor.kafka.messages`)."""
+
+
+class ConsumerGroupDescribeResponse(ApiMessage, load_json=_kafka_messages):
+    """Registered with kafka-python's response registry when defined, so answers to
+    :class:`ConsumerGroupDescribeRequest` decode like any other."""
+
+
+PROTOCOLS = ("classic", "consumer", "share", "unknown")
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    member_id: str
+    client_id: str
+    host: str
+    partitions: tuple[TopicPartitionKey, ...]
+    instance_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupMembership:
+    """Who is in a group and what each member owns, as the coordinator says.
+
+    ``known`` is False when the broker did not tell (no answer, an answer this client
+    cannot read, share groups): then ``members`` is empty and means nothing."""
+
+    group_id: str
+    protocol: str
+    state: str = ""
+    members: tuple[GroupMember, ...] = ()
+    known: bool = False
+    error: str = ""
+
+    def owners(self) -> dict[TopicPartitionKey, str]:
+        """Member id per assigned partition."""
+        return {tp: member.member_id for member in self.members for tp in member.partitions}
+
+
+def _host(client_host: str | None) -> str:
+    # Kafka reports InetAddress.toString(): "/10.2.3.4" or "name/10.2.3.4".
+    host = client_host or ""
+    return host[1:] if host.startswith("/") else host
+
+
+def _classic_partitions(protocol_type: str, assignment: bytes | None) -> tuple[TopicPartitionKey, ...]:
+    """Partitions in a classic member's assignment; only the ``consumer`` protocol's
+    assignment format is known (Connect and others carry their own)."""
+    if protocol_type != "consumer" or not assignment:
+        return ()
+    decoded = ConsumerProtocolAssignment.decode(bytes(assignment))
+    return tuple(sorted((topic, partition) for topic, partitions in decoded.assigned_partitions
+                        for partition in partitions))
+
+
+def _classic_memberships(response: Any, protocols: dict[str, str]) -> dict[str, GroupMembership]:
+    result: dict[str, GroupMembership] = {}
+    for group in response.groups:
+        protocol = protocols.get(group.group_id, "classic")
+        if group.error_code:
+            result[group.group_id] = GroupMembership(group.group_id, protocol, error=_error_name(group.error_code))
+            continue
+        members = []
+        for member in group.members:
+            try:
+                partitions = _classic_partitions(group.protocol_type, member.member_assignment)
+            except Exception:  # noqa: BLE001 - a member we cannot read still counts as present
+                partitions = ()
+            members.append(GroupMember(
+                member_id=member.member_id, client_id=member.client_id or "", host=_host(member.client_host),
+                partitions=partitions, instance_id=getattr(member, "group_instance_id", None),
+            ))
+        result[group.group_id] = GroupMembership(
+            group.group_id, protocol, state=group.group_state or "", members=tuple(members), known=True)
+    return result
+
+
+def _consumer_memberships(response: Any) -> dict[str, GroupMembership]:
+    result: dict[str, GroupMembership] = {}
+    for group in response.groups:
+        if group.error_code:
+            detail = _error_name(group.error_code) + (f": {group.error_message}" if group.error_message else "")
+            result[group.group_id] = GroupMembership(group.group_id, "consumer", error=detail)
+            continue
+        members = tuple(
+            GroupMember(
+                member_id=member.member_id, client_id=member.client_id or "", host=_host(member.client_host),
+                partitions=tuple(sorted((tp.topic_name, p) for tp in member.assignment.topic_partitions
+                                        for p in tp.partitions)),
+                instance_id=member.instance_id,
+            )
+            for member in group.members
+        )
+        result[group.group_id] = GroupMembership(
+            group.group_id, "consumer", state=group.group_state or "", members=members, known=True)
+    return result
+
+
+def read_group_membership(adapter: "KafkaAdapter", listings: Iterable[GroupListing]) -> dict[str, GroupMembership]:
+    """Members and assignments of the listed groups: one round trip per coordinator.
+
+    Classic groups are read with DescribeGroups, KIP-848 groups with
+    ConsumerGroupDescribe; both go out before either answer is awaited. Authorized
+    operations are not requested (some brokers answer values kafka-python cannot read).
+    A group a classic describe does not find, on a broker that serves
+    ConsumerGroupDescribe, is asked again that way (brokers that list no group type).
+    Share groups are listed as such: their members are not read here. Failures leave
+    the group's membership unknown, never empty."""
+    listings = list(listings)
+    result = {g.group_id: GroupMembership(g.group_id, g.protocol) for g in listings}
+    wanted = [g for g in listings if g.protocol != "share"]
+    if not wanted:
+        return result
+    admin = adapter.admin
+    protocols = {g.group_id: g.protocol for g in wanted}
+
+    def supports_consumer_describe() -> bool:
+        try:
+            admin._manager.broker_version_data.api_version(ConsumerGroupDescribeRequest)
+            return True
+        except kafka_errors.KafkaError:
+            return False
+
+    async def describe() -> list[tuple[str, list[str], Any]]:
+        coordinators = await admin._find_coordinator_ids([g.group_id for g in wanted])
+        by_call: dict[tuple[int, str], list[str]] = {}
+        for group in wanted:
+            call = "consumer" if group.protocol == "consumer" else "classic"
+            by_call.setdefault((coordinators[group.group_id], call), []).append(group.group_id)
+        in_flight = []
+        for (coordinator, call), ids in by_call.items():
+            request = (ConsumerGroupDescribeRequest(group_ids=ids, include_authorized_operations=False)
+                       if call == "consumer" else
+                       DescribeGroupsRequest(groups=ids, include_authorized_operations=False))
+            in_flight.append((call, ids, admin._manager.send(request, node_id=coordinator)))
+        answers = []
+        for call, ids, future in in_flight:
+            try:
+                answers.append((call, ids, await future))
+            except _UNAVAILABLE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - these groups stay unknown
+                answers.append((call, ids, exc))
+        return answers
+
+    def read(answers: list[tuple[str, list[str], Any]]) -> None:
+        for call, ids, answer in answers:
+            if isinstance(answer, Exception):
+                for group_id in ids:
+                    result[group_id] = GroupMembership(group_id, protocols[group_id], error=_describe_error(answer))
+                continue
+            try:
+                found = _consumer_memberships(answer) if call == "consumer" else _classic_memberships(answer, protocols)
+            except Exception as exc:  # noqa: BLE001 - an answer we cannot read: unknown, not empty
+                found = {g: GroupMembership(g, protocols[g], error=_describe_error(exc)) for g in ids}
+            result.update({g: m for g, m in found.items() if g in protocols})
+
+    try:
+        read(adapter._call("describe_groups", admin._manager.run, describe))
+        retry = [g for g in wanted if g.protocol != "consumer" and result[g.group_id].error == "GroupIdNotFoundError"]
+        if retry and supports_consumer_describe():
+            consumer_listings = [GroupListing(g.group_id, g.state, g.protocol_type, "consumer") for g in retry]
+            protocols.update({g.group_id: "consumer" for g in retry})
+            wanted = consumer_listings
+            read(adapter._call("describe_groups", admin._manager.run, describe))
+    except KafkaUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - membership is optional detail; lag must not fail for it
+        log.info("describing groups failed: %s", _describe_error(exc))
+        for group_id, membership in result.items():
+            if not membership.known and not membership.error:
+                result[group_id] = GroupMembership(group_id, membership.protocol, error=_describe_error(exc))
+    return result
 
 
 # -- producer / consumer helpers (demo simulator, header tap, tests) ------------------

@@ -76,7 +76,9 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     """The Kafka half of a cycle: plain data, nothing stored."""
     listed = [g for g in adapter.list_groups() if cluster.watches_group(g.group_id)]
     progress(f"listed {len(listed)} groups")
-    committed = adapter.committed_offsets([g.group_id for g in listed])
+    # Share groups (KIP-932) have no committed offsets to lag behind: listed, not polled.
+    committed = adapter.committed_offsets([g.group_id for g in listed if g.protocol != "share"])
+    membership = adapter.group_membership(listed)
     progress(f"read committed offsets of {len(committed.offsets)} groups")
     metadata = adapter.topic_metadata({topic for offsets in committed.offsets.values() for topic, _ in offsets})
     counts = metadata.partition_counts
@@ -89,7 +91,7 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     return ClusterReading(
         polled_at=polled_at, groups=listed, committed=committed.offsets, group_errors=committed.errors,
         partition_counts=counts, topic_errors=metadata.errors, log_offsets=log_offsets, log_errors=log_errors,
-        requests=adapter.requests,
+        requests=adapter.requests, membership=membership,
     )
 
 

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.db import transaction
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
-from monitor.kafka.adapter import GroupListing, LogOffsets
-from monitor.lag import forecast, history
+from monitor.kafka.adapter import GroupListing, GroupMembership, LogOffsets
+from monitor.lag import forecast, history, members
 from monitor.lag.bulk import insert_rows, row_writer, update_rows
 from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, previous_lag
 from monitor.lag.compute import (
@@ -47,6 +47,8 @@ class ClusterReading:
     log_offsets: dict[TopicPartitionKey, LogOffsets] = field(default_factory=dict)
     log_errors: dict[TopicPartitionKey, str] = field(default_factory=dict)
     requests: int = 0
+    membership: dict[str, GroupMembership] = field(default_factory=dict)
+    """Members and assignments per group, where the coordinator told (see the adapter)."""
 
     @cached_property
     def partitions(self) -> set[TopicPartitionKey]:
@@ -112,13 +114,16 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
 
     def evaluate(row: ConsumerGroup, parts: list[PartitionLag]) -> GroupResult:
         if row.id is None:
-            return _evaluate_group(row, parts, listed.get(row.name), None, [], [], tables, previous_counts,
-                                   reading.partition_counts, now, is_new=True)
-        return _evaluate_group(
-            row, parts, listed.get(row.name), stored.previous.get(row.id),
-            stored.group_points_between(row.id, history_since, now), stored.rewinds_after(row.id, window_start),
-            tables, previous_counts, reading.partition_counts, now, is_new=False,
-        )
+            result = _evaluate_group(row, parts, listed.get(row.name), None, [], [], tables, previous_counts,
+                                     reading.partition_counts, now, is_new=True)
+        else:
+            result = _evaluate_group(
+                row, parts, listed.get(row.name), stored.previous.get(row.id),
+                stored.group_points_between(row.id, history_since, now), stored.rewinds_after(row.id, window_start),
+                tables, previous_counts, reading.partition_counts, now, is_new=False,
+            )
+        _apply_membership(result, listed.get(row.name), reading.membership.get(row.name))
+        return result
 
     # New groups are evaluated first: their rows go in, snapshot and all, before the
     # samples that refer to them.
@@ -243,7 +248,7 @@ def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
 
 
 _SNAPSHOT_FIELDS = [
-    "state", "members", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
+    "state", "members", "protocol", "member_details", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
     "catch_up_seconds", "retention_risk_seconds", "last_seen_at", "gone_at", "last_sample_at",
 ]
 
@@ -301,6 +306,25 @@ def _evaluate_group(
     row.last_sample_at = now if parts else None
     return GroupResult(group=row, partitions=parts, topics=totals.topic_lags, verdict=verdict, changes=changes,
                        partition_rows=partition_rows)
+
+
+_OWNED_STATUSES = (GroupStatus.STALLED, GroupStatus.STOPPED, GroupStatus.GROWING)
+
+
+def _apply_membership(result: GroupResult, listing: GroupListing | None, membership: GroupMembership | None) -> None:
+    """Protocol, members and partition owners on the group row; a stalled, stopped or
+    growing group's reason names who owns its lagging partitions, where known."""
+    row = result.group
+    row.protocol = membership.protocol if membership is not None else (listing.protocol if listing else "unknown")
+    row.member_details = members.stored_members(membership)
+    count = members.member_count(membership)
+    if count is not None:
+        row.members = count
+    if row.member_details and row.status in _OWNED_STATUSES:
+        lagging = [(p.topic, p.partition) for p in sorted(result.partitions, key=lambda p: -(p.lag or 0)) if p.lag]
+        note = members.owner_note(row.member_details, lagging)
+        if note:
+            row.status_reason = f"{row.status_reason}; {note}"[:500]
 
 
 def _retention_inputs(parts: list[PartitionLag], tables: _LogTables) -> Iterator[forecast.PartitionRetention]:

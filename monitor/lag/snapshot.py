@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.cache import cache
 
+from monitor.lag import members as group_members
 from monitor.lag.record import PARTITION_ROW_FIELDS, CycleResult, GroupResult
 from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, TopicLagSample
 
@@ -36,6 +37,9 @@ def group_summary(group: ConsumerGroup) -> dict[str, Any]:
         "group": group.name,
         "state": group.state,
         "members": group.members,
+        "protocol": group.protocol,
+        "member_details": group.member_details,
+        "member_count": len(group.member_details) if group.member_details is not None else group.members,
         "status": group.status,
         "status_reason": group.status_reason,
         "total_lag": group.total_lag,
@@ -58,7 +62,9 @@ def _cluster_summary(cluster: Cluster, groups: list[ConsumerGroup]) -> dict[str,
         "last_poll_at": cluster.last_poll_at,
         "last_success_at": cluster.last_success_at,
         "last_error": cluster.last_error,
-        "groups": [group_summary(g) for g in sorted(groups, key=lambda g: g.name)],
+        # Members stay in each group's own entry: the cluster's would grow with every member.
+        "groups": [{k: v for k, v in group_summary(g).items() if k != "member_details"}
+                   for g in sorted(groups, key=lambda g: g.name)],
     }
 
 
@@ -79,6 +85,18 @@ def _expanded(cached: dict[str, Any]) -> dict[str, Any]:
     body = {key: value for key, value in cached.items() if key not in ("partition_rows", "topic_lags")}
     body["partitions"] = [dict(zip(PARTITION_ROW_FIELDS, row)) for row in cached["partition_rows"]]
     body["topic_lags"] = cached["topic_lags"]
+    return _with_owners(body)
+
+
+def _with_owners(body: dict[str, Any]) -> dict[str, Any]:
+    """Per partition, the member owning it: ``owner`` (member id), ``owner_client_id``
+    and ``owner_host``; all None when unassigned or when the broker did not tell."""
+    owners = group_members.owners(body.get("member_details"))
+    for partition in body["partitions"]:
+        member = owners.get((partition["topic"], partition["partition"]))
+        partition["owner"] = member.get("member_id") if member else None
+        partition["owner_client_id"] = member.get("client_id") if member else None
+        partition["owner_host"] = member.get("host") if member else None
     return body
 
 
@@ -153,4 +171,4 @@ def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
          "unknown_partitions": t.unknown_partitions}
         for t in topics
     ]
-    return body
+    return _with_owners(body)
