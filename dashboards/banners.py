@@ -13,9 +13,9 @@ from datetime import datetime
 from django.conf import settings
 from django.db import DatabaseError
 
-from dashboards import queries
 from monitor import liveness
-from dashboards.formatting import format_ago, format_utc
+from monitor.humanize import ago as format_ago, utc as format_utc
+from monitor.lag import queries
 
 log = logging.getLogger(__name__)
 REDIS_CHECK_TTL_SECONDS = 10.0

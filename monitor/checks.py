@@ -16,7 +16,7 @@ def check_broker_url(app_configs: object, **kwargs: object) -> list[Error]:
 
 @register()
 def check_flow_tolerances(app_configs: object, **kwargs: object) -> list[Error]:
-    from dashboards.flow_model import Tolerances
+    from monitor.flow.graph import Tolerances
 
     try:
         Tolerances.from_mapping(settings.MONITOR_FLOW_TOLERANCES)

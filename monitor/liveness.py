@@ -100,7 +100,9 @@ class Liveness:
 
 
 def _seconds(delta: timedelta) -> str:
-    return f"{int(delta.total_seconds())} s"
+    from monitor.humanize import duration
+
+    return duration(int(delta.total_seconds()))
 
 
 def read(now: datetime | None = None) -> Liveness:

@@ -126,6 +126,10 @@ else:
         "socket_connect_timeout": 3, "max_retries": 3,
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=60),
     }
+    # Several deployments (or test runs) sharing one Redis keep their queues apart.
+    _broker_key_prefix = env_str("MONITOR_BROKER_KEY_PREFIX")
+    if _broker_key_prefix:
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _broker_key_prefix
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -1,7 +1,6 @@
 """Evaluation against real PostgreSQL: states, the outbox, muting, idempotency and races."""
 from __future__ import annotations
 
-import threading
 from datetime import time, timedelta
 
 import pytest
@@ -15,7 +14,8 @@ from monitor.alerts.rules import Subject
 from monitor.choices import AlertState, ChannelKind, ClusterStatus, GroupStatus, NotificationKind
 from monitor.models import Alert, AlertRule, Channel, MaintenanceWindow, Notification, Silence
 from monitor.notify import render
-from tests.alert_services import lag_snapshot
+from tests.lag_rows import lag_snapshot
+from tests.race import race
 
 
 @pytest.fixture
@@ -124,21 +124,7 @@ def test_two_evaluations_racing_in_two_workers_open_one_alert_and_one_message(br
     for index in range(20):
         lag_snapshot(cluster, f"billing-{index}", now, {"payments": {0: 500}})
 
-    start = threading.Barrier(2)
-    results = []
-
-    def worker():
-        try:
-            start.wait()
-            results.append(evaluate(now))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = race(lambda: evaluate(now), runners=2)
 
     assert Alert.objects.count() == 20 * 20
     assert Notification.objects.count() == 20  # one grouped message per rule

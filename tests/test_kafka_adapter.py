@@ -85,7 +85,7 @@ def test_closed_port_raises_kafka_unavailable_within_the_timeout():
     with pytest.raises(KafkaUnavailable, match="cannot reach"):
         with KafkaAdapter(settings) as adapter:
             adapter.list_groups()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # the 2 s timeout, not kafka-python's minutes-long defaults
 
 
 def test_connection_settings_never_show_the_password():

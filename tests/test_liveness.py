@@ -57,4 +57,4 @@ def test_a_silent_worker_and_a_late_outbox_are_degraded_not_failing(db, t0):
     assert (state.outbox_due, state.oldest_due_age_seconds) == (2, 600)
     problems = state.problems()
     assert [(p.component, p.failing) for p in problems] == [("worker", False), ("outbox", False)]
-    assert problems[1].text == "2 notification(s) due and not delivered; the oldest for 600 s"
+    assert problems[1].text == "2 notification(s) due and not delivered; the oldest for 10 min"

@@ -10,7 +10,7 @@ from datetime import UTC
 from django import template
 from django.utils import timezone
 
-from dashboards.time_range import CUSTOM, PRESETS, TimeRangeError, parse_time_range
+from monitor.timerange import CUSTOM, PRESETS, TimeRangeError, parse_time_range
 
 register = template.Library()
 _RANGE_PARAMS = {"range", "since", "until", "part"}

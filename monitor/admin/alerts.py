@@ -22,7 +22,7 @@ from monitor.alerts import metrics as metric_registry
 from monitor.alerts.backtest import DEFAULT_DAYS, BacktestResult, backtest
 from monitor.alerts.config import webhook_url_problem
 from monitor.alerts.engine import AcknowledgeError, acknowledge, rule_spec
-from monitor.alerts.metrics import format_duration
+from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import RuleSpec, validate_rule_fields
 from monitor.alerts.silences import matcher_problems, parse_weekdays
 from monitor.choices import AlertState, ChannelKind, NotificationKind

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from django.db.models import F
 
 from monitor.alerts.rules import Reading, Scope, Subject, glob_matches, literal_values
+from monitor import humanize
 from monitor.choices import ClusterStatus, GroupStatus
 
 PLUGIN_MODULES = ("monitor.events.alert_metrics",)
@@ -109,8 +110,8 @@ class Metric:
         if math.isinf(value):
             return "never" if value > 0 else "-never"
         if self.unit == "seconds":
-            return format_duration(value)
-        text = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+            return humanize.duration(value)
+        text = humanize.count(value) if float(value).is_integer() else f"{value:,.2f}"
         return f"{text} {self.unit}".strip()
 
     def json_value(self, value: float | None) -> float | str | None:
@@ -122,20 +123,6 @@ class Metric:
         if not math.isfinite(value):
             return None
         return value
-
-
-def format_duration(seconds: float) -> str:
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 or seconds.is_integer() else f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 # -- the registry ---------------------------------------------------------------------------
@@ -261,7 +248,7 @@ def _group_no_data(row: Mapping[str, object], now: datetime) -> tuple[str, bool]
         return "the group has not been polled yet", False
     age = (now - last).total_seconds()
     if age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
-        return f"no lag sample for {format_duration(age)}", False
+        return f"no lag sample for {humanize.duration(age)}", False
     return "", False
 
 

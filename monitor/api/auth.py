@@ -26,6 +26,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from monitor.api.errors import (
     ApiError,
+    BadRequest,
+    FieldError,
     Forbidden,
     ServiceUnavailable,
     Unauthorized,
@@ -33,6 +35,7 @@ from monitor.api.errors import (
     render_api_error,
 )
 from monitor.choices import TokenScope
+from monitor.errors import QueryError
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,11 @@ def api_view(scope: str | None = TokenScope.READ, methods: Iterable[str] = ("GET
                 return view(request, *args, **kwargs)
             except ApiError as error:
                 return render_api_error(error)
+            except QueryError as error:  # the read layer's "fix your input"
+                return render_api_error(BadRequest(
+                    f"Bad query parameter '{error.field}': {error.message}",
+                    [FieldError(("query", error.field), error.message)],
+                ))
             except DatabaseError as exc:
                 log.warning("API %s failed: database unavailable (%s)", request.path, type(exc).__name__)
                 return render_api_error(ServiceUnavailable("The database is unavailable; try again shortly."))

@@ -17,7 +17,8 @@ from django.db import transaction
 from monitor.choices import FindingKind
 from monitor.events import detectors
 from monitor.events.config import DetectorConfig
-from monitor.events.detectors import CONSUMER_STAGES, EventFact, FindingData, Subscription
+from monitor.choices import CONSUMER_STAGES
+from monitor.events.detectors import EventFact, FindingData, Subscription
 from monitor.models import Event, ExpectedSubscription, Finding
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Sequence
 
 from django.db import connection, transaction
 
-from monitor.events.ingest import EventRow, IngestResult, unique_rows
+from monitor.events.config import IngestLimits
+from monitor.events.ingest import EventRow, IngestResult, unique_rows, validate_payload
 from monitor.models import Event, EventType, Service
 
 REGISTRY_REFRESH_SECONDS = 60.0
@@ -134,3 +135,10 @@ def forget_registry_cache() -> None:
     """Forget which names were registered (tests roll the database back between cases)."""
     with _registry_lock:
         _registry_seen.clear()
+
+
+def ingest_payload(payload: object, now: dt.datetime, limits: IngestLimits | None = None) -> IngestResult:
+    """Validate a decoded request body and store it; the whole batch or nothing."""
+    limits = limits or IngestLimits.from_settings()
+    rows = validate_payload(payload, now, limits)
+    return store_rows(rows, now)

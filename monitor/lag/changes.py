@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from monitor.choices import GroupEventKind
-from monitor.lag import humanize
+from monitor import humanize
 from monitor.lag.compute import PartitionLag, TopicPartitionKey
 
 

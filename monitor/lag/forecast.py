@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.lag import humanize
+from monitor import humanize
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Nodes are services and topics; edges are ``service -> topic`` (it publishes there) and
 ``topic -> service`` (one consumer group of that service reads it). The read side
-(:mod:`dashboards.flow_queries`) aggregates events into :class:`PublishAggregate` and
+(:mod:`monitor.flow.queries`) aggregates events into :class:`PublishAggregate` and
 :class:`ConsumeAggregate` rows; :func:`build_flow_graph` turns them into a graph with
 rates, failure shares, latency, lag and a health colour per edge and node.
 """
@@ -14,20 +14,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from monitor.choices import FlowEdgeKind, FlowNodeKind, GroupStatus, Health
+from monitor.errors import QueryError
+from monitor.choices import STATUS_SEVERITY, FlowEdgeKind, FlowNodeKind, GroupStatus, Health
 
 _HEALTH_RANK = {Health.UNKNOWN: 0, Health.OK: 1, Health.WARNING: 2, Health.CRITICAL: 3}
-_CRITICAL_GROUP_STATUSES = {GroupStatus.STOPPED, GroupStatus.STALLED, GroupStatus.DATA_LOSS}
-_WARNING_GROUP_STATUSES = {GroupStatus.GROWING, GroupStatus.EMPTY, GroupStatus.REWIND}
+# The severity order decides: the three worst statuses are critical, the next three a warning.
+_CRITICAL_GROUP_STATUSES = frozenset(STATUS_SEVERITY[:3])
+_WARNING_GROUP_STATUSES = frozenset(STATUS_SEVERITY[3:6])
 
 
-class InputError(ValueError):
-    """A bad query parameter; ``field`` names it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+class InputError(QueryError):
+    """A bad graph parameter (a tolerance); ``field`` names it."""
 
 
 def node_id(kind: str, name: str) -> str:
