@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from monitor.lag.bulk import concrete_field
 from monitor.alerts import metrics as metric_registry
 from monitor.notify import render
 from monitor.alerts.rules import (
@@ -306,12 +307,12 @@ def _write_fields(alerts: list[Alert], names: list[str]) -> None:
 
     if not alerts:
         return
-    fields = [Alert._meta.get_field(name) for name in names]
+    fields = [concrete_field(Alert, name) for name in names]
     pk = Alert._meta.pk
     quote = connection.ops.quote_name
     sql = (f"UPDATE {quote(Alert._meta.db_table)} SET "
-           + ", ".join(f"{quote(field.column)} = %s" for field in fields)
-           + f" WHERE {quote(pk.column)} = %s")
+           + ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
+           + f" WHERE {quote(str(pk.column))} = %s")
     rows = [[field.get_db_prep_save(getattr(alert, field.attname), connection) for field in fields] + [alert.pk]
             for alert in alerts]
     with connection.cursor() as cursor:

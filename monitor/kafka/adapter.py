@@ -450,13 +450,13 @@ class KafkaAdapter:
 
 # -- group membership: DescribeGroups (classic) and ConsumerGroupDescribe (KIP-848) ----
 
-class ConsumerGroupDescribeRequest(ApiMessage, load_json=_kafka_messages):
+class ConsumerGroupDescribeRequest(ApiMessage, load_json=_kafka_messages):  # type: ignore[call-arg]
     """API key 69 (KIP-848): kafka-python 3.0.12 knows the key but ships no message
     class, so this one is built from Apache Kafka's published schema (in
     :mod:`monitor.kafka.messages`)."""
 
 
-class ConsumerGroupDescribeResponse(ApiMessage, load_json=_kafka_messages):
+class ConsumerGroupDescribeResponse(ApiMessage, load_json=_kafka_messages):  # type: ignore[call-arg]
     """Registered with kafka-python's response registry when defined, so answers to
     :class:`ConsumerGroupDescribeRequest` decode like any other."""
 

@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 
 PRODUCT = "kafka-monitor"
 MAX_ITEMS_IN_MESSAGE = 10
-SEVERITY_COLOURS = {Severity.CRITICAL: "#d64545", Severity.WARNING: "#d98a00", Severity.INFO: "#5b6b8c"}
+SEVERITY_COLOURS: dict[str, str] = {Severity.CRITICAL: "#d64545", Severity.WARNING: "#d98a00", Severity.INFO: "#5b6b8c"}
 RESOLVED_COLOUR = "#1f9d55"
-SEVERITY_ORDER = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+SEVERITY_ORDER: dict[str, int] = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 KIND_WORDS = {
     NotificationKind.FIRING: "FIRING",
     NotificationKind.REMINDER: "STILL FIRING",
