@@ -136,7 +136,7 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
         if rule.enabled:
             enabled_by_metric[spec.metric].append(spec)
         else:
-            changes.extend(_close_all(spec, open_alerts.pop(rule.id, {}), "the rule was disabled", now))
+            changes.extend(_close_all(spec, open_alerts.pop(rule.id, {}), RULE_DISABLED, now))
 
     for metric_name, specs in enabled_by_metric.items():
         readings = _fetch(metric_name, specs, now, result)
@@ -171,6 +171,32 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
 
     if changes:
         _apply(changes, rules_by_id, now, result)
+    return result
+
+
+RULE_DELETED = "the rule was deleted"
+RULE_DISABLED = "the rule was disabled"
+
+
+def close_rule(rule: AlertRule, reason: str, now: datetime | None = None) -> EvaluationResult:
+    """Resolve a rule's open alerts now, saying why (a firing alert's channels get a
+    resolved message; pending ones are dropped), and detach its notifications from its
+    alerts so queued messages (digests shared with other rules included) survive the
+    rule's deletion. Runs inside the caller's transaction when there is one."""
+    from monitor.models import Alert, Notification
+
+    now = now or timezone.now()
+    result = EvaluationResult(rules=1)
+    with transaction.atomic():
+        _serialise()
+        spec = rule_spec(rule)
+        open_alerts = {a.subject: a for a in Alert.objects.filter(
+            rule_id=rule.id, state__in=[AlertState.PENDING, AlertState.FIRING])}
+        changes = _close_all(spec, open_alerts, reason, now)
+        if changes:
+            _apply(changes, {rule.id: rule}, now, result)
+        if reason == RULE_DELETED:
+            Notification.objects.filter(alert__rule_id=rule.id).update(alert=None)
     return result
 
 
