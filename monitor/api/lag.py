@@ -1,7 +1,7 @@
 """Lag endpoints of the JSON API (CONTRACT, HTTP API): parse, query the read side, serialise.
 
 Latest-poll data comes from the poller's snapshot (Redis, falling back to the database);
-history from :mod:`dashboards.queries`."""
+history from :mod:`monitor.lag.queries`."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -10,7 +10,8 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse, QueryDict
 from django.utils import timezone
 
-from dashboards import queries
+from monitor.lag import queries
+from monitor.lag import series as lag_series
 from monitor.api.auth import api_view
 from monitor.api.errors import BadRequest, FieldError, NotFound
 from monitor.choices import SeriesMetric, TokenScope
@@ -46,13 +47,13 @@ def parse_query_time(query: QueryDict, name: str, errors: list[FieldError]) -> d
 def parse_points(query: QueryDict, errors: list[FieldError]) -> int:
     raw = query.get("points")
     if raw is None or raw == "":
-        return queries.DEFAULT_POINTS
+        return lag_series.DEFAULT_POINTS
     try:
         points = int(raw)
     except ValueError:
         points = 0
-    if not 1 <= points <= queries.MAX_POINTS:
-        errors.append(FieldError(("query", "points"), f"must be an integer from 1 to {queries.MAX_POINTS}"))
+    if not 1 <= points <= lag_series.MAX_POINTS:
+        errors.append(FieldError(("query", "points"), f"must be an integer from 1 to {lag_series.MAX_POINTS}"))
     return points
 
 
@@ -157,7 +158,7 @@ def group_lag(request: HttpRequest, cluster: str, group: str) -> JsonResponse:
         errors.append(FieldError(("query", "since"), "must be before until"))
     if errors:
         raise BadRequest("Invalid query parameters.", errors)
-    series = queries.group_lag_series(
+    series = lag_series.group_lag_series(
         found, since, until, now, points=points, topic=query.get("topic") or None, metric=metric
     )
     return JsonResponse(
