@@ -80,8 +80,9 @@ def test_poll_stores_exact_lag_against_the_offsets_the_group_committed(cluster, 
     assert (rows[(topic, 0)].committed_offset, rows[(topic, 0)].log_end_offset, rows[(topic, 0)].lag) == (4, 10, 6)
     assert (rows[(topic, 1)].lag, rows[(topic, 1)].time_lag_seconds, rows[(topic, 1)].time_lag_method) == (
         0, 0.0, TimeLagMethod.EXACT)
-    assert rows[(topic, 0)].time_lag_method == TimeLagMethod.UNKNOWN  # first poll: no history yet
-    assert rows[(topic, 0)].time_lag_reason == "no history yet"
+    # First poll: no history yet, but the record at the committed offset says when it was written.
+    assert rows[(topic, 0)].time_lag_method == TimeLagMethod.RECORD
+    assert rows[(topic, 0)].time_lag_seconds >= 0
     topic_sample = TopicLagSample.objects.get(group=group, resolution=0)
     assert (topic_sample.lag, topic_sample.partitions, topic_sample.unknown_partitions) == (6, 3, 1)
     assert LogOffsetSample.objects.filter(cluster=cluster, topic=topic).count() == 3
@@ -116,7 +117,14 @@ def test_committed_offset_past_the_log_end_shows_zero_lag_with_a_note(cluster, p
     assert row.time_lag_method == TimeLagMethod.EXACT
 
 
-def test_time_lag_is_interpolated_from_the_stored_log_end_history(cluster, prefix, topic, kafka_settings):
+@pytest.fixture
+def history_only(settings):
+    """Record timestamps off (a cycle budget of 0 bytes): the log-end history answers."""
+    settings.MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = 0
+
+
+def test_time_lag_is_interpolated_from_the_stored_log_end_history(cluster, prefix, topic, kafka_settings,
+                                                                  history_only):
     group_id = f"{prefix}-slow"
     commit_offsets(kafka_settings, group_id, {(topic, 0): 4})
     base = timezone.now() - timedelta(seconds=120)
@@ -135,7 +143,7 @@ def test_time_lag_is_interpolated_from_the_stored_log_end_history(cluster, prefi
 
 
 def test_time_lag_behind_all_history_is_extrapolated_from_old_points_found_by_index(
-        cluster, prefix, topic, kafka_settings):
+        cluster, prefix, topic, kafka_settings, history_only):
     group_id = f"{prefix}-far"
     commit_offsets(kafka_settings, group_id, {(topic, 0): 1})
     long_ago = timezone.now() - timedelta(hours=5)
@@ -322,7 +330,9 @@ def test_each_phase_of_a_cycle_reports_progress(cluster, prefix, topic, kafka_se
 
     poll_cluster(cluster.id, progress=messages.append)
 
-    assert messages == [
+    records = [m for m in messages if m.startswith("record timestamps")]
+    assert records and records[0].startswith("record timestamps of 1 of 1 lagging offsets (0 cached, 1 partitions read, ")
+    assert [m for m in messages if m not in records] == [
         "listed 1 groups", "read committed offsets of 1 groups", "read log offsets of 3 partitions",
         "read the history of 3 partitions", "computed the lag of 1 groups",
     ]

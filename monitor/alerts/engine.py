@@ -136,7 +136,7 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
         if rule.enabled:
             enabled_by_metric[spec.metric].append(spec)
         else:
-            changes.extend(_close_all(spec, open_alerts.pop(rule.id, {}), "the rule was disabled", now))
+            changes.extend(_close_all(spec, open_alerts.pop(rule.id, {}), RULE_DISABLED, now))
 
     for metric_name, specs in enabled_by_metric.items():
         readings = _fetch(metric_name, specs, now, result)
@@ -171,6 +171,32 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
 
     if changes:
         _apply(changes, rules_by_id, now, result)
+    return result
+
+
+RULE_DELETED = "the rule was deleted"
+RULE_DISABLED = "the rule was disabled"
+
+
+def close_rule(rule: AlertRule, reason: str, now: datetime | None = None) -> EvaluationResult:
+    """Resolve a rule's open alerts now, saying why (a firing alert's channels get a
+    resolved message; pending ones are dropped), and detach its notifications from its
+    alerts so queued messages (digests shared with other rules included) survive the
+    rule's deletion. Runs inside the caller's transaction when there is one."""
+    from monitor.models import Alert, Notification
+
+    now = now or timezone.now()
+    result = EvaluationResult(rules=1)
+    with transaction.atomic():
+        _serialise()
+        spec = rule_spec(rule)
+        open_alerts = {a.subject: a for a in Alert.objects.filter(
+            rule_id=rule.id, state__in=[AlertState.PENDING, AlertState.FIRING])}
+        changes = _close_all(spec, open_alerts, reason, now)
+        if changes:
+            _apply(changes, {rule.id: rule}, now, result)
+        if reason == RULE_DELETED:
+            Notification.objects.filter(alert__rule_id=rule.id).update(alert=None)
     return result
 
 
@@ -307,7 +333,7 @@ def _cas(changes: list[_Change], expected_state: str, values: dict[str, object])
 
 
 def _detail(outcome: Step, previous: dict | None = None) -> dict:
-    fresh = ("no_data_reason", "value_text", "summary")  # describe the latest reading only
+    fresh = ("no_data_reason", "value_text", "summary", "traces")  # describe the latest reading only
     detail = {key: value for key, value in (previous or {}).items() if key not in fresh}
     if outcome.reading.no_data_reason:
         detail["no_data_reason"] = outcome.reading.no_data_reason
@@ -315,6 +341,9 @@ def _detail(outcome: Step, previous: dict | None = None) -> dict:
         text = outcome.reading.detail.get(key)
         if text:
             detail[key] = str(text)[:500]
+    traces = outcome.reading.detail.get("traces")
+    if traces:  # example trace ids of a detector's finding
+        detail["traces"] = [str(t)[:64] for t in list(traces)[:5]]  # type: ignore[call-overload]
     if outcome.resolved_reason:
         detail["resolved_reason"] = outcome.resolved_reason
     return detail

@@ -219,9 +219,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Trace": {
         "type": "object",
-        "required": ["trace_id", "services", "duration_seconds", "events"],
+        "required": ["trace_id", "services", "duration_seconds", "events", "external_url"],
         "properties": {
             "trace_id": {"type": "string"},
+            "external_url": _nullable("string", description="The trace in the backend named by "
+                                                            "MONITOR_TRACE_URL_TEMPLATE; null when unset"),
             "services": {"type": "array", "items": {"type": "string"}},
             "duration_seconds": _nullable("number"),
             "events": {
