@@ -52,6 +52,10 @@ def event_topic_path(name: str) -> str:
     return path("flow-event-topic", name)
 
 
+def trace_path(trace_id: str) -> str:
+    return path("flow-trace", trace_id)
+
+
 class AnyNameConverter:
     """A URL segment holding any name at all, ``/`` and line breaks included.
 

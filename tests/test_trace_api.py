@@ -95,3 +95,13 @@ def test_secret_looking_attributes_are_redacted_as_on_the_pages(client, read_tok
     attributes = body["events"][0]["attributes"]
     assert attributes["amount"] == 10
     assert "hunter2" not in str(body) and "k-123" not in str(body)
+
+
+def test_a_trace_links_to_the_trace_backend_when_a_template_is_set(client, read_token, settings):
+    trace_id = new_trace_id()
+    save(*order_saga(trace_id))
+    assert get_trace(client, read_token, trace_id).json()["external_url"] is None
+    settings.MONITOR_TRACE_URL_TEMPLATE = "https://jaeger.example/trace/{trace_id}"
+    body = get_trace(client, read_token, trace_id).json()
+    assert body["external_url"] == f"https://jaeger.example/trace/{trace_id}"
+    assert_valid("Trace", body)

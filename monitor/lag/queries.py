@@ -77,7 +77,7 @@ class OverviewFilter:
 
     def sort_rows(self, groups: list[ConsumerGroup]) -> list[ConsumerGroup]:
         if self.sort == "severity":
-            rank = {status: i for i, status in enumerate(STATUS_SEVERITY)}
+            rank: dict[str, int] = {status: i for i, status in enumerate(STATUS_SEVERITY)}
             ordered = sorted(
                 groups,
                 key=lambda g: (rank.get(g.status, len(rank)), -(g.total_lag or 0), g.cluster.name, g.name),
