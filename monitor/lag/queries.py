@@ -301,6 +301,30 @@ def _sparklines(group_ids: list[int], now: datetime) -> dict[int, list[Value]]:
     return {gid: [buckets[i] for i in sorted(buckets)] for gid, buckets in totals.items()}
 
 
+@dataclass(frozen=True)
+class GroupPage:
+    summaries: list[dict[str, object]]
+    """Each group's latest summary (``snapshot.group_summary`` without member details)."""
+    last_name: str | None
+    """The last group's name when more groups follow, else None."""
+
+
+def group_list(cluster: Cluster, statuses: list[str], after: str | None = None, limit: int | None = None) -> GroupPage:
+    """A cluster's groups by name, optionally only ``statuses``, from after the group named
+    ``after``, at most ``limit`` (None: all). One query of the denormalised group rows."""
+    groups = ConsumerGroup.objects.filter(cluster=cluster)
+    if statuses:
+        groups = groups.filter(status__in=statuses)
+    if after is not None:
+        groups = groups.filter(name__gt=after)
+    groups = groups.order_by("name")
+    rows = list(groups if limit is None else groups[:limit + 1])
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit] if limit is not None else rows
+    summaries = [{k: v for k, v in snapshot.group_summary(g).items() if k != "member_details"} for g in rows]
+    return GroupPage(summaries=summaries, last_name=rows[-1].name if more and rows else None)
+
+
 def latest_partitions(group: ConsumerGroup) -> list[PartitionRow]:
     """Per-partition lag from the group's latest poll (the poller's snapshot, which falls
     back to the database); empty before the first poll and once the group is gone."""
