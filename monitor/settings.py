@@ -224,6 +224,10 @@ if not isinstance(MONITOR_FLOW_TOLERANCES, dict):
 DEMO_PASSWORD = env_str("DEMO_PASSWORD")
 # /metrics needs a read token unless this is true (for scrapers on a trusted network).
 MONITOR_METRICS_PUBLIC = env_bool("MONITOR_METRICS_PUBLIC", False)
+# /metrics lag series: partition (per partition and per topic), topic, or group (per-group only).
+MONITOR_METRICS_GRANULARITY = env_str("MONITOR_METRICS_GRANULARITY", "partition") or "partition"
+if MONITOR_METRICS_GRANULARITY not in ("partition", "topic", "group"):
+    raise ImproperlyConfigured("MONITOR_METRICS_GRANULARITY must be partition, topic or group")
 MONITOR_EVENT_RETENTION_DAYS = env_int("MONITOR_EVENT_RETENTION_DAYS", 7, minimum=1)
 MONITOR_INGEST_MAX_ATTRIBUTES_BYTES = env_int("MONITOR_INGEST_MAX_ATTRIBUTES_BYTES", 8192, minimum=2)
 # Detectors (monitor/events/config.py DetectorConfig): windows in seconds, storm thresholds.

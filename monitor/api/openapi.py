@@ -549,8 +549,13 @@ DOCUMENT: dict[str, object] = {
                 "description": (
                     "kafka_consumergroup_lag{cluster,group,topic,partition}, "
                     "kafka_consumergroup_lag_seconds{cluster,group,topic,partition}, group status, "
-                    "poll duration, requests per cycle and poll errors per cluster."
+                    "poll duration, requests per cycle and poll errors per cluster. "
+                    "granularity (or the setting MONITOR_METRICS_GRANULARITY): partition (default: "
+                    "per-partition and per-topic series), topic (kafka_consumergroup_topic_lag{cluster,group,topic} "
+                    "and _seconds only) or group (per-group series only)."
                 ),
+                "parameters": [{"name": "granularity", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["partition", "topic", "group"]}}],
                 "responses": {
                     "200": {
                         "description": "Prometheus text format 0.0.4",
