@@ -220,4 +220,4 @@ def clusters(request: HttpRequest) -> HttpResponse:
     context = {"rows": queries.cluster_rows()}
     if request.GET.get("part") == "table":
         return render(request, "fragments/clusters_table.html", {"now": timezone.now(), **context})
-    return page(request, "clusters.html", context, "clusters")
+    return page(request, "clusters.html", dict(context), "clusters")

@@ -82,9 +82,15 @@ class MetricsGranularity(models.TextChoices):
 
 class TimeLagMethod(models.TextChoices):
     EXACT = "exact", "Exact (caught up)"
+    RECORD = "record", "Record timestamp"
     INTERPOLATED = "interpolated", "Interpolated"
     EXTRAPOLATED = "extrapolated", "Extrapolated"
     UNKNOWN = "unknown", "Unknown"
+    # The record was not read because the cycle's fetch budget went to partitions that
+    # lag more; the log-end history answered instead.
+    INTERPOLATED_BUDGET = "interpolated (budget)", "Interpolated (record not read: fetch budget)"
+    EXTRAPOLATED_BUDGET = "extrapolated (budget)", "Extrapolated (record not read: fetch budget)"
+    UNKNOWN_BUDGET = "unknown (budget)", "Unknown (record not read: fetch budget)"
 
 
 class GroupEventKind(models.TextChoices):

@@ -126,6 +126,10 @@ else:
         "socket_connect_timeout": 3, "max_retries": 3,
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=60),
     }
+    # Several deployments (or test runs) sharing one Redis keep their queues apart.
+    _broker_key_prefix = env_str("MONITOR_BROKER_KEY_PREFIX")
+    if _broker_key_prefix:
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _broker_key_prefix
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -159,6 +163,8 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Probes speak plain HTTP to the process itself: answer them, never redirect to https.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = False
@@ -198,12 +204,30 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
 # Product settings.
 MONITOR_BOOTSTRAP_CLUSTERS = parse_bootstrap_clusters(env_str("MONITOR_BOOTSTRAP_CLUSTERS", "") or "")
 MONITOR_BASE_URL = env_str("MONITOR_BASE_URL", "http://127.0.0.1:8000")
+# Trace backends (Jaeger, Tempo, Grafana Explore): every trace id links there when set.
+MONITOR_TRACE_URL_TEMPLATE = env_str("MONITOR_TRACE_URL_TEMPLATE", "") or ""
+if MONITOR_TRACE_URL_TEMPLATE and (
+        "{trace_id}" not in MONITOR_TRACE_URL_TEMPLATE
+        or not MONITOR_TRACE_URL_TEMPLATE.startswith(("https://", "http://"))):
+    raise ImproperlyConfigured("MONITOR_TRACE_URL_TEMPLATE must be an http(s) URL containing {trace_id}, "
+                               "e.g. https://jaeger.example/trace/{trace_id}")
 MONITOR_KAFKA_TIMEOUT_SECONDS = env_int("MONITOR_KAFKA_TIMEOUT_SECONDS", 10, minimum=1)
 MONITOR_RAW_RETENTION_HOURS = env_int("MONITOR_RAW_RETENTION_HOURS", 48, minimum=1)
 MONITOR_ROLLUP_RETENTION_DAYS = env_int("MONITOR_ROLLUP_RETENTION_DAYS", 30, minimum=1)
 MONITOR_STATUS_WINDOW_SECONDS = env_int("MONITOR_STATUS_WINDOW_SECONDS", 600, minimum=30)
 MONITOR_STOPPED_AFTER_SECONDS = env_int("MONITOR_STOPPED_AFTER_SECONDS", 900, minimum=30)
+# Time lag from record timestamps: bytes read per partition and per cycle (0 turns it off).
+# A batch header is 61 bytes: a partition budget below that cannot read any timestamp.
+MONITOR_TIME_LAG_FETCH_PARTITION_BYTES = env_int("MONITOR_TIME_LAG_FETCH_PARTITION_BYTES", 1024, minimum=64)
+MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = env_int("MONITOR_TIME_LAG_FETCH_CYCLE_BYTES", 1024 * 1024, minimum=0)
 MONITOR_EVALUATE_INTERVAL_SECONDS = env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1)
+# The outbox sweep: delivers retries and the notifications of workers that died.
+MONITOR_SWEEP_INTERVAL_SECONDS = env_int("MONITOR_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
+# Beat and worker record a heartbeat this often; /readyz fails after three missed ones.
+MONITOR_HEARTBEAT_INTERVAL_SECONDS = env_int("MONITOR_HEARTBEAT_INTERVAL_SECONDS", 5, minimum=1)
+# Beat records its heartbeat and holds a lock, so a second beat sends nothing (monitor/beat.py).
+CELERY_BEAT_SCHEDULER = "monitor.beat:LockedScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = MONITOR_HEARTBEAT_INTERVAL_SECONDS
 # Delivery: a claim's lease must outlast any send (timeouts apply per network step).
 MONITOR_NOTIFY_TIMEOUT_SECONDS = env_int("MONITOR_NOTIFY_TIMEOUT_SECONDS", 10, minimum=1)
 MONITOR_DELIVERY_LEASE_SECONDS = env_int("MONITOR_DELIVERY_LEASE_SECONDS", 60, minimum=5)

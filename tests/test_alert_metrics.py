@@ -12,7 +12,7 @@ from monitor.alerts.metrics import Level, Metric, STATUS_RANK
 from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import Reading, Scope, Subject
 from monitor.choices import ClusterStatus, GroupStatus
-from tests.alert_services import lag_snapshot
+from tests.lag_rows import lag_snapshot
 
 
 @pytest.fixture

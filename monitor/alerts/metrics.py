@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from typing import Any
+
 from django.db.models import F
 
 from monitor.alerts.rules import Reading, Scope, Subject, glob_matches, literal_values
@@ -94,7 +96,7 @@ class Metric:
             raise ValueError(f"must be a number (got {raw!r})")
         try:
             text = str(raw).strip().replace("_", "").replace(",", "")
-            number = float(text) if isinstance(raw, str) else float(raw)
+            number = float(text) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError(f"must be a number (got {raw!r})") from None
         if not math.isfinite(number):
@@ -210,7 +212,7 @@ class GroupRow:
     name: str
     no_data_reason: str
     final: bool
-    row: Mapping[str, object]
+    row: Mapping[str, Any]
 
 
 def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
@@ -235,7 +237,7 @@ def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
     return groups
 
 
-def _group_no_data(row: Mapping[str, object], now: datetime) -> tuple[str, bool]:
+def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool]:
     if not row["cluster__enabled"]:
         return f"cluster {row['cluster__name']} is disabled", True
     if row["gone_at"] is not None:
@@ -252,14 +254,14 @@ def _group_no_data(row: Mapping[str, object], now: datetime) -> tuple[str, bool]
     return "", False
 
 
-def _group_topics(row: Mapping[str, object]) -> list[str]:
+def _group_topics(row: Mapping[str, Any]) -> list[str]:
     topics = row.get("topics") or []
     names = []
     for item in topics if isinstance(topics, list) else []:
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, dict) and isinstance(item.get("topic") or item.get("name"), str):
-            names.append(item.get("topic") or item.get("name"))
+            names.append(str(item.get("topic") or item.get("name")))
     return names
 
 
@@ -357,7 +359,7 @@ def time_lag_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Re
 
 
 def _group_readings(scopes: Sequence[Scope], now: datetime,
-                    value_of: Callable[[Mapping[str, object]], Reading]) -> dict[Subject, Reading]:
+                    value_of: Callable[[Mapping[str, Any]], Reading]) -> dict[Subject, Reading]:
     readings: dict[Subject, Reading] = {}
     for group in _group_rows(scopes, now):
         subject = Subject(group.cluster, group.name, "")
@@ -374,7 +376,7 @@ def _group_readings(scopes: Sequence[Scope], now: datetime,
 @metric("status", level=Level.GROUP, choices=tuple(STATUS_RANK),
         description="the group's status (ok ... data_loss, ordered by severity)")
 def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
-    def value_of(row: Mapping[str, object]) -> Reading:
+    def value_of(row: Mapping[str, Any]) -> Reading:
         rank = STATUS_RANK.get(row["status"])
         if rank is None:
             return Reading.no_data(f"status is {row['status']}")
@@ -386,7 +388,7 @@ def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
 @metric("catch_up_seconds", unit="seconds", level=Level.GROUP,
         description="forecast time until the group has caught up (never when it is not catching up)")
 def catch_up_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
-    def value_of(row: Mapping[str, object]) -> Reading:
+    def value_of(row: Mapping[str, Any]) -> Reading:
         if row["catch_up_seconds"] is not None:
             return Reading(float(row["catch_up_seconds"]))
         if row["total_lag"] is None:
@@ -401,7 +403,7 @@ def catch_up_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Re
 @metric("retention_risk_seconds", unit="seconds", level=Level.GROUP,
         description="forecast time until retention deletes messages the group has not read")
 def retention_risk_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
-    def value_of(row: Mapping[str, object]) -> Reading:
+    def value_of(row: Mapping[str, Any]) -> Reading:
         if row["retention_risk_seconds"] is None:
             return Reading(math.inf, detail={"value_text": "no risk"})
         return Reading(float(row["retention_risk_seconds"]))
@@ -446,15 +448,27 @@ def worst_partitions(subjects: Iterable[Subject], limit: int = 5) -> dict[Subjec
             group__cluster__name__in={c for c, _ in pairs}, group__name__in={g for _, g in pairs},
             polled_at=F("group__last_sample_at"),
         )
-        .values_list("group__cluster__name", "group__name", "topic", "partition", "lag", "time_lag_seconds")
+        .values_list("group__cluster__name", "group__name", "topic", "partition", "lag", "time_lag_seconds",
+                     "group_id")
     )
+    from monitor.lag import members as group_members
+    from monitor.models import ConsumerGroup
+
+    rows = list(rows)
+    owners = {
+        group_id: group_members.owners(details)
+        for group_id, details in ConsumerGroup.objects.filter(
+            pk__in={row[6] for row in rows}, member_details__isnull=False).values_list("id", "member_details")
+    }
     found: dict[Subject, list[dict[str, object]]] = defaultdict(list)
-    for cluster, group, topic, partition, lag_value, time_lag in rows:
+    for cluster, group, topic, partition, lag_value, time_lag, group_id in rows:
+        # Who owns the partition, where the broker told: "billing-7f9c on 10.2.3.4".
+        owner = group_members.owner_label(owners.get(group_id, {}).get((topic, partition)))
         for subject in (Subject(cluster, group, topic), Subject(cluster, group, "")):
             if subject in wanted:
                 found[subject].append({"topic": topic, "partition": partition, "lag": lag_value,
-                                       "time_lag_seconds": time_lag})
+                                       "time_lag_seconds": time_lag, "owner": owner})
     return {
-        subject: sorted(items, key=lambda item: (item["lag"] is None, -(item["lag"] or 0)))[:limit]
+        subject: sorted(items, key=lambda item: (item["lag"] is None, -float(item["lag"] or 0)))[:limit]  # type: ignore[arg-type]
         for subject, items in found.items()
     }

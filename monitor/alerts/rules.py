@@ -234,7 +234,7 @@ class Step:
 
 def step(rule: RuleSpec, current: AlertStatus | None, reading: Reading, now: datetime) -> Step | None:
     """Advance one (rule, subject) by one evaluation. None means nothing to record."""
-    holds = reading.has_data and condition_holds(reading.value, rule.op, rule.threshold)
+    holds = reading.value is not None and reading.has_data and condition_holds(reading.value, rule.op, rule.threshold)
     if current is None:
         if not holds:
             return None
@@ -290,7 +290,7 @@ def validate_rule_fields(values: Mapping[str, object], known_metrics: Iterable[s
     problems: list[FieldProblem] = []
     for name in ("cluster", "group", "topic"):
         if name in values:
-            error = glob_error(values[name])
+            error = glob_error(str(values[name]))
             if error:
                 problems.append(FieldProblem(name, error))
     metric = values.get("metric")

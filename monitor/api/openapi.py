@@ -6,31 +6,33 @@ described and that real responses validate against these schemas.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, JsonResponse
 
 from monitor.api.auth import api_view
 from monitor.choices import AlertState, ClusterStatus, GroupProtocol, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod
 
 
-def _ref(name: str) -> dict[str, str]:
+def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _nullable(kind: str, **extra: object) -> dict[str, object]:
+def _nullable(kind: str, **extra: object) -> dict[str, Any]:
     return {"type": [kind, "null"], **extra}
 
 
-def _json(schema: dict[str, object], description: str) -> dict[str, object]:
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error(description: str) -> dict[str, object]:
+def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-TIME = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC with Z"}
-NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with Z"}
-PAGE_PARAMS: list[dict[str, object]] = [
+TIME: dict[str, Any] = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC with Z"}
+NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with Z"}
+PAGE_PARAMS: list[dict[str, Any]] = [
     {
         "name": "limit",
         "in": "query",
@@ -47,7 +49,7 @@ PAGE_PARAMS: list[dict[str, object]] = [
         "schema": {"type": "string"},
     },
 ]
-NEXT_LINK_HEADER: dict[str, object] = {
+NEXT_LINK_HEADER: dict[str, Any] = {
     "Link": {
         "description": "<URL>; rel=\"next\": the next page (absent on the last page and without limit)",
         "schema": {"type": "string"},
@@ -59,25 +61,25 @@ def _paged(schema: dict[str, object], description: str) -> dict[str, object]:
     return {**_json(schema, description), "headers": NEXT_LINK_HEADER}
 
 
-READ_ERRORS = {
+READ_ERRORS: dict[str, Any] = {
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the read scope"),
 }
-INGEST_ERRORS = {
+INGEST_ERRORS: dict[str, Any] = {
     "400": _error("Invalid input; errors[].loc names each bad event's index and field"),
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the ingest scope"),
     "413": _error("Request body too large"),
     "422": _error("Invalid input; errors[].loc names each bad event's index and field"),
 }
-NOT_FOUND = {"404": _error("Unknown cluster or group name")}
-CLUSTER_PARAM = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
-GROUP_PARAM = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
-SINCE_PARAM = {"name": "since", "in": "query", "required": False, "schema": TIME}
-UNTIL_PARAM = {"name": "until", "in": "query", "required": False, "schema": TIME}
+NOT_FOUND: dict[str, Any] = {"404": _error("Unknown cluster or group name")}
+CLUSTER_PARAM: dict[str, Any] = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
+GROUP_PARAM: dict[str, Any] = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
+SINCE_PARAM: dict[str, Any] = {"name": "since", "in": "query", "required": False, "schema": TIME}
+UNTIL_PARAM: dict[str, Any] = {"name": "until", "in": "query", "required": False, "schema": TIME}
 PUBLIC: list[dict[str, list[str]]] = []
 
-_GROUP_PROPERTIES: dict[str, object] = {
+_GROUP_PROPERTIES: dict[str, Any] = {
     "group": {"type": "string"},
     "state": {"type": "string", "description": "Broker-reported group state, e.g. Stable, Empty"},
     "status": {"type": "string", "enum": GroupStatus.values},
@@ -99,7 +101,7 @@ _GROUP_PROPERTIES: dict[str, object] = {
     "member_count": _nullable("integer", description="null when the broker did not tell"),
 }
 
-SCHEMAS: dict[str, dict[str, object]] = {
+SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
         "required": ["detail"],
@@ -246,9 +248,11 @@ SCHEMAS: dict[str, dict[str, object]] = {
     },
     "Trace": {
         "type": "object",
-        "required": ["trace_id", "services", "duration_seconds", "events"],
+        "required": ["trace_id", "services", "duration_seconds", "events", "external_url"],
         "properties": {
             "trace_id": {"type": "string"},
+            "external_url": _nullable("string", description="The trace in the backend named by "
+                                                            "MONITOR_TRACE_URL_TEMPLATE; null when unset"),
             "services": {"type": "array", "items": {"type": "string"}},
             "duration_seconds": _nullable("number"),
             "events": {
@@ -333,7 +337,7 @@ SCHEMAS: dict[str, dict[str, object]] = {
     },
 }
 
-DOCUMENT: dict[str, object] = {
+DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "Kafka monitor API",

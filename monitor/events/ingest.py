@@ -203,7 +203,7 @@ def validate_event(raw: object, index: int, now: dt.datetime, limits: IngestLimi
         elif attributes:
             attributes_json = _attributes_json(attributes, index, errors, limits.max_attributes_bytes)
 
-    if len(errors) != before or timestamp is None:
+    if len(errors) != before or timestamp is None or not isinstance(stage, str):
         return None
     return EventRow(
         event_id, event_type, service, stage, timestamp, topic, partition, offset, key, consumer_group,

@@ -62,6 +62,8 @@ def known_consumer_versions(since: dt.datetime) -> dict[tuple[str, str], set[int
         .distinct()
     )
     for event_type, group, service, version in rows:
+        if version is None:
+            continue
         versions.setdefault((event_type, group or service), set()).add(version)
     return versions
 

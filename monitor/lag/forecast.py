@@ -38,7 +38,7 @@ def rate(points: Sequence[tuple[datetime, int | None]]) -> float | None:
     span = (known[-1][0] - known[0][0]).total_seconds()
     if span <= 0:
         return None
-    return (known[-1][1] - known[0][1]) / span  # type: ignore[operator]
+    return (known[-1][1] - known[0][1]) / span
 
 
 def catch_up(lag: int | None, consume_rate: float | None, produce_rate: float | None) -> Forecast:

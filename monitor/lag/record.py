@@ -23,7 +23,8 @@ from monitor.lag.compute import (
     newly_lost,
 )
 from monitor.lag.status import GroupPoint, Rewind, StatusInputs, Verdict, group_status
-from monitor.lag.timelag import OffsetPoint, PartitionHistory, time_lag
+from monitor.lag.record_times import OVER_BUDGET, RecordReads, fetch_offset
+from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, over_budget, record_time_lag, time_lag
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
 )
@@ -49,6 +50,8 @@ class ClusterReading:
     requests: int = 0
     membership: dict[str, GroupMembership] = field(default_factory=dict)
     """Members and assignments per group, where the coordinator told (see the adapter)."""
+    record_reads: RecordReads = field(default_factory=RecordReads)
+    """Timestamps of the records lagging groups read next (time lag method ``record``)."""
 
     @cached_property
     def partitions(self) -> set[TopicPartitionKey]:
@@ -204,6 +207,8 @@ class _LogTables:
                     needed.setdefault((part.topic, part.partition), set()).add(part.committed_offset)
         self.points = history.offset_points(cluster.id, needed, reading.log_offsets, recent)
         self.log_offsets = reading.log_offsets
+        self.record_reads = reading.record_reads
+        self._record_lags: dict[tuple[str, int, int], TimeLag] = {}
         self.now = now
         self.window = settings.MONITOR_STATUS_WINDOW_SECONDS
         self._histories: dict[TopicPartitionKey, PartitionHistory] = {}
@@ -222,9 +227,33 @@ class _LogTables:
                     table = histories[(topic, partition)] = PartitionHistory(
                         self.points.get((topic, partition), []), end, now)
                 lag_in_time = table.behind(committed)
+                if self.record_reads.times or self.record_reads.not_read:
+                    lag_in_time = self._with_record(topic, partition, committed, start, lag_in_time)
             append((topic, partition, committed, start, end, lag, lag_in_time.seconds,
                     method_text[lag_in_time.method], lag_in_time.reason or note))
         return rows
+
+    def _with_record(self, topic: str, partition: int, committed: int, start: int | None,
+                     from_history: TimeLag) -> TimeLag:
+        """The record's answer when its timestamp was read; else the history's, saying
+        why the record was not read."""
+        key = (topic, partition, committed)
+        found = self._record_lags.get(key)
+        if found is None:
+            at = (topic, partition, fetch_offset(committed, start))
+            record = self.record_reads.times.get(at)
+            why = self.record_reads.not_read.get(at)
+            if record is not None:
+                found = record_time_lag(record, self.now, from_history)
+            elif why == OVER_BUDGET:
+                found = over_budget(from_history)
+            elif why:
+                found = TimeLag(from_history.seconds, from_history.method,
+                                "; ".join(filter(None, (from_history.reason, f"record not read: {why}"))))
+            else:
+                found = from_history
+            self._record_lags[key] = found
+        return found
 
     def log_start_rate(self, key: TopicPartitionKey) -> float | None:
         if key not in self._start_rates:

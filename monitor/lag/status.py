@@ -153,7 +153,7 @@ def group_status(inputs: StatusInputs) -> Verdict:
     if len(known) >= 3 and grew_beyond_noise(known[0].lag, known[-1].lag) and lag_slope(known) > 0:  # type: ignore[arg-type]
         span = (known[-1].polled_at - known[0].polled_at).total_seconds()
         return Verdict(GroupStatus.GROWING,
-                       f"lag grew from {humanize.count(known[0].lag)} to {humanize.count(known[-1].lag)} "  # type: ignore[arg-type]
+                       f"lag grew from {humanize.count(known[0].lag)} to {humanize.count(known[-1].lag)} "
                        f"messages in the last {humanize.duration(span)}")
 
     if inputs.members == 0 or inputs.broker_state.lower() == "empty":
