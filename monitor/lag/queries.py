@@ -36,7 +36,7 @@ K = TypeVar("K")
 SPARKLINE_WINDOW = timedelta(hours=1)
 SPARKLINE_POINTS = 40
 
-OVERVIEW_PAGE_SIZE = 100
+OVERVIEW_PAGE_SIZE = 50
 
 
 def severity_rank() -> Case:
