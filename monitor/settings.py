@@ -45,6 +45,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "monitor.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "monitor.urls"
@@ -79,6 +80,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+# Every statement has a time limit: a request or task stuck on a lock or a slow query
+# fails instead of holding a connection forever. Web requests get the short one; Celery
+# processes switch to the task limit at start-up (monitor/celery.py).
+MONITOR_DB_STATEMENT_TIMEOUT_SECONDS = env_int("MONITOR_DB_STATEMENT_TIMEOUT_SECONDS", 30, minimum=1)
+MONITOR_TASK_STATEMENT_TIMEOUT_SECONDS = env_int("MONITOR_TASK_STATEMENT_TIMEOUT_SECONDS", 300, minimum=1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "options": f"-c statement_timeout={MONITOR_DB_STATEMENT_TIMEOUT_SECONDS * 1000}",
+        "connect_timeout": 5,
+    })
+    # A kept-open connection is checked before reuse: after a database restart the next
+    # request or task reconnects instead of failing on the dead connection.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Tests running side by side (developers, CI) may each choose their own test database.
 _test_db_name = env_str("MONITOR_TEST_DB_NAME")
 if _test_db_name:
@@ -157,6 +171,10 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "monitor.staticfiles.HashedStaticFiles"},
+}
 
 # Security: secure by default, relaxed only with DEBUG.
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
