@@ -88,12 +88,15 @@ class Broker:
             self.process.kill()
 
 
-def start_broker(port: int | None = None, log_path: Path | None = None) -> Broker:
+def start_broker(port: int | None = None, log_path: Path | None = None, advertised: str | None = None) -> Broker:
+    """``advertised`` (host:port): what the broker tells clients to connect to, e.g. a TLS
+    proxy in front of it; its own address by default."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        [tansu_binary(), "broker", "--listener-url", url,
+         "--advertised-listener-url", f"tcp://{advertised}" if advertised else url,
          "--storage-engine", "memory://tansu/"],
         stdout=log, stderr=subprocess.STDOUT,
     )
