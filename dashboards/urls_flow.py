@@ -4,7 +4,7 @@ Service names are free text (they may contain '/'), hence ``path:``; topic names
 """
 from django.urls import path
 
-from dashboards import flow_views
+from dashboards import flow_views, pathway_views
 
 urlpatterns = [
     path("flow/", flow_views.flow, name="flow"),
@@ -12,4 +12,7 @@ urlpatterns = [
     path("traces/<str:trace_id>/", flow_views.trace, name="flow-trace"),
     path("services/<path:name>/", flow_views.service, name="flow-service"),
     path("event-topics/<str:name>/", flow_views.event_topic, name="flow-event-topic"),
+    path("pathways/", pathway_views.pathways, name="pathways"),
+    path("pathways/<int:pathway_id>/", pathway_views.pathway, name="pathway"),
+    path("transactions/", pathway_views.transactions, name="transactions"),
 ]
