@@ -72,6 +72,14 @@ def worst_status(statuses: Iterable[str]) -> str | None:
     return max(statuses, key=lambda status: STATUS_SEVERITY_RANK.get(status, 0), default=None)
 
 
+class MetricsGranularity(models.TextChoices):
+    """How fine /metrics' lag series are (like kafka-minion's ``granularity``)."""
+
+    PARTITION = "partition", "Per partition and per topic"
+    TOPIC = "topic", "Per topic"
+    GROUP = "group", "Per group only"
+
+
 class TimeLagMethod(models.TextChoices):
     EXACT = "exact", "Exact (caught up)"
     RECORD = "record", "Record timestamp"
@@ -96,6 +104,7 @@ class GroupEventKind(models.TextChoices):
 
 
 class Stage(models.TextChoices):
+    OUTBOX = "outbox", "Written to the outbox"
     PUBLISHED = "published", "Published"
     CONSUMED = "consumed", "Consumed"
     PROCESSED = "processed", "Processed"
@@ -117,6 +126,19 @@ class FindingKind(models.TextChoices):
     SCHEMA_DRIFT = "schema_drift", "Schema drift"
     CASCADE_STORM = "cascade_storm", "Cascade storm"
     FAILURE_RATE = "failure_rate", "Failures"
+    UNPUBLISHED_OUTBOX = "unpublished_outbox", "Outbox rows never published"
+
+
+class TransactionState(models.TextChoices):
+    IN_FLIGHT = "in_flight", "In flight"
+    COMPLETED = "completed", "Completed"
+    COMPENSATED = "compensated", "Compensated"
+    STUCK = "stuck", "Stuck"
+
+
+class TransactionKey(models.TextChoices):
+    KEY = "key", "The event key"
+    TRACE_ID = "trace_id", "The trace id"
 
 
 class AlertState(models.TextChoices):

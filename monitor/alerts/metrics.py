@@ -40,7 +40,7 @@ from monitor.alerts.rules import Reading, Scope, Subject, glob_matches, literal_
 from monitor import humanize
 from monitor.choices import ClusterStatus, GroupStatus
 
-PLUGIN_MODULES = ("monitor.events.alert_metrics",)
+PLUGIN_MODULES = ("monitor.events.alert_metrics", "monitor.pathways.alert_metrics")
 
 # Health order of a group status: a higher rank is worse. Append-only: ranks are stored.
 STATUS_RANK: dict[str, int] = {
