@@ -75,6 +75,14 @@ def worst_status(statuses: Iterable[str]) -> str | None:
     return max(statuses, key=lambda status: STATUS_SEVERITY_RANK.get(status, 0), default=None)
 
 
+class MetricsGranularity(models.TextChoices):
+    """How fine /metrics' lag series are (like kafka-minion's ``granularity``)."""
+
+    PARTITION = "partition", "Per partition and per topic"
+    TOPIC = "topic", "Per topic"
+    GROUP = "group", "Per group only"
+
+
 class TimeLagMethod(models.TextChoices):
     EXACT = "exact", "Exact (caught up)"
     RECORD = "record", "Record timestamp"
@@ -196,6 +204,7 @@ class Health(models.TextChoices):
 class StepKind(models.TextChoices):
     """One bar or mark on a trace timeline."""
 
+    OUTBOX = "outbox", "Waiting in the outbox"
     PUBLISH = "publish", "Published"
     QUEUE_WAIT = "queue_wait", "Waiting in the topic"
     PROCESS = "process", "Processing"
