@@ -96,7 +96,17 @@ SCHEMAS: dict[str, dict[str, object]] = {
             "retention_risk_seconds": _nullable(
                 "number", description="Forecast: time until retention deletes unread messages; null = no risk"
             ),
+            "retention_risk_method": {
+                "type": "string", "enum": ["", "retention_ms", "retention_bytes", "log_start_rate"],
+                "description": "How the retention forecast was made (empty when there is no risk to forecast)"},
             "lost_messages": {"type": "integer"},
+            "partial_partitions": {
+                "type": "integer",
+                "description": "Partitions with a commit whose lag is unknown in the latest poll; when > 0, "
+                               "total_lag is partial (sums the other partitions only)"},
+            "stalled_partitions": {
+                "type": "integer",
+                "description": "Partitions whose committed offset has not moved for the status window while lagging"},
             "last_sample_at": NULLABLE_TIME,
             "first_seen_at": NULLABLE_TIME,
             "last_seen_at": NULLABLE_TIME,
@@ -119,6 +129,10 @@ SCHEMAS: dict[str, dict[str, object]] = {
             "time_lag_seconds": _nullable("number"),
             "time_lag_method": {"type": "string", "enum": TimeLagMethod.values},
             "time_lag_reason": {"type": "string"},
+            "stalled": {"type": "boolean",
+                        "description": "The committed offset has not moved for the status window while lagging"},
+            "owner": _nullable("string", description="Member id of the consumer assigned the partition, when the "
+                                                     "broker tells"),
         },
     },
     "GroupDetail": {

@@ -12,17 +12,22 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
 from monitor.kafka.adapter import GroupListing, LogOffsets
 from monitor.lag import forecast, history
 from monitor.lag.bulk import insert_rows, row_writer, update_rows
-from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, previous_lag
+from monitor.lag import humanize
+from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, rewind_detail
 from monitor.lag.compute import (
     PartitionLag, TopicLag, TopicPartitionKey, covered_partitions_of_groups, group_partition_lags, group_totals,
     newly_lost,
 )
-from monitor.lag.status import GroupPoint, Rewind, StatusInputs, Verdict, group_status
+from monitor.lag.status import (
+    GroupPoint, PartitionState, Rewind, StatusInputs, Verdict, comparable_window, group_status, is_stalled,
+    members_live, stuck_since,
+)
 from monitor.lag.timelag import OffsetPoint, PartitionHistory, time_lag
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
@@ -69,7 +74,9 @@ class GroupResult:
 
 
 PARTITION_ROW_FIELDS = ("topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-                        "time_lag_seconds", "time_lag_method", "time_lag_reason")
+                        "time_lag_seconds", "time_lag_method", "time_lag_reason", "stuck_since", "stalled", "owner")
+_REASON_INDEX = PARTITION_ROW_FIELDS.index("time_lag_reason")
+_STORED_ROW_LENGTH = PARTITION_ROW_FIELDS.index("owner")  # the owner is cached, not stored
 _METHOD_TEXT = {method: str(method) for method in TimeLagMethod}
 
 
@@ -99,7 +106,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     if stored is None:
         stored = history.read_stored(cluster, now)
     history_since = now - timedelta(seconds=history.status_history_seconds(cluster))
-    window_start = now - timedelta(seconds=settings.MONITOR_STATUS_WINDOW_SECONDS)
+    window_start = now - timedelta(seconds=history.status_window_seconds(cluster))
     existing, topics = stored.groups, stored.topics
 
     lags = _partition_lags(reading)
@@ -115,7 +122,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
             return _evaluate_group(row, parts, listed.get(row.name), None, [], [], tables, previous_counts,
                                    reading.partition_counts, now, is_new=True)
         return _evaluate_group(
-            row, parts, listed.get(row.name), stored.previous.get(row.id),
+            row, parts, listed.get(row.name), stored.previous.get(row.id, {}),
             stored.group_points_between(row.id, history_since, now), stored.rewinds_after(row.id, window_start),
             tables, previous_counts, reading.partition_counts, now, is_new=False,
         )
@@ -142,7 +149,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         progress(f"computed the lag of {len(results)} groups")
         insert_rows(TopicLagSample, _TOPIC_COLUMNS, (
             (r.group.id, t.topic, 0, now, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions,
-             t.committed_offset_total, t.log_end_offset_total)
+             t.committed_offset_total, t.log_end_offset_total, t.partial_partitions)
             for r in results for t in r.topics
         ))
         insert_rows(LogOffsetSample, _LOG_OFFSET_COLUMNS, (
@@ -200,7 +207,7 @@ class _LogTables:
         self.points = history.offset_points(cluster.id, needed, reading.log_offsets, recent)
         self.log_offsets = reading.log_offsets
         self.now = now
-        self.window = settings.MONITOR_STATUS_WINDOW_SECONDS
+        self.window = history.status_window_seconds(cluster)
         self._histories: dict[TopicPartitionKey, PartitionHistory] = {}
         self._start_rates: dict[TopicPartitionKey, float | None] = {}
 
@@ -245,6 +252,7 @@ def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
 _SNAPSHOT_FIELDS = [
     "state", "members", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
     "catch_up_seconds", "retention_risk_seconds", "last_seen_at", "gone_at", "last_sample_at",
+    "catch_up_never", "partial_partitions", "stalled_partitions", "lost_counted_to",
 ]
 
 
@@ -254,53 +262,132 @@ def _evaluate_group(
     tables: _LogTables, previous_counts: dict[str, int], partition_counts: dict[str, int],
     now: datetime, *, is_new: bool,
 ) -> GroupResult:
-    window = settings.MONITOR_STATUS_WINDOW_SECONDS
+    window = tables.window
     reappeared = not is_new and row.gone_at is not None
     partition_rows = tables.partition_rows(parts)
-    totals = group_totals(parts, [row[6] for row in partition_rows])
+    totals = group_totals(parts, [r[6] for r in partition_rows])
     changes = group_changes(
         parts, previous, row.topics if not is_new else [], previous_counts, partition_counts,
         new_group=is_new, reappeared=reappeared,
     )
+
+    # Losses: counted once per offset range, whatever the gap since the last poll.
+    counted_to = dict(row.lost_counted_to or {}) if not is_new else {}
+    lost_since = 0
+    newly_lost_keys: set[TopicPartitionKey] = set()
+    for part in parts:
+        mark_key = f"{part.topic}/{part.partition}"
+        if not part.lost_messages and mark_key not in counted_to:
+            continue
+        new, mark = newly_lost(counted_to.get(mark_key), part)
+        if new:
+            lost_since += new
+            newly_lost_keys.add(part.key)
+        if mark is None:
+            counted_to.pop(mark_key, None)
+        else:
+            counted_to[mark_key] = mark
+    changes = [c for c in changes if c.kind != GroupEventKind.DATA_LOSS or (c.topic, c.partition) in newly_lost_keys]
+
+    if not is_new and any(c.kind == GroupEventKind.OFFSET_RESET for c in changes):
+        changes = _rewinds_from_the_highest(row, changes, parts, now - timedelta(seconds=window), window)
     rewinds = list(past_rewinds) + [
         Rewind(at=now, detail=c.detail) for c in changes if c.kind == GroupEventKind.OFFSET_RESET
     ]
+
+    # Per partition: how long the committed offset has been stuck.
+    states: list[PartitionState] = []
+    stalled_count = 0
+    rows_out: list[tuple] = []
+    for part, values in zip(parts, partition_rows):
+        before = previous.get(part.key) if previous else None
+        since = stuck_since(before[0] if before else None, before[2] if before else None,
+                            part.committed_offset, part.lag, now)
+        state = PartitionState(part.topic, part.partition, part.committed_offset, part.lag, since)
+        stalled = is_stalled(state, now, window)
+        stalled_count += stalled
+        states.append(state)
+        rows_out.append(values + (since, stalled, None))
+    partition_rows = rows_out
+
     current = GroupPoint(polled_at=now, committed_total=totals.committed_total, lag=totals.lag,
-                         log_end_total=totals.log_end_total)
+                         log_end_total=totals.log_end_total, counted=totals.counted_partitions,
+                         partial=totals.partial_partitions)
     group_history = [p for p in past_points if p.polled_at < now] + [current]
-    state = listing.state if listing else row.state
-    members = 0 if state.lower() == "empty" else None
+    state_name = listing.state if listing else row.state
+    members = 0 if state_name.lower() == "empty" else None
     verdict = group_status(StatusInputs(
         now=now, history=group_history, window_seconds=window,
         stopped_after_seconds=settings.MONITOR_STOPPED_AFTER_SECONDS,
         lost_messages=totals.lost_messages, data_loss_partitions=totals.lost_partitions,
-        rewinds=rewinds, members=members, broker_state=state,
+        rewinds=rewinds, members=members, broker_state=state_name, partitions=states,
+        members_live=members_live(state_name, members),
     ))
+    in_window = comparable_window(group_history, now, window)
+    if totals.partial_partitions:
+        # A partial total is no new evidence about the group as a whole: unless the
+        # partitions themselves say more, the previous verdict stands until the window
+        # holds enough comparable polls.
+        unknown = f"lag of {totals.partial_partitions} partition{'s' if totals.partial_partitions != 1 else ''} " \
+                  f"unknown in the latest poll"
+        judged_by_totals = verdict.status in (GroupStatus.OK, GroupStatus.GROWING, GroupStatus.IDLE)
+        if judged_by_totals and len(in_window) < 3 and not is_new \
+                and row.status not in (GroupStatus.UNKNOWN, GroupStatus.GONE):
+            previous_reason = row.status_reason.split(" (lag of ")[0]
+            verdict = Verdict(GroupStatus(row.status), f"{previous_reason} ({unknown})")
+        elif verdict.status != GroupStatus.UNKNOWN:
+            verdict = Verdict(verdict.status, f"{verdict.reason} ({unknown})")
 
-    in_window = [p for p in group_history if (now - p.polled_at).total_seconds() <= window]
     catch_up = forecast.catch_up(
         totals.lag,
         forecast.rate([(p.polled_at, p.committed_total) for p in in_window]),
         forecast.rate([(p.polled_at, p.log_end_total) for p in in_window]),
     )
     retention = forecast.retention_risk(_retention_inputs(parts, tables))
-    lost_since = sum(newly_lost(previous_lag(p.key, previous.get(p.key) if previous else None), p)
-                     for p in parts if p.lost_messages)
 
-    row.state = state[:40]
+    row.state = state_name[:40]
     row.members = members
     row.status, row.status_reason = verdict.status, verdict.reason[:500]
     row.total_lag = totals.lag
     row.max_time_lag_seconds = totals.max_time_lag_seconds
     row.topics = totals.topics
     row.lost_messages = (row.lost_messages or 0) + lost_since
+    row.lost_counted_to = counted_to
     row.catch_up_seconds = catch_up.seconds
+    row.catch_up_never = catch_up.never
     row.retention_risk_seconds = retention.seconds
+    row.partial_partitions = totals.partial_partitions
+    row.stalled_partitions = stalled_count
     row.last_seen_at = now
     row.gone_at = None
     row.last_sample_at = now if parts else None
     return GroupResult(group=row, partitions=parts, topics=totals.topic_lags, verdict=verdict, changes=changes,
                        partition_rows=partition_rows)
+
+
+def _rewinds_from_the_highest(row: ConsumerGroup, changes: list[GroupChange], parts: list[PartitionLag],
+                              since: datetime, window: float) -> list[GroupChange]:
+    """Offset resets measured from the highest committed offset the window saw on that
+    partition (one query, only in a poll that found a reset)."""
+    reset = {(c.topic, c.partition) for c in changes if c.kind == GroupEventKind.OFFSET_RESET}
+    highest = dict(
+        ((topic, partition), peak) for topic, partition, peak in
+        PartitionLagSample.objects.filter(group_id=row.id, polled_at__gte=since, topic__in={t for t, _ in reset})
+        .values("topic", "partition").annotate(peak=Max("committed_offset"))
+        .values_list("topic", "partition", "peak")
+        if (topic, partition) in reset
+    )
+    committed = {p.key: p.committed_offset for p in parts}
+    result = []
+    for change in changes:
+        key = (change.topic, change.partition)
+        peak, now_at = highest.get(key), committed.get(key)
+        if change.kind == GroupEventKind.OFFSET_RESET and peak is not None and now_at is not None:
+            change = GroupChange(change.kind, change.topic, change.partition,
+                                 rewind_detail(change.topic, change.partition or 0, peak, now_at,
+                                               humanize.duration(window)))
+        result.append(change)
+    return result
 
 
 def _retention_inputs(parts: list[PartitionLag], tables: _LogTables) -> Iterator[forecast.PartitionRetention]:
@@ -317,18 +404,20 @@ def _retention_inputs(parts: list[PartitionLag], tables: _LogTables) -> Iterator
                                           log_start_rate=rate)
 
 
-_PARTITION_COLUMNS = ("group_id", "polled_at") + PARTITION_ROW_FIELDS
+_PARTITION_COLUMNS = ("group_id", "polled_at") + PARTITION_ROW_FIELDS[:_STORED_ROW_LENGTH]
 _REASON_LENGTH = PartitionLagSample._meta.get_field("time_lag_reason").max_length
 _TOPIC_COLUMNS = ("group_id", "topic", "resolution", "polled_at", "lag", "time_lag_seconds", "partitions",
-                  "unknown_partitions", "committed_offset_total", "log_end_offset_total")
+                  "unknown_partitions", "committed_offset_total", "log_end_offset_total", "partial_partitions")
 _LOG_OFFSET_COLUMNS = ("cluster_id", "topic", "partition", "polled_at", "log_start_offset", "log_end_offset")
 
 
 def _write_partition_rows(write: Callable[[tuple], None], result: GroupResult, now: datetime) -> None:
     head = (result.group.id, now)
     for row in result.partition_rows:
-        reason = row[-1]
-        write(head + row if len(reason) <= _REASON_LENGTH else head + row[:-1] + (reason[:_REASON_LENGTH],))
+        reason = row[_REASON_INDEX]
+        if len(reason) > _REASON_LENGTH:
+            row = row[:_REASON_INDEX] + (reason[:_REASON_LENGTH],) + row[_REASON_INDEX + 1:]
+        write(head + row[:_STORED_ROW_LENGTH])
 
 
 def _write_topics(cluster: Cluster, topics: dict[str, Topic], partition_counts: dict[str, int], now: datetime) -> None:
