@@ -134,6 +134,23 @@ def previous_partitions(groups: Iterable[ConsumerGroup]) -> dict[int, dict[Topic
     return result
 
 
+def committed_peaks(partitions: set[tuple[int, str, int]], since: datetime
+                    ) -> dict[int, dict[TopicPartitionKey, int]]:
+    """Per (group id, topic, partition): the highest committed offset stored since ``since``."""
+    result: dict[int, dict[TopicPartitionKey, int]] = defaultdict(dict)
+    if not partitions:
+        return result
+    rows = (PartitionLagSample.objects
+            .filter(group_id__in={g for g, _, _ in partitions}, topic__in={t for _, t, _ in partitions},
+                    polled_at__gte=since)
+            .values("group_id", "topic", "partition").annotate(peak=models.Max("committed_offset"))
+            .values_list("group_id", "topic", "partition", "peak"))
+    for group_id, topic, partition, peak in rows:
+        if (group_id, topic, partition) in partitions and peak is not None:
+            result[group_id][(topic, partition)] = peak
+    return result
+
+
 def group_points(group_ids: list[int], since: datetime, until: datetime | None) -> dict[int, list[GroupPoint]]:
     """Per group and poll: committed offsets, lag and log end summed over its partitions,
     read from the per-topic totals of each poll (a tenth to a hundredth of the rows of

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
 from monitor.kafka.adapter import GroupListing, LogOffsets
@@ -114,6 +113,9 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     tables = _LogTables(cluster, reading, lags, stored.offset_points_after(window_start), now)
     progress(f"read the history of {len(reading.log_offsets)} partitions")
 
+    # The highest committed offsets of the window on partitions that went back: read now,
+    # before the samples stream in (one query, only in a cycle that found a reset).
+    peaks = history.committed_peaks(_rewound(lags, existing, stored), window_start)
     listed = {g.group_id: g for g in reading.groups}
     previous_counts = {name: t.partitions for name, t in topics.items()}
 
@@ -124,7 +126,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         return _evaluate_group(
             row, parts, listed.get(row.name), stored.previous.get(row.id, {}),
             stored.group_points_between(row.id, history_since, now), stored.rewinds_after(row.id, window_start),
-            tables, previous_counts, reading.partition_counts, now, is_new=False,
+            tables, previous_counts, reading.partition_counts, now, is_new=False, peaks=peaks.get(row.id),
         )
 
     # New groups are evaluated first: their rows go in, snapshot and all, before the
@@ -179,6 +181,22 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         ClusterStatus.OK, now, now, error)
     return CycleResult(cluster=cluster, poll_run=poll_run, groups=results, gone=gone,
                        all_groups=list(existing.values()) + new_groups)
+
+
+def _rewound(lags: dict[str, list[PartitionLag]], existing: dict[str, ConsumerGroup],
+             stored: history.StoredHistory) -> set[tuple[int, str, int]]:
+    found = set()
+    for name, parts in lags.items():
+        row = existing.get(name)
+        previous = stored.previous.get(row.id) if row is not None else None
+        if not previous:
+            continue
+        for part in parts:
+            before = previous.get(part.key)
+            if before and before[0] is not None and part.committed_offset is not None \
+                    and part.committed_offset < before[0]:
+                found.add((row.id, part.topic, part.partition))  # type: ignore[arg-type]
+    return found
 
 
 def _partition_lags(reading: ClusterReading) -> dict[str, list[PartitionLag]]:
@@ -260,7 +278,7 @@ def _evaluate_group(
     row: ConsumerGroup, parts: list[PartitionLag], listing: GroupListing | None,
     previous: dict[TopicPartitionKey, PreviousOffsets] | None, past_points: list[GroupPoint], past_rewinds: list[Rewind],
     tables: _LogTables, previous_counts: dict[str, int], partition_counts: dict[str, int],
-    now: datetime, *, is_new: bool,
+    now: datetime, *, is_new: bool, peaks: dict[TopicPartitionKey, int] | None = None,
 ) -> GroupResult:
     window = tables.window
     reappeared = not is_new and row.gone_at is not None
@@ -289,8 +307,8 @@ def _evaluate_group(
             counted_to[mark_key] = mark
     changes = [c for c in changes if c.kind != GroupEventKind.DATA_LOSS or (c.topic, c.partition) in newly_lost_keys]
 
-    if not is_new and any(c.kind == GroupEventKind.OFFSET_RESET for c in changes):
-        changes = _rewinds_from_the_highest(row, changes, parts, now - timedelta(seconds=window), window)
+    if peaks and any(c.kind == GroupEventKind.OFFSET_RESET for c in changes):
+        changes = _rewinds_from_the_highest(changes, parts, peaks, window)
     rewinds = list(past_rewinds) + [
         Rewind(at=now, detail=c.detail) for c in changes if c.kind == GroupEventKind.OFFSET_RESET
     ]
@@ -365,23 +383,15 @@ def _evaluate_group(
                        partition_rows=partition_rows)
 
 
-def _rewinds_from_the_highest(row: ConsumerGroup, changes: list[GroupChange], parts: list[PartitionLag],
-                              since: datetime, window: float) -> list[GroupChange]:
+def _rewinds_from_the_highest(changes: list[GroupChange], parts: list[PartitionLag],
+                              peaks: dict[TopicPartitionKey, int], window: float) -> list[GroupChange]:
     """Offset resets measured from the highest committed offset the window saw on that
-    partition (one query, only in a poll that found a reset)."""
-    reset = {(c.topic, c.partition) for c in changes if c.kind == GroupEventKind.OFFSET_RESET}
-    highest = dict(
-        ((topic, partition), peak) for topic, partition, peak in
-        PartitionLagSample.objects.filter(group_id=row.id, polled_at__gte=since, topic__in={t for t, _ in reset})
-        .values("topic", "partition").annotate(peak=Max("committed_offset"))
-        .values_list("topic", "partition", "peak")
-        if (topic, partition) in reset
-    )
+    partition (read before the cycle's writes, see :func:`history.committed_peaks`)."""
     committed = {p.key: p.committed_offset for p in parts}
     result = []
     for change in changes:
-        key = (change.topic, change.partition)
-        peak, now_at = highest.get(key), committed.get(key)
+        key = (change.topic, change.partition or 0)
+        peak, now_at = peaks.get(key), committed.get(key)
         if change.kind == GroupEventKind.OFFSET_RESET and peak is not None and now_at is not None:
             change = GroupChange(change.kind, change.topic, change.partition,
                                  rewind_detail(change.topic, change.partition or 0, peak, now_at,

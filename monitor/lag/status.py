@@ -312,7 +312,8 @@ def group_status(inputs: StatusInputs) -> Verdict:
                 return verdict
         stalled = [p for p in stuck if is_stalled(p, now, window_seconds)]
         if stalled:
-            moving = sum(1 for p in inputs.partitions if p.committed_offset is not None and p.stuck_since is None)
+            moving = sum(1 for p in inputs.partitions
+                         if p.committed_offset is not None and not is_stalled(p, now, window_seconds))
             return Verdict(GroupStatus.STALLED, _stalled_reason(stalled, moving, now))
     else:
         stuck_since_total = since_last_progress(history)
