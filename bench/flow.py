@@ -36,7 +36,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,8 +251,8 @@ def run_layout(layout: str, events: int, reuse: bool) -> list[str]:
     from django.test import Client
     from django.utils import timezone
 
-    from dashboards.flow_queries import WARM_RANGES, refresh_flow_cache
-    from dashboards.time_range import parse_time_range
+    from monitor.flow.queries import WARM_RANGES, refresh_flow_cache
+    from monitor.timerange import parse_time_range
     from monitor.models import ApiToken, Event
 
     now = timezone.now()

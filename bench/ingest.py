@@ -29,7 +29,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 import uuid
 from pathlib import Path
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from dashboards.views import dashboard_page, page
+from dashboards.pages import dashboard_page, page
 from monitor.alerts.engine import AcknowledgeError, acknowledge
 from monitor.alerts.silences import parse_weekdays, window_active
 from monitor.choices import AlertState, Severity

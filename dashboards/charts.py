@@ -1,6 +1,6 @@
 """Pure chart builders: plain data in, a Plotly figure dict (or SVG path) out.
 
-No database, no request: the views fetch with :mod:`dashboards.queries` and hand the
+No database, no request: the views fetch with :mod:`monitor.lag.queries` and hand the
 results here; the browser draws the dicts with the vendored plotly.min.js.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 from typing import Protocol
 
-from dashboards.formatting import format_duration, format_number
+from monitor import humanize
 from monitor.choices import GroupEventKind, SeriesMetric
 
 Value = int | float | None
@@ -57,8 +57,8 @@ def _hover_text(value: Value, metric: str) -> str:
     if value is None:
         return "unknown"
     if metric == SeriesMetric.TIME_LAG_SECONDS:
-        return format_duration(value)
-    return f"{format_number(value)} messages"
+        return humanize.duration(value)
+    return f"{humanize.count(value)} messages"
 
 
 def _line_trace(series: SeriesLike, metric: str, width: float, dash: str = "solid") -> dict[str, object]:

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dashboards.flow_layout import Layout
-from dashboards.flow_model import FlowEdge, FlowGraph, FlowNode
-from dashboards.trace_timeline import Step, Timeline
+from monitor.flow.graph import FlowEdge, FlowGraph, FlowNode
+from monitor.events.timeline import Step, Timeline
 from monitor.choices import FlowEdgeKind, FlowNodeKind, Health, Stage, StepKind
 
 Figure = dict[str, Any]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -17,21 +17,25 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboards import flow_charts, flow_queries
+from dashboards import flow_charts
 from dashboards.flow_layout import layered_layout
-from dashboards.flow_model import FlowEdge, FlowNode, Tolerances
-from dashboards.time_range import TimeRange, TimeRangeError, parse_time_range
-from dashboards.trace_timeline import build_timeline, causal_order
-from dashboards.views import dashboard_page, page
-from monitor.api.errors import BadRequest
-from monitor.api.flow import HIDE_HUBS, HIDE_NONE, configured_tolerances, focus_services, hidden_names, shape_graph
+from dashboards.pages import dashboard_page, page
+from monitor import links as site_links
+from monitor.errors import QueryError
+from monitor.events import traces as trace_reads
+from monitor.events.timeline import build_timeline, causal_order
+from monitor.flow import stats as flow_stats
+from monitor.flow.graph import FlowEdge, FlowNode, Tolerances
+from monitor.flow.queries import flow_graph
+from monitor.flow.shaping import HIDE_HUBS, HIDE_NONE, configured_tolerances, focus_services, hidden_names, shape_graph
+from monitor.readcache import CacheOutcome
+from monitor.redaction import redact_attributes as redact
+from monitor.timerange import TimeRange, TimeRangeError, parse_time_range
 from monitor.choices import FlowEdgeKind, FlowNodeKind, Health
 from monitor.models import ConsumerGroup, Finding
 
 HEALTH_ORDER = {Health.CRITICAL: 0, Health.WARNING: 1, Health.OK: 2, Health.UNKNOWN: 3}
 LIVE_TRACE_SECONDS = 600  # a trace with reports this recent may still grow: refresh it
-_REDACTED = "•••"
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "authorization", "api_key", "apikey", "credential")
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -49,8 +53,8 @@ def request_range(request: HttpRequest, problems: list[str]) -> TimeRange:
 def request_tolerances(request: HttpRequest, problems: list[str]) -> Tolerances:
     try:
         return configured_tolerances(request.GET)
-    except BadRequest as error:
-        problems.append(f"{error.detail}; using the configured tolerances.")
+    except QueryError as error:
+        problems.append(f"Bad query parameter '{error.field}': {error.message}; using the configured tolerances.")
         return configured_tolerances({})
 
 
@@ -77,11 +81,11 @@ def group_paths(names: set[str]) -> dict[str, list[tuple[str, str]]]:
     for cluster, name in ConsumerGroup.objects.filter(name__in=names, gone_at=None).values_list(
         "cluster__name", "name"
     ):
-        paths.setdefault(name, []).append((cluster, f"/clusters/{quote(cluster)}/groups/{quote(name)}/"))
+        paths.setdefault(name, []).append((cluster, site_links.group_path(cluster, name)))
     return paths
 
 
-def banner_list(problems: list[str], cache_outcome: flow_queries.CacheOutcome | None = None) -> list[dict[str, str]]:
+def banner_list(problems: list[str], cache_outcome: CacheOutcome | None = None) -> list[dict[str, str]]:
     banners = [{"level": "warning", "text": text} for text in problems]
     if cache_outcome is not None and not cache_outcome.available:
         banners.append({"level": "warning", "text": "Redis is unreachable: figures are computed on every request "
@@ -96,34 +100,21 @@ def render_page(request: HttpRequest, template: str, context: dict[str, Any], ac
     return page(request, template, context, active_nav)
 
 
-def redact(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Attribute values whose names look secret are not shown on pages."""
-    shown: dict[str, Any] = {}
-    for name, value in (attributes or {}).items():
-        if any(word in name.lower().replace("-", "_") for word in _SECRET_WORDS):
-            shown[name] = _REDACTED
-        elif isinstance(value, Mapping):
-            shown[name] = redact(value)
-        else:
-            shown[name] = value
-    return shown
-
-
 # --------------------------------------------------------------------------- flow graph
 
 def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
     problems: list[str] = []
     time_range = request_range(request, problems)
     tolerances = request_tolerances(request, problems)
-    outcome = flow_queries.CacheOutcome()
-    full = flow_queries.flow_graph(time_range, tolerances, outcome)
-    hidden = hidden_names(request) or [HIDE_HUBS]  # the page starts without the hairball
+    outcome = CacheOutcome()
+    full = flow_graph(time_range, tolerances, outcome)
+    hidden = hidden_names(request.GET.getlist("hide")) or [HIDE_HUBS]  # the page starts without the hairball
     focus = (request.GET.get("focus") or "").strip()
     group = (request.GET.get("group") or "").strip() if not focus else ""
     try:
         graph = shape_graph(full, request.GET, hidden)
-    except BadRequest as error:
-        problems.append(f"{error.detail}; showing the whole graph.")
+    except QueryError as error:
+        problems.append(f"Bad query parameter '{error.field}': {error.message}; showing the whole graph.")
         graph = shape_graph(full, {}, [])
     if focus and not graph.nodes:
         problems.append(f"No service called {focus!r} reported events in this range.")
@@ -190,20 +181,20 @@ def traces(request: HttpRequest) -> HttpResponse:
     problems: list[str] = []
     time_range = request_range(request, problems)
     query = (request.GET.get("q") or "").strip()
-    filters = flow_queries.TraceFilters(
+    filters = trace_reads.TraceFilters(
         service=(request.GET.get("service") or "").strip(),
         topic=(request.GET.get("topic") or "").strip(),
         group=(request.GET.get("group") or "").strip(),
         failed_only=request.GET.get("failed") in ("1", "true", "on"),
     )
-    search = flow_queries.search_traces(query) if query else None
+    search = trace_reads.search_traces(query) if query else None
     if search is not None and search.trace_id:
         return redirect(with_range(trace_path(search.trace_id), time_range))
     if search is not None:
         summaries = search.traces
     else:
-        summaries = flow_queries.summarise_traces(
-            flow_queries.recent_trace_ids(time_range.since, time_range.until, filters)
+        summaries = trace_reads.summarise_traces(
+            trace_reads.recent_trace_ids(time_range.since, time_range.until, filters)
         )
     context = {
         "time_range": time_range,
@@ -217,11 +208,11 @@ def traces(request: HttpRequest) -> HttpResponse:
 
 
 def _trace_view_model(request: HttpRequest, trace_id: str, time_range: TimeRange) -> dict[str, Any] | None:
-    events, truncated = flow_queries.trace_events(trace_id)
+    events, truncated = trace_reads.trace_events(trace_id)
     if not events:
         return None
     ordered = causal_order(events)
-    expected = flow_queries.expected_groups({e.topic for e in ordered if e.topic})
+    expected = trace_reads.expected_groups({e.topic for e in ordered if e.topic})
     timeline = build_timeline(ordered, expected)
     groups = {e.consumer_group for e in ordered if e.consumer_group}
     group_links = group_paths(groups)
@@ -263,7 +254,7 @@ def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
         table = render_to_string("fragments/trace_events.html", model, request=request)
         return JsonResponse({"figure": model["figure"], "table_html": table})
     if model["truncated"]:
-        problems.append(f"This trace has more than {flow_queries.TRACE_EVENT_LIMIT:,} reports; "
+        problems.append(f"This trace has more than {trace_reads.TRACE_EVENT_LIMIT:,} reports; "
                         "only the first ones are shown.")
     model["flow_banners"] = banner_list(problems)
     return render_page(request, "trace.html", model, "traces")
@@ -280,8 +271,8 @@ def _lag_rows(lags: Mapping[tuple[str, str], Any], links: Mapping[str, list[tupl
 def service(request: HttpRequest, name: str) -> HttpResponse:
     problems: list[str] = []
     time_range = request_range(request, problems)
-    outcome = flow_queries.CacheOutcome()
-    stats = flow_queries.cached_service_stats(name, time_range, outcome)
+    outcome = CacheOutcome()
+    stats = flow_stats.cached_service_stats(name, time_range, outcome)
     if not stats.known:
         raise Http404(f"No service called {name!r} has reported events.")
     links = group_paths({g.name for g in stats.groups})
@@ -303,7 +294,7 @@ def service(request: HttpRequest, name: str) -> HttpResponse:
         "failures": [{"event": e, "trace_url": with_range(trace_path(e.trace_id), time_range) if e.trace_id else ""}
                      for e in stats.recent_failures],
         "figure": flow_charts.rate_figure(stats.series, time_range.since, time_range.until,
-                                           flow_queries.rate_bucket_seconds(time_range.since, time_range.until)),
+                                           flow_stats.rate_bucket_seconds(time_range.since, time_range.until)),
         "flow_url": with_range(reverse("flow"), time_range, focus=name),
         "failed_traces_url": with_range(reverse("flow-traces"), time_range, service=name, failed="1"),
         "findings": finding_rows(stats.findings, time_range),
@@ -318,8 +309,8 @@ def service(request: HttpRequest, name: str) -> HttpResponse:
 def event_topic(request: HttpRequest, name: str) -> HttpResponse:
     problems: list[str] = []
     time_range = request_range(request, problems)
-    outcome = flow_queries.CacheOutcome()
-    stats = flow_queries.cached_topic_stats(name, time_range, outcome)
+    outcome = CacheOutcome()
+    stats = flow_stats.cached_topic_stats(name, time_range, outcome)
     if not stats.known:
         raise Http404(f"No topic called {name!r} has been seen.")
     links = group_paths({row["consumer_group"] for row in stats.consumers if row["consumer_group"]})
@@ -335,9 +326,9 @@ def event_topic(request: HttpRequest, name: str) -> HttpResponse:
         "name": name,
         "stats": stats,
         "time_range": time_range,
-        "lag_topic_links": [(c, f"/clusters/{quote(c)}/topics/{quote(t)}/") for c, t in stats.lag_pages],
+        "lag_topic_links": [(c, site_links.topic_path(c, t)) for c, t in stats.lag_pages],
         "figure": flow_charts.rate_figure(stats.series, time_range.since, time_range.until,
-                                           flow_queries.rate_bucket_seconds(time_range.since, time_range.until)),
+                                           flow_stats.rate_bucket_seconds(time_range.since, time_range.until)),
         "flow_url": with_range(reverse("flow"), time_range),
         "traces_url": with_range(reverse("flow-traces"), time_range, topic=name),
         "findings": finding_rows(stats.findings, time_range),

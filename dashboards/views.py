@@ -5,71 +5,22 @@ that its script refreshes without a full reload.
 """
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import Callable
 from datetime import datetime
 
-from django.contrib.auth.models import AnonymousUser
-from django.contrib.auth.views import redirect_to_login
-from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboards import banners, charts, queries
+from dashboards import charts
+from dashboards.alert_views import alerts_for_group
+from dashboards.pages import dashboard_page, page
+from monitor.lag import queries
+from monitor.lag import series as lag_series
 from monitor.choices import GroupStatus, SeriesMetric
 from monitor.models import Cluster, ConsumerGroup
 
-log = logging.getLogger(__name__)
-View = Callable[..., HttpResponse]
 GROUP_FRAGMENTS = {"summary": "fragments/group_summary.html", "partitions": "fragments/group_partitions.html"}
-
-
-# --------------------------------------------------------------------------- page plumbing
-
-
-def unavailable_response(message: str) -> HttpResponse:
-    """A plain page with a banner, rendered without touching the database."""
-    html = render_to_string(
-        "unavailable.html",
-        {"user": AnonymousUser(), "nav_items": [], "banners": [{"level": "error", "text": message}]},
-    )
-    response = HttpResponse(html, status=503)
-    response["Retry-After"] = "10"
-    return response
-
-
-def dashboard_page(view: View) -> View:
-    """Login required (pages redirect to the login, fragments answer 401); a database
-    outage becomes a 503 page with a banner, not a crash."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        try:
-            if not request.user.is_authenticated:
-                if "part" in request.GET:
-                    # A live refresh after the session expired: a login page is no fragment.
-                    return HttpResponse("Log in again to see live data.", status=401, content_type="text/plain")
-                return redirect_to_login(request.get_full_path())
-            return view(request, *args, **kwargs)
-        except DatabaseError as exc:
-            log.warning("page %s failed: database unavailable (%s)", request.path, type(exc).__name__)
-            return unavailable_response(
-                "The database is unreachable, so no data can be shown. The page will work again "
-                "as soon as it answers; reload in a few seconds."
-            )
-
-    return wrapper
-
-
-def page(request: HttpRequest, template: str, context: dict[str, object], active_nav: str) -> HttpResponse:
-    now = timezone.now()
-    return render(
-        request, template, {"now": now, "banners": banners.page_banners(now), "active_nav": active_nav, **context}
-    )
 
 
 def _cluster_or_404(name: str) -> Cluster:
@@ -80,8 +31,8 @@ def _cluster_or_404(name: str) -> Cluster:
 
 
 def _chart_range(request: HttpRequest) -> str:
-    value = request.GET.get("range", queries.DEFAULT_CHART_RANGE)
-    return value if value in queries.CHART_RANGES else queries.DEFAULT_CHART_RANGE
+    value = request.GET.get("range", lag_series.DEFAULT_CHART_RANGE)
+    return value if value in lag_series.CHART_RANGES else lag_series.DEFAULT_CHART_RANGE
 
 
 def _metric(request: HttpRequest) -> str:
@@ -106,7 +57,7 @@ def chart_controls(request: HttpRequest, chart_range: str, metric: str) -> dict[
     return {
         "chart_range": chart_range,
         "metric": metric,
-        "range_links": [(key, query_link(request, range=key), key == chart_range) for key in queries.CHART_RANGES],
+        "range_links": [(key, query_link(request, range=key), key == chart_range) for key in lag_series.CHART_RANGES],
         "metric_links": [
             (label, query_link(request, metric=value), value == metric) for value, label in SeriesMetric.choices
         ],
@@ -174,11 +125,10 @@ def group(request: HttpRequest, cluster: str, group: str) -> HttpResponse:
     breakdown = request.GET.get("breakdown") == "partition"
     part = request.GET.get("part")
     now = timezone.now()
-    since = now - queries.CHART_RANGES[chart_range]
+    since = now - lag_series.CHART_RANGES[chart_range]
 
     if part == "charts":
         return JsonResponse({"charts": _group_charts(found, since, now, metric, breakdown)})
-    from dashboards.alert_views import alerts_for_group  # alert_views builds on this module
 
     context: dict[str, object] = {"cluster": found_cluster, "group": found}
     if part != "summary":
@@ -203,8 +153,8 @@ def group(request: HttpRequest, cluster: str, group: str) -> HttpResponse:
 def _group_charts(
     group: ConsumerGroup, since: datetime, until: datetime, metric: str, breakdown: bool
 ) -> list[dict[str, object]]:
-    series = queries.group_lag_series(group, since, until, until, points=queries.DEFAULT_POINTS, metric=metric)
-    partitions = queries.partition_lag_series(group, since, until, points=200, metric=metric) if breakdown else {}
+    series = lag_series.group_lag_series(group, since, until, until, points=lag_series.DEFAULT_POINTS, metric=metric)
+    partitions = lag_series.partition_lag_series(group, since, until, points=200, metric=metric) if breakdown else {}
     events = _chart_events(group, since, until)
     topics = sorted({s.name for s in series} | set(partitions))
     by_name = {s.name: s for s in series}
@@ -235,8 +185,8 @@ def topic(request: HttpRequest, cluster: str, topic: str) -> HttpResponse:
     chart_range = _chart_range(request)
     metric = _metric(request)
     now = timezone.now()
-    since = now - queries.CHART_RANGES[chart_range]
-    series = queries.topic_lag_series(found_cluster, topic, since, now, now, metric=metric)
+    since = now - lag_series.CHART_RANGES[chart_range]
+    series = lag_series.topic_lag_series(found_cluster, topic, since, now, now, metric=metric)
     if not readers and known_topic is None and not series:
         raise Http404(f"No topic named {topic!r} on {cluster!r}")
     figure = charts.lag_figure(series, metric, since, now)
@@ -258,4 +208,4 @@ def clusters(request: HttpRequest) -> HttpResponse:
     context = {"rows": queries.cluster_rows()}
     if request.GET.get("part") == "table":
         return render(request, "fragments/clusters_table.html", {"now": timezone.now(), **context})
-    return page(request, "clusters.html", context, "clusters")
+    return page(request, "clusters.html", dict(context), "clusters")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core import checks
 from django.core.checks import Error, register
 
 
@@ -15,10 +16,40 @@ def check_broker_url(app_configs: object, **kwargs: object) -> list[Error]:
 
 @register()
 def check_flow_tolerances(app_configs: object, **kwargs: object) -> list[Error]:
-    from dashboards.flow_model import Tolerances
+    from monitor.flow.graph import Tolerances
 
     try:
         Tolerances.from_mapping(settings.MONITOR_FLOW_TOLERANCES)
     except Exception as exc:  # noqa: BLE001 - report any bad value at start-up
         return [Error(f"MONITOR_FLOW_TOLERANCES: {exc}", id="monitor.E002")]
+    return []
+
+
+# Deployment checks (`manage.py check --deploy`): the embedded defaults that keep `make demo`
+# self-contained are wrong for production, where they would otherwise be used silently.
+
+@register(deploy=True)
+def check_database_is_not_sqlite(app_configs: object, **kwargs: object) -> list[checks.CheckMessage]:
+    if not settings.DEBUG and settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        return [checks.Warning("DEBUG is off and the database is SQLite (the demo default)",
+                               hint="Set DATABASE_URL to a PostgreSQL database: postgres://user:pass@host:5432/db",
+                               id="monitor.W001")]
+    return []
+
+
+@register(deploy=True)
+def check_broker_is_not_filesystem(app_configs: object, **kwargs: object) -> list[checks.CheckMessage]:
+    if not settings.DEBUG and settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        return [checks.Warning("DEBUG is off and the Celery broker is the filesystem:// transport (the demo default)",
+                               hint="Set REDIS_URL (or CELERY_BROKER_URL) to a Redis server",
+                               id="monitor.W002")]
+    return []
+
+
+@register(deploy=True)
+def check_cache_is_not_local_memory(app_configs: object, **kwargs: object) -> list[checks.CheckMessage]:
+    if not settings.DEBUG and str(settings.CACHES["default"]["BACKEND"]).endswith("LocMemCache"):
+        return [checks.Warning("DEBUG is off and the cache is local memory: each process sees its own snapshots",
+                               hint="Set REDIS_URL to a Redis server",
+                               id="monitor.W003")]
     return []

@@ -1,4 +1,6 @@
 """Every enumerated value the product stores or exposes, in one place."""
+from collections.abc import Iterable
+
 from django.db import models
 
 
@@ -22,6 +24,15 @@ class SaslMechanism(models.TextChoices):
     SCRAM_SHA_512 = "SCRAM-SHA-512", "SCRAM-SHA-512"
 
 
+class GroupProtocol(models.TextChoices):
+    """How a group coordinates its members (CONTRACT: group detail ``protocol``)."""
+
+    CLASSIC = "classic", "Classic"
+    CONSUMER = "consumer", "Consumer (KIP-848)"
+    SHARE = "share", "Share group (KIP-932)"
+    UNKNOWN = "unknown", "Unknown"
+
+
 class GroupStatus(models.TextChoices):
     OK = "ok", "OK"
     GROWING = "growing", "Falling behind"
@@ -35,11 +46,43 @@ class GroupStatus(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+# The one on-call order of group statuses: what needs a human first. Pages sort by it,
+# the flow graph colours a consuming group by it, alert rules compare statuses by it
+# (the ranks alert states store are pinned to it by a test).
+STATUS_SEVERITY: tuple[GroupStatus, ...] = (
+    GroupStatus.DATA_LOSS,
+    GroupStatus.STOPPED,
+    GroupStatus.STALLED,
+    GroupStatus.GROWING,
+    GroupStatus.REWIND,
+    GroupStatus.EMPTY,
+    GroupStatus.UNKNOWN,
+    GroupStatus.IDLE,
+    GroupStatus.OK,
+    GroupStatus.GONE,
+)
+# Higher is worse.
+STATUS_SEVERITY_RANK: dict[str, int] = {status.value: len(STATUS_SEVERITY) - index
+                                        for index, status in enumerate(STATUS_SEVERITY)}
+PROBLEM_STATUSES: frozenset[str] = frozenset(s.value for s in STATUS_SEVERITY[:6])
+
+
+def worst_status(statuses: Iterable[str]) -> str | None:
+    """The status that needs a human first (None for no statuses)."""
+    return max(statuses, key=lambda status: STATUS_SEVERITY_RANK.get(status, 0), default=None)
+
+
 class TimeLagMethod(models.TextChoices):
     EXACT = "exact", "Exact (caught up)"
+    RECORD = "record", "Record timestamp"
     INTERPOLATED = "interpolated", "Interpolated"
     EXTRAPOLATED = "extrapolated", "Extrapolated"
     UNKNOWN = "unknown", "Unknown"
+    # The record was not read because the cycle's fetch budget went to partitions that
+    # lag more; the log-end history answered instead.
+    INTERPOLATED_BUDGET = "interpolated (budget)", "Interpolated (record not read: fetch budget)"
+    EXTRAPOLATED_BUDGET = "extrapolated (budget)", "Extrapolated (record not read: fetch budget)"
+    UNKNOWN_BUDGET = "unknown (budget)", "Unknown (record not read: fetch budget)"
 
 
 class GroupEventKind(models.TextChoices):
@@ -58,6 +101,13 @@ class Stage(models.TextChoices):
     PROCESSED = "processed", "Processed"
     FAILED = "failed", "Failed"
     DEAD_LETTERED = "dead_lettered", "Dead-lettered"
+
+
+# Stage sets, defined once: who reports a stage, and what it means for an event.
+CONSUMER_STAGES: frozenset[str] = frozenset({Stage.CONSUMED, Stage.PROCESSED, Stage.FAILED, Stage.DEAD_LETTERED})
+RECEIPT_STAGES: tuple[Stage, ...] = (Stage.CONSUMED, Stage.PROCESSED)  # the consumer has the event
+HANDLED_STAGES: frozenset[str] = frozenset(RECEIPT_STAGES)
+FAILURE_STAGES: tuple[Stage, ...] = (Stage.FAILED, Stage.DEAD_LETTERED)
 
 
 class FindingKind(models.TextChoices):

@@ -104,15 +104,32 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL == "filesystem://":
     # Embedded transport for the demo when no Redis is reachable: processes on one
-    # machine exchange messages through a folder.
-    _queue_dir = BASE_DIR / "var" / "celery-queue"
-    _queue_dir.mkdir(parents=True, exist_ok=True)
+    # machine exchange messages through folders under var/celery/ (never in the repo root:
+    # kombu's default control folder is ./control).
+    _celery_dir = BASE_DIR / "var" / "celery"
+    for _folder in ("queue", "control", "processed"):
+        (_celery_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_queue_dir),
-        "data_folder_out": str(_queue_dir),
+        "data_folder_in": str(_celery_dir / "queue"),
+        "data_folder_out": str(_celery_dir / "queue"),
+        "control_folder": str(_celery_dir / "control"),
+        "processed_folder": str(_celery_dir / "processed"),
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "max_retries": 3}
+    # visibility_timeout: a message taken by a worker that died (acks_late: unacked) is
+    # handed out again after this many seconds. It must exceed the longest task (300 s):
+    # a task still running when it expires is run a second time. Every task is
+    # idempotent (claims, locks), so that costs work, never a duplicate notification; and
+    # nothing waits for it: the outbox sweep (30 s) re-sends a dead worker's notification
+    # once its claim's lease expires, the poll scheduler re-claims clusters.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 3, "max_retries": 3,
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=60),
+    }
+    # Several deployments (or test runs) sharing one Redis keep their queues apart.
+    _broker_key_prefix = env_str("MONITOR_BROKER_KEY_PREFIX")
+    if _broker_key_prefix:
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _broker_key_prefix
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -146,6 +163,8 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Probes speak plain HTTP to the process itself: answer them, never redirect to https.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = False
@@ -190,7 +209,24 @@ MONITOR_RAW_RETENTION_HOURS = env_int("MONITOR_RAW_RETENTION_HOURS", 48, minimum
 MONITOR_ROLLUP_RETENTION_DAYS = env_int("MONITOR_ROLLUP_RETENTION_DAYS", 30, minimum=1)
 MONITOR_STATUS_WINDOW_SECONDS = env_int("MONITOR_STATUS_WINDOW_SECONDS", 600, minimum=30)
 MONITOR_STOPPED_AFTER_SECONDS = env_int("MONITOR_STOPPED_AFTER_SECONDS", 900, minimum=30)
+# Time lag from record timestamps: bytes read per partition and per cycle (0 turns it off).
+# A batch header is 61 bytes: a partition budget below that cannot read any timestamp.
+MONITOR_TIME_LAG_FETCH_PARTITION_BYTES = env_int("MONITOR_TIME_LAG_FETCH_PARTITION_BYTES", 1024, minimum=64)
+MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = env_int("MONITOR_TIME_LAG_FETCH_CYCLE_BYTES", 1024 * 1024, minimum=0)
 MONITOR_EVALUATE_INTERVAL_SECONDS = env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1)
+# The outbox sweep: delivers retries and the notifications of workers that died.
+MONITOR_SWEEP_INTERVAL_SECONDS = env_int("MONITOR_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
+# Beat and worker record a heartbeat this often; /readyz fails after three missed ones.
+MONITOR_HEARTBEAT_INTERVAL_SECONDS = env_int("MONITOR_HEARTBEAT_INTERVAL_SECONDS", 5, minimum=1)
+# Beat records its heartbeat and holds a lock, so a second beat sends nothing (monitor/beat.py).
+CELERY_BEAT_SCHEDULER = "monitor.beat:LockedScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = MONITOR_HEARTBEAT_INTERVAL_SECONDS
+# Delivery: a claim's lease must outlast any send (timeouts apply per network step).
+MONITOR_NOTIFY_TIMEOUT_SECONDS = env_int("MONITOR_NOTIFY_TIMEOUT_SECONDS", 10, minimum=1)
+MONITOR_DELIVERY_LEASE_SECONDS = env_int("MONITOR_DELIVERY_LEASE_SECONDS", 60, minimum=5)
+if MONITOR_DELIVERY_LEASE_SECONDS < 3 * MONITOR_NOTIFY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured("MONITOR_DELIVERY_LEASE_SECONDS must be at least 3 x MONITOR_NOTIFY_TIMEOUT_SECONDS "
+                               "(a send may wait for connect, write and read)")
 MONITOR_INGEST_MAX_EVENTS = env_int("MONITOR_INGEST_MAX_EVENTS", 1000, minimum=1)
 MONITOR_INGEST_MAX_BYTES = env_int("MONITOR_INGEST_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
 # Flow graph health tolerances, JSON: {"failed_share_warning": 0.01, "p95_critical_seconds": 30, ...}
@@ -201,9 +237,25 @@ except ValueError as exc:
     raise ImproperlyConfigured(f"MONITOR_FLOW_TOLERANCES is not valid JSON: {exc}") from exc
 if not isinstance(MONITOR_FLOW_TOLERANCES, dict):
     raise ImproperlyConfigured("MONITOR_FLOW_TOLERANCES must be a JSON object")
+# `make demo`: the admin user's password (else one is generated and printed once).
+DEMO_PASSWORD = env_str("DEMO_PASSWORD")
 # /metrics needs a read token unless this is true (for scrapers on a trusted network).
 MONITOR_METRICS_PUBLIC = env_bool("MONITOR_METRICS_PUBLIC", False)
 MONITOR_EVENT_RETENTION_DAYS = env_int("MONITOR_EVENT_RETENTION_DAYS", 7, minimum=1)
+MONITOR_INGEST_MAX_ATTRIBUTES_BYTES = env_int("MONITOR_INGEST_MAX_ATTRIBUTES_BYTES", 8192, minimum=2)
+# Detectors (monitor/events/config.py DetectorConfig): windows in seconds, storm thresholds.
+MONITOR_DETECTOR_LOOKBACK_SECONDS = env_int("MONITOR_DETECTOR_LOOKBACK_SECONDS", 3600, minimum=60)
+MONITOR_LOST_AFTER_SECONDS = env_int("MONITOR_LOST_AFTER_SECONDS", 300, minimum=1)
+MONITOR_SCHEMA_LOOKBACK_SECONDS = env_int("MONITOR_SCHEMA_LOOKBACK_SECONDS", 86400, minimum=60)
+MONITOR_STORM_MAX_EVENTS = env_int("MONITOR_STORM_MAX_EVENTS", 1000, minimum=2)
+MONITOR_STORM_MAX_FANOUT = env_int("MONITOR_STORM_MAX_FANOUT", 100, minimum=2)
+MONITOR_STORM_FACTOR = env_int("MONITOR_STORM_FACTOR", 10, minimum=2)
+MONITOR_STORM_MIN_EVENTS = env_int("MONITOR_STORM_MIN_EVENTS", 50, minimum=2)
+MONITOR_DETECTOR_MAX_EVENTS = env_int("MONITOR_DETECTOR_MAX_EVENTS", 200_000, minimum=1000)
+MONITOR_FINDING_EXAMPLES = env_int("MONITOR_FINDING_EXAMPLES", 5, minimum=1)
+# The event tap (monitor/events/tap.py): per cluster and run.
+MONITOR_TAP_MAX_MESSAGES = env_int("MONITOR_TAP_MAX_MESSAGES", 5000, minimum=1)
+MONITOR_TAP_SECONDS = env_int("MONITOR_TAP_SECONDS", 10, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MONITOR_INGEST_MAX_BYTES + 1024
 
 LOGGING = {

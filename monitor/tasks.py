@@ -124,7 +124,7 @@ def sweep_notifications() -> int:
 def warm_flow_cache() -> dict[str, float]:
     """Every 2 min: recompute the flow graph's numbers for the long live ranges (24 h,
     7 d) so the flow page and API read them from the cache instead of a week of events."""
-    from dashboards.flow_queries import WARM_BUDGET_SECONDS, WARM_RANGES, refresh_flow_cache
+    from monitor.flow.queries import WARM_BUDGET_SECONDS, WARM_RANGES, refresh_flow_cache
 
     # Its own time budget: the threads pool ignores soft_time_limit, and a warm shutdown
     # waits for running tasks.

@@ -43,7 +43,7 @@ def _interrupted_after(budget_seconds: float, stop: threading.Event | None = Non
     """Seconds until a statement of minutes was ended, or None if it was not."""
     from django.db import connection
 
-    from dashboards.flow_queries import BudgetExhausted, TimeBudget, bounded_reads
+    from monitor.readcache import BudgetExhausted, TimeBudget, bounded_reads
 
     started = time.monotonic()
     try:
@@ -62,7 +62,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from dashboards import flow_queries
+    from monitor.flow import queries as flow_queries
+    from monitor.flow import stats as flow_stats
     from tests.flow_data import T0, event, save
 
     scenario = json.load(sys.stdin)
@@ -85,9 +86,9 @@ def main() -> None:
             connection.connection.set_progress_handler(None, 0)
             results[ask] = steps if ask == "p95_steps" else sorted([*key, seconds] for key, seconds in p95.items())
         elif ask.startswith("service:"):
-            results[ask] = page_numbers(flow_queries.service_stats(ask.split(":", 1)[1], since, until, True))
+            results[ask] = page_numbers(flow_stats.service_stats(ask.split(":", 1)[1], since, until, True))
         elif ask.startswith("topic:"):
-            results[ask] = page_numbers(flow_queries.topic_stats(ask.split(":", 1)[1], since, until, True))
+            results[ask] = page_numbers(flow_stats.topic_stats(ask.split(":", 1)[1], since, until, True))
         elif ask == "budget":
             stop = threading.Event()
             threading.Timer(0.3, stop.set).start()

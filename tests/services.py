@@ -1,12 +1,13 @@
 """Real services the tests need: PostgreSQL and Redis (started if down, where this
-machine can), and a Kafka-protocol broker (tansu) started on a free port."""
+machine can), and a Kafka-protocol broker (tansu) started on a free port. The session
+fixtures of tests/fixtures/services.py call these when a test first needs them."""
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,24 +36,33 @@ def wait_for_port(host: str, port: int, timeout: float, what: str) -> None:
     raise RuntimeError(f"{what} did not start listening on {host}:{port} within {timeout:.0f}s")
 
 
-def ensure_postgresql() -> None:
-    if port_open("127.0.0.1", 5432):
+def _is_local(host: str | None) -> bool:
+    return host in (None, "", "127.0.0.1", "localhost")
+
+
+def ensure_postgresql(host: str | None = "127.0.0.1", port: int | None = 5432) -> None:
+    """PostgreSQL answers at host:port; the machine's own cluster is started when it is the
+    default local one and down."""
+    host, port = host or "127.0.0.1", port or 5432
+    if port_open(host, port):
         return
     versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if not versions or not shutil.which("pg_ctlcluster"):
-        raise RuntimeError("PostgreSQL is not reachable on 127.0.0.1:5432 and cannot be started here")
+    if not (_is_local(host) and port == 5432) or not versions or not shutil.which("pg_ctlcluster"):
+        raise RuntimeError(f"PostgreSQL is not reachable on {host}:{port} and cannot be started here")
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False)
-    wait_for_port("127.0.0.1", 5432, 30, "PostgreSQL")
+    wait_for_port(host, port, 30, "PostgreSQL")
 
 
-def ensure_redis() -> None:
-    if port_open("127.0.0.1", 6379):
+def ensure_redis(host: str | None = "127.0.0.1", port: int | None = 6379) -> None:
+    """Redis answers at host:port; a local one is started (no persistence) when it is down."""
+    host, port = host or "127.0.0.1", port or 6379
+    if port_open(host, port):
         return
-    if not shutil.which("redis-server"):
-        raise RuntimeError("Redis is not reachable on 127.0.0.1:6379 and redis-server is not installed")
-    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
+    if not _is_local(host) or not shutil.which("redis-server"):
+        raise RuntimeError(f"Redis is not reachable on {host}:{port} and cannot be started here")
+    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port),
                     "--save", "", "--appendonly", "no"], check=False)
-    wait_for_port("127.0.0.1", 6379, 15, "Redis")
+    wait_for_port(host, port, 15, "Redis")
 
 
 def tansu_binary() -> str:
@@ -93,3 +103,7 @@ def start_broker(port: int | None = None, log_path: Path | None = None) -> Broke
         process.kill()
         raise
     return Broker(port=port, process=process)
+
+
+redis_in_use = threading.Event()
+"""Set once a test started using Redis: from then on each test's cache keys are cleared."""

@@ -1,7 +1,6 @@
 """Evaluation against real PostgreSQL: states, the outbox, muting, idempotency and races."""
 from __future__ import annotations
 
-import threading
 from datetime import time, timedelta
 
 import pytest
@@ -14,7 +13,9 @@ from monitor.alerts.engine import AcknowledgeError, acknowledge, evaluate
 from monitor.alerts.rules import Subject
 from monitor.choices import AlertState, ChannelKind, ClusterStatus, GroupStatus, NotificationKind
 from monitor.models import Alert, AlertRule, Channel, MaintenanceWindow, Notification, Silence
-from tests.alert_services import lag_snapshot
+from monitor.notify import render
+from tests.lag_rows import lag_snapshot
+from tests.race import race
 
 
 @pytest.fixture
@@ -123,21 +124,7 @@ def test_two_evaluations_racing_in_two_workers_open_one_alert_and_one_message(br
     for index in range(20):
         lag_snapshot(cluster, f"billing-{index}", now, {"payments": {0: 500}})
 
-    start = threading.Barrier(2)
-    results = []
-
-    def worker():
-        try:
-            start.wait()
-            results.append(evaluate(now))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = race(lambda: evaluate(now), runners=2)
 
     assert Alert.objects.count() == 20 * 20
     assert Notification.objects.count() == 20  # one grouped message per rule
@@ -323,6 +310,37 @@ def test_disabling_a_rule_resolves_its_firing_alerts_and_drops_pending_ones(reac
     assert (result.resolved, result.dropped) == (1, 1)
     assert Alert.objects.get(rule=firing_rule).detail["resolved_reason"] == "the rule was disabled"
     assert not Alert.objects.filter(rule=pending_rule).exists()
+    [resolved] = notifications(NotificationKind.RESOLVED)
+    assert "resolved without data: the rule was disabled" in render.fallback_text(resolved.payload)
+
+
+def test_deleting_a_rule_resolves_its_open_alerts_with_a_message_that_says_why(reachable, make_rule, t0):
+    rule = make_rule("fires", for_seconds=0)
+    make_rule("waits", for_seconds=600, group="billing")
+    poll(reachable, t0, {"billing": 5000})
+    evaluate(t0)
+    rule.delete()
+    [firing, resolved] = notifications()
+    assert (firing.kind, resolved.kind) == (NotificationKind.FIRING, NotificationKind.RESOLVED)
+    assert firing.alert is None and resolved.alert is None  # the outbox outlives the rule
+    assert "resolved without data: the rule was deleted" in render.fallback_text(resolved.payload)
+    assert Alert.objects.filter(rule__name="waits", state=AlertState.PENDING).count() == 1  # other rules untouched
+
+
+def test_deleting_a_rule_keeps_an_unsent_digest_that_carries_other_rules_alerts(reachable, make_rule, slack, t0):
+    email = Channel.objects.create(name="team-email", kind=ChannelKind.EMAIL, email_to="oncall@example.com")
+    first = make_rule("lag rule", channels=[email], for_seconds=0)
+    make_rule("status rule", channels=[email], for_seconds=0, metric="status", op=">=",
+              threshold=metrics.get("status").parse_threshold("stalled"))
+    poll(reachable, t0, {"billing": 5000}, status=GroupStatus.STOPPED)
+    evaluate(t0)
+    [digest] = notifications()
+    assert digest.alert.rule_id == first.id  # the digest hangs on the first rule's alert
+    AlertRule.objects.filter(pk=first.pk).delete()
+    digest.refresh_from_db()
+    assert sorted(i["rule"] for i in digest.payload["items"]) == ["lag rule", "status rule"]
+    assert digest.sent_at is None and digest.failed_at is None
+    assert [n.kind for n in notifications()] == [NotificationKind.FIRING, NotificationKind.RESOLVED]
 
 
 def test_a_rule_with_an_unknown_metric_is_reported_and_other_rules_still_run(reachable, make_rule, t0):

@@ -8,10 +8,11 @@ import pytest
 from django.utils import timezone
 
 from monitor.alerts import metrics
-from monitor.alerts.metrics import Level, Metric, STATUS_RANK, format_duration
+from monitor.alerts.metrics import Level, Metric, STATUS_RANK
+from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import Reading, Scope, Subject
 from monitor.choices import ClusterStatus, GroupStatus
-from tests.alert_services import lag_snapshot
+from tests.lag_rows import lag_snapshot
 
 
 @pytest.fixture

@@ -116,15 +116,39 @@ def test_group_detail_shows_partitions_of_the_latest_poll_only(api, cluster):
     assert body["lost_messages"] == 7
     assert body["partitions"] == [
         {"topic": "orders", "partition": 0, "committed_offset": 90, "log_start_offset": 3, "log_end_offset": 100,
-         "lag": 10, "time_lag_seconds": 12.5, "time_lag_method": "interpolated", "time_lag_reason": "",
-             "stalled": False, "owner": None},
+         "lag": 10, "time_lag_seconds": 12.5, "time_lag_method": "interpolated", "time_lag_reason": "", **NO_OWNER, "stalled": False},
         {"topic": "orders", "partition": 1, "committed_offset": None, "log_start_offset": 0, "log_end_offset": 40,
          "lag": None, "time_lag_seconds": None, "time_lag_method": "unknown", "time_lag_reason": "no committed offset",
-             "stalled": False, "owner": None},
+         **NO_OWNER, "stalled": False},
         {"topic": "orders", "partition": 2, "committed_offset": 40, "log_start_offset": 0, "log_end_offset": 40,
-         "lag": 0, "time_lag_seconds": 0.0, "time_lag_method": "exact", "time_lag_reason": "",
-             "stalled": False, "owner": None},
+         "lag": 0, "time_lag_seconds": 0.0, "time_lag_method": "exact", "time_lag_reason": "", **NO_OWNER, "stalled": False},
     ]
+    assert body["members"] == []  # the broker did not tell who
+    assert body["protocol"] == "unknown"
+
+
+NO_OWNER = {"owner": None, "owner_client_id": None, "owner_host": None}
+
+
+def test_group_detail_names_members_and_the_owner_of_each_partition(api, cluster):
+    group = make_group(cluster, "billing", protocol="consumer", member_details=[
+        {"member_id": "m-1", "client_id": "billing-7f9c", "host": "10.2.3.4", "partitions": [["orders", 0]]},
+        {"member_id": "m-2", "client_id": "billing-a1b2", "host": "10.2.3.5", "partitions": []},
+    ])
+    record_poll(group, timezone.now(), [Part("orders", 0, 90, 100, 10, 12.5), Part("orders", 1, 5, 5, 0, 0.0)])
+
+    body = api(f"/api/v1/clusters/{cluster.name}/groups/billing").json()
+
+    assert body["protocol"] == "consumer"
+    assert body["member_count"] == 2
+    assert body["members"] == [
+        {"member_id": "m-1", "client_id": "billing-7f9c", "host": "10.2.3.4",
+         "partitions": [{"topic": "orders", "partition": 0}]},
+        {"member_id": "m-2", "client_id": "billing-a1b2", "host": "10.2.3.5", "partitions": []},
+    ]
+    owners = {(p["topic"], p["partition"]): (p["owner"], p["owner_client_id"], p["owner_host"])
+              for p in body["partitions"]}
+    assert owners == {("orders", 0): ("m-1", "billing-7f9c", "10.2.3.4"), ("orders", 1): (None, None, None)}
 
 
 def test_group_detail_before_the_first_poll_has_no_partitions(api, cluster):

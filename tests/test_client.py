@@ -126,15 +126,16 @@ def test_reporting_never_blocks_when_the_server_is_down_and_the_queue_is_bounded
     from tests.services import free_port
 
     reporter = event_client.EventReporter(f"http://127.0.0.1:{free_port()}", "kmon_x", "orders",
-                                          max_queue=100, flush_interval=60, backoff_base=5)
+                                          max_queue=100, flush_interval=60, backoff_base=60)
+    # Bounds far below the reporter's own waits (60 s), so only blocking on them can fail them.
     started = time.monotonic()
     for i in range(1000):
         reporter.published(f"evt-{i}", "OrderPlaced")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 30
     assert reporter.stats["dropped"] >= 900 - reporter.batch_size
     started = time.monotonic()
     reporter.close(timeout=0.5)
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 30
     assert "kmon_x" not in repr(reporter)
 
 

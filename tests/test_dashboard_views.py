@@ -10,7 +10,7 @@ from django.db import connections
 from django.utils import timezone
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
-from monitor.models import Cluster, GroupEvent, PollRun, Topic
+from monitor.models import Cluster, ConsumerGroup, GroupEvent, PollRun, Topic
 from tests.lag_rows import Part, make_group, record_poll
 from tests.services import free_port
 
@@ -271,3 +271,19 @@ def test_group_page_shows_the_groups_open_alerts(logged_in_client, billing, clus
     alerts = html[html.index('id="group-alerts"'):]
     assert "billing falls behind" in alerts
     assert "No open alerts" not in alerts
+
+
+def test_group_page_partition_table_names_each_partitions_owner_escaped(logged_in_client, billing, cluster):
+    ConsumerGroup.objects.filter(pk=billing.pk).update(protocol="consumer", member_details=[
+        {"member_id": "m-1", "client_id": "<b>billing-7f9c</b>", "host": "10.2.3.4", "partitions": [["orders", 0]]},
+    ])
+    html = page(logged_in_client, f"/clusters/{cluster.name}/groups/billing/?part=partitions")
+    assert '<span title="member m-1">&lt;b&gt;billing-7f9c&lt;/b&gt; <span class="muted">on 10.2.3.4</span>' in html
+    assert ">unassigned</span>" in html  # partition 1: the broker told, nobody owns it
+    summary = page(logged_in_client, f"/clusters/{cluster.name}/groups/billing/?part=summary")
+    assert "Consumer (KIP-848) protocol" in summary
+
+
+def test_group_page_says_owners_are_unknown_when_the_broker_did_not_tell(logged_in_client, billing, cluster):
+    html = page(logged_in_client, f"/clusters/{cluster.name}/groups/billing/?part=partitions")
+    assert 'title="The broker did not say who is in this group">unknown</span>' in html

@@ -1,13 +1,13 @@
 """POST /api/v1/events through HTTP: auth, limits, errors, idempotency on a real server."""
 import gzip
 import json
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
 from monitor.events import store
+from tests.race import race
 
 
 @pytest.fixture(autouse=True)
@@ -146,20 +146,14 @@ def test_concurrent_retries_of_one_batch_over_http_are_stored_once(live_server):
 
     _, token = ApiToken.issue("concurrent", ["ingest"])
     body = json.dumps({"events": [event(i) for i in range(200)]}).encode()
-    results, barrier = [], threading.Barrier(4)
 
     def send():
         request = urllib.request.Request(f"{live_server.url}/api/v1/events", data=body, method="POST", headers={
             "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-        barrier.wait()
-        with urllib.request.urlopen(request, timeout=30) as response:
-            results.append((response.status, json.loads(response.read())))
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
 
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race(send, runners=4)
     assert [status for status, _ in results] == [202] * 4
     assert sum(r["accepted"] for _, r in results) == 200
     assert sum(r["duplicates"] for _, r in results) == 600

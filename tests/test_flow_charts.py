@@ -3,8 +3,8 @@ from datetime import UTC, datetime, timedelta
 
 from dashboards.flow_charts import DARK, LIGHT, flow_figure, rate_figure, timeline_figure
 from dashboards.flow_layout import layered_layout
-from dashboards.flow_model import ConsumeAggregate, PublishAggregate, Tolerances, build_flow_graph
-from dashboards.trace_timeline import TraceEvent, build_timeline, causal_order
+from monitor.flow.graph import ConsumeAggregate, PublishAggregate, Tolerances, build_flow_graph
+from monitor.events.timeline import TraceEvent, build_timeline, causal_order
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -134,3 +134,20 @@ def test_metrics_can_be_made_public_by_setting(client, db, settings):
     response = client.get("/metrics")
     assert response.status_code == 200
     assert "# TYPE kafka_consumergroup_lag gauge" in response.content.decode()
+
+
+def test_heartbeats_last_polls_and_the_outbox_are_exported_for_a_dead_man_alert(scrape, cluster):
+    from monitor import liveness
+
+    now = timezone.now()
+    liveness.beat(liveness.SCHEDULER, now)
+    Cluster.objects.filter(pk=cluster.pk).update(last_poll_at=now - timedelta(seconds=7))
+    text = scrape()
+    [tick] = lines_of(text, "kafka_monitor_scheduler_last_tick_timestamp_seconds")
+    assert abs(float(tick.split()[-1]) - now.timestamp()) < 0.01
+    assert lines_of(text, "kafka_monitor_worker_last_heartbeat_timestamp_seconds") == []  # never reported: absent
+    [poll] = lines_of(text, "kafka_monitor_last_poll_timestamp_seconds")
+    assert poll.startswith(f'kafka_monitor_last_poll_timestamp_seconds{{cluster="{cluster.name}"}} ')
+    assert lines_of(text, "kafka_monitor_outbox_due_notifications") == ["kafka_monitor_outbox_due_notifications 0"]
+    assert lines_of(text, "kafka_monitor_outbox_oldest_due_age_seconds") == [
+        "kafka_monitor_outbox_oldest_due_age_seconds 0"]

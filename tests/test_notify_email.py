@@ -11,7 +11,6 @@ from monitor.models import Channel, Notification
 from monitor.notify import render
 from monitor.notify.base import NotifierError
 from monitor.notify.email import EmailNotifier
-from tests.alert_services import smtp_server  # noqa: F401 - fixture
 from tests.services import free_port
 from tests.test_notify_slack import item
 
@@ -92,3 +91,13 @@ def test_a_channel_without_recipients_is_a_permanent_error(db):
     with pytest.raises(NotifierError, match="no recipients") as error:
         EmailNotifier(Channel(name="x", kind=ChannelKind.EMAIL, email_to="")).send(notification())
     assert error.value.permanent
+
+
+def test_every_attempt_of_one_notification_has_the_same_message_id(channel, smtp_server):
+    sent, other = notification(), notification()
+    EmailNotifier(channel).send(sent)
+    EmailNotifier(channel).send(sent)  # a retry after a lost outcome
+    EmailNotifier(channel).send(other)
+    ids = [m["Message-ID"] for m in smtp_server.messages]
+    assert ids[0] == ids[1] == f"<notification-{sent.idempotency_key}@kafka-monitor>" != ids[2]
+    assert smtp_server.messages[0]["Idempotency-Key"] == str(sent.idempotency_key)

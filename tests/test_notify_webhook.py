@@ -11,7 +11,7 @@ from monitor.notify import render
 from monitor.notify.base import NotifierError
 from monitor.notify.registry import notifier_for
 from monitor.notify.webhook import WebhookNotifier
-from tests.alert_services import Reply, webhook_server  # noqa: F401 - fixture
+from tests.alert_services import Reply
 from tests.test_notify_slack import item
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -58,3 +58,11 @@ def test_a_url_that_is_not_http_is_refused_permanently(db):
     with pytest.raises(NotifierError, match="must start with https://") as error:
         WebhookNotifier(channel).send(notification())
     assert error.value.permanent
+
+
+def test_the_body_and_header_carry_the_notifications_idempotency_key(channel, webhook_server):
+    sent = notification()
+    WebhookNotifier(channel).send(sent)
+    WebhookNotifier(channel).send(sent)  # a retry
+    keys = {(r.headers["Idempotency-Key"], r.json()["idempotency_key"]) for r in webhook_server.received}
+    assert keys == {(str(sent.idempotency_key), str(sent.idempotency_key))}

@@ -22,17 +22,62 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+POSTGRES = "postgres://postgres@127.0.0.1:5432/test"
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def check_deploy(**env: str) -> subprocess.CompletedProcess:
+    """`manage.py check --deploy` with production settings, changed by ``env``."""
+    production = {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "monitor.example.com",
+                  "DATABASE_URL": POSTGRES, "REDIS_URL": REDIS, "CELERY_BROKER_URL": ""}
+    return run_manage("check", "--deploy", "--fail-level", "WARNING", **{**production, **env})
+
+
+def reported_ids(result: subprocess.CompletedProcess) -> set[str]:
+    return {word.strip("():") for word in (result.stdout + result.stderr).split() if word.startswith("(monitor.W")}
+
+
 def test_check_deploy_is_clean_with_production_settings():
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING",
-                        SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="monitor.example.com",
-                        DATABASE_URL="postgres://postgres@127.0.0.1:5432/test")
+    result = check_deploy()
     assert result.returncode == 0, result.stderr + result.stdout
 
 
-def test_production_refuses_to_start_without_a_secret_key():
-    result = run_manage("check", SECRET_KEY="", DATABASE_URL="postgres://postgres@127.0.0.1:5432/test")
+def test_check_deploy_warns_that_production_runs_on_sqlite():
+    result = check_deploy(DATABASE_URL="")
     assert result.returncode != 0
-    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+    assert "DEBUG is off and the database is SQLite" in result.stderr
+    assert reported_ids(result) == {"monitor.W001"}
+
+
+def test_check_deploy_warns_that_production_uses_the_filesystem_broker():
+    result = check_deploy(CELERY_BROKER_URL="filesystem://")
+    assert result.returncode != 0
+    assert "the Celery broker is the filesystem:// transport" in result.stderr
+    assert reported_ids(result) == {"monitor.W002"}
+
+
+def test_check_deploy_warns_that_production_caches_in_local_memory():
+    result = check_deploy(REDIS_URL="", CELERY_BROKER_URL=REDIS)
+    assert result.returncode != 0
+    assert "the cache is local memory" in result.stderr
+    assert reported_ids(result) == {"monitor.W003"}
+
+
+def test_the_embedded_defaults_raise_no_deployment_warning_with_debug_on():
+    result = check_deploy(DEBUG="true", DATABASE_URL="", REDIS_URL="")
+    assert reported_ids(result) == set(), result.stderr
+
+
+def test_production_refuses_to_start_without_a_secret_key_in_one_line():
+    result = run_manage("check", SECRET_KEY="", DATABASE_URL=POSTGRES)
+    assert result.returncode != 0
+    assert result.stderr.strip() == "Configuration error: SECRET_KEY must be set when DEBUG is off"
+
+
+def test_a_bad_detector_setting_stops_the_process_at_start_up_naming_the_variable():
+    result = run_manage("check", DEBUG="true", MONITOR_STORM_FACTOR="ten")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "Configuration error: MONITOR_STORM_FACTOR='ten' is not an integer"
 
 
 def test_a_misspelled_boolean_stops_the_process_naming_the_variable():
@@ -68,3 +113,25 @@ def test_bootstrap_clusters_are_parsed_and_bad_entries_named():
     }
     with pytest.raises(ImproperlyConfigured, match="'prod=k1' is not host:port|'k1' is not host:port"):
         parse_bootstrap_clusters("prod=k1")
+
+
+# Where the environment may be read, and why: everything else goes through settings.
+ENVIRONMENT_READERS = {
+    "monitor/settings.py": "reads every setting, once, at start-up",
+    "monitor/envconf.py": "the helpers settings.py reads with",
+    "monitor/celery.py": "DJANGO_SETTINGS_MODULE default",
+    "monitor/wsgi.py": "DJANGO_SETTINGS_MODULE default",
+    "manage.py": "DJANGO_SETTINGS_MODULE default",
+    "monitor/alerts/config.py": "${ENV_VAR} references inside the alerting YAML file",
+    "monitor/management/commands/demo.py": "passes the environment on to the processes it starts",
+    "monitor/demo/simulator.py": "a stand-alone client program with its own --api/--token defaults",
+}
+
+
+def test_only_the_settings_read_the_environment():
+    readers = set()
+    for path in [REPO / "manage.py", *(REPO / "monitor").rglob("*.py"), *(REPO / "dashboards").rglob("*.py")]:
+        text = path.read_text()
+        if "os.environ" in text or "os.getenv" in text or "getenv(" in text:
+            readers.add(str(path.relative_to(REPO)))
+    assert readers <= set(ENVIRONMENT_READERS), sorted(readers - set(ENVIRONMENT_READERS))

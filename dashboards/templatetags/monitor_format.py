@@ -6,34 +6,34 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
-from dashboards import formatting
+from monitor import humanize
 
 register = template.Library()
 
 
 @register.filter
 def duration(seconds: float | None) -> str:
-    return formatting.format_duration(seconds)
+    return humanize.duration(seconds)
 
 
 @register.filter
 def number(value: float | int | None) -> str:
-    return formatting.format_number(value)
+    return humanize.count(value)
 
 
 @register.filter
 def compact(value: float | int | None) -> str:
-    return formatting.format_compact(value)
+    return humanize.compact(value)
 
 
 @register.filter
 def ago(value: datetime | None) -> str:
-    return formatting.format_ago(value, timezone.now())
+    return humanize.ago(value, timezone.now())
 
 
 @register.filter
 def utc(value: datetime | None) -> str:
-    return formatting.format_utc(value)
+    return humanize.utc(value)
 
 
 @register.filter

@@ -32,9 +32,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from typing import Any
+
 from django.db.models import F
 
 from monitor.alerts.rules import Reading, Scope, Subject, glob_matches, literal_values
+from monitor import humanize
 from monitor.choices import ClusterStatus, GroupStatus
 
 PLUGIN_MODULES = ("monitor.events.alert_metrics",)
@@ -93,7 +96,7 @@ class Metric:
             raise ValueError(f"must be a number (got {raw!r})")
         try:
             text = str(raw).strip().replace("_", "").replace(",", "")
-            number = float(text) if isinstance(raw, str) else float(raw)
+            number = float(text) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError(f"must be a number (got {raw!r})") from None
         if not math.isfinite(number):
@@ -109,8 +112,8 @@ class Metric:
         if math.isinf(value):
             return "never" if value > 0 else "-never"
         if self.unit == "seconds":
-            return format_duration(value)
-        text = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+            return humanize.duration(value)
+        text = humanize.count(value) if float(value).is_integer() else f"{value:,.2f}"
         return f"{text} {self.unit}".strip()
 
     def json_value(self, value: float | None) -> float | str | None:
@@ -122,20 +125,6 @@ class Metric:
         if not math.isfinite(value):
             return None
         return value
-
-
-def format_duration(seconds: float) -> str:
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 or seconds.is_integer() else f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 # -- the registry ---------------------------------------------------------------------------
@@ -223,7 +212,7 @@ class GroupRow:
     name: str
     no_data_reason: str
     final: bool
-    row: Mapping[str, object]
+    row: Mapping[str, Any]
 
 
 def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
@@ -249,7 +238,7 @@ def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
     return groups
 
 
-def _group_no_data(row: Mapping[str, object], now: datetime) -> tuple[str, bool]:
+def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool]:
     if not row["cluster__enabled"]:
         return f"cluster {row['cluster__name']} is disabled", True
     if row["gone_at"] is not None:
@@ -264,18 +253,18 @@ def _group_no_data(row: Mapping[str, object], now: datetime) -> tuple[str, bool]
                f"or were deleted)", False
     age = (now - last).total_seconds()
     if age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
-        return f"no lag sample for {format_duration(age)}", False
+        return f"no lag sample for {humanize.duration(age)}", False
     return "", False
 
 
-def _group_topics(row: Mapping[str, object]) -> list[str]:
+def _group_topics(row: Mapping[str, Any]) -> list[str]:
     topics = row.get("topics") or []
     names = []
     for item in topics if isinstance(topics, list) else []:
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, dict) and isinstance(item.get("topic") or item.get("name"), str):
-            names.append(item.get("topic") or item.get("name"))
+            names.append(str(item.get("topic") or item.get("name")))
     return names
 
 
@@ -377,7 +366,7 @@ def time_lag_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Re
 
 
 def _group_readings(scopes: Sequence[Scope], now: datetime,
-                    value_of: Callable[[Mapping[str, object]], Reading]) -> dict[Subject, Reading]:
+                    value_of: Callable[[Mapping[str, Any]], Reading]) -> dict[Subject, Reading]:
     readings: dict[Subject, Reading] = {}
     for group in _group_rows(scopes, now):
         subject = Subject(group.cluster, group.name, "")
@@ -394,7 +383,7 @@ def _group_readings(scopes: Sequence[Scope], now: datetime,
 @metric("status", level=Level.GROUP, choices=tuple(STATUS_RANK),
         description="the group's status (ok ... data_loss, ordered by severity)")
 def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
-    def value_of(row: Mapping[str, object]) -> Reading:
+    def value_of(row: Mapping[str, Any]) -> Reading:
         rank = STATUS_RANK.get(row["status"])
         if rank is None:
             return Reading.no_data(f"status is {row['status']}")
@@ -406,7 +395,7 @@ def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
 @metric("catch_up_seconds", unit="seconds", level=Level.GROUP,
         description="forecast time until the group has caught up (never when it is not catching up)")
 def catch_up_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
-    def value_of(row: Mapping[str, object]) -> Reading:
+    def value_of(row: Mapping[str, Any]) -> Reading:
         if row["partial_partitions"]:
             return Reading.partial_value(f"lag of {row['partial_partitions']} partition(s) unknown in the latest poll")
         if row["catch_up_seconds"] is not None:
@@ -435,7 +424,7 @@ def stalled_partitions(scopes: Sequence[Scope], now: datetime) -> dict[Subject, 
 @metric("retention_risk_seconds", unit="seconds", level=Level.GROUP,
         description="forecast time until retention deletes messages the group has not read")
 def retention_risk_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
-    def value_of(row: Mapping[str, object]) -> Reading:
+    def value_of(row: Mapping[str, Any]) -> Reading:
         if row["retention_risk_seconds"] is None:
             return Reading(math.inf, detail={"value_text": "no risk"})
         return Reading(float(row["retention_risk_seconds"]))
@@ -489,6 +478,6 @@ def worst_partitions(subjects: Iterable[Subject], limit: int = 5) -> dict[Subjec
                 found[subject].append({"topic": topic, "partition": partition, "lag": lag_value,
                                        "time_lag_seconds": time_lag})
     return {
-        subject: sorted(items, key=lambda item: (item["lag"] is None, -(item["lag"] or 0)))[:limit]
+        subject: sorted(items, key=lambda item: (item["lag"] is None, -float(item["lag"] or 0)))[:limit]  # type: ignore[arg-type]
         for subject, items in found.items()
     }

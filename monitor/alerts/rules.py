@@ -247,7 +247,7 @@ def step(rule: RuleSpec, current: AlertStatus | None, reading: Reading, now: dat
     if reading.partial:
         # No new data: whatever the state, it stays (a pending alert keeps its start).
         return None if current is None else Step(Action.KEEP, current, reading)
-    holds = reading.has_data and condition_holds(reading.value, rule.op, rule.threshold)
+    holds = reading.value is not None and reading.has_data and condition_holds(reading.value, rule.op, rule.threshold)
     if current is None:
         if not holds:
             return None
@@ -305,7 +305,7 @@ def validate_rule_fields(values: Mapping[str, object], known_metrics: Iterable[s
     problems: list[FieldProblem] = []
     for name in ("cluster", "group", "topic"):
         if name in values:
-            error = glob_error(values[name])
+            error = glob_error(str(values[name]))
             if error:
                 problems.append(FieldProblem(name, error))
     metric = values.get("metric")

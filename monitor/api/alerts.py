@@ -9,6 +9,7 @@ import json
 
 from django.http import HttpRequest, JsonResponse
 
+from monitor import links
 from monitor.alerts.engine import AcknowledgeError, acknowledge
 from monitor.api.auth import api_view
 from monitor.api.errors import ApiError, BadRequest, FieldError, NotFound
@@ -48,7 +49,7 @@ def alert_json(alert: Alert) -> dict[str, object]:
         "acknowledged_at": render.iso(alert.acknowledged_at),
         "acknowledged_by": alert.acknowledged_by,
         "acknowledgement_note": alert.acknowledgement_note,
-        "url": render.base_url() + render.alert_path(alert.id),
+        "url": links.absolute(links.alert_path(alert.id)),
     }
 
 

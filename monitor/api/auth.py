@@ -26,6 +26,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from monitor.api.errors import (
     ApiError,
+    BadRequest,
+    FieldError,
     Forbidden,
     ServiceUnavailable,
     Unauthorized,
@@ -33,6 +35,7 @@ from monitor.api.errors import (
     render_api_error,
 )
 from monitor.choices import TokenScope
+from monitor.errors import QueryError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ def _bearer_secret(request: HttpRequest) -> str | None:
 
 def _check_csrf(request: HttpRequest) -> None:
     # Session-authenticated writes must carry a CSRF token, exactly as a form would.
-    rejection = CsrfViewMiddleware(lambda req: HttpResponse()).process_view(request, None, (), {})
+    rejection = CsrfViewMiddleware(lambda req: HttpResponse()).process_view(request, lambda req: HttpResponse(), (), {})
     if rejection is not None:
         raise Forbidden("CSRF verification failed for a session-authenticated request.")
 
@@ -102,6 +105,11 @@ def api_view(scope: str | None = TokenScope.READ, methods: Iterable[str] = ("GET
                 return view(request, *args, **kwargs)
             except ApiError as error:
                 return render_api_error(error)
+            except QueryError as error:  # the read layer's "fix your input"
+                return render_api_error(BadRequest(
+                    f"Bad query parameter '{error.field}': {error.message}",
+                    [FieldError(("query", error.field), error.message)],
+                ))
             except DatabaseError as exc:
                 log.warning("API %s failed: database unavailable (%s)", request.path, type(exc).__name__)
                 return render_api_error(ServiceUnavailable("The database is unavailable; try again shortly."))

@@ -15,7 +15,8 @@ from monitor.api.auth import api_view
 from monitor.api.errors import ApiError, FieldError
 from monitor.choices import TokenScope
 from monitor.events.config import IngestLimits
-from monitor.events.ingest import IngestError, ingest_payload
+from monitor.events.ingest import IngestError
+from monitor.events.store import ingest_payload
 
 
 def read_body(request: HttpRequest, max_bytes: int) -> bytes:

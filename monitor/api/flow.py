@@ -2,89 +2,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
-from dashboards import flow_model
-from dashboards.flow_model import FlowGraph, InputError, Tolerances
-from dashboards.flow_queries import flow_graph, trace_events
-from dashboards.time_range import TimeRange, TimeRangeError, format_iso, parse_time_range
-from dashboards.trace_timeline import TraceEvent, causal_order
 from monitor.api.auth import api_view
-from monitor.api.errors import BadRequest, FieldError, NotFound
-from monitor.choices import FlowNodeKind, TokenScope
+from monitor.api.errors import FieldError, NotFound
+from monitor.choices import TokenScope
+from monitor.events.timeline import TraceEvent, causal_order
+from monitor.events.traces import trace_events
+from monitor.flow.graph import FlowGraph
+from monitor.flow.queries import flow_graph
+from monitor.flow.shaping import configured_tolerances, hidden_names, shape_graph
+from monitor.timerange import format_iso, parse_time_range
 
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
-HIDE_HUBS = "hubs"
-HIDE_NONE = "none"  # explicit "hide nothing" (the dashboard hides hubs by default)
-
-
-def _bad_query(field: str, message: str) -> BadRequest:
-    return BadRequest(f"Bad query parameter '{field}': {message}", [FieldError(("query", field), message)])
-
-
-def parse_range(params: Mapping[str, str]) -> TimeRange:
-    try:
-        return parse_time_range(params, timezone.now())
-    except TimeRangeError as error:
-        raise _bad_query(error.field, error.message) from None
-
-
-def configured_tolerances(params: Mapping[str, str]) -> Tolerances:
-    """Settings (``MONITOR_FLOW_TOLERANCES``) first, then the URL's own overrides."""
-    try:
-        base = Tolerances.from_mapping(settings.MONITOR_FLOW_TOLERANCES)
-        return Tolerances.from_params(params, base)
-    except InputError as error:
-        raise _bad_query(error.field, error.message) from None
-
-
-def focus_services(graph: FlowGraph, params: Mapping[str, str]) -> list[str]:
-    """``focus=<service>``, or ``group=<consumer group>`` for the services consuming as
-    that group (a link from a group or an alert knows the group, not the service)."""
-    focus = (params.get("focus") or "").strip()
-    if focus:
-        return [focus]
-    group = (params.get("group") or "").strip()
-    return flow_model.consumers_of_group(graph, group) if group else []
-
-
-def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str]) -> FlowGraph:
-    """Apply ``focus=<service>`` / ``group=<consumer group>`` (a neighbourhood) and
-    ``hide=hubs`` / ``hide=<service>`` (``hide=none`` hides nothing)."""
-    hubs = flow_model.find_hubs(graph)
-    for key in hubs:
-        graph.nodes[key].hub = True
-    focused = focus_services(graph, params)
-    asked = bool(focused or (params.get("group") or "").strip())
-    drop: set[str] = set()
-    for name in hidden:
-        if name == HIDE_HUBS:
-            drop |= hubs
-        elif name != HIDE_NONE:
-            drop.add(flow_model.node_id(FlowNodeKind.SERVICE, name))
-    drop -= {flow_model.node_id(FlowNodeKind.SERVICE, name) for name in focused}  # never hide what was asked for
-    if drop:
-        graph = flow_model.hide(graph, drop)
-    if asked:
-        try:
-            depth = int(params.get("depth") or 1)
-        except ValueError:
-            raise _bad_query("depth", "must be a whole number") from None
-        if not 1 <= depth <= 5:
-            raise _bad_query("depth", "must be between 1 and 5")
-        graph = flow_model.focus(graph, focused, depth)
-    return graph
-
-
-def hidden_names(request: HttpRequest) -> list[str]:
-    """``hide`` may repeat or be comma separated."""
-    return [name.strip() for value in request.GET.getlist("hide") for name in value.split(",") if name.strip()]
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def serialise_graph(graph: FlowGraph) -> dict[str, Any]:
@@ -112,15 +46,15 @@ def serialise_graph(graph: FlowGraph) -> dict[str, Any]:
 
 @api_view(scope=TokenScope.READ)
 def flow(request: HttpRequest) -> JsonResponse:
-    time_range = parse_range(request.GET)
+    time_range = parse_time_range(request.GET, timezone.now())
     tolerances = configured_tolerances(request.GET)
-    graph = shape_graph(flow_graph(time_range, tolerances), request.GET, hidden_names(request))
+    graph = shape_graph(flow_graph(time_range, tolerances), request.GET, hidden_names(request.GET.getlist("hide")))
     return JsonResponse(serialise_graph(graph))
 
 
 def traceparent(trace_id: str, span_id: str) -> str | None:
     """The W3C header rebuilt from the stored ids (sampled flag set)."""
-    if _TRACE_ID.match(trace_id) and _SPAN_ID.match(span_id):
+    if _TRACE_ID.fullmatch(trace_id) and _SPAN_ID.fullmatch(span_id):
         return f"00-{trace_id}-{span_id}-01"
     return None
 

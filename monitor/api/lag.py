@@ -1,7 +1,7 @@
 """Lag endpoints of the JSON API (CONTRACT, HTTP API): parse, query the read side, serialise.
 
 Latest-poll data comes from the poller's snapshot (Redis, falling back to the database);
-history from :mod:`dashboards.queries`."""
+history from :mod:`monitor.lag.queries`."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -10,10 +10,12 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse, QueryDict
 from django.utils import timezone
 
-from dashboards import queries
+from monitor.lag import queries
+from monitor.lag import series as lag_series
 from monitor.api.auth import api_view
 from monitor.api.errors import BadRequest, FieldError, NotFound
 from monitor.choices import SeriesMetric, TokenScope
+from monitor.lag import members as group_members
 from monitor.lag import snapshot
 from monitor.models import Cluster, ConsumerGroup
 
@@ -45,13 +47,13 @@ def parse_query_time(query: QueryDict, name: str, errors: list[FieldError]) -> d
 def parse_points(query: QueryDict, errors: list[FieldError]) -> int:
     raw = query.get("points")
     if raw is None or raw == "":
-        return queries.DEFAULT_POINTS
+        return lag_series.DEFAULT_POINTS
     try:
         points = int(raw)
     except ValueError:
         points = 0
-    if not 1 <= points <= queries.MAX_POINTS:
-        errors.append(FieldError(("query", "points"), f"must be an integer from 1 to {queries.MAX_POINTS}"))
+    if not 1 <= points <= lag_series.MAX_POINTS:
+        errors.append(FieldError(("query", "points"), f"must be an integer from 1 to {lag_series.MAX_POINTS}"))
     return points
 
 
@@ -79,11 +81,11 @@ def _group_or_404(cluster: Cluster, name: str) -> ConsumerGroup:
 SUMMARY_FIELDS = (
     "group", "state", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "members",
     "catch_up_seconds", "retention_risk_seconds", "retention_risk_method", "lost_messages", "partial_partitions",
-    "stalled_partitions", "first_seen_at", "last_seen_at", "last_sample_at", "gone_at",
+    "stalled_partitions", "first_seen_at", "last_seen_at", "last_sample_at", "gone_at", "protocol", "member_count",
 )
 PARTITION_FIELDS = (
     "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-    "time_lag_seconds", "time_lag_method", "time_lag_reason", "stalled", "owner",
+    "time_lag_seconds", "time_lag_method", "time_lag_reason", "owner", "owner_client_id", "owner_host", "stalled",
 )
 
 
@@ -136,6 +138,9 @@ def group_detail(request: HttpRequest, cluster: str, group: str) -> JsonResponse
         raise _unknown_group(found, group)
     body = _serialise(detail, SUMMARY_FIELDS)
     body["cluster"] = found.name
+    # CONTRACT: the detail's ``members`` is the member list (empty when the broker does not
+    # tell: then ``member_count`` is null); the group list keeps the count.
+    body["members"] = group_members.api_members(detail.get("member_details"))
     body["partitions"] = [_serialise(p, PARTITION_FIELDS) for p in detail.get("partitions", [])]
     return JsonResponse(body)
 
@@ -158,7 +163,7 @@ def group_lag(request: HttpRequest, cluster: str, group: str) -> JsonResponse:
         errors.append(FieldError(("query", "since"), "must be before until"))
     if errors:
         raise BadRequest("Invalid query parameters.", errors)
-    series = queries.group_lag_series(
+    series = lag_series.group_lag_series(
         found, since, until, now, points=points, topic=query.get("topic") or None, metric=metric
     )
     return JsonResponse(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Count, F, Max, Q
 from django.http import HttpRequest, HttpResponse
 
+from monitor import liveness
 from monitor.api.auth import api_view, authenticate
 from monitor.choices import ClusterStatus, GroupStatus, TokenScope
 from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, PollRun
@@ -144,8 +146,38 @@ def collect() -> Iterator[Family]:
     )
 
 
+def liveness_families(now: datetime | None = None) -> Iterator[Family]:
+    """Heartbeats and the outbox (monitor.liveness): what an external Prometheus alerts on
+    when the monitor itself stops (deploy/prometheus/liveness-rules.yml)."""
+    state = liveness.read(now)
+    yield Family(
+        "kafka_monitor_scheduler_last_tick_timestamp_seconds", "gauge",
+        "Unix time of the scheduler's (Celery beat) last tick; absent until it first ticked.",
+        [((), state.scheduler_at.timestamp())] if state.scheduler_at else [],
+    )
+    yield Family(
+        "kafka_monitor_worker_last_heartbeat_timestamp_seconds", "gauge",
+        "Unix time of the Celery worker's last heartbeat; absent until it first reported.",
+        [((), state.worker_at.timestamp())] if state.worker_at else [],
+    )
+    yield Family(
+        "kafka_monitor_last_poll_timestamp_seconds", "gauge",
+        "Unix time the cluster was last polled (successfully or not); absent before its first poll.",
+        [((("cluster", name),), at.timestamp()) for name, at in state.last_poll_at.items() if at is not None],
+    )
+    yield Family(
+        "kafka_monitor_outbox_due_notifications", "gauge",
+        "Notifications due for delivery and not yet delivered.", [((), state.outbox_due)],
+    )
+    yield Family(
+        "kafka_monitor_outbox_oldest_due_age_seconds", "gauge",
+        "How long the oldest due notification has waited (0 when none waits).",
+        [((), round(state.oldest_due_age_seconds, 3))],
+    )
+
+
 @api_view(scope=None)
 def metrics(request: HttpRequest) -> HttpResponse:
     if not settings.MONITOR_METRICS_PUBLIC:
         authenticate(request, TokenScope.READ)  # 401/403 rendered by api_view
-    return HttpResponse(render(collect()), content_type=CONTENT_TYPE)
+    return HttpResponse(render([*collect(), *liveness_families()]), content_type=CONTENT_TYPE)

@@ -6,49 +6,83 @@ described and that real responses validate against these schemas.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, JsonResponse
 
 from monitor.api.auth import api_view
-from monitor.choices import AlertState, ClusterStatus, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod
+from monitor.choices import AlertState, ClusterStatus, GroupProtocol, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod
 
 
-def _ref(name: str) -> dict[str, str]:
+def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _nullable(kind: str, **extra: object) -> dict[str, object]:
+def _nullable(kind: str, **extra: object) -> dict[str, Any]:
     return {"type": [kind, "null"], **extra}
 
 
-def _json(schema: dict[str, object], description: str) -> dict[str, object]:
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error(description: str) -> dict[str, object]:
+def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-TIME = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC with Z"}
-NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with Z"}
-READ_ERRORS = {
+TIME: dict[str, Any] = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC with Z"}
+NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with Z"}
+READ_ERRORS: dict[str, Any] = {
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the read scope"),
 }
-INGEST_ERRORS = {
+INGEST_ERRORS: dict[str, Any] = {
     "400": _error("Invalid input; errors[].loc names each bad event's index and field"),
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the ingest scope"),
     "413": _error("Request body too large"),
     "422": _error("Invalid input; errors[].loc names each bad event's index and field"),
 }
-NOT_FOUND = {"404": _error("Unknown cluster or group name")}
-CLUSTER_PARAM = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
-GROUP_PARAM = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
-SINCE_PARAM = {"name": "since", "in": "query", "required": False, "schema": TIME}
-UNTIL_PARAM = {"name": "until", "in": "query", "required": False, "schema": TIME}
+NOT_FOUND: dict[str, Any] = {"404": _error("Unknown cluster or group name")}
+CLUSTER_PARAM: dict[str, Any] = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
+GROUP_PARAM: dict[str, Any] = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
+SINCE_PARAM: dict[str, Any] = {"name": "since", "in": "query", "required": False, "schema": TIME}
+UNTIL_PARAM: dict[str, Any] = {"name": "until", "in": "query", "required": False, "schema": TIME}
 PUBLIC: list[dict[str, list[str]]] = []
 
-SCHEMAS: dict[str, dict[str, object]] = {
+_GROUP_PROPERTIES: dict[str, Any] = {
+    "group": {"type": "string"},
+    "state": {"type": "string", "description": "Broker-reported group state, e.g. Stable, Empty"},
+    "status": {"type": "string", "enum": GroupStatus.values},
+    "status_reason": {"type": "string"},
+    "total_lag": _nullable("integer", description="null when unknown, never 0 for unknown"),
+    "max_time_lag_seconds": _nullable("number"),
+    "topics": {"type": "array", "items": {"type": "string"}},
+    "catch_up_seconds": _nullable("number", description="Forecast; null when not catching up"),
+    "retention_risk_seconds": _nullable(
+        "number", description="Forecast: time until retention deletes unread messages; null = no risk"
+    ),
+    "retention_risk_method": {
+        "type": "string", "enum": ["", "retention_ms", "log_start_rate"],
+        "description": "How the retention forecast was made (empty when there is nothing to forecast)"},
+    "lost_messages": {"type": "integer"},
+    "partial_partitions": {
+        "type": "integer",
+        "description": "Partitions with a commit whose lag is unknown in the latest poll; when > 0, "
+                       "total_lag is partial (sums the other partitions only)"},
+    "stalled_partitions": {
+        "type": "integer",
+        "description": "Partitions whose committed offset has not moved for the status window while lagging"},
+    "last_sample_at": NULLABLE_TIME,
+    "first_seen_at": NULLABLE_TIME,
+    "last_seen_at": NULLABLE_TIME,
+    "gone_at": NULLABLE_TIME,
+    "protocol": {"type": "string", "enum": GroupProtocol.values,
+                 "description": "classic, consumer (KIP-848), share (KIP-932) or unknown"},
+    "member_count": _nullable("integer", description="null when the broker did not tell"),
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
         "required": ["detail"],
@@ -83,34 +117,19 @@ SCHEMAS: dict[str, dict[str, object]] = {
     "GroupSummary": {
         "type": "object",
         "required": ["group", "state", "status", "total_lag", "max_time_lag_seconds", "topics"],
+        "properties": {**_GROUP_PROPERTIES, "members": _nullable("integer", description="Member count; null = not told")},
+    },
+    "Member": {
+        "type": "object",
+        "required": ["member_id", "client_id", "host", "partitions"],
         "properties": {
-            "group": {"type": "string"},
-            "state": {"type": "string", "description": "Broker-reported group state, e.g. Stable, Empty"},
-            "status": {"type": "string", "enum": GroupStatus.values},
-            "status_reason": {"type": "string"},
-            "total_lag": _nullable("integer", description="null when unknown, never 0 for unknown"),
-            "max_time_lag_seconds": _nullable("number"),
-            "topics": {"type": "array", "items": {"type": "string"}},
-            "members": _nullable("integer"),
-            "catch_up_seconds": _nullable("number", description="Forecast; null when not catching up"),
-            "retention_risk_seconds": _nullable(
-                "number", description="Forecast: time until retention deletes unread messages; null = no risk"
-            ),
-            "retention_risk_method": {
-                "type": "string", "enum": ["", "retention_ms", "retention_bytes", "log_start_rate"],
-                "description": "How the retention forecast was made (empty when there is no risk to forecast)"},
-            "lost_messages": {"type": "integer"},
-            "partial_partitions": {
-                "type": "integer",
-                "description": "Partitions with a commit whose lag is unknown in the latest poll; when > 0, "
-                               "total_lag is partial (sums the other partitions only)"},
-            "stalled_partitions": {
-                "type": "integer",
-                "description": "Partitions whose committed offset has not moved for the status window while lagging"},
-            "last_sample_at": NULLABLE_TIME,
-            "first_seen_at": NULLABLE_TIME,
-            "last_seen_at": NULLABLE_TIME,
-            "gone_at": NULLABLE_TIME,
+            "member_id": {"type": "string"},
+            "client_id": {"type": "string"},
+            "host": {"type": "string"},
+            "partitions": {"type": "array", "items": {
+                "type": "object", "required": ["topic", "partition"],
+                "properties": {"topic": {"type": "string"}, "partition": {"type": "integer"}},
+            }},
         },
     },
     "Partition": {
@@ -129,24 +148,24 @@ SCHEMAS: dict[str, dict[str, object]] = {
             "time_lag_seconds": _nullable("number"),
             "time_lag_method": {"type": "string", "enum": TimeLagMethod.values},
             "time_lag_reason": {"type": "string"},
+            "owner": _nullable("string", description="Member id owning the partition; null when unassigned or not told"),
+            "owner_client_id": _nullable("string"),
+            "owner_host": _nullable("string"),
             "stalled": {"type": "boolean",
                         "description": "The committed offset has not moved for the status window while lagging"},
-            "owner": _nullable("string", description="Member id of the consumer assigned the partition, when the "
-                                                     "broker tells"),
         },
     },
     "GroupDetail": {
-        "allOf": [
-            _ref("GroupSummary"),
-            {
-                "type": "object",
-                "required": ["status_reason", "partitions"],
-                "properties": {
-                    "cluster": {"type": "string"},
-                    "partitions": {"type": "array", "items": _ref("Partition")},
-                },
-            },
-        ]
+        "type": "object",
+        "required": ["group", "state", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics",
+                     "members", "protocol", "partitions"],
+        "properties": {
+            **_GROUP_PROPERTIES,
+            "cluster": {"type": "string"},
+            "members": {"type": "array", "items": _ref("Member"),
+                        "description": "Empty when the broker does not tell (then member_count is null)"},
+            "partitions": {"type": "array", "items": _ref("Partition")},
+        },
     },
     "LagSeries": {
         "type": "object",
@@ -299,7 +318,7 @@ SCHEMAS: dict[str, dict[str, object]] = {
     },
 }
 
-DOCUMENT: dict[str, object] = {
+DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "Kafka monitor API",

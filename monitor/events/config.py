@@ -1,22 +1,15 @@
-"""Settings of the events area, read once from Django settings or the environment.
+"""Settings of the events area as typed values, built from Django settings.
 
-Every value can be set as a Django setting of the same name or an environment variable
-(``MONITOR_LOST_AFTER_SECONDS=600``); bad values fail loudly, naming the variable.
+Every value is read from the environment once, at start-up, by ``monitor/settings.py``
+(``MONITOR_LOST_AFTER_SECONDS=600`` ...), which validates it and fails naming the variable.
+This module only groups those settings for the code that uses them; it never reads the
+environment itself, so a test changes a value with ``override_settings``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from django.conf import settings
-
-from monitor.envconf import env_int
-
-
-def _int(name: str, default: int, minimum: int) -> int:
-    value = getattr(settings, name, None)
-    if value is None:
-        return env_int(name, default, minimum=minimum)
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -28,15 +21,18 @@ class IngestLimits:
     @classmethod
     def from_settings(cls) -> "IngestLimits":
         return cls(
-            max_events=_int("MONITOR_INGEST_MAX_EVENTS", 1000, 1),
-            max_bytes=_int("MONITOR_INGEST_MAX_BYTES", 5 * 1024 * 1024, 1024),
-            max_attributes_bytes=_int("MONITOR_INGEST_MAX_ATTRIBUTES_BYTES", 8192, 2),
+            max_events=settings.MONITOR_INGEST_MAX_EVENTS,
+            max_bytes=settings.MONITOR_INGEST_MAX_BYTES,
+            max_attributes_bytes=settings.MONITOR_INGEST_MAX_ATTRIBUTES_BYTES,
         )
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Windows and thresholds of the detectors (seconds unless named otherwise)."""
+    """Windows and thresholds of the detectors (seconds unless named otherwise).
+
+    The defaults here are those of ``monitor/settings.py``; tests build a config directly.
+    """
 
     lookback_seconds: int = 3600          # events loaded per run
     lost_after_seconds: int = 300         # a published event not consumed by then is lost
@@ -50,17 +46,16 @@ class DetectorConfig:
 
     @classmethod
     def from_settings(cls) -> "DetectorConfig":
-        defaults = cls()
         return cls(
-            lookback_seconds=_int("MONITOR_DETECTOR_LOOKBACK_SECONDS", defaults.lookback_seconds, 60),
-            lost_after_seconds=_int("MONITOR_LOST_AFTER_SECONDS", defaults.lost_after_seconds, 1),
-            schema_lookback_seconds=_int("MONITOR_SCHEMA_LOOKBACK_SECONDS", defaults.schema_lookback_seconds, 60),
-            storm_max_events=_int("MONITOR_STORM_MAX_EVENTS", defaults.storm_max_events, 2),
-            storm_max_fanout=_int("MONITOR_STORM_MAX_FANOUT", defaults.storm_max_fanout, 2),
-            storm_factor=_int("MONITOR_STORM_FACTOR", defaults.storm_factor, 2),
-            storm_min_events=_int("MONITOR_STORM_MIN_EVENTS", defaults.storm_min_events, 2),
-            max_events=_int("MONITOR_DETECTOR_MAX_EVENTS", defaults.max_events, 1000),
-            examples=_int("MONITOR_FINDING_EXAMPLES", defaults.examples, 1),
+            lookback_seconds=settings.MONITOR_DETECTOR_LOOKBACK_SECONDS,
+            lost_after_seconds=settings.MONITOR_LOST_AFTER_SECONDS,
+            schema_lookback_seconds=settings.MONITOR_SCHEMA_LOOKBACK_SECONDS,
+            storm_max_events=settings.MONITOR_STORM_MAX_EVENTS,
+            storm_max_fanout=settings.MONITOR_STORM_MAX_FANOUT,
+            storm_factor=settings.MONITOR_STORM_FACTOR,
+            storm_min_events=settings.MONITOR_STORM_MIN_EVENTS,
+            max_events=settings.MONITOR_DETECTOR_MAX_EVENTS,
+            examples=settings.MONITOR_FINDING_EXAMPLES,
         )
 
 
@@ -72,10 +67,10 @@ class TapConfig:
     @classmethod
     def from_settings(cls) -> "TapConfig":
         return cls(
-            max_messages=_int("MONITOR_TAP_MAX_MESSAGES", cls.max_messages, 1),
-            max_seconds=_int("MONITOR_TAP_SECONDS", cls.max_seconds, 1),
+            max_messages=settings.MONITOR_TAP_MAX_MESSAGES,
+            max_seconds=settings.MONITOR_TAP_SECONDS,
         )
 
 
 def event_retention_days() -> int:
-    return _int("MONITOR_EVENT_RETENTION_DAYS", 7, 1)
+    return int(settings.MONITOR_EVENT_RETENTION_DAYS)

@@ -18,10 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from monitor.choices import FindingKind, Stage
+from monitor.choices import CONSUMER_STAGES, HANDLED_STAGES, FindingKind, Stage
 
-CONSUMER_STAGES = frozenset({Stage.CONSUMED, Stage.PROCESSED, Stage.FAILED, Stage.DEAD_LETTERED})
-HANDLED_STAGES = frozenset({Stage.CONSUMED, Stage.PROCESSED})
 MAX_STORM_FINDINGS = 20
 
 

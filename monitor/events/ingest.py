@@ -19,7 +19,6 @@ from monitor.events import traceparent as tp
 from monitor.events.config import IngestLimits
 
 STAGES = frozenset(Stage.values)
-CONSUMER_STAGES = frozenset({Stage.CONSUMED, Stage.PROCESSED, Stage.FAILED, Stage.DEAD_LETTERED})
 REQUIRED = ("event_id", "type", "service", "stage", "timestamp")
 OPTIONAL = ("topic", "partition", "offset", "key", "consumer_group", "schema_version",
             "traceparent", "trace_id", "span_id", "parent_span_id", "attributes")
@@ -204,7 +203,7 @@ def validate_event(raw: object, index: int, now: dt.datetime, limits: IngestLimi
         elif attributes:
             attributes_json = _attributes_json(attributes, index, errors, limits.max_attributes_bytes)
 
-    if len(errors) != before or timestamp is None:
+    if len(errors) != before or timestamp is None or not isinstance(stage, str):
         return None
     return EventRow(
         event_id, event_type, service, stage, timestamp, topic, partition, offset, key, consumer_group,
@@ -303,12 +302,3 @@ def unique_rows(rows: Iterable[EventRow]) -> list[EventRow]:
     rows in one order (no deadlocks between overlapping batches)."""
     by_hash = {row.report_hash: row for row in rows}
     return [by_hash[h] for h in sorted(by_hash)]
-
-
-def ingest_payload(payload: object, now: dt.datetime, limits: IngestLimits | None = None) -> IngestResult:
-    """Validate a decoded request body and store it; the whole batch or nothing."""
-    from monitor.events import store
-
-    limits = limits or IngestLimits.from_settings()
-    rows = validate_payload(payload, now, limits)
-    return store.store_rows(rows, now)

@@ -193,7 +193,7 @@ def _json_id(value: object) -> str:
 
 def _json_int(value: object) -> int:
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return 0
 

@@ -17,7 +17,8 @@ from django.db import transaction
 from monitor.choices import FindingKind
 from monitor.events import detectors
 from monitor.events.config import DetectorConfig
-from monitor.events.detectors import CONSUMER_STAGES, EventFact, FindingData, Subscription
+from monitor.choices import CONSUMER_STAGES
+from monitor.events.detectors import EventFact, FindingData, Subscription
 from monitor.models import Event, ExpectedSubscription, Finding
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def known_consumer_versions(since: dt.datetime) -> dict[tuple[str, str], set[int
         .distinct()
     )
     for event_type, group, service, version in rows:
+        if version is None:
+            continue
         versions.setdefault((event_type, group or service), set()).add(version)
     return versions
 

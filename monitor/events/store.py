@@ -17,13 +17,15 @@ registered in the last minute, so a steady stream costs no extra writes.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 import threading
 import time
 from collections.abc import Iterable, Sequence
 
 from django.db import connection, transaction
 
-from monitor.events.ingest import EventRow, IngestResult, unique_rows
+from monitor.events.config import IngestLimits
+from monitor.events.ingest import EventRow, IngestResult, unique_rows, validate_payload
 from monitor.models import Event, EventType, Service
 
 REGISTRY_REFRESH_SECONDS = 60.0
@@ -124,8 +126,9 @@ def register_names(pairs: Iterable[tuple[str, str]], seen_at: dt.datetime) -> No
 def _upsert_names(model: type[Service] | type[EventType], names: list[str], seen_at: dt.datetime) -> None:
     if not names:
         return
+    rows: list[Any] = [model(name=name, first_seen_at=seen_at, last_seen_at=seen_at) for name in names]
     model.objects.bulk_create(
-        [model(name=name, first_seen_at=seen_at, last_seen_at=seen_at) for name in names],
+        rows,
         update_conflicts=True, unique_fields=["name"], update_fields=["last_seen_at"],
     )
 
@@ -134,3 +137,10 @@ def forget_registry_cache() -> None:
     """Forget which names were registered (tests roll the database back between cases)."""
     with _registry_lock:
         _registry_seen.clear()
+
+
+def ingest_payload(payload: object, now: dt.datetime, limits: IngestLimits | None = None) -> IngestResult:
+    """Validate a decoded request body and store it; the whole batch or nothing."""
+    limits = limits or IngestLimits.from_settings()
+    rows = validate_payload(payload, now, limits)
+    return store_rows(rows, now)

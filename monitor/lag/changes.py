@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from monitor.choices import GroupEventKind
-from monitor.lag import humanize
+from monitor import humanize
 from monitor.lag.compute import PartitionLag, TopicPartitionKey
 
 

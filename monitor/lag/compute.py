@@ -79,7 +79,7 @@ def group_partition_lags(
     committed_by_topic: dict[str, list[int]] = {}
     for topic, partition in committed:
         committed_by_topic.setdefault(topic, []).append(partition)
-    lags = []
+    lags: list[PartitionLag] = []
     append = lags.append
     # In (topic, partition) order, as covered_partitions() sorted.
     for topic in sorted(committed_by_topic):

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.lag import humanize
+from monitor import humanize
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def rate(points: Sequence[tuple[datetime, int | None]]) -> float | None:
     span = (known[-1][0] - known[0][0]).total_seconds()
     if span <= 0:
         return None
-    return (known[-1][1] - known[0][1]) / span  # type: ignore[operator]
+    return (known[-1][1] - known[0][1]) / span
 
 
 def catch_up(lag: int | None, consume_rate: float | None, produce_rate: float | None) -> Forecast:

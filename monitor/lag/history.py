@@ -353,7 +353,7 @@ def _anchors_postgresql(cluster_id: int, far: list[tuple[str, int, int]]) -> lis
     instants = _Instants()
     anchors = []
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, params)  # type: ignore[arg-type]
         for topic, partition, *found in cursor.fetchall():
             for point_at, log_start, log_end in (found[0:3], found[3:6], found[6:9]):
                 if point_at is not None:

@@ -14,10 +14,10 @@ from django.conf import settings
 from django.db import transaction
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
-from monitor.kafka.adapter import GroupListing, LogOffsets
-from monitor.lag import forecast, history
+from monitor.kafka.adapter import GroupListing, GroupMembership, LogOffsets
+from monitor.lag import forecast, history, members
 from monitor.lag.bulk import insert_rows, row_writer, update_rows
-from monitor.lag import humanize
+from monitor import humanize
 from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, rewind_detail
 from monitor.lag.compute import (
     PartitionLag, TopicLag, TopicPartitionKey, covered_partitions_of_groups, group_partition_lags, group_totals,
@@ -27,7 +27,8 @@ from monitor.lag.status import (
     GroupPoint, PartitionState, Rewind, StatusInputs, Verdict, comparable_window, group_status, is_stalled,
     members_live, stuck_since,
 )
-from monitor.lag.timelag import OffsetPoint, PartitionHistory, time_lag
+from monitor.lag.record_times import OVER_BUDGET, RecordReads, fetch_offset
+from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, over_budget, record_time_lag, time_lag
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
 )
@@ -51,6 +52,10 @@ class ClusterReading:
     log_offsets: dict[TopicPartitionKey, LogOffsets] = field(default_factory=dict)
     log_errors: dict[TopicPartitionKey, str] = field(default_factory=dict)
     requests: int = 0
+    membership: dict[str, GroupMembership] = field(default_factory=dict)
+    """Members and assignments per group, where the coordinator told (see the adapter)."""
+    record_reads: RecordReads = field(default_factory=RecordReads)
+    """Timestamps of the records lagging groups read next (time lag method ``record``)."""
 
     @cached_property
     def partitions(self) -> set[TopicPartitionKey]:
@@ -73,9 +78,9 @@ class GroupResult:
 
 
 PARTITION_ROW_FIELDS = ("topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-                        "time_lag_seconds", "time_lag_method", "time_lag_reason", "stuck_since", "stalled", "owner")
+                        "time_lag_seconds", "time_lag_method", "time_lag_reason", "stuck_since", "stalled")
 _REASON_INDEX = PARTITION_ROW_FIELDS.index("time_lag_reason")
-_STORED_ROW_LENGTH = PARTITION_ROW_FIELDS.index("owner")  # the owner is cached, not stored
+_STORED_ROW_LENGTH = len(PARTITION_ROW_FIELDS)
 _METHOD_TEXT = {method: str(method) for method in TimeLagMethod}
 
 
@@ -121,13 +126,18 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
 
     def evaluate(row: ConsumerGroup, parts: list[PartitionLag]) -> GroupResult:
         if row.id is None:
-            return _evaluate_group(row, parts, listed.get(row.name), None, [], [], tables, previous_counts,
-                                   reading.partition_counts, now, is_new=True)
-        return _evaluate_group(
-            row, parts, listed.get(row.name), stored.previous.get(row.id, {}),
-            stored.group_points_between(row.id, history_since, now), stored.rewinds_after(row.id, window_start),
-            tables, previous_counts, reading.partition_counts, now, is_new=False, peaks=peaks.get(row.id),
-        )
+            result = _evaluate_group(row, parts, listed.get(row.name), None, [], [], tables, previous_counts,
+                                     reading.partition_counts, now, is_new=True,
+                                     membership=reading.membership.get(row.name))
+        else:
+            result = _evaluate_group(
+                row, parts, listed.get(row.name), stored.previous.get(row.id, {}),
+                stored.group_points_between(row.id, history_since, now), stored.rewinds_after(row.id, window_start),
+                tables, previous_counts, reading.partition_counts, now, is_new=False, peaks=peaks.get(row.id),
+                membership=reading.membership.get(row.name),
+            )
+        _apply_membership(result, listed.get(row.name), reading.membership.get(row.name))
+        return result
 
     # New groups are evaluated first: their rows go in, snapshot and all, before the
     # samples that refer to them.
@@ -224,6 +234,8 @@ class _LogTables:
                     needed.setdefault((part.topic, part.partition), set()).add(part.committed_offset)
         self.points = history.offset_points(cluster.id, needed, reading.log_offsets, recent)
         self.log_offsets = reading.log_offsets
+        self.record_reads = reading.record_reads
+        self._record_lags: dict[tuple[str, int, int], TimeLag] = {}
         self.now = now
         self.window = history.status_window_seconds(cluster)
         self._histories: dict[TopicPartitionKey, PartitionHistory] = {}
@@ -242,9 +254,33 @@ class _LogTables:
                     table = histories[(topic, partition)] = PartitionHistory(
                         self.points.get((topic, partition), []), end, now)
                 lag_in_time = table.behind(committed)
+                if self.record_reads.times or self.record_reads.not_read:
+                    lag_in_time = self._with_record(topic, partition, committed, start, lag_in_time)
             append((topic, partition, committed, start, end, lag, lag_in_time.seconds,
                     method_text[lag_in_time.method], lag_in_time.reason or note))
         return rows
+
+    def _with_record(self, topic: str, partition: int, committed: int, start: int | None,
+                     from_history: TimeLag) -> TimeLag:
+        """The record's answer when its timestamp was read; else the history's, saying
+        why the record was not read."""
+        key = (topic, partition, committed)
+        found = self._record_lags.get(key)
+        if found is None:
+            at = (topic, partition, fetch_offset(committed, start))
+            record = self.record_reads.times.get(at)
+            why = self.record_reads.not_read.get(at)
+            if record is not None:
+                found = record_time_lag(record, self.now, from_history)
+            elif why == OVER_BUDGET:
+                found = over_budget(from_history)
+            elif why:
+                found = TimeLag(from_history.seconds, from_history.method,
+                                "; ".join(filter(None, (from_history.reason, f"record not read: {why}"))))
+            else:
+                found = from_history
+            self._record_lags[key] = found
+        return found
 
     def log_start_rate(self, key: TopicPartitionKey) -> float | None:
         if key not in self._start_rates:
@@ -268,7 +304,7 @@ def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
 
 
 _SNAPSHOT_FIELDS = [
-    "state", "members", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
+    "state", "members", "protocol", "member_details", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
     "catch_up_seconds", "retention_risk_seconds", "last_seen_at", "gone_at", "last_sample_at",
     "catch_up_never", "partial_partitions", "stalled_partitions", "lost_counted_to",
 ]
@@ -279,6 +315,7 @@ def _evaluate_group(
     previous: dict[TopicPartitionKey, PreviousOffsets] | None, past_points: list[GroupPoint], past_rewinds: list[Rewind],
     tables: _LogTables, previous_counts: dict[str, int], partition_counts: dict[str, int],
     now: datetime, *, is_new: bool, peaks: dict[TopicPartitionKey, int] | None = None,
+    membership: GroupMembership | None = None,
 ) -> GroupResult:
     window = tables.window
     reappeared = not is_new and row.gone_at is not None
@@ -313,7 +350,8 @@ def _evaluate_group(
         Rewind(at=now, detail=c.detail) for c in changes if c.kind == GroupEventKind.OFFSET_RESET
     ]
 
-    # Per partition: how long the committed offset has been stuck.
+    # Per partition: how long the committed offset has been stuck, and who owns it.
+    owners = members.owners(members.stored_members(membership))
     states: list[PartitionState] = []
     stalled_count = 0
     rows_out: list[tuple] = []
@@ -321,11 +359,12 @@ def _evaluate_group(
         before = previous.get(part.key) if previous else None
         since = stuck_since(before[0] if before else None, before[2] if before else None,
                             part.committed_offset, part.lag, now)
-        state = PartitionState(part.topic, part.partition, part.committed_offset, part.lag, since)
+        state = PartitionState(part.topic, part.partition, part.committed_offset, part.lag, since,
+                               members.owner_label(owners.get(part.key)) or None)
         stalled = is_stalled(state, now, window)
         stalled_count += stalled
         states.append(state)
-        rows_out.append(values + (since, stalled, None))
+        rows_out.append(values + (since, stalled))
     partition_rows = rows_out
 
     current = GroupPoint(polled_at=now, committed_total=totals.committed_total, lag=totals.lag,
@@ -333,13 +372,14 @@ def _evaluate_group(
                          partial=totals.partial_partitions)
     group_history = [p for p in past_points if p.polled_at < now] + [current]
     state_name = listing.state if listing else row.state
-    members = 0 if state_name.lower() == "empty" else None
+    told = members.member_count(membership)
+    member_count = told if told is not None else (0 if state_name.lower() == "empty" else None)
     verdict = group_status(StatusInputs(
         now=now, history=group_history, window_seconds=window,
         stopped_after_seconds=settings.MONITOR_STOPPED_AFTER_SECONDS,
         lost_messages=totals.lost_messages, data_loss_partitions=totals.lost_partitions,
-        rewinds=rewinds, members=members, broker_state=state_name, partitions=states,
-        members_live=members_live(state_name, members),
+        rewinds=rewinds, members=member_count, broker_state=state_name, partitions=states,
+        members_live=members_live(state_name, member_count),
     ))
     in_window = comparable_window(group_history, now, window)
     if totals.partial_partitions:
@@ -364,7 +404,7 @@ def _evaluate_group(
     retention = forecast.retention_risk(_retention_inputs(parts, tables))
 
     row.state = state_name[:40]
-    row.members = members
+    row.members = member_count
     row.status, row.status_reason = verdict.status, verdict.reason[:500]
     row.total_lag = totals.lag
     row.max_time_lag_seconds = totals.max_time_lag_seconds
@@ -398,6 +438,25 @@ def _rewinds_from_the_highest(changes: list[GroupChange], parts: list[PartitionL
                                                humanize.duration(window)))
         result.append(change)
     return result
+
+
+_OWNED_STATUSES = (GroupStatus.STALLED, GroupStatus.STOPPED, GroupStatus.GROWING)
+
+
+def _apply_membership(result: GroupResult, listing: GroupListing | None, membership: GroupMembership | None) -> None:
+    """Protocol, members and partition owners on the group row; a stalled, stopped or
+    growing group's reason names who owns its lagging partitions, where known."""
+    row = result.group
+    row.protocol = membership.protocol if membership is not None else (listing.protocol if listing else "unknown")
+    row.member_details = members.stored_members(membership)
+    count = members.member_count(membership)
+    if count is not None:
+        row.members = count
+    if row.member_details and row.status in _OWNED_STATUSES:
+        lagging = [(p.topic, p.partition) for p in sorted(result.partitions, key=lambda p: -(p.lag or 0)) if p.lag]
+        note = members.owner_note(row.member_details, lagging)
+        if note and ", owner " not in row.status_reason:  # a stalled partition's reason names its owner
+            row.status_reason = f"{row.status_reason}; {note}"[:500]
 
 
 def _retention_inputs(parts: list[PartitionLag], tables: _LogTables) -> Iterator[forecast.PartitionRetention]:

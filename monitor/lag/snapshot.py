@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.cache import cache
 
+from monitor.lag import members as group_members
 from monitor.lag.record import PARTITION_ROW_FIELDS, CycleResult, GroupResult
 from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, TopicLagSample
 
@@ -27,7 +28,7 @@ def _cluster_key(cluster_name: str) -> str:
 
 
 def _group_key(cluster_name: str, group: str) -> str:
-    # Group names may hold any character; the cache key must not. v3: partitions with stuck/stalled/owner.
+    # Group names may hold any character; the cache key must not. v3: partitions with stuck_since and stalled.
     return f"lag:snapshot:v3:group:{cluster_name}:{hashlib.sha1(group.encode()).hexdigest()}"
 
 
@@ -36,6 +37,9 @@ def group_summary(group: ConsumerGroup) -> dict[str, Any]:
         "group": group.name,
         "state": group.state,
         "members": group.members,
+        "protocol": group.protocol,
+        "member_details": group.member_details,
+        "member_count": len(group.member_details) if group.member_details is not None else group.members,
         "status": group.status,
         "status_reason": group.status_reason,
         "total_lag": group.total_lag,
@@ -62,7 +66,9 @@ def _cluster_summary(cluster: Cluster, groups: list[ConsumerGroup]) -> dict[str,
         "last_poll_at": cluster.last_poll_at,
         "last_success_at": cluster.last_success_at,
         "last_error": cluster.last_error,
-        "groups": [group_summary(g) for g in sorted(groups, key=lambda g: g.name)],
+        # Members stay in each group's own entry: the cluster's would grow with every member.
+        "groups": [{k: v for k, v in group_summary(g).items() if k != "member_details"}
+                   for g in sorted(groups, key=lambda g: g.name)],
     }
 
 
@@ -83,6 +89,18 @@ def _expanded(cached: dict[str, Any]) -> dict[str, Any]:
     body = {key: value for key, value in cached.items() if key not in ("partition_rows", "topic_lags")}
     body["partitions"] = [dict(zip(PARTITION_ROW_FIELDS, row)) for row in cached["partition_rows"]]
     body["topic_lags"] = cached["topic_lags"]
+    return _with_owners(body)
+
+
+def _with_owners(body: dict[str, Any]) -> dict[str, Any]:
+    """Per partition, the member owning it: ``owner`` (member id), ``owner_client_id``
+    and ``owner_host``; all None when unassigned or when the broker did not tell."""
+    owners = group_members.owners(body.get("member_details"))
+    for partition in body["partitions"]:
+        member = owners.get((partition["topic"], partition["partition"]))
+        partition["owner"] = member.get("member_id") if member else None
+        partition["owner_client_id"] = member.get("client_id") if member else None
+        partition["owner_host"] = member.get("host") if member else None
     return body
 
 
@@ -147,7 +165,6 @@ def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
             "log_start_offset": s.log_start_offset, "log_end_offset": s.log_end_offset, "lag": s.lag,
             "time_lag_seconds": s.time_lag_seconds, "time_lag_method": s.time_lag_method,
             "time_lag_reason": s.time_lag_reason, "stuck_since": s.stuck_since, "stalled": s.stalled,
-            "owner": None,
         }
         for s in samples
     ]
@@ -158,4 +175,4 @@ def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
          "unknown_partitions": t.unknown_partitions, "partial_partitions": t.partial_partitions}
         for t in topics
     ]
-    return body
+    return _with_owners(body)

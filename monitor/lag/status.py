@@ -35,7 +35,7 @@ from typing import NamedTuple
 from datetime import datetime
 
 from monitor.choices import GroupStatus
-from monitor.lag import humanize
+from monitor import humanize
 
 
 class GroupPoint(NamedTuple):

@@ -1,4 +1,6 @@
-from monitor.models.alerts import Alert, AlertRule, DeliveryAttempt, MaintenanceWindow, Notification, Silence
+from monitor.models.alerts import (
+    Alert, AlertRule, DeliveryAttempt, Heartbeat, MaintenanceWindow, Notification, Silence,
+)
 from monitor.models.channels import Channel
 from monitor.models.clusters import Cluster, ConsumerGroup, Topic
 from monitor.models.events import Event, EventType, ExpectedSubscription, Finding, Service
@@ -7,7 +9,7 @@ from monitor.models.tokens import ApiToken
 
 __all__ = [
     "Alert", "AlertRule", "ApiToken", "Channel", "Cluster", "ConsumerGroup", "DeliveryAttempt",
-    "Event", "EventType", "ExpectedSubscription", "Finding", "GroupEvent", "LogOffsetSample",
+    "Event", "EventType", "ExpectedSubscription", "Finding", "GroupEvent", "Heartbeat", "LogOffsetSample",
     "MaintenanceWindow", "Notification", "PartitionLagSample", "PollRun", "Service", "Silence",
     "Topic", "TopicLagSample",
 ]

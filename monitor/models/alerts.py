@@ -2,6 +2,8 @@
 delivery attempts, silences and maintenance windows."""
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 from django.db.models import Q
 
@@ -75,9 +77,15 @@ class Alert(models.Model):
 
 
 class Notification(models.Model):
-    """Outbox row: written in the same transaction as the alert's state change."""
+    """Outbox row: written in the same transaction as the alert's state change.
 
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications")
+    ``idempotency_key`` is sent with every attempt (HTTP header ``Idempotency-Key``,
+    webhook body, Slack metadata, email Message-ID): delivery is at-least-once, and a
+    receiver that sees the same key twice got the same message twice. A digest outlives
+    the alert it was first written for (``alert`` becomes null when that rule is deleted)."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.SET_NULL, null=True, blank=True, related_name="notifications")
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=20, choices=NotificationKind.choices)
     payload = models.JSONField(default=dict)
@@ -103,8 +111,13 @@ class Notification(models.Model):
 
 
 class DeliveryAttempt(models.Model):
+    """One try to send. Written (committed) before the send starts, completed after it:
+    an attempt without ``finished_at`` is one whose worker died or lost its claim
+    mid-send, so the receiver may or may not have got it."""
+
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="attempt_log")
-    at = models.DateTimeField()
+    at = models.DateTimeField(help_text="When the send started")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the attempt never finished")
     status_code = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     duration_seconds = models.FloatField()
@@ -150,3 +163,18 @@ class MaintenanceWindow(models.Model):
         return self.name
 
 
+
+
+class Heartbeat(models.Model):
+    """The last sign of life of a background component ("scheduler", "worker").
+
+    The scheduler's row doubles as its lock: ``owner`` is the beat process that holds
+    it; another beat takes over only when the row is older than the lock's lease."""
+
+    component = models.CharField(max_length=40, primary_key=True)
+    at = models.DateTimeField()
+    owner = models.CharField(max_length=200, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.component} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from monitor.choices import ClusterStatus, GroupStatus, SaslMechanism, SecurityProtocol
+from monitor.choices import ClusterStatus, GroupProtocol, GroupStatus, SaslMechanism, SecurityProtocol
 
 name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, digits, '.', '_' and '-' (no spaces or slashes)."
@@ -95,6 +95,11 @@ class ConsumerGroup(models.Model):
     name = models.CharField(max_length=255)
     state = models.CharField(max_length=40, blank=True, help_text="Broker-reported group state")
     members = models.IntegerField(null=True, blank=True)
+    protocol = models.CharField(max_length=10, choices=GroupProtocol.choices, default=GroupProtocol.UNKNOWN)
+    member_details = models.JSONField(
+        null=True, blank=True,
+        help_text="Members as the coordinator described them at the last poll: "
+                  "[{member_id, client_id, host, partitions: [[topic, partition], ...]}]; null = not told")
     status = models.CharField(max_length=20, choices=GroupStatus.choices, default=GroupStatus.UNKNOWN)
     status_reason = models.CharField(max_length=500, blank=True)
     total_lag = models.BigIntegerField(null=True, blank=True)

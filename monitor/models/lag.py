@@ -63,7 +63,7 @@ class PartitionLagSample(models.Model):
     log_end_offset = models.BigIntegerField(null=True)
     lag = models.BigIntegerField(null=True, help_text="null when unknown, never 0 for unknown")
     time_lag_seconds = models.FloatField(null=True)
-    time_lag_method = models.CharField(max_length=20, choices=TimeLagMethod.choices)
+    time_lag_method = models.CharField(max_length=24, choices=TimeLagMethod.choices)
     time_lag_reason = models.CharField(max_length=200, blank=True)
     stuck_since = models.DateTimeField(
         null=True, help_text="Start of the current stretch with this committed offset while lagging")

@@ -1,6 +1,12 @@
 """Email through Django's SMTP settings: a text and an HTML part, a subject that sorts
-well, and threading headers so an incident's messages stay together."""
+well, threading headers so an incident's messages stay together, and one Message-ID
+(from the notification's idempotency key) across retries."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.models import Channel, Notification
 
 import smtplib
 import socket
@@ -13,12 +19,19 @@ from monitor.notify.base import Notifier, NotifierError
 
 
 class EmailNotifier(Notifier):
-    def send(self, notification: object) -> None:
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(channel)
+        self.timeout_seconds = float(settings.EMAIL_TIMEOUT)
+
+    def send(self, notification: Notification) -> None:
         recipients = self.channel.recipients
         if not recipients:
             raise NotifierError("the channel has no recipients", permanent=True)
         payload = notification.payload
-        headers = {"Auto-Submitted": "auto-generated", "X-Kafka-Monitor-Kind": payload["kind"]}
+        key = self.idempotency_key(notification)
+        # One Message-ID for every attempt: mail systems and clients drop the repeat.
+        headers = {"Auto-Submitted": "auto-generated", "X-Kafka-Monitor-Kind": payload["kind"],
+                   "Message-ID": render.email_message_id(key), "Idempotency-Key": key}
         thread = render.email_thread_id(payload)
         if thread:
             headers["References"] = thread
@@ -29,7 +42,7 @@ class EmailNotifier(Notifier):
         )
         message.attach_alternative(render.email_html(payload), "text/html")
         try:
-            connection = get_connection(fail_silently=False, timeout=settings.EMAIL_TIMEOUT)
+            connection = get_connection(fail_silently=False, timeout=self.timeout_seconds)
             message.connection = connection
             message.send(fail_silently=False)
         except smtplib.SMTPRecipientsRefused as exc:

@@ -1,11 +1,16 @@
-"""HTTP delivery shared by Slack and generic webhooks: timeouts, no redirects, and the
-classification of answers into success, retry later (timeouts, 408, 429 with
+"""HTTP delivery shared by Slack and generic webhooks: timeouts, no redirects, the
+``Idempotency-Key`` header on every attempt, and the classification of answers into success, retry later (timeouts, 408, 429 with
 ``Retry-After``, 5xx) and permanent errors (other 4xx).
 
 Uses the standard library only. Error messages never contain the URL: webhook URLs are
 secrets.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from monitor.models import Channel, Notification
 
 import email.utils
 import json
@@ -86,7 +91,7 @@ def _reason(reason: object) -> str:
     return str(reason)
 
 
-def _read(response: object) -> str:
+def _read(response: Any) -> str:
     try:
         return response.read(MAX_BODY_BYTES).decode("utf-8", errors="replace")
     except Exception:  # noqa: BLE001 - the status code is what matters
@@ -97,21 +102,20 @@ class HttpNotifier(Notifier):
     """POSTs JSON to the channel's webhook URL. Subclasses build the body and may map
     receiver-specific errors (``classify``)."""
 
-    timeout_seconds = DEFAULT_TIMEOUT_SECONDS
-
     def url(self) -> str:
         return self.channel.webhook_url
 
     def secrets(self) -> list[str]:
         return [self.url()]
 
-    def body(self, notification: object) -> dict:
+    def body(self, notification: Notification) -> dict:
         raise NotImplementedError
 
-    def send(self, notification: object) -> None:
+    def send(self, notification: Notification) -> None:
         if not self.url():
             raise NotifierError("the channel has no webhook URL", permanent=True)
-        response = post_json(self.url(), self.body(notification), self.timeout_seconds)
+        headers = {"Idempotency-Key": self.idempotency_key(notification)}
+        response = post_json(self.url(), self.body(notification), self.timeout_seconds, headers=headers)
         self.last_status_code = response.status
         self.classify(response)
 

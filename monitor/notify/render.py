@@ -22,12 +22,11 @@ import math
 from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
-from django.conf import settings
 
 from monitor.alerts import metrics as metric_registry
-from monitor.alerts.metrics import format_duration
+from monitor import links as site_links
+from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import RuleSpec
 from monitor.choices import NotificationKind, Severity
 
@@ -36,9 +35,9 @@ if TYPE_CHECKING:
 
 PRODUCT = "kafka-monitor"
 MAX_ITEMS_IN_MESSAGE = 10
-SEVERITY_COLOURS = {Severity.CRITICAL: "#d64545", Severity.WARNING: "#d98a00", Severity.INFO: "#5b6b8c"}
+SEVERITY_COLOURS: dict[str, str] = {Severity.CRITICAL: "#d64545", Severity.WARNING: "#d98a00", Severity.INFO: "#5b6b8c"}
 RESOLVED_COLOUR = "#1f9d55"
-SEVERITY_ORDER = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+SEVERITY_ORDER: dict[str, int] = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 KIND_WORDS = {
     NotificationKind.FIRING: "FIRING",
     NotificationKind.REMINDER: "STILL FIRING",
@@ -57,16 +56,9 @@ def _parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
-def base_url() -> str:
-    return settings.MONITOR_BASE_URL.rstrip("/")
-
-
-def group_path(cluster: str, group: str) -> str:
-    return f"/clusters/{quote(cluster, safe='')}/groups/{quote(group, safe='')}/"
-
-
-def alert_path(alert_id: int) -> str:
-    return f"/alerts/{alert_id}/"
+base_url = site_links.base_url
+group_path = site_links.group_path
+alert_path = site_links.alert_path
 
 
 def _metric(name: str) -> metric_registry.Metric | None:
@@ -262,7 +254,7 @@ def slack_message(payload_: dict) -> dict:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]})
     if len(items) > len(shown):
         blocks.append({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": f"... and {len(items) - len(shown)} more: see {base_url()}/alerts/"}]})
+            {"type": "mrkdwn", "text": f"... and {len(items) - len(shown)} more: see {site_links.absolute_url('alerts')}"}]})
     return {"text": text, "attachments": [{"color": colour, "blocks": blocks}]}
 
 
@@ -318,7 +310,7 @@ def email_html(payload_: dict) -> str:
     if kind == NotificationKind.TEST:
         return f"<p>{e(fallback_text(payload_))}</p>"
     colour = colour_of(kind, payload_["items"])
-    parts = [f'<div style="font-family:sans-serif;font-size:14px">',
+    parts = ['<div style="font-family:sans-serif;font-size:14px">',
              f'<h2 style="border-left:6px solid {colour};padding-left:8px">{e(title(payload_))}</h2>']
     for item in payload_["items"]:
         parts.append(f'<h3 style="margin-bottom:4px">{e(item["rule"])} <small>({e(item["severity"])})</small></h3>')
@@ -357,6 +349,11 @@ def email_thread_id(payload_: dict) -> str | None:
     if len(items) != 1:
         return None
     return f"<alert-{items[0]['alert_id']}@{PRODUCT}>"
+
+
+def email_message_id(idempotency_key: str) -> str:
+    """The Message-ID of one notification, the same on every attempt."""
+    return f"<notification-{idempotency_key}@{PRODUCT}>"
 
 
 # -- generic webhook ------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ class Demo:
         self.base_dir = Path(settings.BASE_DIR)
         self.var_dir = var_dir or self.base_dir / "var"
         self.url = f"http://{HOST}:{web_port}"
-        self.redis_url: str | None = os.environ.get("REDIS_URL") or orch.DEFAULT_REDIS_URL
+        self.redis_url: str | None = settings.REDIS_URL or orch.DEFAULT_REDIS_URL
         self.progress = orch.Progress(STEPS, console)
         self.supervisor = orch.Supervisor(self.var_dir / "log", console)
         self.stop = orch.StopRequest()
@@ -125,7 +125,7 @@ class Demo:
             problem = orch.redis_problem(self.redis_url or orch.DEFAULT_REDIS_URL)
             if problem:
                 note.detail = (f"Redis unreachable ({problem}); using the embedded Celery transport "
-                               f"(var/celery-queue) and an in-memory cache")
+                               f"(var/celery) and an in-memory cache")
                 self.redis_url = None
             else:
                 note.detail = "Redis answers; Celery and the cache use it"
@@ -143,7 +143,7 @@ class Demo:
 
     def create_admin(self) -> None:
         with self.progress.step(f'creating the admin user "{ADMIN_USERNAME}"') as note:
-            self.admin = orch.ensure_admin_user(ADMIN_USERNAME, os.environ.get("DEMO_PASSWORD") or None)
+            self.admin = orch.ensure_admin_user(ADMIN_USERNAME, settings.DEMO_PASSWORD)
             note.detail = self.admin.describe()
 
     def start_broker(self) -> None:
@@ -236,7 +236,7 @@ class Demo:
         else:
             password = "unchanged since the first run (DEMO_PASSWORD=... make demo resets it)"
         celery = f"Redis at {orch.redacted_url(self.redis_url)}" if self.redis_url else \
-            "embedded transport in var/celery-queue"
+            "embedded transport in var/celery"
         for line in (
             "",
             "The Kafka monitor demo is running.",

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitor', '0007_lag_partition_sample_lean_writes'),
+        ('monitor', '0010_timelag_record_method'),
     ]
 
     operations = [

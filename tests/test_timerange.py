@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboards.time_range import TimeRangeError, format_iso, parse_time_range
+from monitor.timerange import TimeRangeError, format_iso, parse_time_range
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -5,7 +5,12 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
 
-from dashboards.formatting import format_ago, format_compact, format_duration, format_number, format_utc
+from monitor import humanize
+from monitor.humanize import ago as format_ago
+from monitor.humanize import compact as format_compact
+from monitor.humanize import count as format_number
+from monitor.humanize import duration as format_duration
+from monitor.humanize import utc as format_utc
 
 
 @pytest.mark.parametrize(
@@ -35,3 +40,25 @@ def test_times_are_shown_in_utc_and_relative():
     assert format_ago(now - timedelta(seconds=200), now) == "3 min 20 s ago"
     assert format_ago(now, now) == "just now"
     assert format_ago(None, now) == "never"
+
+
+def test_a_reason_a_page_and_a_message_print_the_same_duration():
+    """100,000 s once read "27.8 h" in a status reason, "1 d 3 h" on a page and
+    "27 h 46 min" in Slack and email: now one formatter prints them all."""
+    from dashboards.templatetags.monitor_format import duration as page_filter
+    from monitor.lag.forecast import catch_up
+    from monitor.notify.render import format_value
+
+    expected = "1 d 3 h"
+    assert humanize.duration(100_000) == expected
+    assert page_filter(100_000) == expected
+    assert format_value("time_lag_seconds", 100_000) == expected  # Slack, email and webhook text
+    assert catch_up(100_000, 2.0, 1.0).reason.endswith(f"about {expected}")  # a forecast's reason
+
+
+def test_a_reason_a_page_and_a_message_print_the_same_count():
+    from dashboards.templatetags.monitor_format import number as page_filter
+    from monitor.notify.render import format_value
+
+    assert page_filter(1_234_567) == humanize.count(1_234_567) == "1,234,567"
+    assert format_value("lag", 1_234_567) == "1,234,567 messages"

@@ -6,8 +6,11 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 import pytest
 from django.utils import timezone
 
-from dashboards import queries
-from dashboards.queries import OverviewFilter, choose_resolution, downsample, redact
+from monitor.lag import queries
+from monitor.lag import series as lag_series
+from monitor.lag.queries import OverviewFilter
+from monitor.lag.series import choose_resolution, downsample
+from monitor.redaction import redact
 from monitor.choices import ClusterStatus, GroupStatus, TimeLagMethod
 from monitor.models import Cluster, ConsumerGroup, PollRun
 from tests.lag_rows import Part, make_group, record_poll, topic_samples
@@ -150,7 +153,7 @@ def test_topic_lag_series_gives_one_series_per_reading_group(cluster):
     now = timezone.now()
     for name in ("billing", "audit"):
         topic_samples(make_group(cluster, name), "orders", now - timedelta(minutes=5), 3, timedelta(minutes=1))
-    result = queries.topic_lag_series(cluster, "orders", now - timedelta(hours=1), now, now)
+    result = lag_series.topic_lag_series(cluster, "orders", now - timedelta(hours=1), now, now)
     assert [(s.name, len(s.points)) for s in result] == [("audit", 3), ("billing", 3)]
 
 
@@ -159,7 +162,7 @@ def test_partition_series_split_each_topic_by_partition(cluster):
     group = make_group(cluster, "billing")
     for i in range(3):
         record_poll(group, now - timedelta(minutes=3 - i), [Part("orders", 0, 0, i, i), Part("orders", 1, 0, 5, 5)])
-    result = queries.partition_lag_series(group, now - timedelta(hours=1), now)
+    result = lag_series.partition_lag_series(group, now - timedelta(hours=1), now)
     assert [(s.name, [v for _, v in s.points]) for s in result["orders"]] == [
         ("partition 0", [0, 1, 2]), ("partition 1", [5, 5, 5])]
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from monitor.choices import Stage, StepKind
 
-STAGE_RANK = {Stage.PUBLISHED: 0, Stage.CONSUMED: 1, Stage.PROCESSED: 2, Stage.FAILED: 2, Stage.DEAD_LETTERED: 3}
-OUTCOME_STAGES = {Stage.PROCESSED: StepKind.PROCESS, Stage.FAILED: StepKind.FAILED,
+STAGE_RANK: dict[str, int] = {Stage.PUBLISHED: 0, Stage.CONSUMED: 1, Stage.PROCESSED: 2, Stage.FAILED: 2, Stage.DEAD_LETTERED: 3}
+OUTCOME_STAGES: dict[str, StepKind] = {Stage.PROCESSED: StepKind.PROCESS, Stage.FAILED: StepKind.FAILED,
                   Stage.DEAD_LETTERED: StepKind.DEAD_LETTERED}
 # Steps that take time and can be "the slowest"; marks and open-ended steps cannot.
 TIMED_KINDS = {StepKind.QUEUE_WAIT, StepKind.PROCESS, StepKind.FAILED, StepKind.DEAD_LETTERED, StepKind.GAP}

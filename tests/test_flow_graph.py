@@ -1,7 +1,7 @@
 """Flow graph rules on plain data: edges, health against tolerances, focus, hubs, skew."""
 import pytest
 
-from dashboards.flow_model import (
+from monitor.flow.graph import (
     ConsumeAggregate,
     GroupLag,
     InputError,

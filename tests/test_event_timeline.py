@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboards.trace_timeline import TraceEvent, build_timeline, causal_order
+from monitor.events.timeline import TraceEvent, build_timeline, causal_order
 from monitor.choices import StepKind
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

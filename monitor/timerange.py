@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
+from monitor.errors import QueryError
+
 PRESETS: dict[str, str] = {
     "15m": "Last 15 minutes",
     "1h": "Last hour",
@@ -26,13 +28,8 @@ _RELATIVE = re.compile(r"^(\d{1,4})([mhd])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
 
-class TimeRangeError(ValueError):
+class TimeRangeError(QueryError):
     """A bad range parameter; ``field`` names the query parameter to blame."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Read layer of the flow graph: queries, statistics and graph shaping."""

@@ -1,0 +1,68 @@
+"""Shaping a flow graph for a reader: the configured tolerances with a URL's overrides,
+a focus on a service or a consumer group's neighbourhood, hidden hubs or services.
+
+Shared by the JSON API and the flow page, which read the same parameters; bad values
+raise :class:`monitor.errors.QueryError` naming the parameter.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from django.conf import settings
+
+from monitor.choices import FlowNodeKind
+from monitor.errors import QueryError
+from monitor.flow import graph as flow_graph
+from monitor.flow.graph import FlowGraph, Tolerances
+
+HIDE_HUBS = "hubs"
+HIDE_NONE = "none"  # explicit "hide nothing" (the dashboard hides hubs by default)
+
+
+def configured_tolerances(params: Mapping[str, str]) -> Tolerances:
+    """Settings (``MONITOR_FLOW_TOLERANCES``) first, then the URL's own overrides."""
+    base = Tolerances.from_mapping(settings.MONITOR_FLOW_TOLERANCES)
+    return Tolerances.from_params(params, base)
+
+
+def focus_services(graph: FlowGraph, params: Mapping[str, str]) -> list[str]:
+    """``focus=<service>``, or ``group=<consumer group>`` for the services consuming as
+    that group (a link from a group or an alert knows the group, not the service)."""
+    focus = (params.get("focus") or "").strip()
+    if focus:
+        return [focus]
+    group = (params.get("group") or "").strip()
+    return flow_graph.consumers_of_group(graph, group) if group else []
+
+
+def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str]) -> FlowGraph:
+    """Apply ``focus=<service>`` / ``group=<consumer group>`` (a neighbourhood) and
+    ``hide=hubs`` / ``hide=<service>`` (``hide=none`` hides nothing)."""
+    hubs = flow_graph.find_hubs(graph)
+    for key in hubs:
+        graph.nodes[key].hub = True
+    focused = focus_services(graph, params)
+    asked = bool(focused or (params.get("group") or "").strip())
+    drop: set[str] = set()
+    for name in hidden:
+        if name == HIDE_HUBS:
+            drop |= hubs
+        elif name != HIDE_NONE:
+            drop.add(flow_graph.node_id(FlowNodeKind.SERVICE, name))
+    drop -= {flow_graph.node_id(FlowNodeKind.SERVICE, name) for name in focused}  # never hide what was asked for
+    if drop:
+        graph = flow_graph.hide(graph, drop)
+    if asked:
+        try:
+            depth = int(params.get("depth") or 1)
+        except ValueError:
+            raise QueryError("depth", "must be a whole number") from None
+        if not 1 <= depth <= 5:
+            raise QueryError("depth", "must be between 1 and 5")
+        graph = flow_graph.focus(graph, focused, depth)
+    return graph
+
+
+def hidden_names(values: Iterable[str]) -> list[str]:
+    """``hide`` may repeat or be comma separated."""
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]

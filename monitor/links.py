@@ -1,0 +1,52 @@
+"""Every link the product builds, through ``reverse()``: pages, Slack, email and webhooks
+point at the same URLs, quoted the same way. Names come from Kafka or from ingest and
+are hostile: ``reverse()`` quotes path segments and :func:`urlencode` builds query
+strings; nothing is concatenated by hand.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.urls import reverse
+
+
+def path(name: str, *args: object, query: Mapping[str, object] | None = None) -> str:
+    """The site-relative path of the URL pattern ``name``, with an encoded query string."""
+    url = reverse(name, args=[str(a) for a in args])
+    params = {key: value for key, value in (query or {}).items() if value not in (None, "")}
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def base_url() -> str:
+    return str(settings.MONITOR_BASE_URL).rstrip("/")
+
+
+def absolute(site_path: str) -> str:
+    """``site_path`` on the public address of this installation (for messages)."""
+    return base_url() + site_path
+
+
+def absolute_url(name: str, *args: object, query: Mapping[str, object] | None = None) -> str:
+    return absolute(path(name, *args, query=query))
+
+
+def group_path(cluster: str, group: str) -> str:
+    return path("group", cluster, group)
+
+
+def topic_path(cluster: str, topic: str) -> str:
+    return path("topic", cluster, topic)
+
+
+def alert_path(alert_id: int) -> str:
+    return path("alert", alert_id)
+
+
+def service_path(name: str) -> str:
+    return path("flow-service", name)
+
+
+def event_topic_path(name: str) -> str:
+    return path("flow-event-topic", name)

@@ -1,0 +1,212 @@
+"""A small Kafka-protocol responder for the group-membership calls tansu does not serve.
+
+Test double, and why: tansu answers neither ConsumerGroupDescribe (KIP-848) nor
+DescribeGroups with members and assignments, and no Apache Kafka broker can run here.
+This responder listens on a real socket and answers ApiVersions, Metadata,
+FindCoordinator, ListGroups, DescribeGroups and ConsumerGroupDescribe with responses
+built and encoded by the same protocol classes the adapter decodes with (kafka-python's,
+and the adapter's own ConsumerGroupDescribe classes built from Apache Kafka's schemas).
+So the client, the framing, the version negotiation and the decoding are all real; only
+the group state is scripted. Any other request closes the connection.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka.protocol.admin import (
+    DescribeGroupsRequest, DescribeGroupsResponse, ListGroupsRequest, ListGroupsResponse,
+)
+from kafka.protocol.broker_version_data import BROKER_API_VERSIONS
+from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
+from kafka.protocol.metadata import (
+    ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
+    MetadataResponse,
+)
+
+from monitor.kafka.adapter import ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse
+
+GROUP_ID_NOT_FOUND = 69
+
+
+@dataclass
+class ScriptedMember:
+    member_id: str
+    client_id: str
+    client_host: str
+    partitions: dict[str, list[int]]
+
+
+@dataclass
+class ScriptedGroup:
+    group_id: str
+    group_type: str  # classic | consumer | share
+    state: str = "Stable"
+    protocol_type: str = "consumer"
+    members: list[ScriptedMember] = field(default_factory=list)
+
+
+class KafkaResponder:
+    """Serve scripted groups on 127.0.0.1 (one broker, node 0). Use as a context manager."""
+
+    def __init__(self, groups: list[ScriptedGroup], *, serve_consumer_describe: bool = True,
+                 list_group_types: bool = True) -> None:
+        self.groups = {g.group_id: g for g in groups}
+        self.serve_consumer_describe = serve_consumer_describe
+        self.list_group_types = list_group_types
+        self.requests: list[tuple[int, int]] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "KafkaResponder":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed = True
+        self._server.close()
+
+    # -- network ---------------------------------------------------------------
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            while True:
+                size_bytes = _read_exactly(conn, 4)
+                if size_bytes is None:
+                    return
+                frame = _read_exactly(conn, struct.unpack(">i", size_bytes)[0])
+                if frame is None:
+                    return
+                api_key, api_version = struct.unpack(">hh", frame[:4])
+                self.requests.append((api_key, api_version))
+                reply = self._answer(api_key, api_version, frame)
+                if reply is None:
+                    return
+                conn.sendall(reply)
+
+    # -- answers ---------------------------------------------------------------
+    def _answer(self, api_key: int, version: int, frame: bytes) -> bytes | None:
+        handlers = {
+            ApiVersionsRequest.API_KEY: (ApiVersionsRequest, self._api_versions),
+            MetadataRequest.API_KEY: (MetadataRequest, self._metadata),
+            FindCoordinatorRequest.API_KEY: (FindCoordinatorRequest, self._find_coordinator),
+            ListGroupsRequest.API_KEY: (ListGroupsRequest, self._list_groups),
+            DescribeGroupsRequest.API_KEY: (DescribeGroupsRequest, self._describe_groups),
+            ConsumerGroupDescribeRequest.API_KEY: (ConsumerGroupDescribeRequest, self._consumer_group_describe),
+        }
+        if api_key not in handlers:
+            return None
+        request_class, handler = handlers[api_key]
+        if api_key == ApiVersionsRequest.API_KEY and version > ApiVersionsRequest.max_version:
+            version = 0
+        request = request_class.decode(frame, version=version, header=True)
+        response = handler(request, version)
+        response.API_VERSION = version
+        response.with_header(correlation_id=request.header.correlation_id)
+        return response.encode(header=True, framed=True)
+
+    def _api_versions(self, request: Any, version: int) -> Any:
+        supported = dict(BROKER_API_VERSIONS[(4, 0)])
+        if not self.serve_consumer_describe:
+            supported.pop(ConsumerGroupDescribeRequest.API_KEY, None)
+        if not self.list_group_types:
+            supported[ListGroupsRequest.API_KEY] = (0, 4)
+        keys = [ApiVersionsResponse.ApiVersion(api_key=k, min_version=lo, max_version=hi)
+                for k, (lo, hi) in sorted(supported.items())]
+        return ApiVersionsResponse(error_code=0, api_keys=keys, throttle_time_ms=0)
+
+    def _metadata(self, request: Any, version: int) -> Any:
+        broker = MetadataResponse.MetadataResponseBroker(node_id=0, host="127.0.0.1", port=self.port, rack=None)
+        return MetadataResponse(throttle_time_ms=0, brokers=[broker], cluster_id="responder", controller_id=0,
+                                topics=[], error_code=0)
+
+    def _find_coordinator(self, request: Any, version: int) -> Any:
+        keys = request.coordinator_keys if version >= 4 else [request.key]
+        if version >= 4:
+            return FindCoordinatorResponse(throttle_time_ms=0, coordinators=[
+                FindCoordinatorResponse.Coordinator(key=k, node_id=0, host="127.0.0.1", port=self.port,
+                                                    error_code=0, error_message=None) for k in keys])
+        return FindCoordinatorResponse(throttle_time_ms=0, error_code=0, error_message=None, node_id=0,
+                                       host="127.0.0.1", port=self.port)
+
+    def _list_groups(self, request: Any, version: int) -> Any:
+        listed = [ListGroupsResponse.ListedGroup(
+            group_id=g.group_id, protocol_type="share" if g.group_type == "share" else g.protocol_type,
+            group_state=g.state, group_type=g.group_type) for g in self.groups.values()]
+        return ListGroupsResponse(throttle_time_ms=0, error_code=0, groups=listed)
+
+    def _describe_groups(self, request: Any, version: int) -> Any:
+        described = []
+        Group = DescribeGroupsResponse.DescribedGroup
+        for group_id in request.groups:
+            group = self.groups.get(group_id)
+            if group is None or group.group_type != "classic":
+                # What Apache Kafka 4 answers for a KIP-848 group: not a classic group.
+                described.append(Group(error_code=GROUP_ID_NOT_FOUND, error_message=None, group_id=group_id,
+                                       group_state="Dead", protocol_type="", protocol_data="", members=[]))
+                continue
+            members = [Group.DescribedGroupMember(
+                member_id=m.member_id, group_instance_id=None, client_id=m.client_id, client_host=m.client_host,
+                member_metadata=b"",
+                member_assignment=ConsumerProtocolAssignment(
+                    version=0, assigned_partitions=sorted(m.partitions.items()), user_data=None).encode(),
+            ) for m in group.members]
+            described.append(Group(error_code=0, error_message=None, group_id=group_id, group_state=group.state,
+                                   protocol_type=group.protocol_type, protocol_data="range", members=members))
+        return DescribeGroupsResponse(throttle_time_ms=0, groups=described)
+
+    def _consumer_group_describe(self, request: Any, version: int) -> Any:
+        Group = ConsumerGroupDescribeResponse.DescribedGroup
+        Assignment = Group.Member.Assignment
+        described = []
+        for group_id in request.group_ids:
+            group = self.groups.get(group_id)
+            if group is None or group.group_type != "consumer":
+                described.append(Group(error_code=GROUP_ID_NOT_FOUND, error_message=f"Group {group_id} not found.",
+                                       group_id=group_id, group_state="", group_epoch=-1, assignment_epoch=-1,
+                                       assignor_name="", members=[]))
+                continue
+            members = []
+            for m in group.members:
+                assignment = Assignment(topic_partitions=[
+                    Assignment.TopicPartitions(topic_id=uuid.uuid5(uuid.NAMESPACE_DNS, topic), topic_name=topic,
+                                               partitions=parts)
+                    for topic, parts in sorted(m.partitions.items())])
+                members.append(Group.Member(
+                    member_id=m.member_id, instance_id=None, rack_id=None, member_epoch=5, client_id=m.client_id,
+                    client_host=m.client_host, subscribed_topic_names=sorted(m.partitions),
+                    subscribed_topic_regex=None, assignment=assignment, target_assignment=assignment))
+            described.append(Group(error_code=0, error_message=None, group_id=group_id, group_state=group.state,
+                                   group_epoch=5, assignment_epoch=5, assignor_name="uniform", members=members))
+        return ConsumerGroupDescribeResponse(throttle_time_ms=0, groups=described)
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
+    chunks, remaining = [], size
+    while remaining:
+        try:
+            chunk = conn.recv(remaining)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
