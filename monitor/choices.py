@@ -96,6 +96,7 @@ class GroupEventKind(models.TextChoices):
 
 
 class Stage(models.TextChoices):
+    OUTBOX = "outbox", "Written to the outbox"
     PUBLISHED = "published", "Published"
     CONSUMED = "consumed", "Consumed"
     PROCESSED = "processed", "Processed"
@@ -117,6 +118,19 @@ class FindingKind(models.TextChoices):
     SCHEMA_DRIFT = "schema_drift", "Schema drift"
     CASCADE_STORM = "cascade_storm", "Cascade storm"
     FAILURE_RATE = "failure_rate", "Failures"
+    UNPUBLISHED_OUTBOX = "unpublished_outbox", "Outbox rows never published"
+
+
+class TransactionState(models.TextChoices):
+    IN_FLIGHT = "in_flight", "In flight"
+    COMPLETED = "completed", "Completed"
+    COMPENSATED = "compensated", "Compensated"
+    STUCK = "stuck", "Stuck"
+
+
+class TransactionKey(models.TextChoices):
+    KEY = "key", "The event key"
+    TRACE_ID = "trace_id", "The trace id"
 
 
 class AlertState(models.TextChoices):

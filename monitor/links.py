@@ -50,3 +50,7 @@ def service_path(name: str) -> str:
 
 def event_topic_path(name: str) -> str:
     return path("flow-event-topic", name)
+
+
+def trace_path(trace_id: str) -> str:
+    return path("flow-trace", trace_id)

@@ -157,6 +157,10 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "monitor.staticfiles.HashedStaticFiles"},
+}
 
 # Security: secure by default, relaxed only with DEBUG.
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
@@ -204,6 +208,13 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
 # Product settings.
 MONITOR_BOOTSTRAP_CLUSTERS = parse_bootstrap_clusters(env_str("MONITOR_BOOTSTRAP_CLUSTERS", "") or "")
 MONITOR_BASE_URL = env_str("MONITOR_BASE_URL", "http://127.0.0.1:8000")
+# Trace backends (Jaeger, Tempo, Grafana Explore): every trace id links there when set.
+MONITOR_TRACE_URL_TEMPLATE = env_str("MONITOR_TRACE_URL_TEMPLATE", "") or ""
+if MONITOR_TRACE_URL_TEMPLATE and (
+        "{trace_id}" not in MONITOR_TRACE_URL_TEMPLATE
+        or not MONITOR_TRACE_URL_TEMPLATE.startswith(("https://", "http://"))):
+    raise ImproperlyConfigured("MONITOR_TRACE_URL_TEMPLATE must be an http(s) URL containing {trace_id}, "
+                               "e.g. https://jaeger.example/trace/{trace_id}")
 MONITOR_KAFKA_TIMEOUT_SECONDS = env_int("MONITOR_KAFKA_TIMEOUT_SECONDS", 10, minimum=1)
 MONITOR_RAW_RETENTION_HOURS = env_int("MONITOR_RAW_RETENTION_HOURS", 48, minimum=1)
 MONITOR_ROLLUP_RETENTION_DAYS = env_int("MONITOR_ROLLUP_RETENTION_DAYS", 30, minimum=1)

@@ -1,6 +1,7 @@
 """Evaluation against real PostgreSQL: states, the outbox, muting, idempotency and races."""
 from __future__ import annotations
 
+import re
 from datetime import time, timedelta
 
 import pytest
@@ -503,3 +504,40 @@ def test_a_group_whose_commits_all_disappeared_says_so(reachable, make_rule, t0)
     reading = metrics.get("status").fetch([metrics.Scope(reachable.name, "billing")], t0)
     [found] = metrics.normalise(reading).values()
     assert "has no committed offset on any partition" in found.no_data_reason
+
+
+def test_firing_message_names_the_owner_of_each_lagging_partition(reachable, make_rule, t0):
+    from monitor.notify.render import email_text, slack_message
+
+    make_rule(for_seconds=0)
+    poll(reachable, t0, {"billing": 18223}, member_details=[
+        {"member_id": "m-1", "client_id": "billing-7f9c", "host": "10.2.3.4", "partitions": [["payments", 0]]}])
+
+    evaluate(t0)
+
+    [firing] = notifications()
+    assert firing.payload["items"][0]["worst_partitions"] == [
+        {"topic": "payments", "partition": 0, "lag": 18223, "time_lag_seconds": None,
+         "owner": "billing-7f9c on 10.2.3.4"}]
+    assert re.search(r"payments/0 +18,223 +unknown +billing-7f9c on 10.2.3.4", email_text(firing.payload))
+    assert "billing-7f9c on 10.2.3.4" in str(slack_message(firing.payload))
+
+
+def test_detector_alert_messages_link_example_traces_to_the_trace_backend(make_rule, t0, settings):
+    from monitor.models import Finding
+    from monitor.notify.render import email_html, email_text, slack_message
+
+    settings.MONITOR_TRACE_URL_TEMPLATE = "https://jaeger.example/trace/{trace_id}"
+    Finding.objects.create(kind="lost", fingerprint="f-1", consumer_group="billing", topic="payments", value=4,
+                           summary="4 events lost", examples=[{"event_id": "e1", "trace_id": "abc/123"}],
+                           first_seen_at=t0, last_seen_at=t0)
+    make_rule("lost", cluster="*", metric="lost_events", threshold=0, for_seconds=0)
+
+    evaluate(t0)
+
+    [message] = notifications()
+    assert message.payload["items"][0]["traces"] == [
+        {"trace_id": "abc/123", "url": "https://jaeger.example/trace/abc%2F123"}]
+    assert "trace abc/123: https://jaeger.example/trace/abc%2F123" in email_text(message.payload)
+    assert 'href="https://jaeger.example/trace/abc%2F123"' in email_html(message.payload)
+    assert "<https://jaeger.example/trace/abc%2F123|abc/123>" in str(slack_message(message.payload))

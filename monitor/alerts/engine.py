@@ -333,7 +333,7 @@ def _cas(changes: list[_Change], expected_state: str, values: dict[str, object])
 
 
 def _detail(outcome: Step, previous: dict | None = None) -> dict:
-    fresh = ("no_data_reason", "value_text", "summary")  # describe the latest reading only
+    fresh = ("no_data_reason", "value_text", "summary", "traces")  # describe the latest reading only
     detail = {key: value for key, value in (previous or {}).items() if key not in fresh}
     if outcome.reading.no_data_reason:
         detail["no_data_reason"] = outcome.reading.no_data_reason
@@ -341,6 +341,9 @@ def _detail(outcome: Step, previous: dict | None = None) -> dict:
         text = outcome.reading.detail.get(key)
         if text:
             detail[key] = str(text)[:500]
+    traces = outcome.reading.detail.get("traces")
+    if traces:  # example trace ids of a detector's finding
+        detail["traces"] = [str(t)[:64] for t in list(traces)[:5]]  # type: ignore[call-overload]
     if outcome.resolved_reason:
         detail["resolved_reason"] = outcome.resolved_reason
     return detail

@@ -40,7 +40,7 @@ from monitor.alerts.rules import Reading, Scope, Subject, glob_matches, literal_
 from monitor import humanize
 from monitor.choices import ClusterStatus, GroupStatus
 
-PLUGIN_MODULES = ("monitor.events.alert_metrics",)
+PLUGIN_MODULES = ("monitor.events.alert_metrics", "monitor.pathways.alert_metrics")
 
 # Health order of a group status: a higher rank is worse. Append-only: ranks are stored.
 STATUS_RANK: dict[str, int] = {
@@ -469,14 +469,26 @@ def worst_partitions(subjects: Iterable[Subject], limit: int = 5) -> dict[Subjec
             group__cluster__name__in={c for c, _ in pairs}, group__name__in={g for _, g in pairs},
             polled_at=F("group__last_sample_at"),
         )
-        .values_list("group__cluster__name", "group__name", "topic", "partition", "lag", "time_lag_seconds")
+        .values_list("group__cluster__name", "group__name", "topic", "partition", "lag", "time_lag_seconds",
+                     "group_id")
     )
+    from monitor.lag import members as group_members
+    from monitor.models import ConsumerGroup
+
+    rows = list(rows)
+    owners = {
+        group_id: group_members.owners(details)
+        for group_id, details in ConsumerGroup.objects.filter(
+            pk__in={row[6] for row in rows}, member_details__isnull=False).values_list("id", "member_details")
+    }
     found: dict[Subject, list[dict[str, object]]] = defaultdict(list)
-    for cluster, group, topic, partition, lag_value, time_lag in rows:
+    for cluster, group, topic, partition, lag_value, time_lag, group_id in rows:
+        # Who owns the partition, where the broker told: "billing-7f9c on 10.2.3.4".
+        owner = group_members.owner_label(owners.get(group_id, {}).get((topic, partition)))
         for subject in (Subject(cluster, group, topic), Subject(cluster, group, "")):
             if subject in wanted:
                 found[subject].append({"topic": topic, "partition": partition, "lag": lag_value,
-                                       "time_lag_seconds": time_lag})
+                                       "time_lag_seconds": time_lag, "owner": owner})
     return {
         subject: sorted(items, key=lambda item: (item["lag"] is None, -float(item["lag"] or 0)))[:limit]  # type: ignore[arg-type]
         for subject, items in found.items()

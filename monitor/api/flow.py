@@ -16,6 +16,7 @@ from monitor.flow.graph import FlowGraph
 from monitor.flow.queries import flow_graph
 from monitor.flow.shaping import configured_tolerances, hidden_names, shape_graph
 from monitor.timerange import format_iso, parse_time_range
+from monitor.tracelinks import external_trace_url
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
@@ -93,6 +94,7 @@ def trace_document(trace_id: str) -> dict[str, Any] | None:
     last = max(e.timestamp for e in ordered)
     return {
         "trace_id": trace_id,
+        "external_url": external_trace_url(trace_id),
         "services": list(dict.fromkeys(e.service for e in ordered)),
         "duration_seconds": (last - first).total_seconds(),
         "truncated": truncated,

@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 
 from monitor.api.auth import api_view
-from monitor.choices import AlertState, ClusterStatus, GroupProtocol, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod
+from monitor.choices import AlertState, ClusterStatus, GroupProtocol, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod, TransactionState
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -231,9 +231,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Trace": {
         "type": "object",
-        "required": ["trace_id", "services", "duration_seconds", "events"],
+        "required": ["trace_id", "services", "duration_seconds", "events", "external_url"],
         "properties": {
             "trace_id": {"type": "string"},
+            "external_url": _nullable("string", description="The trace in the backend named by "
+                                                            "MONITOR_TRACE_URL_TEMPLATE; null when unset"),
             "services": {"type": "array", "items": {"type": "string"}},
             "duration_seconds": _nullable("number"),
             "events": {
@@ -246,6 +248,37 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     ]
                 },
             },
+        },
+    },
+    "Pathway": {
+        "type": "object",
+        "required": ["services", "topics", "traces", "p50_seconds", "p95_seconds", "p99_seconds"],
+        "properties": {
+            "services": {"type": "array", "items": {"type": "string"}},
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "traces": {"type": "integer", "minimum": 0},
+            "p50_seconds": {"type": ["number", "null"]},
+            "p95_seconds": {"type": ["number", "null"]},
+            "p99_seconds": {"type": ["number", "null"]},
+            "id": {"type": "integer"},
+            "label": {"type": "string"},
+        },
+    },
+    "Transaction": {
+        "type": "object",
+        "required": ["name", "key", "trace_id", "state", "started_at", "ended_at", "last_event_type", "last_service"],
+        "properties": {
+            "name": {"type": "string"},
+            "key": {"type": "string"},
+            "trace_id": {"type": ["string", "null"]},
+            "state": {"enum": list(TransactionState.values)},
+            "started_at": TIME,
+            "ended_at": NULLABLE_TIME,
+            "last_event_type": {"type": "string"},
+            "last_service": {"type": "string"},
+            "last_event_at": TIME,
+            "compensations": {"type": "integer", "minimum": 0},
+            "slo_seconds": {"type": "integer"},
         },
     },
     "Flow": {
@@ -443,6 +476,41 @@ DOCUMENT: dict[str, Any] = {
                     "200": _json(_ref("Trace"), "The trace"),
                     **READ_ERRORS,
                     "404": _error("Unknown trace"),
+                },
+            }
+        },
+        "/api/v1/pathways": {
+            "get": {
+                "operationId": "listPathways",
+                "summary": "Routes traces took from their first published to their last processed event, "
+                           "with latency from the origin",
+                "tags": ["events"],
+                "parameters": [SINCE_PARAM, UNTIL_PARAM],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Pathway")}, "Every route taken in the range"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
+                    **READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/transactions": {
+            "get": {
+                "operationId": "listTransactions",
+                "summary": "Business transactions of the declared flows, newest first",
+                "tags": ["events"],
+                "parameters": [
+                    {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "state", "in": "query", "required": False,
+                     "schema": {"enum": list(TransactionState.values)}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Transaction")},
+                                 "One page; a Link header with rel=next points at the next"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
+                    **READ_ERRORS,
                 },
             }
         },

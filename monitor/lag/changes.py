@@ -73,11 +73,12 @@ def group_changes(
                                            detail=f"{topic}: {before} -> {now} partitions"))
     previous = previous or {}
     for part in current:
-        before_committed = before_start = None
+        before_committed: int | None = None
+        before_start: int | None = None
         if previous:
-            before = previous.get((part.topic, part.partition))
-            if before is not None:
-                before_committed, before_start = before[0], before[1]
+            offsets_before = previous.get((part.topic, part.partition))
+            if offsets_before is not None:
+                before_committed, before_start = offsets_before[0], offsets_before[1]
             committed = part.committed_offset
             if before_committed is not None and committed is not None and committed < before_committed:
                 changes.append(GroupChange(

@@ -225,7 +225,7 @@ def group_totals(lags: Sequence[PartitionLag], time_lags: Sequence[float | None]
         totals[3] += 1
         if committed is not None:
             committed_topics.add(topic)
-        if lag is None:
+        if lag is None or committed is None or log_end is None:  # a known lag has both offsets
             totals[4] += 1
             if committed is not None:
                 totals[7] += 1

@@ -198,14 +198,16 @@ def _rewound(lags: dict[str, list[PartitionLag]], existing: dict[str, ConsumerGr
     found = set()
     for name, parts in lags.items():
         row = existing.get(name)
-        previous = stored.previous.get(row.id) if row is not None else None
+        if row is None:
+            continue
+        previous = stored.previous.get(row.id)
         if not previous:
             continue
         for part in parts:
             before = previous.get(part.key)
             if before and before[0] is not None and part.committed_offset is not None \
                     and part.committed_offset < before[0]:
-                found.add((row.id, part.topic, part.partition))  # type: ignore[arg-type]
+                found.add((row.id, part.topic, part.partition))
     return found
 
 
@@ -484,7 +486,7 @@ def _write_partition_rows(write: Callable[[tuple], None], result: GroupResult, n
     head = (result.group.id, now)
     for row in result.partition_rows:
         reason = row[_REASON_INDEX]
-        if len(reason) > _REASON_LENGTH:
+        if _REASON_LENGTH is not None and len(reason) > _REASON_LENGTH:
             row = row[:_REASON_INDEX] + (reason[:_REASON_LENGTH],) + row[_REASON_INDEX + 1:]
         write(head + row[:_STORED_ROW_LENGTH])
 

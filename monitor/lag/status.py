@@ -304,9 +304,10 @@ def group_status(inputs: StatusInputs) -> Verdict:
 
     if inputs.partitions:
         lagging = [p for p in inputs.partitions if p.lag or (p.lag is None and p.stuck_since is not None)]
+        stuck_times = [p.stuck_since for p in lagging if p.stuck_since is not None]
         stuck = [p for p in lagging if p.stuck_since is not None]
-        if lagging and len(stuck) == len(lagging):
-            since = max(p.stuck_since for p in stuck)  # type: ignore[type-var]
+        if lagging and len(stuck_times) == len(lagging):
+            since = max(stuck_times)
             verdict = _no_progress_verdict((now - since).total_seconds(), lag, inputs, window_seconds)
             if verdict is not None:
                 return verdict
@@ -325,7 +326,7 @@ def group_status(inputs: StatusInputs) -> Verdict:
     if is_growing(window):
         span = (window[-1].polled_at - window[0].polled_at).total_seconds()
         return Verdict(GroupStatus.GROWING,
-                       f"lag grew from {humanize.count(window[0].lag)} to {humanize.count(window[-1].lag)} "  # type: ignore[arg-type]
+                       f"lag grew from {humanize.count(window[0].lag or 0)} to {humanize.count(window[-1].lag or 0)} "
                        f"messages in the last {humanize.duration(span)}")
 
     if inputs.members == 0 or inputs.broker_state.lower() == "empty":

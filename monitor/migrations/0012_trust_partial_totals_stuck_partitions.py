@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitor', '0010_timelag_record_method'),
+        ('monitor', '0011_pathways_transactions'),
     ]
 
     operations = [
