@@ -72,6 +72,14 @@ def worst_status(statuses: Iterable[str]) -> str | None:
     return max(statuses, key=lambda status: STATUS_SEVERITY_RANK.get(status, 0), default=None)
 
 
+class MetricsGranularity(models.TextChoices):
+    """How fine /metrics' lag series are (like kafka-minion's ``granularity``)."""
+
+    PARTITION = "partition", "Per partition and per topic"
+    TOPIC = "topic", "Per topic"
+    GROUP = "group", "Per group only"
+
+
 class TimeLagMethod(models.TextChoices):
     EXACT = "exact", "Exact (caught up)"
     RECORD = "record", "Record timestamp"

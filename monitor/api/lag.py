@@ -13,8 +13,9 @@ from django.utils import timezone
 from monitor.lag import queries
 from monitor.lag import series as lag_series
 from monitor.api.auth import api_view
+from monitor.api import paging as pages
 from monitor.api.errors import BadRequest, FieldError, NotFound
-from monitor.choices import SeriesMetric, TokenScope
+from monitor.choices import GroupStatus, SeriesMetric, TokenScope
 from monitor.lag import members as group_members
 from monitor.lag import snapshot
 from monitor.models import Cluster, ConsumerGroup
@@ -125,9 +126,34 @@ def clusters(request: HttpRequest) -> JsonResponse:
 @api_view(scope=TokenScope.READ)
 def cluster_groups(request: HttpRequest, cluster: str) -> JsonResponse:
     found = _cluster_or_404(cluster)
-    cached = snapshot.get_cluster_snapshot(found.name) or {"groups": []}
-    groups = sorted(cached["groups"], key=lambda g: g["group"])
-    return JsonResponse([_serialise(g, SUMMARY_FIELDS) for g in groups], safe=False)
+    errors: list[FieldError] = []
+    statuses = parse_statuses(request.GET, errors)
+    paging = pages.parse(request.GET, "groups", errors)
+    if paging.after is not None and not (len(paging.after) == 1 and isinstance(paging.after[0], str)):
+        errors.append(FieldError(("query", "cursor"), "is not a cursor of this list (take it from the Link header)"))
+    if errors:
+        raise BadRequest("Invalid query parameters.", errors)
+    if paging.limit is None:
+        # The whole list, as before: the poller's cached snapshot (one read, no query).
+        cached = snapshot.get_cluster_snapshot(found.name) or {"groups": []}
+        groups = sorted((g for g in cached["groups"] if not statuses or g["status"] in statuses),
+                        key=lambda g: g["group"])
+        return JsonResponse([_serialise(g, SUMMARY_FIELDS) for g in groups], safe=False)
+    after = str(paging.after[0]) if paging.after else None
+    page = queries.group_list(found, statuses, after=after, limit=paging.limit)
+    response = JsonResponse([_serialise(g, SUMMARY_FIELDS) for g in page.summaries], safe=False)
+    return pages.add_next_link(response, request, "groups", [page.last_name] if page.last_name is not None else None)
+
+
+def parse_statuses(query: QueryDict, errors: list[FieldError]) -> list[str]:
+    """``status=stalled,stopped``: group statuses, comma-separated; empty means any."""
+    raw = query.get("status") or ""
+    statuses = [s.strip() for s in raw.split(",") if s.strip()]
+    unknown = [s for s in statuses if s not in GroupStatus.values]
+    if unknown:
+        errors.append(FieldError(("query", "status"), f"unknown status {unknown[0]!r}; one or more of: "
+                                 f"{', '.join(GroupStatus.values)}, comma-separated"))
+    return statuses
 
 
 @api_view(scope=TokenScope.READ)
