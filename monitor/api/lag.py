@@ -19,6 +19,7 @@ from monitor.choices import GroupStatus, SeriesMetric, TokenScope
 from monitor.lag import members as group_members
 from monitor.lag import snapshot
 from monitor.models import Cluster, ConsumerGroup
+from monitor.timerange import TimeRangeError, parse_instant
 
 DEFAULT_SERIES_RANGE = timedelta(hours=1)
 
@@ -36,13 +37,13 @@ def parse_query_time(query: QueryDict, name: str, errors: list[FieldError]) -> d
     raw = query.get(name)
     if raw is None or raw == "":
         return None
+    # A '+' in an unencoded offset arrives as a space.
+    text = raw.strip().replace(" ", "+") if "T" in raw else raw.strip()
     try:
-        # A '+' in an unencoded offset arrives as a space.
-        value = datetime.fromisoformat(raw.strip().replace(" ", "+") if "T" in raw else raw.strip())
-    except ValueError:
-        errors.append(FieldError(("query", name), "must be an ISO-8601 time, e.g. 2024-05-01T12:00:00Z"))
+        return parse_instant(text, name)  # the pages' rule: ISO-8601, years 1970 to 9000
+    except TimeRangeError as error:
+        errors.append(FieldError(("query", name), error.message))
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
 
 
 def parse_points(query: QueryDict, errors: list[FieldError]) -> int:

@@ -107,6 +107,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     read here when not given.
     """
     now = reading.polled_at
+    _set_aside_unstorable_groups(reading)
     if stored is None:
         stored = history.read_stored(cluster, now)
     history_since = now - timedelta(seconds=history.status_history_seconds(cluster))
@@ -504,11 +505,39 @@ def _write_topics(cluster: Cluster, topics: dict[str, Topic], partition_counts: 
     update_rows(Topic, changed, ["partitions", "last_seen_at"])
 
 
+MAX_GROUP_NAME_LENGTH = 255  # ConsumerGroup.name
+
+
+def _set_aside_unstorable_groups(reading: ClusterReading) -> None:
+    """Groups whose id cannot be stored (longer than the column, or holding NUL, which
+    PostgreSQL text cannot) become group errors named in the poll's error, instead of
+    failing the whole cycle for every other group of the cluster."""
+    unstorable = {g.group_id for g in reading.groups} | set(reading.committed)
+    unstorable = {name for name in unstorable if len(name) > MAX_GROUP_NAME_LENGTH or "\x00" in name}
+    if not unstorable:
+        return
+    for name in unstorable:
+        reason = (f"a group id of {len(name)} characters cannot be stored (at most {MAX_GROUP_NAME_LENGTH})"
+                  if len(name) > MAX_GROUP_NAME_LENGTH else "a group id holding NUL cannot be stored")
+        reading.group_errors[name] = reason
+        reading.committed.pop(name, None)
+        reading.membership.pop(name, None)
+    reading.groups = [g for g in reading.groups if g.group_id not in unstorable]
+
+
+def _shown_name(name: str) -> str:
+    """A group id in an error message: as is, or quoted with escapes when it is long or
+    holds control characters."""
+    if len(name) <= 80 and name.isprintable():
+        return name
+    return repr(name if len(name) <= 80 else name[:80] + "...")
+
+
 def _partial_errors(reading: ClusterReading) -> str:
     """What could not be read although the cluster answered; empty when all went well."""
     parts = []
     if reading.group_errors:
-        shown = "; ".join(f"{g}: {e}" for g, e in sorted(reading.group_errors.items())[:3])
+        shown = "; ".join(f"{_shown_name(g)}: {e}" for g, e in sorted(reading.group_errors.items())[:3])
         parts.append(f"{len(reading.group_errors)} group(s) could not be read ({shown})")
     if reading.topic_errors:
         shown = "; ".join(f"{t}: {e}" for t, e in sorted(reading.topic_errors.items())[:3])
