@@ -201,6 +201,7 @@ class Health(models.TextChoices):
 class StepKind(models.TextChoices):
     """One bar or mark on a trace timeline."""
 
+    OUTBOX = "outbox", "Waiting in the outbox"
     PUBLISH = "publish", "Published"
     QUEUE_WAIT = "queue_wait", "Waiting in the topic"
     PROCESS = "process", "Processing"

@@ -384,8 +384,8 @@ def _notifications(changes: list[_Change], rules_by_id: dict[int, AlertRule], no
     for change in changes:
         alert, status, action = change.alert, change.step.status, change.step.action
         assert alert is not None and status is not None
-        if status.state == AlertState.PENDING:
-            continue
+        if status.state == AlertState.PENDING or change.step.reading.partial:
+            continue  # a partial value is no new data: nothing to send
         if mutes is None:
             mutes = active_mutes(now)
         mute = muted_by(mutes, change.rule.id, change.subject)

@@ -253,7 +253,8 @@ def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
         if clusters is not None:
             queryset = queryset.filter(cluster__name__in=clusters)
         return cast(list[dict[str, Any]], list(queryset.values(
-            "id", "name", "status", "total_lag", "catch_up_seconds", "retention_risk_seconds", "topics",
+            "id", "name", "status", "status_reason", "total_lag", "catch_up_seconds", "catch_up_never",
+            "retention_risk_seconds", "topics", "partial_partitions", "stalled_partitions",
             "last_sample_at", "gone_at", "cluster__name", "cluster__enabled", "cluster__status",
             "cluster__poll_interval_seconds",
         )))
@@ -286,7 +287,9 @@ def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool]:
         return f"cluster {row['cluster__name']} is unreachable", False
     last = row["last_sample_at"]
     if last is None:
-        return "the group has not been polled yet", False
+        # A group row exists only once a poll has listed it: it has no commit left.
+        return f"group {row['name']} has no committed offset on any partition (none yet, or they expired " \
+               f"or were deleted)", False
     age = (now - last).total_seconds()
     if age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
         return f"no lag sample for {humanize.duration(age)}", False
@@ -317,7 +320,8 @@ def _topic_readings(scopes: Sequence[Scope], now: datetime, field_name: str) -> 
         queryset = TopicLagSample.objects.filter(resolution=0, polled_at=F("group__last_sample_at"))
         if clusters is not None:
             queryset = queryset.filter(group__cluster__name__in=clusters)
-        return list(queryset.values_list("group_id", "topic", "lag", "time_lag_seconds", "unknown_partitions"))
+        return list(queryset.values_list("group_id", "topic", "lag", "time_lag_seconds", "unknown_partitions",
+                                         "partial_partitions"))
 
     rows = _once(("topic_samples", None if clusters is None else tuple(sorted(clusters))), read)
     column = {"lag": 2, "time_lag_seconds": 3}[field_name]
@@ -326,10 +330,14 @@ def _topic_readings(scopes: Sequence[Scope], now: datetime, field_name: str) -> 
         group = groups.get(row[0])
         if group is None:
             continue  # outside every scope
-        topic, value, unknown_partitions = row[1], row[column], row[4]
+        topic, value, unknown_partitions, partial_partitions = row[1], row[column], row[4], row[5]
         subject = Subject(group.cluster, group.name, topic)
         if group.no_data_reason:
             readings[subject] = Reading.no_data(group.no_data_reason, final=group.final)
+        elif partial_partitions:
+            readings[subject] = Reading.partial_value(
+                f"{field_name.replace('_', ' ')} partial: {partial_partitions} partition(s) unknown in the latest "
+                f"poll")
         elif value is None:
             readings[subject] = Reading.no_data(
                 f"{field_name.replace('_', ' ')} unknown ({unknown_partitions} partition(s) without data)")
@@ -438,13 +446,27 @@ def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
         description="forecast time until the group has caught up (never when it is not catching up)")
 def catch_up_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
     def value_of(row: Mapping[str, Any]) -> Reading:
+        if row["partial_partitions"]:
+            return Reading.partial_value(f"lag of {row['partial_partitions']} partition(s) unknown in the latest poll")
         if row["catch_up_seconds"] is not None:
             return Reading(float(row["catch_up_seconds"]))
         if row["total_lag"] is None:
             return Reading.no_data("lag unknown")
         if row["total_lag"] == 0:
             return Reading(0.0)
-        return Reading(math.inf, detail={"value_text": "not catching up"})
+        if row["catch_up_never"]:
+            return Reading(math.inf, detail={"value_text": "not catching up"})
+        return Reading.no_data("not enough history for rates yet")
+
+    return _group_readings(scopes, now, value_of)
+
+
+@metric("stalled_partitions", unit="partitions", level=Level.GROUP,
+        description="partitions whose committed offset has not moved for the status window while they lag")
+def stalled_partitions(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
+    def value_of(row: Mapping[str, object]) -> Reading:
+        count = int(row["stalled_partitions"] or 0)  # type: ignore[call-overload]
+        return Reading(float(count), detail={"summary": row["status_reason"]} if count else {})
 
     return _group_readings(scopes, now, value_of)
 

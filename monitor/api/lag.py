@@ -19,6 +19,7 @@ from monitor.choices import GroupStatus, SeriesMetric, TokenScope
 from monitor.lag import members as group_members
 from monitor.lag import snapshot
 from monitor.models import Cluster, ConsumerGroup
+from monitor.timerange import TimeRangeError, parse_instant
 
 DEFAULT_SERIES_RANGE = timedelta(hours=1)
 
@@ -36,13 +37,13 @@ def parse_query_time(query: QueryDict, name: str, errors: list[FieldError]) -> d
     raw = query.get(name)
     if raw is None or raw == "":
         return None
+    # A '+' in an unencoded offset arrives as a space.
+    text = raw.strip().replace(" ", "+") if "T" in raw else raw.strip()
     try:
-        # A '+' in an unencoded offset arrives as a space.
-        value = datetime.fromisoformat(raw.strip().replace(" ", "+") if "T" in raw else raw.strip())
-    except ValueError:
-        errors.append(FieldError(("query", name), "must be an ISO-8601 time, e.g. 2024-05-01T12:00:00Z"))
+        return parse_instant(text, name)  # the pages' rule: ISO-8601, years 1970 to 9000
+    except TimeRangeError as error:
+        errors.append(FieldError(("query", name), error.message))
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
 
 
 def parse_points(query: QueryDict, errors: list[FieldError]) -> int:
@@ -81,12 +82,12 @@ def _group_or_404(cluster: Cluster, name: str) -> ConsumerGroup:
 
 SUMMARY_FIELDS = (
     "group", "state", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "members",
-    "catch_up_seconds", "retention_risk_seconds", "lost_messages", "first_seen_at", "last_seen_at",
-    "last_sample_at", "gone_at", "protocol", "member_count",
+    "catch_up_seconds", "retention_risk_seconds", "retention_risk_method", "lost_messages", "partial_partitions",
+    "stalled_partitions", "first_seen_at", "last_seen_at", "last_sample_at", "gone_at", "protocol", "member_count",
 )
 PARTITION_FIELDS = (
     "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-    "time_lag_seconds", "time_lag_method", "time_lag_reason", "owner", "owner_client_id", "owner_host",
+    "time_lag_seconds", "time_lag_method", "time_lag_reason", "owner", "owner_client_id", "owner_host", "stalled",
 )
 
 
@@ -98,6 +99,11 @@ def _serialise(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, object
         body[name] = iso_utc(value) if isinstance(value, datetime) else value
     if "time_lag_reason" in body and body["time_lag_reason"] is None:
         body["time_lag_reason"] = ""
+    if "stalled" in body:
+        body["stalled"] = bool(body["stalled"])
+    for name in ("partial_partitions", "stalled_partitions"):
+        if name in body and body[name] is None:
+            body[name] = 0
     return body
 
 
