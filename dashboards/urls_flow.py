@@ -4,7 +4,7 @@ Service and topic names are free text (``/``, line breaks), hence ``name:`` (mon
 """
 from django.urls import path
 
-from dashboards import flow_views
+from dashboards import flow_views, pathway_views
 from monitor import links
 
 links.register_converters()
@@ -15,4 +15,7 @@ urlpatterns = [
     path("traces/<str:trace_id>/", flow_views.trace, name="flow-trace"),
     path("services/<name:name>/", flow_views.service, name="flow-service"),
     path("event-topics/<name:name>/", flow_views.event_topic, name="flow-event-topic"),
+    path("pathways/", pathway_views.pathways, name="pathways"),
+    path("pathways/<int:pathway_id>/", pathway_views.pathway, name="pathway"),
+    path("transactions/", pathway_views.transactions, name="transactions"),
 ]

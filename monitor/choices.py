@@ -22,6 +22,9 @@ class SaslMechanism(models.TextChoices):
     PLAIN = "PLAIN", "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256", "SCRAM-SHA-256"
     SCRAM_SHA_512 = "SCRAM-SHA-512", "SCRAM-SHA-512"
+    OAUTHBEARER = "OAUTHBEARER", "OAUTHBEARER (OIDC client credentials)"
+    AWS_MSK_IAM = "AWS_MSK_IAM", "AWS MSK IAM"
+    GSSAPI = "GSSAPI", "GSSAPI (Kerberos)"
 
 
 class GroupProtocol(models.TextChoices):
@@ -202,6 +205,7 @@ class Health(models.TextChoices):
 class StepKind(models.TextChoices):
     """One bar or mark on a trace timeline."""
 
+    OUTBOX = "outbox", "Waiting in the outbox"
     PUBLISH = "publish", "Published"
     QUEUE_WAIT = "queue_wait", "Waiting in the topic"
     PROCESS = "process", "Processing"

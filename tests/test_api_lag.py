@@ -116,12 +116,12 @@ def test_group_detail_shows_partitions_of_the_latest_poll_only(api, cluster):
     assert body["lost_messages"] == 7
     assert body["partitions"] == [
         {"topic": "orders", "partition": 0, "committed_offset": 90, "log_start_offset": 3, "log_end_offset": 100,
-         "lag": 10, "time_lag_seconds": 12.5, "time_lag_method": "interpolated", "time_lag_reason": "", **NO_OWNER},
+         "lag": 10, "time_lag_seconds": 12.5, "time_lag_method": "interpolated", "time_lag_reason": "", **NO_OWNER, "stalled": False},
         {"topic": "orders", "partition": 1, "committed_offset": None, "log_start_offset": 0, "log_end_offset": 40,
          "lag": None, "time_lag_seconds": None, "time_lag_method": "unknown", "time_lag_reason": "no committed offset",
-         **NO_OWNER},
+         **NO_OWNER, "stalled": False},
         {"topic": "orders", "partition": 2, "committed_offset": 40, "log_start_offset": 0, "log_end_offset": 40,
-         "lag": 0, "time_lag_seconds": 0.0, "time_lag_method": "exact", "time_lag_reason": "", **NO_OWNER},
+         "lag": 0, "time_lag_seconds": 0.0, "time_lag_method": "exact", "time_lag_reason": "", **NO_OWNER, "stalled": False},
     ]
     assert body["members"] == []  # the broker did not tell who
     assert body["protocol"] == "unknown"

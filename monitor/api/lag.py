@@ -82,12 +82,12 @@ def _group_or_404(cluster: Cluster, name: str) -> ConsumerGroup:
 
 SUMMARY_FIELDS = (
     "group", "state", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "members",
-    "catch_up_seconds", "retention_risk_seconds", "lost_messages", "first_seen_at", "last_seen_at",
-    "last_sample_at", "gone_at", "protocol", "member_count",
+    "catch_up_seconds", "retention_risk_seconds", "retention_risk_method", "lost_messages", "partial_partitions",
+    "stalled_partitions", "first_seen_at", "last_seen_at", "last_sample_at", "gone_at", "protocol", "member_count",
 )
 PARTITION_FIELDS = (
     "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-    "time_lag_seconds", "time_lag_method", "time_lag_reason", "owner", "owner_client_id", "owner_host",
+    "time_lag_seconds", "time_lag_method", "time_lag_reason", "owner", "owner_client_id", "owner_host", "stalled",
 )
 
 
@@ -99,6 +99,11 @@ def _serialise(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, object
         body[name] = iso_utc(value) if isinstance(value, datetime) else value
     if "time_lag_reason" in body and body["time_lag_reason"] is None:
         body["time_lag_reason"] = ""
+    if "stalled" in body:
+        body["stalled"] = bool(body["stalled"])
+    for name in ("partial_partitions", "stalled_partitions"):
+        if name in body and body[name] is None:
+            body[name] = 0
     return body
 
 

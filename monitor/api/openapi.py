@@ -95,7 +95,17 @@ _GROUP_PROPERTIES: dict[str, Any] = {
     "retention_risk_seconds": _nullable(
         "number", description="Forecast: time until retention deletes unread messages; null = no risk"
     ),
+    "retention_risk_method": {
+        "type": "string", "enum": ["", "retention_ms", "log_start_rate"],
+        "description": "How the retention forecast was made (empty when there is nothing to forecast)"},
     "lost_messages": {"type": "integer"},
+    "partial_partitions": {
+        "type": "integer",
+        "description": "Partitions with a commit whose lag is unknown in the latest poll; when > 0, "
+                       "total_lag is partial (sums the other partitions only)"},
+    "stalled_partitions": {
+        "type": "integer",
+        "description": "Partitions whose committed offset has not moved for the status window while lagging"},
     "last_sample_at": NULLABLE_TIME,
     "first_seen_at": NULLABLE_TIME,
     "last_seen_at": NULLABLE_TIME,
@@ -174,6 +184,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "owner": _nullable("string", description="Member id owning the partition; null when unassigned or not told"),
             "owner_client_id": _nullable("string"),
             "owner_host": _nullable("string"),
+            "stalled": {"type": "boolean",
+                        "description": "The committed offset has not moved for the status window while lagging"},
         },
     },
     "GroupDetail": {
