@@ -22,6 +22,9 @@ class SaslMechanism(models.TextChoices):
     PLAIN = "PLAIN", "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256", "SCRAM-SHA-256"
     SCRAM_SHA_512 = "SCRAM-SHA-512", "SCRAM-SHA-512"
+    OAUTHBEARER = "OAUTHBEARER", "OAUTHBEARER (OIDC client credentials)"
+    AWS_MSK_IAM = "AWS_MSK_IAM", "AWS MSK IAM"
+    GSSAPI = "GSSAPI", "GSSAPI (Kerberos)"
 
 
 class GroupProtocol(models.TextChoices):
@@ -70,6 +73,14 @@ PROBLEM_STATUSES: frozenset[str] = frozenset(s.value for s in STATUS_SEVERITY[:6
 def worst_status(statuses: Iterable[str]) -> str | None:
     """The status that needs a human first (None for no statuses)."""
     return max(statuses, key=lambda status: STATUS_SEVERITY_RANK.get(status, 0), default=None)
+
+
+class MetricsGranularity(models.TextChoices):
+    """How fine /metrics' lag series are (like kafka-minion's ``granularity``)."""
+
+    PARTITION = "partition", "Per partition and per topic"
+    TOPIC = "topic", "Per topic"
+    GROUP = "group", "Per group only"
 
 
 class TimeLagMethod(models.TextChoices):
@@ -193,6 +204,7 @@ class Health(models.TextChoices):
 class StepKind(models.TextChoices):
     """One bar or mark on a trace timeline."""
 
+    OUTBOX = "outbox", "Waiting in the outbox"
     PUBLISH = "publish", "Published"
     QUEUE_WAIT = "queue_wait", "Waiting in the topic"
     PROCESS = "process", "Processing"

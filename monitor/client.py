@@ -184,6 +184,12 @@ class EventReporter:
         if full:
             self._wakeup.set()
 
+    def outbox(self, event_id: str, type: str, **fields: Any) -> None:  # noqa: A002
+        """The event was written to this service's outbox table inside the business
+        transaction; report ``published`` with the same ``event_id`` when the relay has
+        sent it. Call it right after the transaction commits."""
+        self.report(event_id, type, "outbox", **fields)
+
     def published(self, event_id: str, type: str, **fields: Any) -> None:  # noqa: A002
         self.report(event_id, type, "published", **fields)
 

@@ -287,3 +287,13 @@ def test_group_page_partition_table_names_each_partitions_owner_escaped(logged_i
 def test_group_page_says_owners_are_unknown_when_the_broker_did_not_tell(logged_in_client, billing, cluster):
     html = page(logged_in_client, f"/clusters/{cluster.name}/groups/billing/?part=partitions")
     assert 'title="The broker did not say who is in this group">unknown</span>' in html
+
+
+def test_overview_pages_are_links_that_keep_the_filters(logged_in_client, cluster):
+    for index in range(55):
+        make_group(cluster, f"bulk-{index:03d}", status=GroupStatus.STALLED if index < 3 else GroupStatus.OK)
+    html = page(logged_in_client, "/?q=bulk")
+    assert "Page 1 of 2" in html and 'href="?q=bulk&amp;page=2" rel="next"' in html
+    assert 'data-status="stalled">Stalled 3</a>' in html  # counts per status over every page
+    html = page(logged_in_client, "/?q=bulk&page=2")
+    assert "Page 2 of 2" in html and html.count('<tr data-status=') == 5

@@ -32,6 +32,35 @@ def _error(description: str) -> dict[str, Any]:
 
 TIME: dict[str, Any] = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC with Z"}
 NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with Z"}
+PAGE_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "Page size. With it the answer is one page and, unless it is the last, a "
+                       "Link: <URL>; rel=\"next\" header points at the next. Without it, everything.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "Opaque: taken from the previous page's Link header (needs limit).",
+        "schema": {"type": "string"},
+    },
+]
+NEXT_LINK_HEADER: dict[str, Any] = {
+    "Link": {
+        "description": "<URL>; rel=\"next\": the next page (absent on the last page and without limit)",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _paged(schema: dict[str, object], description: str) -> dict[str, object]:
+    return {**_json(schema, description), "headers": NEXT_LINK_HEADER}
+
+
 READ_ERRORS: dict[str, Any] = {
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the read scope"),
@@ -62,7 +91,17 @@ _GROUP_PROPERTIES: dict[str, Any] = {
     "retention_risk_seconds": _nullable(
         "number", description="Forecast: time until retention deletes unread messages; null = no risk"
     ),
+    "retention_risk_method": {
+        "type": "string", "enum": ["", "retention_ms", "log_start_rate"],
+        "description": "How the retention forecast was made (empty when there is nothing to forecast)"},
     "lost_messages": {"type": "integer"},
+    "partial_partitions": {
+        "type": "integer",
+        "description": "Partitions with a commit whose lag is unknown in the latest poll; when > 0, "
+                       "total_lag is partial (sums the other partitions only)"},
+    "stalled_partitions": {
+        "type": "integer",
+        "description": "Partitions whose committed offset has not moved for the status window while lagging"},
     "last_sample_at": NULLABLE_TIME,
     "first_seen_at": NULLABLE_TIME,
     "last_seen_at": NULLABLE_TIME,
@@ -141,6 +180,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "owner": _nullable("string", description="Member id owning the partition; null when unassigned or not told"),
             "owner_client_id": _nullable("string"),
             "owner_host": _nullable("string"),
+            "stalled": {"type": "boolean",
+                        "description": "The committed offset has not moved for the status window while lagging"},
         },
     },
     "GroupDetail": {
@@ -369,9 +410,22 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "listGroups",
                 "summary": "Consumer groups of a cluster with their latest lag",
                 "tags": ["lag"],
-                "parameters": [CLUSTER_PARAM],
+                "parameters": [
+                    CLUSTER_PARAM,
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only groups with these statuses, comma-separated",
+                        "schema": {"type": "string"},
+                        "example": "stalled,stopped",
+                    },
+                    *PAGE_PARAMS,
+                ],
                 "responses": {
-                    "200": _json({"type": "array", "items": _ref("GroupSummary")}, "Every group of the cluster"),
+                    "200": _paged({"type": "array", "items": _ref("GroupSummary")},
+                                  "The cluster's groups by name (one page with limit)"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
                     **READ_ERRORS,
                     **NOT_FOUND,
                 },
@@ -537,15 +591,10 @@ DOCUMENT: dict[str, Any] = {
                         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
                         for name in ("cluster", "group", "topic", "rule")
                     ],
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
-                    },
+                    *PAGE_PARAMS,
                 ],
                 "responses": {
-                    "200": _json({"type": "array", "items": _ref("Alert")}, "Alerts"),
+                    "200": _paged({"type": "array", "items": _ref("Alert")}, "Alerts, newest first (one page with limit)"),
                     "400": _error("A bad query parameter, named in errors[].loc"),
                     **READ_ERRORS,
                 },
@@ -582,8 +631,13 @@ DOCUMENT: dict[str, Any] = {
                 "description": (
                     "kafka_consumergroup_lag{cluster,group,topic,partition}, "
                     "kafka_consumergroup_lag_seconds{cluster,group,topic,partition}, group status, "
-                    "poll duration, requests per cycle and poll errors per cluster."
+                    "poll duration, requests per cycle and poll errors per cluster. "
+                    "granularity (or the setting MONITOR_METRICS_GRANULARITY): partition (default: "
+                    "per-partition and per-topic series), topic (kafka_consumergroup_topic_lag{cluster,group,topic} "
+                    "and _seconds only) or group (per-group series only)."
                 ),
+                "parameters": [{"name": "granularity", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["partition", "topic", "group"]}}],
                 "responses": {
                     "200": {
                         "description": "Prometheus text format 0.0.4",

@@ -110,7 +110,7 @@ def start_web_server(database: str, redis_url: str, log_path: Path, timeout: flo
             raise RuntimeError(f"the web server exited with {process.returncode} at start:\n{server.log_tail()}")
         try:
             with urllib.request.urlopen(server.url + "/healthz", timeout=2) as response:
-                if response.status == 200:
+                if response.status == 200 and services.listens_on(process.pid, port):  # not another run's server
                     return server
         except (urllib.error.URLError, OSError):
             pass
