@@ -12,10 +12,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboards import charts
+from dashboards import charts, pathway_charts
 from dashboards.alert_views import alerts_for_group
 from dashboards.pages import dashboard_page, page
-from monitor.lag import queries
+from monitor.lag import queries, throughput
 from monitor.lag import series as lag_series
 from monitor.choices import STATUS_SEVERITY_RANK, GroupStatus, SeriesMetric
 from monitor.models import Cluster, ConsumerGroup
@@ -204,11 +204,16 @@ def topic(request: HttpRequest, cluster: str, topic: str) -> HttpResponse:
     figure = charts.lag_figure(series, metric, since, now)
     if request.GET.get("part") == "charts":
         return JsonResponse({"charts": [{"id": "chart-readers", "topic": topic, "figure": figure}]})
+    produced = throughput.produce_minutes(found_cluster.id, topic, since, now)
+    usual = throughput.produce_minutes(found_cluster.id, topic, since - throughput.WEEK, now - throughput.WEEK)
     context = {
         "cluster": found_cluster,
         "topic_name": topic,
         "topic": known_topic,
         "readers": readers,
+        "throughput": throughput.topic_produce_throughput(found_cluster.id, topic, now),
+        "throughput_figure": pathway_charts.throughput_figure(
+            {f"{topic} (produced)": produced}, {m + throughput.WEEK: v for m, v in usual.items()}, since, now),
         "charts": [{"id": "chart-readers", "topic": topic, "figure": figure}],
         **chart_controls(request, chart_range, metric),
     }
