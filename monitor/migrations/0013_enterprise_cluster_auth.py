@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitor', '0011_pathways_transactions'),
+        ('monitor', '0012_trust_partial_totals_stuck_partitions'),
     ]
 
     operations = [
