@@ -249,6 +249,7 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = MONITOR_HEARTBEAT_INTERVAL_SECONDS
 # Delivery: a claim's lease must outlast any send (timeouts apply per network step).
 MONITOR_NOTIFY_TIMEOUT_SECONDS = env_int("MONITOR_NOTIFY_TIMEOUT_SECONDS", 10, minimum=1)
 MONITOR_DELIVERY_LEASE_SECONDS = env_int("MONITOR_DELIVERY_LEASE_SECONDS", 60, minimum=5)
+MONITOR_DELIVERY_BACKOFF_SECONDS = env_int("MONITOR_DELIVERY_BACKOFF_SECONDS", 15, minimum=1)
 if MONITOR_DELIVERY_LEASE_SECONDS < 3 * MONITOR_NOTIFY_TIMEOUT_SECONDS:
     raise ImproperlyConfigured("MONITOR_DELIVERY_LEASE_SECONDS must be at least 3 x MONITOR_NOTIFY_TIMEOUT_SECONDS "
                                "(a send may wait for connect, write and read)")

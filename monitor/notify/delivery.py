@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE_SECONDS = 15.0
 BACKOFF_MAX_SECONDS = 900.0
 GIVE_UP_AFTER = timedelta(hours=24)
 SWEEP_LIMIT = 200
@@ -82,11 +81,13 @@ class DeliveryResult:
 
 
 def backoff_seconds(attempts: int, retry_after_seconds: float | None = None) -> float:
-    """Wait before attempt ``attempts + 1``: 15 s, 30 s, 60 s ... capped at 15 min; a
+    """Wait before attempt ``attempts + 1``: 15 s, 30 s, 60 s ... (``MONITOR_DELIVERY_BACKOFF_SECONDS``
+    doubling) capped at 15 min; a
     receiver's ``Retry-After`` is honoured as asked."""
     if retry_after_seconds is not None and retry_after_seconds > 0:
         return max(retry_after_seconds, 1.0)
-    return min(BACKOFF_BASE_SECONDS * (2 ** max(attempts - 1, 0)), BACKOFF_MAX_SECONDS)
+    base = float(settings.MONITOR_DELIVERY_BACKOFF_SECONDS)
+    return min(base * (2 ** max(attempts - 1, 0)), BACKOFF_MAX_SECONDS)
 
 
 def _claimable(now: datetime) -> Q:
