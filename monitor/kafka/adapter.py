@@ -1017,6 +1017,16 @@ class Producer:
         metadata = future.get(timeout=10)
         return metadata.partition, metadata.offset
 
+    def send_many(self, topic: str, partition: int, count: int, value: bytes = b"event",
+                  timestamp_ms: int | None = None) -> None:
+        """Send ``count`` messages to one partition without waiting for each, then wait
+        for all of them (one record per batch still: see the class)."""
+        futures = [self._producer.send(topic, value=value, partition=partition, timestamp_ms=timestamp_ms)
+                   for _ in range(count)]
+        self._producer.flush(timeout=10)
+        for future in futures:
+            future.get(timeout=10)
+
     def begin_transaction(self) -> None:
         self._producer.begin_transaction()
 
