@@ -5,9 +5,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from monitor.kafka.check import check_connection
-from monitor.lag.clusters import connection_settings
+from monitor.lag.clusters import cluster_secrets, connection_settings
 
 from monitor.models import ApiToken, Cluster, ConsumerGroup, GroupEvent, Topic
+from monitor.redaction import redact
 
 
 SECRET_FIELDS = ("sasl_password", "oauth_client_secret", "schema_registry_password")
@@ -53,7 +54,7 @@ class ClusterAdmin(admin.ModelAdmin):
     list_display = ["name", "bootstrap_servers", "status", "last_poll_at", "poll_interval_seconds", "enabled"]
     list_filter = ["status", "enabled"]
     search_fields = ["name", "bootstrap_servers"]
-    readonly_fields = ["status", "last_poll_at", "last_success_at", "last_error", "next_poll_at", "created_at"]
+    readonly_fields = ["status", "last_poll_at", "last_success_at", "shown_last_error", "next_poll_at", "created_at"]
     fieldsets = [
         (None, {"fields": ["name", "bootstrap_servers", "enabled", "poll_interval_seconds",
                            "group_include", "group_exclude"]}),
@@ -69,6 +70,13 @@ class ClusterAdmin(admin.ModelAdmin):
         ("State", {"fields": readonly_fields}),
     ]
     change_form_template = "admin/monitor/cluster/change_form.html"
+    exclude = ["last_error"]  # shown redacted (shown_last_error), never as stored
+
+    @admin.display(description="Last error")
+    def shown_last_error(self, obj: Cluster) -> str:
+        """The last poll error with the cluster's secrets cut out: an error stored before
+        redaction, or quoting a secret in a new way, still shows none."""
+        return redact(obj.last_error or "", cluster_secrets(obj)) or "—"
 
     def get_fieldsets(self, request: HttpRequest, obj: Cluster | None = None) -> list:  # type: ignore[override]
         """The sections above, plus any field not placed in one (added later) in the first."""
