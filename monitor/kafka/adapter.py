@@ -602,9 +602,9 @@ class KafkaAdapter:
             for topic in response.responses:
                 for part in topic.partitions:
                     key = (topic.topic, part.partition_index)
-                    offsets = by_partition.get(key)
-                    if offsets is None:
+                    if key not in by_partition:
                         continue
+                    offsets = by_partition[key]
                     answered.add(key)
                     if part.error_code:
                         for offset in offsets:
