@@ -38,6 +38,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/flow.py
+	$(BIN)/python bench/timelag.py
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/celery staticfiles

@@ -551,7 +551,8 @@ class KafkaAdapter:
         A partition appears once per request, at its lowest wanted offset; the other
         wanted offsets of that partition are answered when the bytes read reach them.
         ``partition_max_bytes`` bounds each partition and ``max_bytes`` the whole
-        read, split between the leaders (Kafka honours both; a broker that sends more
+        read, split between the leaders (Kafka honours both, except that the first
+        batch of an answer comes whole even when larger, KIP-74; a broker that sends more
         is still counted in ``RecordTimestamps.bytes``). Read-committed isolation:
         control batches and the records of aborted transactions are skipped, as a
         consumer skips them; a committed offset that no longer exists (compaction)
