@@ -24,7 +24,7 @@ demo: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py demo
 
 # Programs the tests run, as command=Debian package: installed when missing and root.
-TEST_PROGRAMS := chromium=chromium docker-compose=docker-compose
+TEST_PROGRAMS := chromium=chromium docker-compose=docker-compose prometheus=prometheus promtool=prometheus
 
 # PostgreSQL and Redis are started by the tests' session fixture when they are down.
 test: $(VENV)/.dev

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -23,7 +24,7 @@ from monitor.models import Alert, Cluster, MaintenanceWindow, Silence
 from monitor.notify import render as message_render
 
 RECENT_RESOLVED = timedelta(hours=24)
-MAX_ROWS = 500
+PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,12 @@ def _alerts_context(request: HttpRequest) -> dict[str, Any]:
         base = base.filter(cluster=cluster)
     if severity:
         base = base.filter(rule__severity=severity)
-    firing = [alert_row(a) for a in base.filter(state=AlertState.FIRING).order_by("-fired_at")[:MAX_ROWS]]
-    pending = [alert_row(a) for a in base.filter(state=AlertState.PENDING).order_by("-started_at")[:MAX_ROWS]]
-    resolved = [alert_row(a) for a in base.filter(state=AlertState.RESOLVED, resolved_at__gte=now - RECENT_RESOLVED)
-                .order_by("-resolved_at")[:MAX_ROWS]]
+    firing = _table(request, "firing", base.filter(state=AlertState.FIRING).order_by("-fired_at", "-id"))
+    pending = _table(request, "pending", base.filter(state=AlertState.PENDING).order_by("-started_at", "-id"))
+    resolved = _table(request, "resolved", base.filter(state=AlertState.RESOLVED, resolved_at__gte=now - RECENT_RESOLVED)
+                      .order_by("-resolved_at", "-id"))
+    firing_by_severity = dict(base.filter(state=AlertState.FIRING).order_by().values("rule__severity")
+                              .annotate(n=Count("id")).values_list("rule__severity", "n"))
     silences = list(Silence.objects.select_related("rule").filter(ends_at__gt=now).order_by("starts_at"))
     windows = []
     for window in MaintenanceWindow.objects.filter(enabled=True):
@@ -97,9 +100,45 @@ def _alerts_context(request: HttpRequest) -> dict[str, Any]:
         "firing": firing, "pending": pending, "resolved": resolved, "silences": silences, "windows": windows,
         "cluster": cluster, "severity": severity, "severities": Severity.choices,
         "clusters": list(Cluster.objects.values_list("name", flat=True)),
-        "counts": {s: sum(1 for row in firing if row.severity == s) for s in Severity.values},
+        "counts": {s: firing_by_severity.get(s, 0) for s in Severity.values},
         "now": now,
     }
+
+
+@dataclass(frozen=True)
+class AlertTable:
+    """One page of one of the alerts page's tables; the page is in the URL (``{state}_page``)."""
+
+    rows: list[AlertRow]
+    total: int
+    page: int
+    pages: int
+    previous_link: str
+    next_link: str
+
+
+def _table(request: HttpRequest, state: str, alerts: QuerySet[Alert]) -> AlertTable:
+    key = f"{state}_page"
+    raw = request.GET.get(key, "1")
+    total = alerts.count()
+    pages = max(1, -(-total // PAGE_SIZE))
+    number = min(int(raw), pages) if raw.isdigit() and int(raw) > 0 else 1
+    offset = (number - 1) * PAGE_SIZE
+
+    def link(target: int) -> str:
+        query = request.GET.copy()
+        query.pop("part", None)
+        query[key] = str(target)
+        return "?" + query.urlencode()
+
+    return AlertTable(
+        rows=[alert_row(a) for a in alerts[offset:offset + PAGE_SIZE]],
+        total=total,
+        page=number,
+        pages=pages,
+        previous_link=link(number - 1) if number > 1 else "",
+        next_link=link(number + 1) if number < pages else "",
+    )
 
 
 @dashboard_page

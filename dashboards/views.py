@@ -12,12 +12,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboards import charts
+from dashboards import charts, pathway_charts
 from dashboards.alert_views import alerts_for_group
 from dashboards.pages import dashboard_page, page
-from monitor.lag import queries
+from monitor.lag import queries, throughput
 from monitor.lag import series as lag_series
-from monitor.choices import GroupStatus, SeriesMetric
+from monitor.choices import STATUS_SEVERITY_RANK, GroupStatus, SeriesMetric
 from monitor.models import Cluster, ConsumerGroup
 
 GROUP_FRAGMENTS = {"summary": "fragments/group_summary.html", "partitions": "fragments/group_partitions.html"}
@@ -89,10 +89,21 @@ def overview(request: HttpRequest) -> HttpResponse:
         "problem_count": sum(n for s, n in data.status_counts.items() if s in queries.PROBLEM_STATUSES),
         "sort_links": _sort_links(request, filters),
         "query_string": query.urlencode(),
+        "status_links": [
+            (value, label, data.status_counts.get(value, 0), query_link(request, status=value, page=None))
+            for value, label in _by_severity(GroupStatus.choices)
+            if data.status_counts.get(value)
+        ],
+        "previous_page": query_link(request, page=str(data.page - 1)) if data.page > 1 else "",
+        "next_page": query_link(request, page=str(data.page + 1)) if data.page < data.pages else "",
     }
     if request.GET.get("part") == "table":
         return render(request, "fragments/overview_table.html", {"now": timezone.now(), **context})
     return page(request, "overview.html", context, "overview")
+
+
+def _by_severity(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return sorted(choices, key=lambda choice: -STATUS_SEVERITY_RANK.get(choice[0], 0))
 
 
 def _sort_links(request: HttpRequest, filters: queries.OverviewFilter) -> dict[str, str]:
@@ -104,6 +115,7 @@ def _sort_links(request: HttpRequest, filters: queries.OverviewFilter) -> dict[s
         query["sort"] = key
         descending = not filters.descending if filters.sort == key else key in {"total_lag", "max_time_lag_seconds"}
         query["dir"] = "desc" if descending else "asc"
+        query.pop("page", None)  # a new order starts on its first page
         links[key] = "?" + query.urlencode()
     return links
 
@@ -192,11 +204,16 @@ def topic(request: HttpRequest, cluster: str, topic: str) -> HttpResponse:
     figure = charts.lag_figure(series, metric, since, now)
     if request.GET.get("part") == "charts":
         return JsonResponse({"charts": [{"id": "chart-readers", "topic": topic, "figure": figure}]})
+    produced = throughput.produce_minutes(found_cluster.id, topic, since, now)
+    usual = throughput.produce_minutes(found_cluster.id, topic, since - throughput.WEEK, now - throughput.WEEK)
     context = {
         "cluster": found_cluster,
         "topic_name": topic,
         "topic": known_topic,
         "readers": readers,
+        "throughput": throughput.topic_produce_throughput(found_cluster.id, topic, now),
+        "throughput_figure": pathway_charts.throughput_figure(
+            {f"{topic} (produced)": produced}, {m + throughput.WEEK: v for m, v in usual.items()}, since, now),
         "charts": [{"id": "chart-readers", "topic": topic, "figure": figure}],
         **chart_controls(request, chart_range, metric),
     }

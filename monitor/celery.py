@@ -5,7 +5,7 @@ from celery import Celery
 import logging
 import threading
 
-from celery.signals import beat_init, worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import beat_init, worker_init, worker_process_init, worker_ready, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monitor.settings")
 
@@ -43,6 +43,19 @@ def _schedule_rule_evaluation(sender: Celery, **_kwargs: object) -> None:
 
 
 _worker_stopping = threading.Event()
+
+
+@worker_init.connect
+@beat_init.connect
+def _use_the_task_statement_timeout(**_kwargs: object) -> None:
+    """Tasks may run longer than a web request: their statements get the task limit."""
+    from django.conf import settings
+    from django.db import connections
+
+    options = settings.DATABASES["default"].get("OPTIONS", {})
+    if "options" in options:
+        options["options"] = f"-c statement_timeout={settings.MONITOR_TASK_STATEMENT_TIMEOUT_SECONDS * 1000}"
+        connections.close_all()
 
 
 @worker_ready.connect

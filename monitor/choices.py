@@ -22,6 +22,9 @@ class SaslMechanism(models.TextChoices):
     PLAIN = "PLAIN", "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256", "SCRAM-SHA-256"
     SCRAM_SHA_512 = "SCRAM-SHA-512", "SCRAM-SHA-512"
+    OAUTHBEARER = "OAUTHBEARER", "OAUTHBEARER (OIDC client credentials)"
+    AWS_MSK_IAM = "AWS_MSK_IAM", "AWS MSK IAM"
+    GSSAPI = "GSSAPI", "GSSAPI (Kerberos)"
 
 
 class GroupProtocol(models.TextChoices):
@@ -72,6 +75,14 @@ def worst_status(statuses: Iterable[str]) -> str | None:
     return max(statuses, key=lambda status: STATUS_SEVERITY_RANK.get(status, 0), default=None)
 
 
+class MetricsGranularity(models.TextChoices):
+    """How fine /metrics' lag series are (like kafka-minion's ``granularity``)."""
+
+    PARTITION = "partition", "Per partition and per topic"
+    TOPIC = "topic", "Per topic"
+    GROUP = "group", "Per group only"
+
+
 class TimeLagMethod(models.TextChoices):
     EXACT = "exact", "Exact (caught up)"
     RECORD = "record", "Record timestamp"
@@ -96,6 +107,7 @@ class GroupEventKind(models.TextChoices):
 
 
 class Stage(models.TextChoices):
+    OUTBOX = "outbox", "Written to the outbox"
     PUBLISHED = "published", "Published"
     CONSUMED = "consumed", "Consumed"
     PROCESSED = "processed", "Processed"
@@ -117,6 +129,19 @@ class FindingKind(models.TextChoices):
     SCHEMA_DRIFT = "schema_drift", "Schema drift"
     CASCADE_STORM = "cascade_storm", "Cascade storm"
     FAILURE_RATE = "failure_rate", "Failures"
+    UNPUBLISHED_OUTBOX = "unpublished_outbox", "Outbox rows never published"
+
+
+class TransactionState(models.TextChoices):
+    IN_FLIGHT = "in_flight", "In flight"
+    COMPLETED = "completed", "Completed"
+    COMPENSATED = "compensated", "Compensated"
+    STUCK = "stuck", "Stuck"
+
+
+class TransactionKey(models.TextChoices):
+    KEY = "key", "The event key"
+    TRACE_ID = "trace_id", "The trace id"
 
 
 class AlertState(models.TextChoices):
@@ -179,6 +204,7 @@ class Health(models.TextChoices):
 class StepKind(models.TextChoices):
     """One bar or mark on a trace timeline."""
 
+    OUTBOX = "outbox", "Waiting in the outbox"
     PUBLISH = "publish", "Published"
     QUEUE_WAIT = "queue_wait", "Waiting in the topic"
     PROCESS = "process", "Processing"

@@ -45,6 +45,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "monitor.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "monitor.urls"
@@ -79,6 +80,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+# Every statement has a time limit: a request or task stuck on a lock or a slow query
+# fails instead of holding a connection forever. Web requests get the short one; Celery
+# processes switch to the task limit at start-up (monitor/celery.py).
+MONITOR_DB_STATEMENT_TIMEOUT_SECONDS = env_int("MONITOR_DB_STATEMENT_TIMEOUT_SECONDS", 30, minimum=1)
+MONITOR_TASK_STATEMENT_TIMEOUT_SECONDS = env_int("MONITOR_TASK_STATEMENT_TIMEOUT_SECONDS", 300, minimum=1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "options": f"-c statement_timeout={MONITOR_DB_STATEMENT_TIMEOUT_SECONDS * 1000}",
+        "connect_timeout": 5,
+    })
+    # A kept-open connection is checked before reuse: after a database restart the next
+    # request or task reconnects instead of failing on the dead connection.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Tests running side by side (developers, CI) may each choose their own test database.
 _test_db_name = env_str("MONITOR_TEST_DB_NAME")
 if _test_db_name:
@@ -157,6 +171,10 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "monitor.staticfiles.HashedStaticFiles"},
+}
 
 # Security: secure by default, relaxed only with DEBUG.
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
@@ -204,6 +222,13 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
 # Product settings.
 MONITOR_BOOTSTRAP_CLUSTERS = parse_bootstrap_clusters(env_str("MONITOR_BOOTSTRAP_CLUSTERS", "") or "")
 MONITOR_BASE_URL = env_str("MONITOR_BASE_URL", "http://127.0.0.1:8000")
+# Trace backends (Jaeger, Tempo, Grafana Explore): every trace id links there when set.
+MONITOR_TRACE_URL_TEMPLATE = env_str("MONITOR_TRACE_URL_TEMPLATE", "") or ""
+if MONITOR_TRACE_URL_TEMPLATE and (
+        "{trace_id}" not in MONITOR_TRACE_URL_TEMPLATE
+        or not MONITOR_TRACE_URL_TEMPLATE.startswith(("https://", "http://"))):
+    raise ImproperlyConfigured("MONITOR_TRACE_URL_TEMPLATE must be an http(s) URL containing {trace_id}, "
+                               "e.g. https://jaeger.example/trace/{trace_id}")
 MONITOR_KAFKA_TIMEOUT_SECONDS = env_int("MONITOR_KAFKA_TIMEOUT_SECONDS", 10, minimum=1)
 MONITOR_RAW_RETENTION_HOURS = env_int("MONITOR_RAW_RETENTION_HOURS", 48, minimum=1)
 MONITOR_ROLLUP_RETENTION_DAYS = env_int("MONITOR_ROLLUP_RETENTION_DAYS", 30, minimum=1)
@@ -241,8 +266,13 @@ if not isinstance(MONITOR_FLOW_TOLERANCES, dict):
 DEMO_PASSWORD = env_str("DEMO_PASSWORD")
 # /metrics needs a read token unless this is true (for scrapers on a trusted network).
 MONITOR_METRICS_PUBLIC = env_bool("MONITOR_METRICS_PUBLIC", False)
+# /metrics lag series: partition (per partition and per topic), topic, or group (per-group only).
+MONITOR_METRICS_GRANULARITY = env_str("MONITOR_METRICS_GRANULARITY", "partition") or "partition"
+if MONITOR_METRICS_GRANULARITY not in ("partition", "topic", "group"):
+    raise ImproperlyConfigured("MONITOR_METRICS_GRANULARITY must be partition, topic or group")
 MONITOR_EVENT_RETENTION_DAYS = env_int("MONITOR_EVENT_RETENTION_DAYS", 7, minimum=1)
 MONITOR_INGEST_MAX_ATTRIBUTES_BYTES = env_int("MONITOR_INGEST_MAX_ATTRIBUTES_BYTES", 8192, minimum=2)
+MONITOR_OTLP_MAX_LINKS_PER_SPAN = env_int("MONITOR_OTLP_MAX_LINKS_PER_SPAN", 128, minimum=1)
 # Detectors (monitor/events/config.py DetectorConfig): windows in seconds, storm thresholds.
 MONITOR_DETECTOR_LOOKBACK_SECONDS = env_int("MONITOR_DETECTOR_LOOKBACK_SECONDS", 3600, minimum=60)
 MONITOR_LOST_AFTER_SECONDS = env_int("MONITOR_LOST_AFTER_SECONDS", 300, minimum=1)

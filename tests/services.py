@@ -88,21 +88,49 @@ class Broker:
             self.process.kill()
 
 
-def start_broker(port: int | None = None, log_path: Path | None = None) -> Broker:
-    port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the listening TCP socket of ``port`` (Linux /proc):
+    a free port picked by one run can be taken by another run before it is bound."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
     try:
-        wait_for_port("127.0.0.1", port, 30, "tansu broker")
-    except RuntimeError:
+        return any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
+def start_broker(port: int | None = None, log_path: Path | None = None, advertised: str | None = None) -> Broker:
+    """tansu on ``port`` (a free one unless given), once it listens there itself.
+    ``advertised`` (host:port): what it tells clients to connect to, e.g. a TLS proxy in
+    front of it; its own address by default."""
+    for _attempt in range(5):
+        chosen = port or free_port()
+        url = f"tcp://127.0.0.1:{chosen}"
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [tansu_binary(), "broker", "--listener-url", url,
+             "--advertised-listener-url", f"tcp://{advertised}" if advertised else url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            if listens_on(process.pid, chosen):
+                return Broker(port=chosen, process=process)
+            time.sleep(0.1)
         process.kill()
-        raise
-    return Broker(port=port, process=process)
+        process.wait()
+        if port:
+            break
+    raise RuntimeError(f"tansu broker did not start listening on 127.0.0.1:{port or chosen}")
 
 
 redis_in_use = threading.Event()

@@ -68,6 +68,27 @@ class FlakyProxy:
         self.server.server_close()
 
 
+def test_a_long_outage_keeps_the_queue_and_everything_arrives_once_the_server_is_back(live_server, token):
+    """More failures than the retry budget (the database away for a while): the batch goes
+    back in front of the queue instead of being dropped, and is delivered later."""
+    from monitor.models import Event
+
+    proxy = FlakyProxy(live_server.url, failures=9)
+    try:
+        reporter = event_client.EventReporter(proxy.url, token, "orders", flush_interval=0.05, backoff_base=0.01,
+                                              backoff_max=0.05, max_retries=2)
+        for i in range(10):
+            reporter.published(f"evt-{i}", "OrderPlaced")
+        assert reporter.flush(timeout=30)
+        reporter.published("evt-10", "OrderPlaced")
+        assert reporter.close(timeout=20)
+    finally:
+        proxy.close()
+    assert proxy.requests >= 10
+    assert (reporter.stats["sent"], reporter.stats["dropped"]) == (11, 0)
+    assert Event.objects.count() == 11
+
+
 def test_reports_reach_the_server_in_batches(live_server, token):
     from monitor.models import Event
 

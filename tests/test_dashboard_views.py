@@ -303,3 +303,13 @@ def test_group_page_shows_each_partitions_time_lag_method_and_flags_clock_skew(l
     assert methods == ["record", "record", "interpolated (budget)"]
     assert f'<span class="status status-warning" title="{skew}">clock skew</span>' in html
     assert html.count(">clock skew</span>") == 1
+
+
+def test_overview_pages_are_links_that_keep_the_filters(logged_in_client, cluster):
+    for index in range(55):
+        make_group(cluster, f"bulk-{index:03d}", status=GroupStatus.STALLED if index < 3 else GroupStatus.OK)
+    html = page(logged_in_client, "/?q=bulk")
+    assert "Page 1 of 2" in html and 'href="?q=bulk&amp;page=2" rel="next"' in html
+    assert 'data-status="stalled">Stalled 3</a>' in html  # counts per status over every page
+    html = page(logged_in_client, "/?q=bulk&page=2")
+    assert "Page 2 of 2" in html and html.count('<tr data-status=') == 5

@@ -54,3 +54,33 @@ def test_probes_are_answered_over_plain_http_when_https_is_enforced(client, db, 
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     assert client.get("/login/").status_code == 301  # everything else still goes to https
+
+
+def test_every_web_request_runs_under_a_statement_timeout(client, db, settings):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == f"{settings.MONITOR_DB_STATEMENT_TIMEOUT_SECONDS}s"
+
+
+def test_a_query_past_the_statement_timeout_is_a_503_with_retry_after_not_a_500(rf, db):
+    from django.db import connection, transaction
+
+    from monitor.middleware import DatabaseUnavailableMiddleware
+
+    def slow_view(request):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = 50")
+            cursor.execute("SELECT pg_sleep(5)")
+
+    middleware = DatabaseUnavailableMiddleware(slow_view)
+    for path, kind in (("/groups/", "text/html"), ("/api/v1/events", "application/json")):
+        request = rf.get(path)
+        try:
+            slow_view(request)
+        except Exception as exc:  # noqa: BLE001 - what Django hands to process_exception
+            response = middleware.process_exception(request, exc)
+        assert response.status_code == 503 and response["Retry-After"] == "15"
+        assert response["Content-Type"].startswith(kind)
+        assert "statement timeout" in response.content.decode()

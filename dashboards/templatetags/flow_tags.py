@@ -11,6 +11,7 @@ from django import template
 from django.utils import timezone
 
 from monitor.timerange import CUSTOM, PRESETS, TimeRangeError, parse_time_range
+from monitor.tracelinks import external_trace_url
 
 register = template.Library()
 _RANGE_PARAMS = {"range", "since", "until", "part"}
@@ -63,3 +64,10 @@ def rate(value: float | None) -> str:
     if value >= 1:
         return f"{value:.1f}"
     return f"{value:.2g}"
+
+
+@register.inclusion_tag("fragments/trace_backend_link.html")
+def trace_backend_link(trace_id: str | None, label: str = "↗") -> dict[str, object]:
+    """A link to the trace in the external backend (MONITOR_TRACE_URL_TEMPLATE); nothing
+    when unset. Usage: ``{% trace_backend_link event.trace_id %}``."""
+    return {"url": external_trace_url(trace_id), "trace_id": trace_id or "", "label": label}

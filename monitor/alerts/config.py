@@ -25,19 +25,26 @@ from monitor.alerts import metrics as metric_registry
 from monitor.alerts.rules import validate_rule_fields
 from monitor.choices import ChannelKind, Operator, SaslMechanism, SecurityProtocol, Severity
 
-SECTIONS = ("clusters", "channels", "rules")
+SECTIONS = ("clusters", "channels", "rules", "transactions")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+CLUSTER_TEXT_FIELDS = (
+    "ssl_certfile", "ssl_keyfile", "oauth_token_url", "oauth_client_id", "oauth_scope", "aws_region",
+    "schema_registry_url", "schema_registry_username",
+)
+CLUSTER_SECRET_FIELDS = ("sasl_password", "oauth_client_secret", "schema_registry_password")
 CLUSTER_FIELDS = {
     "name", "bootstrap", "poll_interval_seconds", "security_protocol", "sasl_mechanism", "sasl_username",
-    "sasl_password", "ssl_cafile", "group_include", "group_exclude", "enabled",
+    "ssl_cafile", "group_include", "group_exclude", "enabled", "sasl_kerberos_service_name",
+    *CLUSTER_TEXT_FIELDS, *CLUSTER_SECRET_FIELDS, *(f"{name}_file" for name in CLUSTER_SECRET_FIELDS),
 }
 CHANNEL_FIELDS = {"name", "kind", "webhook_url", "to", "enabled"}
 RULE_FIELDS = {
     "name", "cluster", "group", "topic", "metric", "op", "threshold", "for_seconds", "keep_firing_seconds",
     "repeat_seconds", "severity", "channels", "enabled",
 }
-SECRET_FIELDS = {"webhook_url", "sasl_password"}
+TRANSACTION_FIELDS = {"name", "start", "success", "compensated", "key", "slo_seconds", "enabled"}
+SECRET_FIELDS = {"webhook_url", *CLUSTER_SECRET_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class Document:
     clusters: list[Item] = field(default_factory=list)
     channels: list[Item] = field(default_factory=list)
     rules: list[Item] = field(default_factory=list)
+    transactions: list[Item] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -187,6 +195,8 @@ def load(text: str, source: str = "config") -> Document:
     file_channels = {item.name for item in document.channels}
     validator.known_channels = file_channels | _existing_channel_names()
     document.rules = validator.items("rules", data.get("rules"), RULE_FIELDS, validator.rule)
+    document.transactions = validator.items("transactions", data.get("transactions"), TRANSACTION_FIELDS,
+                                            validator.transaction)
     if problems:
         raise ConfigError(problems, source)
     return document
@@ -236,6 +246,23 @@ class _Validator:
         return items
 
     # -- sections --------------------------------------------------------------------------
+    def _secret(self, path: tuple, entry: dict, name: str) -> str:
+        """A secret given inline (``${ENV}`` expanded at load) or as ``<name>_file``: a
+        path whose content is read now (Docker/Kubernetes secrets). Never both."""
+        file_key = f"{name}_file"
+        if entry.get(file_key) is None:
+            return self._text(path + (name,), entry.get(name))
+        if entry.get(name) is not None:
+            self.problem(path + (file_key,), f"give either {name} or {file_key}, not both")
+            return ""
+        file_name = self._text(path + (file_key,), entry.get(file_key))
+        try:
+            with open(file_name, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            self.problem(path + (file_key,), f"cannot read {file_name}: {exc.strerror or exc}")
+            return ""
+
     def _text(self, path: tuple, value: Any, default: str = "", required: bool = False) -> str:
         if value is None:
             if required:
@@ -275,6 +302,26 @@ class _Validator:
             return []
         return [v.strip() for v in value if v.strip()]
 
+    def transaction(self, path: tuple, entry: dict) -> Item | None:
+        from monitor.choices import TransactionKey
+
+        start = self._list(path + ("start",), entry.get("start"))
+        success = self._list(path + ("success",), entry.get("success"))
+        compensated = self._list(path + ("compensated",), entry.get("compensated"))
+        if not start:
+            self.problem(path + ("start",), "needs at least one event type that starts a transaction")
+        if not success:
+            self.problem(path + ("success",), "needs at least one event type that completes a transaction")
+        key = self._text(path + ("key",), entry.get("key"), TransactionKey.KEY)
+        if key not in TransactionKey.values:
+            self.problem(path + ("key",), f"must be one of {', '.join(TransactionKey.values)}")
+        fields = {
+            "start_types": start, "success_types": success, "compensated_types": compensated, "key": key,
+            "slo_seconds": self._int(path + ("slo_seconds",), entry.get("slo_seconds"), 300, minimum=1),
+            "enabled": self._bool(path + ("enabled",), entry.get("enabled")),
+        }
+        return Item("transactions", entry["name"], fields, self.located.line(path))
+
     def cluster(self, path: tuple, entry: dict) -> Item | None:
         from monitor.models import Cluster
 
@@ -290,8 +337,11 @@ class _Validator:
             "sasl_mechanism": self._text(path + ("sasl_mechanism",), entry.get("sasl_mechanism"),
                                         SaslMechanism.NONE),
             "sasl_username": self._text(path + ("sasl_username",), entry.get("sasl_username")),
-            "sasl_password": self._text(path + ("sasl_password",), entry.get("sasl_password")),
             "ssl_cafile": self._text(path + ("ssl_cafile",), entry.get("ssl_cafile")),
+            **{name: self._text(path + (name,), entry.get(name)) for name in CLUSTER_TEXT_FIELDS},
+            **{name: self._secret(path, entry, name) for name in CLUSTER_SECRET_FIELDS},
+            "sasl_kerberos_service_name": self._text(path + ("sasl_kerberos_service_name",),
+                                                     entry.get("sasl_kerberos_service_name"), "kafka"),
             "group_include": ",".join(self._list(path + ("group_include",), entry.get("group_include"))) or "*",
             "group_exclude": ",".join(self._list(path + ("group_exclude",), entry.get("group_exclude"))),
             "enabled": self._bool(path + ("enabled",), entry.get("enabled")),
@@ -402,11 +452,12 @@ def _diff(instance: Any, fields: dict[str, Any]) -> list[str]:
 
 
 def plan(document: Document) -> list[Change]:
-    from monitor.models import AlertRule, Channel, Cluster
+    from monitor.models import AlertRule, BusinessFlow, Channel, Cluster
 
     changes: list[Change] = []
     for section, model, items in (("clusters", Cluster, document.clusters), ("channels", Channel, document.channels),
-                                  ("rules", AlertRule, document.rules)):
+                                  ("rules", AlertRule, document.rules),
+                                  ("transactions", BusinessFlow, document.transactions)):
         existing = {obj.name: obj for obj in model.objects.filter(name__in=[i.name for i in items])}
         if section == "rules":
             current_channels = {
@@ -427,7 +478,8 @@ def plan(document: Document) -> list[Change]:
 
 def apply(document: Document, dry_run: bool = False) -> list[Change]:
     """Create or update everything the document names, in one transaction."""
-    from monitor.models import AlertRule, Channel, Cluster
+    from monitor.models import AlertRule, BusinessFlow, Channel, Cluster
+    from monitor.pathways.updater import backfill_flow
 
     with transaction.atomic():
         changes = plan(document)
@@ -446,6 +498,10 @@ def apply(document: Document, dry_run: bool = False) -> list[Change]:
             rule = _save(AlertRule, item, actions)
             if item.channels is not None:
                 rule.channels.set([channels[name] for name in item.channels])
+        flows = [_save(BusinessFlow, item, actions) for item in document.transactions
+                 if actions[(item.section, item.name)] != "unchanged"]
+    for flow in flows:  # outside the transaction: reading past events may take a while
+        backfill_flow(flow)
     return changes
 
 

@@ -14,7 +14,9 @@ States of one (rule, subject):
   stayed clear ``keep_firing_seconds`` (damps flapping); holds again: clearing is reset;
 * no data while firing: the alert stays firing and says so (``no_data``), unless the
   data is gone for good (group deleted, no longer matched), which resolves it *with that
-  reason*, never silently.
+  reason*, never silently;
+* a *partial* value (a total over partially unknown partitions): no new data for any
+  state, pending or firing; the state is kept and nothing is sent.
 """
 from __future__ import annotations
 
@@ -95,13 +97,25 @@ def _compiled(pattern: str) -> Callable[[str], re.Match[str] | None]:
     return re.compile(fnmatch.translate(pattern)).match
 
 
+def _everything(value: str) -> bool:
+    return True
+
+
+@lru_cache(maxsize=4096)
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """``glob_matches`` with the pattern bound: built once per pattern, for loops over
+    thousands of subjects."""
+    if pattern == "*":
+        return _everything
+    if _is_literal(pattern):
+        return pattern.__eq__
+    compiled = _compiled(pattern)
+    return lambda value: compiled(value) is not None
+
+
 def glob_matches(pattern: str, value: str) -> bool:
     """Case-sensitive shell glob; ``*`` also matches the empty part of a subject."""
-    if pattern == "*":
-        return True
-    if _is_literal(pattern):
-        return pattern == value
-    return _compiled(pattern)(value) is not None
+    return glob_matcher(pattern)(value)
 
 
 def literal_values(patterns: Iterable[str]) -> set[str] | None:
@@ -126,6 +140,8 @@ class Scope:
     def matches(self, subject: Subject, topics: Iterable[str] = ()) -> bool:
         """Does the subject fall under this scope? A group-level subject (no topic)
         matches a topic glob when one of the group's ``topics`` matches it."""
+        if self.cluster == self.group == self.topic == "*":
+            return True
         if not glob_matches(self.cluster, subject.cluster) or not glob_matches(self.group, subject.group):
             return False
         if subject.topic or self.topic == "*":
@@ -183,6 +199,9 @@ class Reading:
     no_data_reason: str = ""
     final: bool = False
     detail: Mapping[str, object] = field(default_factory=dict)
+    partial: bool = False
+    """The value is partial (some partitions unknown in the latest poll): no new data,
+    the alert keeps its state and nothing is sent; never read as a drop."""
 
     @property
     def has_data(self) -> bool:
@@ -191,6 +210,11 @@ class Reading:
     @classmethod
     def no_data(cls, reason: str, final: bool = False, **detail: object) -> "Reading":
         return cls(value=None, no_data_reason=reason, final=final, detail=detail)
+
+    @classmethod
+    def partial_value(cls, reason: str, **detail: object) -> "Reading":
+        """A value over partially unknown partitions: treated as no new data."""
+        return cls(value=None, no_data_reason=reason, detail=detail, partial=True)
 
 
 # -- the state machine -------------------------------------------------------------------
@@ -234,6 +258,9 @@ class Step:
 
 def step(rule: RuleSpec, current: AlertStatus | None, reading: Reading, now: datetime) -> Step | None:
     """Advance one (rule, subject) by one evaluation. None means nothing to record."""
+    if reading.partial:
+        # No new data: whatever the state, it stays (a pending alert keeps its start).
+        return None if current is None else Step(Action.KEEP, current, reading)
     holds = reading.value is not None and reading.has_data and condition_holds(reading.value, rule.op, rule.threshold)
     if current is None:
         if not holds:
@@ -266,9 +293,11 @@ def step(rule: RuleSpec, current: AlertStatus | None, reading: Reading, now: dat
 
 
 def reminder_due(rule: RuleSpec, status: AlertStatus, now: datetime) -> bool:
-    """A reminder goes out every ``repeat_seconds`` while firing, unless acknowledged."""
+    """A reminder goes out every ``repeat_seconds`` while firing, unless acknowledged or
+    clearing (in the keep-firing period the condition no longer holds: nothing to remind of)."""
     return (
         status.state == AlertState.FIRING
+        and status.clear_since is None
         and rule.repeat_seconds > 0
         and status.acknowledged_at is None
         and status.last_notified_at is not None

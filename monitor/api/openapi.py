@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 
 from monitor.api.auth import api_view
-from monitor.choices import AlertState, ClusterStatus, GroupProtocol, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod
+from monitor.choices import AlertState, ClusterStatus, GroupProtocol, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod, TransactionState
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -32,6 +32,35 @@ def _error(description: str) -> dict[str, Any]:
 
 TIME: dict[str, Any] = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC with Z"}
 NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with Z"}
+PAGE_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "Page size. With it the answer is one page and, unless it is the last, a "
+                       "Link: <URL>; rel=\"next\" header points at the next. Without it, everything.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "Opaque: taken from the previous page's Link header (needs limit).",
+        "schema": {"type": "string"},
+    },
+]
+NEXT_LINK_HEADER: dict[str, Any] = {
+    "Link": {
+        "description": "<URL>; rel=\"next\": the next page (absent on the last page and without limit)",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _paged(schema: dict[str, object], description: str) -> dict[str, object]:
+    return {**_json(schema, description), "headers": NEXT_LINK_HEADER}
+
+
 READ_ERRORS: dict[str, Any] = {
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the read scope"),
@@ -62,7 +91,17 @@ _GROUP_PROPERTIES: dict[str, Any] = {
     "retention_risk_seconds": _nullable(
         "number", description="Forecast: time until retention deletes unread messages; null = no risk"
     ),
+    "retention_risk_method": {
+        "type": "string", "enum": ["", "retention_ms", "log_start_rate"],
+        "description": "How the retention forecast was made (empty when there is nothing to forecast)"},
     "lost_messages": {"type": "integer"},
+    "partial_partitions": {
+        "type": "integer",
+        "description": "Partitions with a commit whose lag is unknown in the latest poll; when > 0, "
+                       "total_lag is partial (sums the other partitions only)"},
+    "stalled_partitions": {
+        "type": "integer",
+        "description": "Partitions whose committed offset has not moved for the status window while lagging"},
     "last_sample_at": NULLABLE_TIME,
     "first_seen_at": NULLABLE_TIME,
     "last_seen_at": NULLABLE_TIME,
@@ -141,6 +180,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "owner": _nullable("string", description="Member id owning the partition; null when unassigned or not told"),
             "owner_client_id": _nullable("string"),
             "owner_host": _nullable("string"),
+            "stalled": {"type": "boolean",
+                        "description": "The committed offset has not moved for the status window while lagging"},
         },
     },
     "GroupDetail": {
@@ -219,9 +260,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Trace": {
         "type": "object",
-        "required": ["trace_id", "services", "duration_seconds", "events"],
+        "required": ["trace_id", "services", "duration_seconds", "events", "external_url"],
         "properties": {
             "trace_id": {"type": "string"},
+            "external_url": _nullable("string", description="The trace in the backend named by "
+                                                            "MONITOR_TRACE_URL_TEMPLATE; null when unset"),
             "services": {"type": "array", "items": {"type": "string"}},
             "duration_seconds": _nullable("number"),
             "events": {
@@ -234,6 +277,37 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     ]
                 },
             },
+        },
+    },
+    "Pathway": {
+        "type": "object",
+        "required": ["services", "topics", "traces", "p50_seconds", "p95_seconds", "p99_seconds"],
+        "properties": {
+            "services": {"type": "array", "items": {"type": "string"}},
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "traces": {"type": "integer", "minimum": 0},
+            "p50_seconds": {"type": ["number", "null"]},
+            "p95_seconds": {"type": ["number", "null"]},
+            "p99_seconds": {"type": ["number", "null"]},
+            "id": {"type": "integer"},
+            "label": {"type": "string"},
+        },
+    },
+    "Transaction": {
+        "type": "object",
+        "required": ["name", "key", "trace_id", "state", "started_at", "ended_at", "last_event_type", "last_service"],
+        "properties": {
+            "name": {"type": "string"},
+            "key": {"type": "string"},
+            "trace_id": {"type": ["string", "null"]},
+            "state": {"enum": list(TransactionState.values)},
+            "started_at": TIME,
+            "ended_at": NULLABLE_TIME,
+            "last_event_type": {"type": "string"},
+            "last_service": {"type": "string"},
+            "last_event_at": TIME,
+            "compensations": {"type": "integer", "minimum": 0},
+            "slo_seconds": {"type": "integer"},
         },
     },
     "Flow": {
@@ -336,9 +410,22 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "listGroups",
                 "summary": "Consumer groups of a cluster with their latest lag",
                 "tags": ["lag"],
-                "parameters": [CLUSTER_PARAM],
+                "parameters": [
+                    CLUSTER_PARAM,
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only groups with these statuses, comma-separated",
+                        "schema": {"type": "string"},
+                        "example": "stalled,stopped",
+                    },
+                    *PAGE_PARAMS,
+                ],
                 "responses": {
-                    "200": _json({"type": "array", "items": _ref("GroupSummary")}, "Every group of the cluster"),
+                    "200": _paged({"type": "array", "items": _ref("GroupSummary")},
+                                  "The cluster's groups by name (one page with limit)"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
                     **READ_ERRORS,
                     **NOT_FOUND,
                 },
@@ -434,6 +521,41 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/pathways": {
+            "get": {
+                "operationId": "listPathways",
+                "summary": "Routes traces took from their first published to their last processed event, "
+                           "with latency from the origin",
+                "tags": ["events"],
+                "parameters": [SINCE_PARAM, UNTIL_PARAM],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Pathway")}, "Every route taken in the range"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
+                    **READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/transactions": {
+            "get": {
+                "operationId": "listTransactions",
+                "summary": "Business transactions of the declared flows, newest first",
+                "tags": ["events"],
+                "parameters": [
+                    {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "state", "in": "query", "required": False,
+                     "schema": {"enum": list(TransactionState.values)}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Transaction")},
+                                 "One page; a Link header with rel=next points at the next"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
+                    **READ_ERRORS,
+                },
+            }
+        },
         "/api/v1/flow": {
             "get": {
                 "operationId": "getFlow",
@@ -469,15 +591,10 @@ DOCUMENT: dict[str, Any] = {
                         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
                         for name in ("cluster", "group", "topic", "rule")
                     ],
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
-                    },
+                    *PAGE_PARAMS,
                 ],
                 "responses": {
-                    "200": _json({"type": "array", "items": _ref("Alert")}, "Alerts"),
+                    "200": _paged({"type": "array", "items": _ref("Alert")}, "Alerts, newest first (one page with limit)"),
                     "400": _error("A bad query parameter, named in errors[].loc"),
                     **READ_ERRORS,
                 },
@@ -514,8 +631,13 @@ DOCUMENT: dict[str, Any] = {
                 "description": (
                     "kafka_consumergroup_lag{cluster,group,topic,partition}, "
                     "kafka_consumergroup_lag_seconds{cluster,group,topic,partition}, group status, "
-                    "poll duration, requests per cycle and poll errors per cluster."
+                    "poll duration, requests per cycle and poll errors per cluster. "
+                    "granularity (or the setting MONITOR_METRICS_GRANULARITY): partition (default: "
+                    "per-partition and per-topic series), topic (kafka_consumergroup_topic_lag{cluster,group,topic} "
+                    "and _seconds only) or group (per-group series only)."
                 ),
+                "parameters": [{"name": "granularity", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["partition", "topic", "group"]}}],
                 "responses": {
                     "200": {
                         "description": "Prometheus text format 0.0.4",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from monitor.models import Channel, Notification
+    from monitor.models import Notification
 
 import email.utils
 import json

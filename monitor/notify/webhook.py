@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from monitor.models import Channel, Notification
+    from monitor.models import Notification
 
 from monitor.notify import render
 from monitor.notify.http import HttpNotifier
