@@ -807,7 +807,9 @@ class GroupMember:
     member_id: str
     client_id: str
     host: str
-    partitions: tuple[TopicPartitionKey, ...]
+    partitions: tuple[TopicPartitionKey, ...] | None
+    """None when the broker did not say (a classic group between rebalances, or a broker
+    that sends no assignment): unknown, not "nothing assigned"."""
     instance_id: str | None = None
 
 
@@ -826,8 +828,8 @@ class GroupMembership:
     error: str = ""
 
     def owners(self) -> dict[TopicPartitionKey, str]:
-        """Member id per assigned partition."""
-        return {tp: member.member_id for member in self.members for tp in member.partitions}
+        """Member id per assigned partition (of the members whose assignment is known)."""
+        return {tp: member.member_id for member in self.members for tp in member.partitions or ()}
 
 
 def _host(client_host: str | None) -> str:
@@ -836,11 +838,11 @@ def _host(client_host: str | None) -> str:
     return host[1:] if host.startswith("/") else host
 
 
-def _classic_partitions(protocol_type: str, assignment: bytes | None) -> tuple[TopicPartitionKey, ...]:
-    """Partitions in a classic member's assignment; only the ``consumer`` protocol's
-    assignment format is known (Connect and others carry their own)."""
+def _classic_partitions(protocol_type: str, assignment: bytes | None) -> tuple[TopicPartitionKey, ...] | None:
+    """Partitions in a classic member's assignment; None when there is none to read (only
+    sent for Stable groups) or its format is not the ``consumer`` protocol's."""
     if protocol_type != "consumer" or not assignment:
-        return ()
+        return None
     decoded = ConsumerProtocolAssignment.decode(bytes(assignment))
     return tuple(sorted((topic, partition) for topic, partitions in decoded.assigned_partitions
                         for partition in partitions))
@@ -858,7 +860,7 @@ def _classic_memberships(response: Any, protocols: dict[str, str]) -> dict[str, 
             try:
                 partitions = _classic_partitions(group.protocol_type, member.member_assignment)
             except Exception:  # noqa: BLE001 - a member we cannot read still counts as present
-                partitions = ()
+                partitions = None
             members.append(GroupMember(
                 member_id=member.member_id, client_id=member.client_id or "", host=_host(member.client_host),
                 partitions=partitions, instance_id=getattr(member, "group_instance_id", None),
