@@ -1091,6 +1091,25 @@ class AssignedConsumer:
         self._consumer.close(autocommit=False)
 
 
+class SubscribedConsumer:
+    """A consumer that joins its group with ``subscribe()`` (demo): the coordinator knows
+    it as a member and assigns it partitions, so DescribeGroups has someone to name.
+    Offsets are committed automatically; joining takes a rebalance (seconds)."""
+
+    def __init__(self, settings: ConnectionSettings, group_id: str, topics: Iterable[str], client_id: str) -> None:
+        config = {**settings.client_config(), "client_id": client_id}
+        self._consumer = KafkaConsumer(*topics, group_id=group_id, enable_auto_commit=True,
+                                       auto_offset_reset="latest", **config)
+
+    def poll(self, timeout_seconds: float = 1.0) -> int:
+        """Read what is there; returns how many messages."""
+        batches = self._consumer.poll(timeout_ms=int(timeout_seconds * 1000), max_records=500)
+        return sum(len(records) for records in batches.values())
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def commit_offsets(settings: ConnectionSettings, group_id: str, offsets: dict[TopicPartitionKey, int]) -> None:
     """Set a group's committed offsets directly (tests, demo)."""
     consumer = AssignedConsumer(settings, group_id, offsets.keys())
