@@ -279,6 +279,8 @@ MONITOR_OTLP_MAX_LINKS_PER_SPAN = env_int("MONITOR_OTLP_MAX_LINKS_PER_SPAN", 128
 # Detectors (monitor/events/config.py DetectorConfig): windows in seconds, storm thresholds.
 MONITOR_DETECTOR_LOOKBACK_SECONDS = env_int("MONITOR_DETECTOR_LOOKBACK_SECONDS", 3600, minimum=60)
 MONITOR_LOST_AFTER_SECONDS = env_int("MONITOR_LOST_AFTER_SECONDS", 300, minimum=1)
+# Produce rates (alert metrics produce_rate and produce_rate_vs_baseline) are judged over this window.
+MONITOR_PRODUCE_RATE_WINDOW_SECONDS = env_int("MONITOR_PRODUCE_RATE_WINDOW_SECONDS", 600, minimum=60)
 MONITOR_SCHEMA_LOOKBACK_SECONDS = env_int("MONITOR_SCHEMA_LOOKBACK_SECONDS", 86400, minimum=60)
 MONITOR_STORM_MAX_EVENTS = env_int("MONITOR_STORM_MAX_EVENTS", 1000, minimum=2)
 MONITOR_STORM_MAX_FANOUT = env_int("MONITOR_STORM_MAX_FANOUT", 100, minimum=2)

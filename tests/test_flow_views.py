@@ -302,3 +302,15 @@ def test_the_event_topic_page_shows_registered_published_and_handled_versions(lo
     assert "not on the newest version: payments" in html
     newest = re.search(r'<tr data-newest="true">(.*?)</tr>', html, re.S).group(1)
     assert "v2" in newest and ">12<" in newest and ">1</td>" in newest  # id 12, published once
+
+
+def test_a_large_system_draws_its_busiest_nodes_and_folds_the_rest_into_others(logged_in_client):
+    save(*[event(f"e{n}", "published", f"svc{n:03d}", n % 50, topic=f"t{n % 3}") for n in range(130)])
+    html = logged_in_client.get(f"/flow/?{WINDOW}").content.decode()
+    names = {text for trace in figure_in(html, "flow-figure")["data"] if trace["meta"]["part"] == "node"
+             for text in trace["text"]}
+    assert len(names) == 61 and "73 other services" in names  # the 60 busiest and one node for the rest
+    html = logged_in_client.get(f"/flow/?{WINDOW}&top=all").content.decode()
+    names = {text for trace in figure_in(html, "flow-figure")["data"] if trace["meta"]["part"] == "node"
+             for text in trace["text"]}
+    assert len(names) == 133

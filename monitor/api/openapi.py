@@ -329,6 +329,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "id": {"type": "string"},
                         "kind": {"type": "string", "enum": ["service", "topic"]},
                         "name": {"type": "string"},
+                        "folded": {"type": "integer", "description": "0, or for the \"others\" node of a "
+                                                                     "graph cut with top: the nodes it stands for"},
                     },
                 },
             },
@@ -567,7 +569,13 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "getFlow",
                 "summary": "Services and topics with the events between them",
                 "tags": ["events"],
-                "parameters": [SINCE_PARAM, UNTIL_PARAM],
+                "parameters": [
+                    SINCE_PARAM, UNTIL_PARAM,
+                    {"name": "top", "in": "query", "required": False,
+                     "description": "Keep the n busiest nodes and fold the rest into one \"others\" service and "
+                                    "topic (node field folded: how many nodes it stands for). Default: every node.",
+                     "schema": {"type": "integer", "minimum": 2, "maximum": 10000}},
+                ],
                 "responses": {
                     "200": _json(_ref("Flow"), "The flow graph"),
                     "400": _error("A bad query parameter, named in errors[].loc"),
