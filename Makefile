@@ -43,6 +43,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/flow.py
+	$(BIN)/python bench/pathways.py --events 200000
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/celery staticfiles
