@@ -808,7 +808,9 @@ class GroupMember:
     member_id: str
     client_id: str
     host: str
-    partitions: tuple[TopicPartitionKey, ...]
+    partitions: tuple[TopicPartitionKey, ...] | None
+    """None when the broker did not say (a classic group between rebalances, or a broker
+    that sends no assignment): unknown, not "nothing assigned"."""
     instance_id: str | None = None
 
 
@@ -827,8 +829,8 @@ class GroupMembership:
     error: str = ""
 
     def owners(self) -> dict[TopicPartitionKey, str]:
-        """Member id per assigned partition."""
-        return {tp: member.member_id for member in self.members for tp in member.partitions}
+        """Member id per assigned partition (of the members whose assignment is known)."""
+        return {tp: member.member_id for member in self.members for tp in member.partitions or ()}
 
 
 def _host(client_host: str | None) -> str:
@@ -837,11 +839,11 @@ def _host(client_host: str | None) -> str:
     return host[1:] if host.startswith("/") else host
 
 
-def _classic_partitions(protocol_type: str, assignment: bytes | None) -> tuple[TopicPartitionKey, ...]:
-    """Partitions in a classic member's assignment; only the ``consumer`` protocol's
-    assignment format is known (Connect and others carry their own)."""
+def _classic_partitions(protocol_type: str, assignment: bytes | None) -> tuple[TopicPartitionKey, ...] | None:
+    """Partitions in a classic member's assignment; None when there is none to read (only
+    sent for Stable groups) or its format is not the ``consumer`` protocol's."""
     if protocol_type != "consumer" or not assignment:
-        return ()
+        return None
     decoded = ConsumerProtocolAssignment.decode(bytes(assignment))
     return tuple(sorted((topic, partition) for topic, partitions in decoded.assigned_partitions
                         for partition in partitions))
@@ -859,7 +861,7 @@ def _classic_memberships(response: Any, protocols: dict[str, str]) -> dict[str, 
             try:
                 partitions = _classic_partitions(group.protocol_type, member.member_assignment)
             except Exception:  # noqa: BLE001 - a member we cannot read still counts as present
-                partitions = ()
+                partitions = None
             members.append(GroupMember(
                 member_id=member.member_id, client_id=member.client_id or "", host=_host(member.client_host),
                 partitions=partitions, instance_id=getattr(member, "group_instance_id", None),
@@ -1018,6 +1020,16 @@ class Producer:
         metadata = future.get(timeout=10)
         return metadata.partition, metadata.offset
 
+    def send_many(self, topic: str, partition: int, count: int, value: bytes = b"event",
+                  timestamp_ms: int | None = None) -> None:
+        """Send ``count`` messages to one partition without waiting for each, then wait
+        for all of them (one record per batch still: see the class)."""
+        futures = [self._producer.send(topic, value=value, partition=partition, timestamp_ms=timestamp_ms)
+                   for _ in range(count)]
+        self._producer.flush(timeout=10)
+        for future in futures:
+            future.get(timeout=10)
+
     def begin_transaction(self) -> None:
         self._producer.begin_transaction()
 
@@ -1078,6 +1090,25 @@ class AssignedConsumer:
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+class SubscribedConsumer:
+    """A consumer that joins its group with ``subscribe()`` (demo): the coordinator knows
+    it as a member and assigns it partitions, so DescribeGroups has someone to name.
+    Offsets are committed automatically; joining takes a rebalance (seconds)."""
+
+    def __init__(self, settings: ConnectionSettings, group_id: str, topics: Iterable[str], client_id: str) -> None:
+        config = {**settings.client_config(), "client_id": client_id}
+        self._consumer = KafkaConsumer(*topics, group_id=group_id, enable_auto_commit=True,
+                                       auto_offset_reset="latest", **config)
+
+    def poll(self, timeout_seconds: float = 1.0) -> int:
+        """Read what is there; returns how many messages."""
+        batches = self._consumer.poll(timeout_ms=int(timeout_seconds * 1000), max_records=500)
+        return sum(len(records) for records in batches.values())
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def commit_offsets(settings: ConnectionSettings, group_id: str, offsets: dict[TopicPartitionKey, int]) -> None:
