@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test faults bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -33,11 +33,18 @@ test: $(VENV)/.dev
 	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The fault suite: the stack as processes with a PostgreSQL, Redis and broker of its own,
+# then worker kills, receiver errors, outages (README "Operations").
+faults: $(VENV)/.dev
+	$(BIN)/python -m pytest -m faults -s -p no:randomly tests/test_faults.py
+
 bench: $(VENV)/.dev
 	$(BIN)/python bench/poll.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/flow.py
+	$(BIN)/python bench/pathways.py --events 200000
+	$(BIN)/python bench/timelag.py
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/celery staticfiles

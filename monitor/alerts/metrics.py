@@ -42,7 +42,7 @@ from monitor.alerts.rules import Reading, Scope, Subject, glob_matcher, glob_mat
 from monitor import humanize
 from monitor.choices import ClusterStatus, GroupStatus
 
-PLUGIN_MODULES = ("monitor.events.alert_metrics", "monitor.pathways.alert_metrics")
+PLUGIN_MODULES = ("monitor.events.alert_metrics", "monitor.schemas.alert_metrics", "monitor.pathways.alert_metrics")
 
 # Health order of a group status: a higher rank is worse. Append-only: ranks are stored.
 STATUS_RANK: dict[str, int] = {
