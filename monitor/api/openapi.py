@@ -76,6 +76,24 @@ ACK_ERRORS: dict[str, Any] = {
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the ack scope"),
 }
+
+def _otlp_status(description: str) -> dict[str, Any]:
+    """An OTLP error: a google.rpc.Status, in the request's encoding."""
+    status = {"type": "object", "required": ["code", "message"],
+              "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}
+    return {"description": description, "content": {
+        "application/json": {"schema": status},
+        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}
+
+
+OTLP_ERRORS: dict[str, Any] = {
+    "400": _otlp_status("Not an OTLP ExportTraceServiceRequest; the message says where"),
+    "401": _error("No valid credentials"),
+    "403": _error("The token lacks the ingest scope"),
+    "411": _otlp_status("A chunked body the server did not de-chunk; send Content-Length"),
+    "413": _otlp_status("Request body too large"),
+    "415": _otlp_status("Content-Type is neither application/x-protobuf nor application/json"),
+}
 NOT_FOUND: dict[str, Any] = {"404": _error("Unknown cluster or group name")}
 CLUSTER_PARAM: dict[str, Any] = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
 GROUP_PARAM: dict[str, Any] = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -163,6 +181,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "object", "required": ["topic", "partition"],
                 "properties": {"topic": {"type": "string"}, "partition": {"type": "integer"}},
             }},
+            "partitions_known": {"type": "boolean",
+                                 "description": "false: the broker did not say what this member owns"},
         },
     },
     "Partition": {
@@ -510,7 +530,7 @@ DOCUMENT: dict[str, Any] = {
                             "application/json": {"schema": {"type": "object"}},
                         },
                     },
-                    **INGEST_ERRORS,
+                    **OTLP_ERRORS,
                 },
             }
         },
