@@ -246,6 +246,16 @@ def test_classic_group_members_come_from_describe_groups_with_decoded_assignment
     ]
 
 
+def test_a_classic_member_without_an_assignment_owns_nothing_known():
+    groups = [ScriptedGroup("rebalancing", "classic", state="PreparingRebalance", members=[
+        ScriptedMember("c-9", "worker-9", "/10.0.0.7", {"orders": [1]}, assignment_sent=False)])]
+    with KafkaResponder(groups) as responder:
+        _, membership = _membership(responder)
+    [member] = membership["rebalancing"].members
+    assert (member.member_id, member.client_id, member.host, member.partitions) == ("c-9", "worker-9", "10.0.0.7", None)
+    assert membership["rebalancing"].owners() == {}
+
+
 def test_share_groups_are_listed_as_such_and_never_described_as_consumer_groups():
     with KafkaResponder(SCRIPTED_GROUPS) as responder:
         listed, membership = _membership(responder)
@@ -279,7 +289,7 @@ def test_tansu_groups_are_described_without_authorized_operations(kafka_settings
     with KafkaAdapter(kafka_settings) as adapter:
         listed = [g for g in adapter.list_groups() if g.group_id == group]
         membership = adapter.group_membership(listed)
-    assert membership[group].known and membership[group].members == ()
+    assert membership[group].known and membership[group].members == ()  # assign() + commit(): no members
 
 
 @pytest.mark.skipif(not os.environ.get("KAFKA_BOOTSTRAP"), reason="opt-in: set KAFKA_BOOTSTRAP to a real Apache Kafka")

@@ -181,6 +181,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "object", "required": ["topic", "partition"],
                 "properties": {"topic": {"type": "string"}, "partition": {"type": "integer"}},
             }},
+            "partitions_known": {"type": "boolean",
+                                 "description": "false: the broker did not say what this member owns"},
         },
     },
     "Partition": {

@@ -20,6 +20,7 @@ from django.db.models.functions import Cast
 from monitor.choices import PROBLEM_STATUSES, STATUS_SEVERITY, ClusterStatus, GroupStatus
 from monitor.lag.series import Value, time_bucket
 from monitor.redaction import redact
+from monitor.lag import members as group_members
 from monitor.lag import snapshot
 from monitor.models import (
     Cluster,
@@ -343,7 +344,7 @@ def latest_partitions(group: ConsumerGroup) -> list[PartitionRow]:
             owner=p.get("owner"),
             owner_client_id=p.get("owner_client_id"),
             owner_host=p.get("owner_host"),
-            owner_known=detail.get("member_details") is not None,
+            owner_known=group_members.assignments_known(detail.get("member_details")),
         )
         for p in detail.get("partitions", [])
     ]
