@@ -682,7 +682,8 @@ class KafkaAdapter:
         A partition appears once per request, at its lowest wanted offset; the other
         wanted offsets of that partition are answered when the bytes read reach them.
         ``partition_max_bytes`` bounds each partition and ``max_bytes`` the whole
-        read, split between the leaders (Kafka honours both; a broker that sends more
+        read, split between the leaders (Kafka honours both, except that the first
+        batch of an answer comes whole even when larger, KIP-74; a broker that sends more
         is still counted in ``RecordTimestamps.bytes``). Read-committed isolation:
         control batches and the records of aborted transactions are skipped, as a
         consumer skips them; a committed offset that no longer exists (compaction)
@@ -733,9 +734,9 @@ class KafkaAdapter:
             for topic in response.responses:
                 for part in topic.partitions:
                     key = (topic.topic, part.partition_index)
-                    offsets = by_partition.get(key)
-                    if offsets is None:
+                    if key not in by_partition:
                         continue
+                    offsets = by_partition[key]
                     answered.add(key)
                     if part.error_code:
                         for offset in offsets:
@@ -1117,6 +1118,48 @@ def commit_offsets(settings: ConnectionSettings, group_id: str, offsets: dict[To
         consumer.commit(offsets)
     finally:
         consumer.close()
+
+
+def commit_offsets_of_many_groups(settings: ConnectionSettings,
+                                  offsets_by_group: dict[str, dict[TopicPartitionKey, int]]) -> None:
+    """Set the committed offsets of many groups at once (benchmarks seeding thousands of
+    groups): one admin connection, every OffsetCommit in flight together, as a consumer
+    outside any group generation commits (generation -1, no member id)."""
+    from kafka.protocol.consumer import OffsetCommitRequest
+
+    admin = KafkaAdminClient(bootstrap_timeout_ms=int(settings.timeout_seconds * 1000), **settings.client_config())
+    topic_type, partition_type = (OffsetCommitRequest.OffsetCommitRequestTopic,
+                                  OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition)
+
+    def request(group_id: str, offsets: dict[TopicPartitionKey, int]) -> Any:
+        by_topic: dict[str, list[Any]] = {}
+        for (topic, partition), offset in sorted(offsets.items()):
+            by_topic.setdefault(topic, []).append(partition_type(
+                partition_index=partition, committed_offset=offset, committed_leader_epoch=-1,
+                commit_timestamp=-1, committed_metadata=""))
+        return OffsetCommitRequest(
+            group_id=group_id, generation_id_or_member_epoch=-1, member_id="", group_instance_id=None,
+            retention_time_ms=-1, topics=[topic_type(name=t, partitions=p) for t, p in by_topic.items()],
+            max_version=7,  # v8+ name topics by id
+        )
+
+    async def commit_all() -> list[Any]:
+        coordinators = await admin._find_coordinator_ids(list(offsets_by_group))
+        groups, responses = list(offsets_by_group.items()), []
+        for start in range(0, len(groups), 4):  # within the client's in-flight limit per connection
+            in_flight = [admin._manager.send(request(group, offsets), node_id=coordinators[group])
+                         for group, offsets in groups[start:start + 4]]
+            responses.extend([await future for future in in_flight])
+        return responses
+
+    try:
+        for response in admin._manager.run(commit_all):
+            for topic in response.topics:
+                for part in topic.partitions:
+                    if part.error_code:
+                        raise kafka_errors.for_code(part.error_code)(f"{topic.name}/{part.partition_index}")
+    finally:
+        admin.close()
 
 
 def delete_groups(settings: ConnectionSettings, group_ids: list[str]) -> None:
