@@ -169,7 +169,7 @@ def aws_credentials() -> tuple[str, str, str | None]:
     if access and secret:
         return access, secret, os.environ.get("AWS_SESSION_TOKEN") or None
     try:
-        from botocore.session import Session  # optional: not pinned, not needed with env credentials
+        from botocore.session import Session  # type: ignore[import-not-found]  # optional, not pinned
     except ImportError:
         raise kafka_errors.KafkaConfigurationError(
             "AWS_MSK_IAM needs AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
