@@ -94,6 +94,7 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
                for p, leader in by_partition.items()}
     log_offsets, log_errors = adapter.log_offsets(partitions, leaders)
     polled_at = at or timezone.now()
+    retention = adapter.topic_retention(counts)
     progress(f"read log offsets of {len(log_offsets)} partitions")
     wanted = record_times.wanted_offsets(committed.offsets, log_offsets)
     records = record_times.read_record_times(adapter, cluster.pk, wanted, leaders)
@@ -103,7 +104,7 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     return ClusterReading(
         polled_at=polled_at, groups=listed, committed=committed.offsets, group_errors=committed.errors,
         partition_counts=counts, topic_errors=metadata.errors, log_offsets=log_offsets, log_errors=log_errors,
-        requests=adapter.requests, membership=membership, record_reads=records,
+        requests=adapter.requests, membership=membership, record_reads=records, retention=retention,
     )
 
 
