@@ -17,6 +17,7 @@ from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagM
 from monitor.kafka.adapter import GroupListing, GroupMembership, LogOffsets, TopicRetention
 from monitor.lag import forecast, history, members
 from monitor.lag.bulk import insert_rows, row_writer, update_rows
+from monitor.lag.clusters import cluster_secrets
 from monitor import humanize
 from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, rewind_detail
 from monitor.lag.compute import (
@@ -32,6 +33,7 @@ from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, over_bud
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
 )
+from monitor.redaction import redact
 
 BULK_BATCH_SIZE = 2000
 GONE_REASON = "no longer listed by the cluster"
@@ -181,7 +183,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         _write_topics(cluster, topics, reading.partition_counts, now)
         created = {id(g) for g in new_groups}
         update_rows(ConsumerGroup, [r.group for r in results if id(r.group) not in created] + gone, _SNAPSHOT_FIELDS)
-        error = _partial_errors(reading)
+        error = redact(_partial_errors(reading), cluster_secrets(cluster))
         poll_run = PollRun.objects.create(
             cluster=cluster, started_at=started_at, duration_seconds=time.monotonic() - clock_start,
             requests=reading.requests, groups=len(results), partitions=len(reading.partitions), ok=True,
