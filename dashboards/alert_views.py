@@ -17,7 +17,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from dashboards.pages import dashboard_page, page
+from monitor import links
 from monitor.alerts.engine import AcknowledgeError, acknowledge
+from monitor.alerts.rules import literal_glob
 from monitor.alerts.silences import parse_weekdays, window_active
 from monitor.choices import AlertState, Severity
 from monitor.models import Alert, Cluster, MaintenanceWindow, Silence
@@ -65,7 +67,7 @@ def alerts_for_group(cluster: str, group: str, resolved_limit: int = 5) -> dict[
     resolved = base.filter(state=AlertState.RESOLVED).order_by("-resolved_at")[:resolved_limit]
     resolved_rows = [alert_row(a) for a in resolved]
     return {"group_alerts": open_rows, "group_resolved_alerts": resolved_rows,
-            "group_alerts_url": f"{reverse('alerts')}?cluster={cluster}"}
+            "group_alerts_url": links.path("alerts", query={"cluster": cluster})}
 
 
 def _filters(request: HttpRequest) -> tuple[str, str]:
@@ -160,9 +162,21 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
     return page(request, "alerts_detail.html", {
         "row": alert_row(alert), "alert": alert, "rule": alert.rule, "notifications": notifications,
         "can_acknowledge": alert.state != AlertState.RESOLVED and alert.acknowledged_at is None,
-        "silence_url": (reverse("admin:monitor_silence_add") + f"?rule={alert.rule_id}&cluster={alert.cluster or '*'}"
-                        f"&group={alert.group or '*'}&topic={alert.topic or '*'}"),
+        "silence_url": silence_url(alert),
     }, active_nav="alerts")
+
+
+def silence_url(alert: Alert) -> str:
+    """"Silence this subject": the admin's new-silence form for exactly this subject.
+
+    Names are hostile: each is a glob matching only itself, and the query string is
+    encoded, so ``billing&rule=&group=*`` silences that group and nothing else."""
+    return links.path("admin:monitor_silence_add", query={
+        "rule": alert.rule_id,
+        "cluster": literal_glob(alert.cluster) if alert.cluster else "*",
+        "group": literal_glob(alert.group) if alert.group else "*",
+        "topic": literal_glob(alert.topic) if alert.topic else "*",
+    })
 
 
 @require_POST

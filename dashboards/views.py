@@ -15,6 +15,7 @@ from django.utils import timezone
 from dashboards import charts, pathway_charts
 from dashboards.alert_views import alerts_for_group
 from dashboards.pages import dashboard_page, page
+from monitor import links
 from monitor.lag import queries, throughput
 from monitor.lag import series as lag_series
 from monitor.choices import STATUS_SEVERITY_RANK, GroupStatus, SeriesMetric
@@ -123,7 +124,7 @@ def _sort_links(request: HttpRequest, filters: queries.OverviewFilter) -> dict[s
 @dashboard_page
 def cluster(request: HttpRequest, cluster: str) -> HttpResponse:
     found = _cluster_or_404(cluster)
-    return redirect(f"{reverse('overview')}?cluster={found.name}")
+    return redirect(links.path("overview", query={"cluster": found.name}))
 
 
 @dashboard_page

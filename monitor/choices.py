@@ -180,6 +180,7 @@ class NotificationKind(models.TextChoices):
 class TokenScope(models.TextChoices):
     READ = "read", "Read"
     INGEST = "ingest", "Ingest"
+    ACK = "ack", "Acknowledge alerts"
 
 
 class FlowNodeKind(models.TextChoices):

@@ -186,7 +186,8 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = False
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# No SECURE_PROXY_SSL_HEADER: Django would believe X-Forwarded-Proto from any client.
+# gunicorn sets the scheme from it only for peers in --forwarded-allow-ips (the proxy).
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
@@ -273,10 +274,14 @@ if MONITOR_METRICS_GRANULARITY not in ("partition", "topic", "group"):
     raise ImproperlyConfigured("MONITOR_METRICS_GRANULARITY must be partition, topic or group")
 MONITOR_EVENT_RETENTION_DAYS = env_int("MONITOR_EVENT_RETENTION_DAYS", 7, minimum=1)
 MONITOR_INGEST_MAX_ATTRIBUTES_BYTES = env_int("MONITOR_INGEST_MAX_ATTRIBUTES_BYTES", 8192, minimum=2)
+# Slack/webhook receivers on loopback, private or link-local addresses are refused unless true.
+MONITOR_ALLOW_PRIVATE_WEBHOOKS = env_bool("MONITOR_ALLOW_PRIVATE_WEBHOOKS", False)
 MONITOR_OTLP_MAX_LINKS_PER_SPAN = env_int("MONITOR_OTLP_MAX_LINKS_PER_SPAN", 128, minimum=1)
 # Detectors (monitor/events/config.py DetectorConfig): windows in seconds, storm thresholds.
 MONITOR_DETECTOR_LOOKBACK_SECONDS = env_int("MONITOR_DETECTOR_LOOKBACK_SECONDS", 3600, minimum=60)
 MONITOR_LOST_AFTER_SECONDS = env_int("MONITOR_LOST_AFTER_SECONDS", 300, minimum=1)
+# Produce rates (alert metrics produce_rate and produce_rate_vs_baseline) are judged over this window.
+MONITOR_PRODUCE_RATE_WINDOW_SECONDS = env_int("MONITOR_PRODUCE_RATE_WINDOW_SECONDS", 600, minimum=60)
 MONITOR_SCHEMA_LOOKBACK_SECONDS = env_int("MONITOR_SCHEMA_LOOKBACK_SECONDS", 86400, minimum=60)
 MONITOR_STORM_MAX_EVENTS = env_int("MONITOR_STORM_MAX_EVENTS", 1000, minimum=2)
 MONITOR_STORM_MAX_FANOUT = env_int("MONITOR_STORM_MAX_FANOUT", 100, minimum=2)

@@ -20,3 +20,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast log
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":  # noqa: F405
     CACHES["default"]["BACKEND"] = "tests.isolated_cache.RunScopedRedisCache"  # noqa: F405
+# The tests' Slack/webhook receivers listen on 127.0.0.1; the refusal of internal targets
+# is tested with this turned off (tests/test_notify_targets.py).
+MONITOR_ALLOW_PRIVATE_WEBHOOKS = True

@@ -90,6 +90,17 @@ def test_the_command_exits_2_from_the_shell(db, tmp_path):
     assert f"{bad}:2: rules[0].metric: unknown metric 'nope'" in completed.stderr
 
 
+def test_a_webhook_resolving_to_an_internal_address_exits_2_naming_the_field(db, config_file, settings):
+    settings.MONITOR_ALLOW_PRIVATE_WEBHOOKS = False
+    config_file.write_text(CONTRACT_EXAMPLE.replace("https://hooks.slack.com/services/T000/B000/XXXX",
+                                                    "http://169.254.169.254/latest/meta-data/"))
+    with pytest.raises(CommandError) as error:
+        run(str(config_file))
+    assert error.value.returncode == 2
+    assert "channels[0].webhook_url" in str(error.value) and "internal address 169.254.169.254" in str(error.value)
+    assert not Channel.objects.exists()
+
+
 def test_clusters_take_every_auth_method_with_secrets_from_the_environment_or_files(db, tmp_path, monkeypatch):
     monkeypatch.setenv("OIDC_SECRET", "oidc-s3cret")
     (tmp_path / "registry-password").write_text("registry-s3cret\n")

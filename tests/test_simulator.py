@@ -312,6 +312,9 @@ def test_reports_cover_every_stage_and_name_group_partition_and_offset(story):
     stages = Counter(event["stage"] for event in events)
     assert set(stages) == set(Stage.values)
     for event in events:
+        if event["stage"] == Stage.OUTBOX:  # written to the outbox table: not in Kafka yet
+            assert "partition" not in event and "consumer_group" not in event
+            continue
         if event["stage"] != Stage.PUBLISHED:
             assert event["consumer_group"].startswith(story["namespace"] + ".")
         assert isinstance(event["partition"], int) and isinstance(event["offset"], int)
@@ -441,3 +444,35 @@ def test_the_command_line_runs_for_a_while_and_stops_cleanly(broker, unique, sin
     assert sim.READY_LINE in result.stderr and "simulator stopped" in result.stderr
     assert sink.events and sink.authorizations == {"Bearer kmon_from-env"}
     assert "kmon_from-env" not in result.stderr
+
+
+def test_every_order_is_written_to_the_outbox_before_it_is_published(story):
+    events = story["events"]
+    written = {e["event_id"]: e["timestamp"] for e in events if e["stage"] == Stage.OUTBOX}
+    published = {e["event_id"]: e["timestamp"] for e in events
+                 if e["stage"] == Stage.PUBLISHED and e["type"] == "OrderPlaced"}
+    assert written and set(published) <= set(written)
+    assert all(written[event_id] <= published[event_id] for event_id in published)
+
+
+def test_the_audit_service_joins_its_group_so_the_broker_reports_a_member(broker, unique):
+    """The other services use assign() (no group membership); audit subscribes, so the
+    demo's group pages have a member to show where the broker tells."""
+    from monitor.kafka.adapter import ConnectionSettings
+
+    namespace = unique("members")
+    simulator = sim.Simulator(fast_config(broker.bootstrap, namespace), sim.NullReporter())
+    kafka = ConnectionSettings([broker.bootstrap], timeout_seconds=5)
+    group = f"{namespace}.audit"
+    simulator.start()
+    try:
+        deadline, members = time.monotonic() + 180, ()
+        while not members and time.monotonic() < deadline:  # joining takes a rebalance
+            with KafkaAdapter(kafka) as adapter:
+                listed = [g for g in adapter.list_groups() if g.group_id == group]
+                membership = adapter.group_membership(listed).get(group)
+            members = membership.members if membership is not None else ()
+            simulator.stop_event.wait(1.0)
+    finally:
+        simulator.stop()
+    assert members and members[0].member_id.startswith("audit-")

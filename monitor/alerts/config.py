@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from monitor.notify.targets import url_target_problem
 from monitor.alerts import metrics as metric_registry
 from monitor.alerts.rules import validate_rule_fields
 from monitor.choices import ChannelKind, Operator, SaslMechanism, SecurityProtocol, Severity
@@ -435,7 +436,7 @@ def webhook_url_problem(url: str) -> str | None:
         return "must start with https:// (or http:// for a local receiver)"
     if any(ch.isspace() for ch in url):
         return "must not contain spaces"
-    return None
+    return url_target_problem(url)
 
 
 # -- plan and apply --------------------------------------------------------------------------------

@@ -88,6 +88,11 @@ def glob_error(pattern: str) -> str | None:
     return None
 
 
+def literal_glob(name: str) -> str:
+    """A glob matching exactly ``name``: a group named ``billing*`` silences only itself."""
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in name)
+
+
 def _is_literal(pattern: str) -> bool:
     return not any(ch in pattern for ch in "*?[")
 

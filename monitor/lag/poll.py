@@ -31,10 +31,11 @@ from django.utils import timezone
 from monitor.choices import ClusterStatus
 from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
 from monitor.lag import history, record_times, snapshot
-from monitor.lag.clusters import connection_settings
+from monitor.lag.clusters import cluster_secrets, connection_settings
 from monitor.lag.compute import covered_partitions_of_groups
 from monitor.lag.record import ClusterReading, Progress, no_progress, record_cycle
 from monitor.models import Cluster, PollRun
+from monitor.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,10 @@ def claim_due_clusters(now: datetime) -> list[int]:
     return won
 
 
-def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = no_progress) -> ClusterReading:
-    """The Kafka half of a cycle: plain data, nothing stored."""
+def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = no_progress,
+                 at: datetime | None = None) -> ClusterReading:
+    """The Kafka half of a cycle: plain data, nothing stored. ``at`` stamps the poll
+    (default: when the log offsets were read)."""
     listed = [g for g in adapter.list_groups() if cluster.watches_group(g.group_id)]
     progress(f"listed {len(listed)} groups")
     # Share groups (KIP-932) have no committed offsets to lag behind: listed, not polled.
@@ -90,7 +93,8 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     leaders = {(topic, p): leader for topic, by_partition in metadata.leaders.items()
                for p, leader in by_partition.items()}
     log_offsets, log_errors = adapter.log_offsets(partitions, leaders)
-    polled_at = timezone.now()
+    polled_at = at or timezone.now()
+    retention = adapter.topic_retention(counts)
     progress(f"read log offsets of {len(log_offsets)} partitions")
     wanted = record_times.wanted_offsets(committed.offsets, log_offsets)
     records = record_times.read_record_times(adapter, cluster.pk, wanted, leaders)
@@ -100,7 +104,7 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     return ClusterReading(
         polled_at=polled_at, groups=listed, committed=committed.offsets, group_errors=committed.errors,
         partition_counts=counts, topic_errors=metadata.errors, log_offsets=log_offsets, log_errors=log_errors,
-        requests=adapter.requests, membership=membership, record_reads=records,
+        requests=adapter.requests, membership=membership, record_reads=records, retention=retention,
     )
 
 
@@ -108,9 +112,9 @@ class _KafkaRead(threading.Thread):
     """The Kafka half of a cycle on its own thread: connect, read, close. It touches no
     database; whatever it raises is kept for the caller."""
 
-    def __init__(self, cluster: Cluster, progress: Progress) -> None:
+    def __init__(self, cluster: Cluster, progress: Progress, at: datetime | None = None) -> None:
         super().__init__(name=f"kafka-read-{cluster.pk}", daemon=True)
-        self.cluster, self.progress = cluster, progress
+        self.cluster, self.progress, self.at = cluster, progress, at
         self.adapter = KafkaAdapter(connection_settings(cluster))
         self.reading: ClusterReading | None = None
         self.error: Exception | None = None
@@ -123,7 +127,7 @@ class _KafkaRead(threading.Thread):
     def _read(self) -> None:
         try:
             self.adapter.connect()
-            self.reading = read_cluster(self.adapter, self.cluster, self.progress)
+            self.reading = read_cluster(self.adapter, self.cluster, self.progress, self.at)
         except Exception as exc:  # noqa: BLE001 - handed to the caller
             self.error = exc
         finally:
@@ -139,15 +143,16 @@ class _KafkaRead(threading.Thread):
         return self.reading
 
 
-def poll_cluster(cluster_id: int, progress: Progress = no_progress) -> PollOutcome | None:
-    """One cycle of one cluster; None when the cluster no longer exists."""
+def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetime | None = None) -> PollOutcome | None:
+    """One cycle of one cluster; None when the cluster no longer exists. ``now`` stamps
+    the poll instead of the clock (scenario tests replay minutes of traffic in seconds)."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None:
         log.warning("cluster %s no longer exists; nothing to poll", cluster_id)
         return None
-    started_at = timezone.now()
+    started_at = now or timezone.now()
     clock_start = time.monotonic()
-    kafka = _KafkaRead(cluster, progress)
+    kafka = _KafkaRead(cluster, progress, now)
     kafka.start()
     try:
         # Bounds from the cycle's start reach at least as far back as the poll's own.
@@ -160,7 +165,8 @@ def poll_cluster(cluster_id: int, progress: Progress = no_progress) -> PollOutco
     except KafkaUnavailable as exc:
         return _record_failure(cluster, started_at, clock_start, kafka.adapter.requests, str(exc))
     except Exception as exc:  # noqa: BLE001 - a broker answer we cannot use must not stop the poller
-        log.error("polling cluster %s failed", cluster.name, exc_info=exc)
+        log.error("polling cluster %s failed: %s", cluster.name,
+                  redact(f"{type(exc).__name__}: {exc}", cluster_secrets(cluster)))
         return _record_failure(cluster, started_at, clock_start, kafka.adapter.requests,
                                f"{type(exc).__name__}: {exc}")
     result = record_cycle(cluster, reading, started_at, clock_start, progress, stored)
@@ -176,6 +182,7 @@ def _record_failure(cluster: Cluster, started_at: datetime, clock_start: float, 
                     error: str) -> PollOutcome:
     now = timezone.now()
     duration = time.monotonic() - clock_start
+    error = redact(error, cluster_secrets(cluster))  # a SASL error may quote the password
     log.warning("cluster %s unreachable: %s", cluster.name, error)
     PollRun.objects.create(cluster=cluster, started_at=started_at, duration_seconds=duration, requests=requests,
                            ok=False, error=error)

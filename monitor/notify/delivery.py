@@ -149,14 +149,17 @@ def deliver(notification_id: int, now: datetime | None = None) -> DeliveryResult
     except NotifierError as exc:
         message = redact(exc.message, notifier.secrets())
         if exc.permanent:
-            result = DeliveryResult(Outcome.FAILED, status_code=exc.status_code, error=message, channel_broken=True)
+            result = DeliveryResult(Outcome.FAILED, status_code=exc.status_code, error=message,
+                                    channel_broken=not exc.of_message)
         else:
             result = DeliveryResult(Outcome.RETRY, status_code=exc.status_code, error=message)
             result.retry_at = clock() + timedelta(seconds=backoff_seconds(attempt.number, exc.retry_after_seconds))
-    except Exception as exc:  # noqa: BLE001 - a bug in one notifier must not lose the message
+    except Exception as exc:  # noqa: BLE001 - a bug in one notifier must not stop the channel
+        # Not about the connection (those are NotifierErrors): retrying the same message
+        # fails the same way and, since a channel delivers in order, would hold back every
+        # later one for a day. It fails alone; the channel stays healthy.
         log.exception("notifier %s crashed on notification %s", channel.kind, notification.pk)
-        result = DeliveryResult(Outcome.RETRY, error=redact(f"{type(exc).__name__}: {exc}", notifier.secrets()))
-        result.retry_at = clock() + timedelta(seconds=backoff_seconds(attempt.number))
+        result = DeliveryResult(Outcome.FAILED, error=redact(f"{type(exc).__name__}: {exc}", notifier.secrets()))
     result.duration_seconds = time.monotonic() - started
     if result.outcome == Outcome.RETRY and claimed_at - notification.created_at >= GIVE_UP_AFTER:
         result.outcome = Outcome.FAILED
