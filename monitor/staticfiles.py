@@ -8,7 +8,7 @@ image run ``collectstatic`` before the web server starts.
 """
 from __future__ import annotations
 
-from whitenoise.storage import CompressedManifestStaticFilesStorage
+from whitenoise.storage import CompressedManifestStaticFilesStorage  # type: ignore[import-untyped]
 
 
 class HashedStaticFiles(CompressedManifestStaticFilesStorage):

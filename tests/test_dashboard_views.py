@@ -10,7 +10,7 @@ from django.db import connections
 from django.utils import timezone
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
-from monitor.models import Cluster, ConsumerGroup, GroupEvent, PollRun, Topic
+from monitor.models import Cluster, ConsumerGroup, GroupEvent, PartitionLagSample, PollRun, Topic
 from tests.lag_rows import Part, make_group, record_poll
 from tests.services import free_port
 
@@ -313,3 +313,16 @@ def test_overview_pages_are_links_that_keep_the_filters(logged_in_client, cluste
     assert 'data-status="stalled">Stalled 3</a>' in html  # counts per status over every page
     html = page(logged_in_client, "/?q=bulk&page=2")
     assert "Page 2 of 2" in html and html.count('<tr data-status=') == 5
+
+
+def test_group_page_marks_a_partial_total_and_stalled_partitions(logged_in_client, cluster):
+    group = make_group(cluster, "billing", status=GroupStatus.STALLED, partial_partitions=1, stalled_partitions=1)
+    record_poll(group, timezone.now(), [Part("orders", 0, 100, 150, 50), Part("orders", 1, 5, None, None)])
+    ConsumerGroup.objects.filter(pk=group.pk).update(partial_partitions=1, stalled_partitions=1)
+    PartitionLagSample.objects.filter(group=group, partition=0).update(stalled=True)
+
+    html = logged_in_client.get(f"/clusters/{cluster.name}/groups/billing/").content.decode()
+
+    assert "partial: 1 unknown" in html
+    assert "1 partition stalled" in html
+    assert '<span class="status status-stalled"' in html
