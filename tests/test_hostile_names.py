@@ -218,3 +218,23 @@ def test_events_stored_before_names_were_checked_still_render(logged_in_client):
                 links.event_topic_path("orders")):
         response = _get(logged_in_client, url)
         assert response.status_code == 200, url
+
+
+def test_hostile_names_in_slack_email_and_webhook_messages_are_escaped_never_links():
+    from monitor.notify import render
+    from monitor.notify.email import header_text
+    from tests.test_notify_slack import item
+
+    names = ["<https://evil.example|CLICK>"] + KAFKA_NAMES + [LONG]
+    items = [item(group=name, topic=name, subject=f"prod/{name}/{name}", rule=name) for name in names]
+    payload = render.payload("firing", items)
+    slack = json.dumps(render.slack_message(payload))
+    assert "<https://evil" not in slack and "&lt;https://evil.example|CLICK" in slack
+    html_body = render.email_html(payload)
+    assert_escaped(html_body, "email html")
+    subject = header_text(render.email_subject(payload))
+    assert "\n" not in subject and "\r" not in subject
+    single = render.payload("firing", [item(group="billing\r\nBcc: x@example.com")])
+    assert "\n" not in header_text(render.email_subject(single))
+    body = render.webhook_body(payload)
+    assert json.loads(json.dumps(body))["alerts"][0]["group"] == names[0]  # JSON carries names as sent
