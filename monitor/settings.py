@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "monitor.middleware.DatabaseUnavailableMiddleware",
+    "monitor.middleware.RefuseNulMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 

@@ -238,3 +238,14 @@ def test_hostile_names_in_slack_email_and_webhook_messages_are_escaped_never_lin
     assert "\n" not in header_text(render.email_subject(single))
     body = render.webhook_body(payload)
     assert json.loads(json.dumps(body))["alerts"][0]["group"] == names[0]  # JSON carries names as sent
+
+
+@pytest.mark.django_db
+def test_nul_in_a_query_or_path_is_400_naming_it_not_a_database_outage(logged_in_client, read_token):
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {read_token}"}
+    for url in ("/api/v1/alerts?cluster=%00", "/api/v1/alerts?rule=a%00b", "/api/v1/traces/%00"):
+        response = logged_in_client.get(url, **auth)
+        assert response.status_code == 400, url
+        assert "NUL" in response.json()["errors"][0]["msg"]
+    assert logged_in_client.get("/traces/?q=%00").status_code == 400
+    assert logged_in_client.get("/services/a%00b/").status_code == 400
