@@ -15,9 +15,15 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from dashboards import charts
 from dashboards.pages import dashboard_page, page
+from monitor import links
+from monitor.alerts import incidents
 from monitor.alerts.engine import AcknowledgeError, acknowledge
-from monitor.alerts.silences import parse_weekdays, window_active
+from monitor.alerts.rules import Subject
+from monitor.alerts.silences import (
+    UNTIL_RESOLVED, SilenceError, active_mutes, muted_by, parse_weekdays, silence_alert, window_active,
+)
 from monitor.choices import AlertState, Severity
 from monitor.models import Alert, Cluster, MaintenanceWindow, Silence
 from monitor.notify import render as message_render
@@ -35,13 +41,14 @@ class AlertRow:
     since: datetime
     group_path: str
     no_data_reason: str
+    silenced_by: str = ""
 
     @property
     def id(self) -> int:
         return self.alert.id
 
 
-def alert_row(alert: Alert) -> AlertRow:
+def alert_row(alert: Alert, silenced_by: str = "") -> AlertRow:
     rule = alert.rule
     detail = alert.detail or {}
     return AlertRow(
@@ -52,7 +59,15 @@ def alert_row(alert: Alert) -> AlertRow:
         since=alert.fired_at or alert.started_at,
         group_path=message_render.group_path(alert.cluster, alert.group) if alert.cluster and alert.group else "",
         no_data_reason=detail.get("no_data_reason", "") if alert.no_data else "",
+        silenced_by=silenced_by,
     )
+
+
+def incident_context() -> dict[str, Any]:
+    """Context for ``fragments/incident_strip.html`` (the overview's incident strip)."""
+    found = incidents.incidents(timezone.now())
+    return {"incidents": found, "incidents_url": f"{reverse('overview')}?part=incidents",
+            "incident_firing": sum(1 for i in found if i.kind == "alert" and not i.silenced_by)}
 
 
 def alerts_for_group(cluster: str, group: str, resolved_limit: int = 5) -> dict[str, Any]:
@@ -81,7 +96,12 @@ def _alerts_context(request: HttpRequest) -> dict[str, Any]:
         base = base.filter(cluster=cluster)
     if severity:
         base = base.filter(rule__severity=severity)
-    firing = [alert_row(a) for a in base.filter(state=AlertState.FIRING).order_by("-fired_at")[:MAX_ROWS]]
+    mutes = active_mutes(now)
+    firing_all = [alert_row(a, muted_by(mutes, a.rule_id, Subject(a.cluster, a.group, a.topic)))
+                  for a in base.filter(state=AlertState.FIRING).order_by("-fired_at")[:MAX_ROWS]]
+    # A silenced alert is still firing, but nobody is being paged for it: shown apart, muted.
+    firing = [row for row in firing_all if not row.silenced_by]
+    silenced = [row for row in firing_all if row.silenced_by]
     pending = [alert_row(a) for a in base.filter(state=AlertState.PENDING).order_by("-started_at")[:MAX_ROWS]]
     resolved = [alert_row(a) for a in base.filter(state=AlertState.RESOLVED, resolved_at__gte=now - RECENT_RESOLVED)
                 .order_by("-resolved_at")[:MAX_ROWS]]
@@ -94,7 +114,7 @@ def _alerts_context(request: HttpRequest) -> dict[str, Any]:
             active = False
         windows.append({"window": window, "active": active})
     return {
-        "firing": firing, "pending": pending, "resolved": resolved, "silences": silences, "windows": windows,
+        "firing": firing, "silenced": silenced, "pending": pending, "resolved": resolved, "silences": silences, "windows": windows,
         "cluster": cluster, "severity": severity, "severities": Severity.choices,
         "clusters": list(Cluster.objects.values_list("name", flat=True)),
         "counts": {s: sum(1 for row in firing if row.severity == s) for s in Severity.values},
@@ -117,13 +137,45 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
     alert = Alert.objects.select_related("rule").filter(pk=alert_id).first()
     if alert is None:
         raise Http404(f"No alert {alert_id}")
+    now = timezone.now()
     notifications = list(alert.notifications.select_related("channel").order_by("created_at", "id")[:200])
+    chart = incidents.alert_chart(alert, now)
+    evidence = incidents.alert_evidence(alert)
+    charts_list = [] if chart is None else [{
+        "id": "chart-alert", "topic": alert.topic or alert.group,
+        "figure": charts.alert_figure(chart.series, chart.metric, chart.since, chart.until, chart.onset,
+                                      chart.threshold, chart.resolved),
+    }]
+    silenced_by = muted_by(active_mutes(now), alert.rule_id, Subject(alert.cluster, alert.group, alert.topic))
     return page(request, "alerts_detail.html", {
         "row": alert_row(alert), "alert": alert, "rule": alert.rule, "notifications": notifications,
         "can_acknowledge": alert.state != AlertState.RESOLVED and alert.acknowledged_at is None,
+        "cause_links": incidents.alert_links(alert), "evidence": evidence,
+        "example_traces": [(t, links.trace_path(t)) for t in evidence.trace_ids],
+        "charts": charts_list, "silenced_by": silenced_by,
+        "silence_presets": [("1h", "1 hour"), ("4h", "4 hours"), ("24h", "24 hours"),
+                            (UNTIL_RESOLVED, "until resolved")],
         "silence_url": (reverse("admin:monitor_silence_add") + f"?rule={alert.rule_id}&cluster={alert.cluster or '*'}"
                         f"&group={alert.group or '*'}&topic={alert.topic or '*'}"),
     }, active_nav="alerts")
+
+
+@require_POST
+@dashboard_page
+def silence_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+    """Silence this alert's rule and subject from the alert page (a preset duration or until
+    it resolves, with a reason)."""
+    try:
+        silence = silence_alert(alert_id, request.POST.get("duration", ""), request.POST.get("reason", ""),
+                                by=request.user.get_username(), now=timezone.now())
+    except SilenceError as exc:
+        if exc.field == "alert" and "there is no alert" in exc.message:
+            raise Http404(exc.message) from None
+        messages.error(request, f"Not silenced: {exc.field}: {exc.message}")
+    else:
+        until = "until it resolves" if silence.until_resolved_id else f"until {silence.ends_at:%Y-%m-%d %H:%M} UTC"
+        messages.success(request, f"Silenced {until}: notifications are recorded, not sent.")
+    return redirect(reverse("alert", args=[alert_id]))
 
 
 @require_POST

@@ -1,7 +1,7 @@
 """Pure chart builders: plain data in, a Plotly figure dict (or SVG path) out.
 
 No database, no request: the views fetch with :mod:`monitor.lag.queries` and hand the
-results here; the browser draws the dicts with the vendored plotly.min.js.
+results here; the browser draws the dicts with the vendored partial Plotly bundle (scatter and bar).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _line_trace(series: SeriesLike, metric: str, width: float, dash: str = "soli
         "x": [plot_time(ts) for ts, _ in series.points],
         "y": [value for _, value in series.points],
         "customdata": [_hover_text(value, metric) for _, value in series.points],
-        "hovertemplate": "%{customdata}<extra>%{fullData.name}</extra>",
+        "hovertemplate": "%{x|%Y-%m-%d %H:%M:%S} UTC<br>%{customdata}<extra>%{fullData.name}</extra>",
         "connectgaps": False,  # unknown lag is a gap, never a dip to 0
         "line": {"width": width, "dash": dash},
     }
@@ -132,7 +132,11 @@ def lag_figure(
         "hovermode": "closest",
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
-        "xaxis": {"type": "date", "range": [plot_time(since), plot_time(until)], "title": {"text": "UTC"}},
+        # Fitted to the data (autorange) rather than to the whole range asked for, so three
+        # minutes of samples do not sit in the right 3 % of a one-hour axis; constant across
+        # refreshes, which with ``uirevision`` keeps a user's drag-zoom over the 30 s refresh.
+        "xaxis": {"type": "date", "autorange": True, "title": {"text": "UTC"}},
+        "uirevision": f"lag:{topic or ''}:{metric}",
         "yaxis": {
             "title": {"text": AXIS_TITLES[metric]},
             "rangemode": "tozero",
@@ -142,6 +146,7 @@ def lag_figure(
         "shapes": shapes,
     }
     if not any(s.points for s in series) and not any(s.points for s in breakdown):
+        layout["xaxis"] = {"type": "date", "range": [plot_time(since), plot_time(until)], "title": {"text": "UTC"}}
         layout["annotations"] = [
             {"text": "No samples in this range", "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
              "showarrow": False, "font": {"size": 14}}
@@ -171,3 +176,46 @@ def sparkline_path(values: Sequence[Value], width: int = 120, height: int = 24) 
         commands.append(f"{'L' if pen_down else 'M'}{index * step:.1f},{y(value):.1f}")
         pen_down = True
     return "".join(commands)
+
+
+def alert_figure(
+    series: Sequence[SeriesLike],
+    metric: str,
+    since: datetime,
+    until: datetime,
+    onset: datetime,
+    threshold: float | None,
+    resolved: datetime | None = None,
+) -> dict[str, object]:
+    """The lag chart of an alert's subject: the threshold as a dashed red line (when the
+    rule's metric is the plotted one), the onset (condition began) and the resolution as
+    vertical lines."""
+    figure = lag_figure(series, metric, since, until)
+    layout = figure["layout"]
+    assert isinstance(layout, dict)
+    shapes: list[dict[str, object]] = list(layout.get("shapes") or [])
+    annotations: list[dict[str, object]] = list(layout.get("annotations") or [])
+    if threshold is not None:
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": threshold,
+                       "y1": threshold, "line": {"color": "#d64545", "width": 1.5, "dash": "dash"}})
+        annotations.append({"text": f"threshold {humanize.count(threshold)}", "xref": "paper", "x": 0,
+                            "xanchor": "left", "yref": "y", "y": threshold, "yanchor": "bottom",
+                            "showarrow": False, "font": {"size": 11, "color": "#d64545"}})
+    for at, label, color in ((onset, "onset", "#d98a00"), (resolved, "resolved", "#1f9d55")):
+        if at is None:
+            continue
+        shapes.append({"type": "line", "xref": "x", "x0": plot_time(at), "x1": plot_time(at), "yref": "paper",
+                       "y0": 0, "y1": 1, "line": {"color": color, "width": 1.5}})
+        annotations.append({"text": f"{label} {plot_time(at)[11:19]} UTC", "xref": "x", "x": plot_time(at),
+                            "yref": "paper", "y": 1, "yanchor": "bottom", "showarrow": False,
+                            "font": {"size": 11, "color": color}})
+    layout["shapes"] = shapes
+    layout["annotations"] = annotations
+    layout["margin"] = {"l": 70, "r": 20, "t": 24, "b": 40}
+    if threshold is not None:
+        # The threshold stays in view even when the lag is far below it.
+        known = [v for s in series for _, v in s.points if v is not None]
+        yaxis = layout["yaxis"]
+        assert isinstance(yaxis, dict)
+        yaxis["range"] = [0, max([threshold * 1.2, *[v * 1.1 for v in known]])]
+    return figure

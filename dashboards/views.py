@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboards import charts
-from dashboards.alert_views import alerts_for_group
+from dashboards.alert_views import alerts_for_group, incident_context
 from dashboards.pages import dashboard_page, page
 from monitor.lag import queries
 from monitor.lag import series as lag_series
@@ -90,9 +90,11 @@ def overview(request: HttpRequest) -> HttpResponse:
         "sort_links": _sort_links(request, filters),
         "query_string": query.urlencode(),
     }
+    if request.GET.get("part") == "incidents":
+        return render(request, "fragments/incident_strip.html", {"now": timezone.now(), **incident_context()})
     if request.GET.get("part") == "table":
         return render(request, "fragments/overview_table.html", {"now": timezone.now(), **context})
-    return page(request, "overview.html", context, "overview")
+    return page(request, "overview.html", {**context, **incident_context()}, "overview")
 
 
 def _sort_links(request: HttpRequest, filters: queries.OverviewFilter) -> dict[str, str]:

@@ -153,6 +153,12 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
+# Hashed names + gzip/brotli copies (monitor/staticstorage.py); needs `manage.py collectstatic`
+# (the Dockerfile and `manage.py demo` run it).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "monitor.staticstorage.StaticStorage"},
+}
 
 # Security: secure by default, relaxed only with DEBUG.
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)

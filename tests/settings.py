@@ -15,3 +15,6 @@ from monitor.settings import *  # noqa: E402,F403
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+# Pages under test name static files plainly: no collectstatic before each run. The hashed,
+# compressed storage is tested on its own (tests/test_staticstorage.py) and end to end.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

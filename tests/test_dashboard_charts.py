@@ -27,7 +27,10 @@ def test_one_line_per_series_with_utc_times_and_unknown_values_as_gaps():
     assert trace["y"] == [5, None, 7]
     assert trace["connectgaps"] is False
     assert trace["customdata"] == ["5 messages", "unknown", "7 messages"]
-    assert figure["layout"]["xaxis"]["range"] == ["2024-05-01 11:00:00.000", "2024-05-01 12:05:00.000"]
+    # Fitted to the data, and the same from refresh to refresh so a drag-zoom survives it.
+    assert figure["layout"]["xaxis"]["autorange"] is True and "range" not in figure["layout"]["xaxis"]
+    assert figure["layout"]["uirevision"] == "lag::lag"
+    assert "%{x|%Y-%m-%d %H:%M:%S} UTC" in trace["hovertemplate"]
     assert figure["layout"]["yaxis"]["title"]["text"] == "messages behind"
     json.dumps(figure)  # the browser gets it as JSON
 
@@ -76,6 +79,7 @@ def test_partition_breakdown_adds_thin_dotted_lines_after_the_topic_line():
 def test_an_empty_range_says_so_on_the_chart():
     figure = lag_figure([], SeriesMetric.LAG, SINCE, UNTIL)
     assert figure["layout"]["annotations"][0]["text"] == "No samples in this range"
+    assert figure["layout"]["xaxis"]["range"] == ["2024-05-01 11:00:00.000", "2024-05-01 12:05:00.000"]
     assert "annotations" not in lag_figure([Series("o", [(T0, 0)])], SeriesMetric.LAG, SINCE, UNTIL)["layout"]
 
 

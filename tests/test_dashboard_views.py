@@ -114,7 +114,7 @@ def test_group_page_shows_status_forecasts_partitions_and_events(logged_in_clien
     assert "interpolated" in html
     assert 'title="no committed offset"' in html and "unknown</span>" in html
     assert "Offset reset" in html and "moved back 500 messages" in html
-    assert '<script src="/static/vendor/plotly.min.js"></script>' in html
+    assert '<script src="/static/vendor/plotly-basic.min.js"></script>' in html
     assert "cdn" not in html.lower()
 
 
@@ -287,3 +287,31 @@ def test_group_page_partition_table_names_each_partitions_owner_escaped(logged_i
 def test_group_page_says_owners_are_unknown_when_the_broker_did_not_tell(logged_in_client, billing, cluster):
     html = page(logged_in_client, f"/clusters/{cluster.name}/groups/billing/?part=partitions")
     assert 'title="The broker did not say who is in this group">unknown</span>' in html
+
+
+def test_overview_shows_the_incident_strip_the_firing_badge_and_since_with_the_reason_inline(
+        logged_in_client, billing, cluster):
+    from monitor.models import Alert, AlertRule
+
+    ConsumerGroup.objects.filter(pk=billing.pk).update(status_since=timezone.now() - timedelta(minutes=7))
+    rule = AlertRule.objects.create(name="billing stalled", metric="status", op=">=", threshold=2, severity="critical")
+    now = timezone.now()
+    Alert.objects.create(rule=rule, subject=f"{cluster.name}/billing/", cluster=cluster.name, group="billing",
+                         state="firing", value=2, threshold=2, started_at=now - timedelta(minutes=6),
+                         fired_at=now - timedelta(minutes=6), last_evaluated_at=now)
+    html = page(logged_in_client, "/")
+    strip = html.split('id="incidents"', 1)[1].split("</section>", 1)[0]
+    assert "billing stalled" in strip and "6 min ago" in strip
+    assert f'href="/clusters/{cluster.name}/groups/billing/" data-role="group"' in strip
+    assert "no commits for 12 min while lag grew" in strip  # the group's reason is the summary
+    assert 'id="firing-badge"' in html and '>1</span>' in html.split('id="firing-badge"', 1)[1][:200]
+    table = html.split('id="groups-table"', 1)[1]
+    assert '<span class="status-reason">no commits for 12 min while lag grew</span>' in table
+    assert "7 min ago" in table
+    fragment = page(logged_in_client, "/?part=incidents")
+    assert "<html" not in fragment and "billing stalled" in fragment
+
+
+def test_overview_says_all_clear_when_nothing_fires(logged_in_client, db):
+    html = page(logged_in_client, "/")
+    assert 'id="incidents-clear"' in html and 'id="firing-badge"' not in html

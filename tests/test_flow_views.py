@@ -47,7 +47,7 @@ def test_the_flow_page_draws_the_graph_and_lists_its_edges(logged_in_client, sag
     assert f"/services/payments/?{WINDOW.replace(':', '%3A')}" in links
     assert 'id="flow-edges-table"' in html and "payments.events" in html
     scripts = re.findall(r'<script src="([^"]+)"', html)
-    assert "/static/vendor/plotly.min.js" in scripts
+    assert "/static/vendor/plotly-basic.min.js" in scripts
     assert all(src.startswith("/static/") for src in scripts)  # served locally, no CDN
 
 
