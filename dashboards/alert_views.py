@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from dashboards import charts
 from dashboards.pages import dashboard_page, page
-from monitor import links
+from monitor import humanize, links
 from monitor.alerts import incidents
 from monitor.alerts.engine import AcknowledgeError, acknowledge
 from monitor.alerts.rules import Subject
@@ -42,6 +42,8 @@ class AlertRow:
     group_path: str
     no_data_reason: str
     silenced_by: str = ""
+    worst_text: str = ""  # the worst value while open: a resolved alert shows its peak
+    keep_firing_note: str = ""  # why a firing alert whose condition cleared still fires
 
     @property
     def id(self) -> int:
@@ -60,7 +62,20 @@ def alert_row(alert: Alert, silenced_by: str = "") -> AlertRow:
         group_path=message_render.group_path(alert.cluster, alert.group) if alert.cluster and alert.group else "",
         no_data_reason=detail.get("no_data_reason", "") if alert.no_data else "",
         silenced_by=silenced_by,
+        worst_text=message_render.format_value(rule.metric, detail["worst"])
+        if isinstance(detail.get("worst"), (int, float)) else "",
+        keep_firing_note=_keep_firing_note(alert),
     )
+
+
+def _keep_firing_note(alert: Alert) -> str:
+    if alert.state != AlertState.FIRING or alert.clear_since is None:
+        return ""
+    rule = alert.rule
+    left = max(0.0, rule.keep_firing_seconds - (timezone.now() - alert.clear_since).total_seconds())
+    return (f"the condition has been clear since {humanize.ago(alert.clear_since, timezone.now())}; it keeps "
+            f"firing until clear for {humanize.duration(rule.keep_firing_seconds)} (keep_firing), about "
+            f"{humanize.duration(left)} more")
 
 
 def incident_context() -> dict[str, Any]:

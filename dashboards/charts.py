@@ -154,13 +154,34 @@ def lag_figure(
     return {"data": data, "layout": layout}
 
 
-def sparkline_path(values: Sequence[Value], width: int = 120, height: int = 24) -> str:
+@dataclass(frozen=True)
+class Sparkline:
+    """A row's sparkline: the path, its peak (labelled next to it) and whether it stayed
+    below the floor (drawn as a flat grey line: nothing to see)."""
+
+    path: str
+    peak: float | None
+    quiet: bool
+
+
+def sparkline(values: Sequence[Value], floor: float, width: int = 120, height: int = 24) -> Sparkline:
+    """Every row on one scale: 0 to the larger of its peak and ``floor`` (the lowest lag
+    threshold), so a group at lag 0-1 draws a flat line, not a climb as steep as a real
+    spike."""
+    known = [v for v in values if v is not None]
+    peak = max(known) if known else None
+    quiet = peak is None or peak < floor
+    return Sparkline(path=sparkline_path(values, width, height, top=max(peak or 0, floor)), peak=peak, quiet=quiet)
+
+
+def sparkline_path(values: Sequence[Value], width: int = 120, height: int = 24, top: float | None = None) -> str:
     """An SVG path for a tiny inline chart; unknown values break the line. Empty when
-    fewer than two values are known (nothing worth drawing)."""
+    fewer than two values are known (nothing worth drawing). ``top`` is the value at the
+    top of the box (default: the largest value)."""
     known = [v for v in values if v is not None]
     if len(known) < 2 or len(values) < 2:
         return ""
-    top = max(max(known), 0)
+    top = max(max(known), 0) if top is None else top
     step = width / (len(values) - 1)
     usable = height - 2  # keep the stroke inside the box
 

@@ -14,7 +14,9 @@ from django.utils import timezone
 
 from dashboards import charts
 from dashboards.alert_views import alerts_for_group, incident_context
+from monitor.alerts.incidents import sparkline_floor
 from dashboards.pages import dashboard_page, page
+from monitor import links
 from monitor.lag import queries
 from monitor.lag import series as lag_series
 from monitor.choices import GroupStatus, SeriesMetric
@@ -79,12 +81,13 @@ def _chart_events(group: ConsumerGroup, since: datetime, until: datetime) -> lis
 def overview(request: HttpRequest) -> HttpResponse:
     filters = queries.OverviewFilter.from_query(request.GET)
     data = queries.overview(filters, timezone.now())
+    floor = sparkline_floor()
     query = request.GET.copy()
     query.pop("part", None)
     context = {
         "filters": filters,
         "overview": data,
-        "rows": [{"group": r.group, "sparkline": charts.sparkline_path(r.sparkline)} for r in data.rows],
+        "rows": [{"group": r.group, "spark": charts.sparkline(r.sparkline, floor)} for r in data.rows],
         "statuses": GroupStatus.choices,
         "problem_count": sum(n for s, n in data.status_counts.items() if s in queries.PROBLEM_STATUSES),
         "sort_links": _sort_links(request, filters),
@@ -200,6 +203,8 @@ def topic(request: HttpRequest, cluster: str, topic: str) -> HttpResponse:
         "topic": known_topic,
         "readers": readers,
         "charts": [{"id": "chart-readers", "topic": topic, "figure": figure}],
+        "event_topic_url": links.event_topic_path(topic),
+        "findings_url": links.path("findings", query={"topic": topic}),
         **chart_controls(request, chart_range, metric),
     }
     return page(request, "topic.html", context, "overview")

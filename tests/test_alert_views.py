@@ -219,3 +219,16 @@ def test_a_detector_alert_links_its_subject_and_shows_the_finding_and_example_tr
     assert 'href="/event-topics/inventory.events/" data-role="event-topic"' in html
     assert 'href="/flow/?group=inventory" data-role="flow"' in html
     assert "never handled by inventory" in html and f'href="/traces/{"ab" * 16}/"' in html
+
+
+def test_a_resolved_alert_shows_its_peak_and_a_clearing_one_says_why_it_still_fires(logged_in_client, rules):
+    resolved = make_alert(rules["critical"], AlertState.RESOLVED, value=0.0, detail={"worst": 3860.0},
+                          resolved_at=timezone.now())
+    html = logged_in_client.get("/alerts/").content.decode()
+    assert "peak 3,860 messages" in html
+    assert "peak 3,860 messages" in logged_in_client.get(f"/alerts/{resolved.id}/").content.decode()
+    AlertRule.objects.filter(pk=rules["critical"].pk).update(keep_firing_seconds=300)
+    clearing = make_alert(rules["critical"], AlertState.FIRING, group="billing-eu",
+                          clear_since=timezone.now() - timedelta(minutes=1))
+    html = logged_in_client.get(f"/alerts/{clearing.id}/").content.decode()
+    assert 'id="alert-keep-firing"' in html and "keeps firing until clear for 5 min" in html

@@ -99,3 +99,15 @@ def test_sparkline_needs_two_known_values():
     assert sparkline_path([]) == ""
     assert sparkline_path([5]) == ""
     assert sparkline_path([None, 5, None]) == ""
+
+
+def test_sparklines_share_a_floor_so_a_tiny_lag_draws_flat_and_grey():
+    from dashboards.charts import sparkline
+
+    tiny = sparkline([0, 1, 0, 1], floor=100, width=100, height=24)
+    assert tiny.quiet and tiny.peak == 1
+    assert all(float(point.split(",")[1]) > 22 for point in tiny.path[1:].replace("L", "M").split("M"))
+    spike = sparkline([0, 386, 10], floor=100, width=100, height=24)
+    assert not spike.quiet and spike.peak == 386 and spike.path == "M0.0,23.0L50.0,1.0L100.0,22.4"
+    assert sparkline([None, None], floor=100) == sparkline([None, None], floor=100)
+    assert sparkline([None, None], floor=100).path == ""

@@ -115,7 +115,7 @@ def test_group_page_shows_status_forecasts_partitions_and_events(logged_in_clien
     assert 'title="no committed offset"' in html and "unknown</span>" in html
     assert "Offset reset" in html and "moved back 500 messages" in html
     assert '<script src="/static/vendor/plotly-basic.min.js"></script>' in html
-    assert "cdn" not in html.lower()
+    assert "//cdn" not in html.lower()  # (a bare "cdn" can occur inside a random CSRF token)
 
 
 def test_group_page_charts_mark_lifecycle_events(logged_in_client, billing, cluster):
@@ -301,13 +301,13 @@ def test_overview_shows_the_incident_strip_the_firing_badge_and_since_with_the_r
                          fired_at=now - timedelta(minutes=6), last_evaluated_at=now)
     html = page(logged_in_client, "/")
     strip = html.split('id="incidents"', 1)[1].split("</section>", 1)[0]
-    assert "billing stalled" in strip and "6 min ago" in strip
+    assert "billing stalled" in strip and re.search(r"since <time[^>]*>\d+ min[^<]*ago", strip), strip
     assert f'href="/clusters/{cluster.name}/groups/billing/" data-role="group"' in strip
     assert "no commits for 12 min while lag grew" in strip  # the group's reason is the summary
     assert 'id="firing-badge"' in html and '>1</span>' in html.split('id="firing-badge"', 1)[1][:200]
     table = html.split('id="groups-table"', 1)[1]
     assert '<span class="status-reason">no commits for 12 min while lag grew</span>' in table
-    assert "7 min ago" in table
+    assert re.search(r'class="muted since"><time[^>]*>\d+ min[^<]*ago', table)
     fragment = page(logged_in_client, "/?part=incidents")
     assert "<html" not in fragment and "billing stalled" in fragment
 
@@ -315,3 +315,19 @@ def test_overview_shows_the_incident_strip_the_firing_badge_and_since_with_the_r
 def test_overview_says_all_clear_when_nothing_fires(logged_in_client, db):
     html = page(logged_in_client, "/")
     assert 'id="incidents-clear"' in html and 'id="firing-badge"' not in html
+
+
+def test_a_stopped_groups_forecast_says_it_is_not_consuming_and_its_alerts_sit_by_the_status(
+        logged_in_client, billing, cluster):
+    from monitor.models import Alert, AlertRule
+
+    ConsumerGroup.objects.filter(pk=billing.pk).update(status=GroupStatus.STOPPED, catch_up_seconds=None)
+    rule = AlertRule.objects.create(name="billing stopped", metric="status", op=">=", threshold=3, severity="critical")
+    now = timezone.now()
+    Alert.objects.create(rule=rule, subject=f"{cluster.name}/billing/", cluster=cluster.name, group="billing",
+                         state="firing", value=3, threshold=3, started_at=now, fired_at=now, last_evaluated_at=now)
+    html = page(logged_in_client, f"/clusters/{cluster.name}/groups/billing/")
+    assert "consumes slower than producers write" not in html and "the group stopped committing" in html
+    firing = html.split('id="group-firing"', 1)[1].split("</div>", 1)[0]
+    assert "billing stopped" in firing
+    assert html.index('id="group-firing"') < html.index('id="charts"')

@@ -267,3 +267,17 @@ def alert_chart(alert: Alert, now: datetime) -> AlertChart | None:
     series = lag_series.group_lag_series(group, since, until, now, topic=alert.topic or None, metric=metric)
     return AlertChart(series=series, metric=metric, since=since, until=until, onset=alert.started_at,
                       resolved=alert.resolved_at, threshold=alert.threshold if rule_metric == metric else None)
+
+
+DEFAULT_SPARKLINE_FLOOR = 100.0  # messages: with no lag rule, lag below this is drawn flat
+
+
+def sparkline_floor() -> float:
+    """The scale floor of the overview's sparklines: the lowest threshold of the enabled
+    ``lag`` rules (what someone decided is worth an alert), else a default."""
+    from django.db.models import Min
+
+    from monitor.models import AlertRule
+
+    lowest = AlertRule.objects.filter(enabled=True, metric="lag", threshold__gt=0).aggregate(low=Min("threshold"))["low"]
+    return float(lowest) if lowest is not None else DEFAULT_SPARKLINE_FLOOR
