@@ -23,7 +23,12 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 demo: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py demo
 
+# Programs the tests run, as command=Debian package: installed when missing and root.
+TEST_PROGRAMS := chromium=chromium docker-compose=docker-compose prometheus=prometheus promtool=prometheus
+
+# PostgreSQL and Redis are started by the tests' session fixture when they are down.
 test: $(VENV)/.dev
+	@tools/ensure-debian-packages $(TEST_PROGRAMS)
 	@echo "==> import contracts (.importlinter)"
 	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -29,7 +30,7 @@ from monitor.models import Alert, Cluster, MaintenanceWindow, Silence
 from monitor.notify import render as message_render
 
 RECENT_RESOLVED = timedelta(hours=24)
-MAX_ROWS = 500
+PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -111,15 +112,17 @@ def _alerts_context(request: HttpRequest) -> dict[str, Any]:
         base = base.filter(cluster=cluster)
     if severity:
         base = base.filter(rule__severity=severity)
-    mutes = active_mutes(now)
-    firing_all = [alert_row(a, muted_by(mutes, a.rule_id, Subject(a.cluster, a.group, a.topic)))
-                  for a in base.filter(state=AlertState.FIRING).order_by("-fired_at")[:MAX_ROWS]]
     # A silenced alert is still firing, but nobody is being paged for it: shown apart, muted.
-    firing = [row for row in firing_all if not row.silenced_by]
-    silenced = [row for row in firing_all if row.silenced_by]
-    pending = [alert_row(a) for a in base.filter(state=AlertState.PENDING).order_by("-started_at")[:MAX_ROWS]]
-    resolved = [alert_row(a) for a in base.filter(state=AlertState.RESOLVED, resolved_at__gte=now - RECENT_RESOLVED)
-                .order_by("-resolved_at")[:MAX_ROWS]]
+    silenced_by = _silenced_firing(base, now)
+    firing_alerts = base.filter(state=AlertState.FIRING)
+    firing = _table(request, "firing", firing_alerts.exclude(pk__in=list(silenced_by)).order_by("-fired_at", "-id"))
+    silenced = _table(request, "silenced", firing_alerts.filter(pk__in=list(silenced_by)).order_by("-fired_at", "-id"),
+                      silenced_by)
+    pending = _table(request, "pending", base.filter(state=AlertState.PENDING).order_by("-started_at", "-id"))
+    resolved = _table(request, "resolved", base.filter(state=AlertState.RESOLVED, resolved_at__gte=now - RECENT_RESOLVED)
+                      .order_by("-resolved_at", "-id"))
+    firing_by_severity = dict(firing_alerts.exclude(pk__in=list(silenced_by)).order_by().values("rule__severity")
+                              .annotate(n=Count("id")).values_list("rule__severity", "n"))
     silences = list(Silence.objects.select_related("rule").filter(ends_at__gt=now).order_by("starts_at"))
     windows = []
     for window in MaintenanceWindow.objects.filter(enabled=True):
@@ -129,12 +132,60 @@ def _alerts_context(request: HttpRequest) -> dict[str, Any]:
             active = False
         windows.append({"window": window, "active": active})
     return {
-        "firing": firing, "silenced": silenced, "pending": pending, "resolved": resolved, "silences": silences, "windows": windows,
+        "firing": firing, "silenced": silenced, "pending": pending, "resolved": resolved, "silences": silences,
+        "windows": windows,
         "cluster": cluster, "severity": severity, "severities": Severity.choices,
         "clusters": list(Cluster.objects.values_list("name", flat=True)),
-        "counts": {s: sum(1 for row in firing if row.severity == s) for s in Severity.values},
+        "counts": {s: firing_by_severity.get(s, 0) for s in Severity.values},
         "now": now,
     }
+
+
+@dataclass(frozen=True)
+class AlertTable:
+    """One page of one of the alerts page's tables; the page is in the URL (``{state}_page``)."""
+
+    rows: list[AlertRow]
+    total: int
+    page: int
+    pages: int
+    previous_link: str
+    next_link: str
+
+
+def _silenced_firing(base: QuerySet[Alert], now: datetime, limit: int = 10_000) -> dict[int, str]:
+    """Firing alert id -> the silence or window muting it (globs are matched here, not in SQL)."""
+    mutes = active_mutes(now)
+    if not mutes:
+        return {}
+    rows = base.filter(state=AlertState.FIRING).values_list("id", "rule_id", "cluster", "group", "topic")[:limit]
+    found = {pk: muted_by(mutes, rule_id, Subject(cluster, group, topic)) for pk, rule_id, cluster, group, topic in rows}
+    return {pk: label for pk, label in found.items() if label}
+
+
+def _table(request: HttpRequest, state: str, alerts: QuerySet[Alert],
+           silenced_by: dict[int, str] | None = None) -> AlertTable:
+    key = f"{state}_page"
+    raw = request.GET.get(key, "1")
+    total = alerts.count()
+    pages = max(1, -(-total // PAGE_SIZE))
+    number = min(int(raw), pages) if raw.isdigit() and int(raw) > 0 else 1
+    offset = (number - 1) * PAGE_SIZE
+
+    def link(target: int) -> str:
+        query = request.GET.copy()
+        query.pop("part", None)
+        query[key] = str(target)
+        return "?" + query.urlencode()
+
+    return AlertTable(
+        rows=[alert_row(a, (silenced_by or {}).get(a.id, "")) for a in alerts[offset:offset + PAGE_SIZE]],
+        total=total,
+        page=number,
+        pages=pages,
+        previous_link=link(number - 1) if number > 1 else "",
+        next_link=link(number + 1) if number < pages else "",
+    )
 
 
 @dashboard_page

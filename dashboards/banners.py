@@ -1,4 +1,5 @@
-"""Page-wide warnings: unreachable or unpolled clusters, Redis down.
+"""Page-wide warnings: a stopped scheduler or worker, undelivered notifications,
+unreachable or unpolled clusters, Redis down.
 
 ``base.html`` renders ``banners``; the ``navigation`` context processor offers them to
 every page lazily (computed only when a logged-in user's page renders them).
@@ -12,8 +13,9 @@ from datetime import datetime
 from django.conf import settings
 from django.db import DatabaseError
 
-from monitor.lag import queries
+from monitor import liveness
 from monitor.humanize import ago as format_ago, utc as format_utc
+from monitor.lag import queries
 
 log = logging.getLogger(__name__)
 REDIS_CHECK_TTL_SECONDS = 10.0
@@ -53,8 +55,14 @@ def cluster_banners(now: datetime) -> list[Banner]:
     return banners
 
 
+def liveness_banners(now: datetime) -> list[Banner]:
+    """What stopped in the background: the scheduler (beat), the worker, delivery."""
+    return [{"level": "error" if problem.failing else "warning", "text": problem.text[:1].upper() + problem.text[1:]
+             + "."} for problem in liveness.read(now).problems()]
+
+
 def page_banners(now: datetime) -> list[Banner]:
-    banners = cluster_banners(now)
+    banners = liveness_banners(now) + cluster_banners(now)
     error = redis_error(settings.REDIS_URL)
     if error:
         banners.append(

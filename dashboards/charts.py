@@ -5,6 +5,7 @@ results here; the browser draws the dicts with the vendored partial Plotly bundl
 """
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
@@ -48,6 +49,15 @@ EVENT_COLORS: dict[str, str] = {
 AXIS_TITLES = {SeriesMetric.LAG: "messages behind", SeriesMetric.TIME_LAG_SECONDS: "seconds behind"}
 
 
+def plot_text(text: str) -> str:
+    """A string for a Plotly name, legend, hover text, tick or annotation.
+
+    Plotly renders a subset of HTML in those (``<a href>``, ``<b>``, ``<br>``) and decodes
+    entities, so escaping shows a hostile group name as the text it is, never as a link.
+    """
+    return html.escape(text, quote=False)
+
+
 def plot_time(value: datetime) -> str:
     """Plotly ignores time zones in date strings, so send UTC wall time and label the axis."""
     return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
@@ -65,7 +75,7 @@ def _line_trace(series: SeriesLike, metric: str, width: float, dash: str = "soli
     return {
         "type": "scatter",
         "mode": "lines",
-        "name": series.name,
+        "name": plot_text(series.name),
         "x": [plot_time(ts) for ts, _ in series.points],
         "y": [value for _, value in series.points],
         "customdata": [_hover_text(value, metric) for _, value in series.points],
@@ -100,7 +110,7 @@ def _event_layers(events: Sequence[ChartEvent], topic: str | None) -> tuple[list
         "x": [plot_time(e.at) for e in relevant],
         "y": [1.0] * len(relevant),
         "yaxis": "y2",
-        "text": [f"{e.label}{': ' + e.detail if e.detail else ''}" for e in relevant],
+        "text": [plot_text(f"{e.label}{': ' + e.detail if e.detail else ''}") for e in relevant],
         "hovertemplate": "%{text}<extra></extra>",
         "marker": {"symbol": "triangle-down", "size": 11, "color": [EVENT_COLORS.get(e.kind, "#6b7385") for e in relevant]},
     }

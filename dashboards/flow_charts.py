@@ -32,6 +32,7 @@ HEALTH_ROLE = {Health.OK: "ok", Health.WARNING: "warning", Health.CRITICAL: "cri
 # display class -> (role, pattern, pattern role, legend name); a pattern with a role
 # draws over the bar's colour, one without replaces it (an outline of stripes or dots).
 STEP_STYLE: dict[str, tuple[str, str, str, str]] = {
+    StepKind.OUTBOX: ("muted", "-", "", "Waiting in the outbox"),
     StepKind.QUEUE_WAIT: ("muted", "", "", "Waiting in the topic"),
     StepKind.PROCESS: ("ok", "", "", "Processing"),
     StepKind.FAILED: ("critical", "", "", "Failed"),
@@ -41,6 +42,7 @@ STEP_STYLE: dict[str, tuple[str, str, str, str]] = {
     StepKind.MISSING: ("critical", "/", "", "Never consumed"),
 }
 MARK_STYLE: dict[str, tuple[str, str, str]] = {  # instants: (role, symbol, legend name)
+    StepKind.OUTBOX: ("unknown", "square-open", "Written to the outbox"),
     StepKind.PUBLISH: ("accent", "diamond", "Published"),
     "republish": ("warning", "diamond-open", "Published again"),
     StepKind.CONSUMED: ("unknown", "circle-open", "Consumed, no outcome"),
@@ -49,7 +51,7 @@ MARK_STYLE: dict[str, tuple[str, str, str]] = {  # instants: (role, symbol, lege
     StepKind.DEAD_LETTERED: ("critical", "x-thin-open", "Dead-lettered"),
     "duplicate": ("warning", "circle", "Duplicate delivery"),
 }
-STAGE_ROLE = {Stage.PUBLISHED: "accent", Stage.CONSUMED: "unknown", Stage.PROCESSED: "ok",
+STAGE_ROLE = {Stage.OUTBOX: "unknown", Stage.PUBLISHED: "accent", Stage.CONSUMED: "unknown", Stage.PROCESSED: "ok",
               Stage.FAILED: "warning", Stage.DEAD_LETTERED: "critical"}
 
 

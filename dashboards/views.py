@@ -19,7 +19,7 @@ from dashboards.pages import dashboard_page, page
 from monitor import links
 from monitor.lag import queries
 from monitor.lag import series as lag_series
-from monitor.choices import GroupStatus, SeriesMetric
+from monitor.choices import STATUS_SEVERITY_RANK, GroupStatus, SeriesMetric
 from monitor.models import Cluster, ConsumerGroup
 
 GROUP_FRAGMENTS = {"summary": "fragments/group_summary.html", "partitions": "fragments/group_partitions.html"}
@@ -92,12 +92,23 @@ def overview(request: HttpRequest) -> HttpResponse:
         "problem_count": sum(n for s, n in data.status_counts.items() if s in queries.PROBLEM_STATUSES),
         "sort_links": _sort_links(request, filters),
         "query_string": query.urlencode(),
+        "status_links": [
+            (value, label, data.status_counts.get(value, 0), query_link(request, status=value, page=None))
+            for value, label in _by_severity(GroupStatus.choices)
+            if data.status_counts.get(value)
+        ],
+        "previous_page": query_link(request, page=str(data.page - 1)) if data.page > 1 else "",
+        "next_page": query_link(request, page=str(data.page + 1)) if data.page < data.pages else "",
     }
     if request.GET.get("part") == "incidents":
         return render(request, "fragments/incident_strip.html", {"now": timezone.now(), **incident_context()})
     if request.GET.get("part") == "table":
         return render(request, "fragments/overview_table.html", {"now": timezone.now(), **context})
     return page(request, "overview.html", {**context, **incident_context()}, "overview")
+
+
+def _by_severity(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return sorted(choices, key=lambda choice: -STATUS_SEVERITY_RANK.get(choice[0], 0))
 
 
 def _sort_links(request: HttpRequest, filters: queries.OverviewFilter) -> dict[str, str]:
@@ -109,6 +120,7 @@ def _sort_links(request: HttpRequest, filters: queries.OverviewFilter) -> dict[s
         query["sort"] = key
         descending = not filters.descending if filters.sort == key else key in {"total_lag", "max_time_lag_seconds"}
         query["dir"] = "desc" if descending else "asc"
+        query.pop("page", None)  # a new order starts on its first page
         links[key] = "?" + query.urlencode()
     return links
 
@@ -215,4 +227,4 @@ def clusters(request: HttpRequest) -> HttpResponse:
     context = {"rows": queries.cluster_rows()}
     if request.GET.get("part") == "table":
         return render(request, "fragments/clusters_table.html", {"now": timezone.now(), **context})
-    return page(request, "clusters.html", context, "clusters")
+    return page(request, "clusters.html", dict(context), "clusters")

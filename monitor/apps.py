@@ -8,3 +8,4 @@ class MonitorConfig(AppConfig):
 
     def ready(self) -> None:
         from monitor import checks  # noqa: F401  (registers system checks)
+        from monitor.alerts import signals  # noqa: F401  (rule deletion resolves its alerts)

@@ -2,7 +2,10 @@
 import os
 
 from celery import Celery
-from celery.signals import beat_init, worker_process_init
+import logging
+import threading
+
+from celery.signals import beat_init, worker_init, worker_process_init, worker_ready, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monitor.settings")
 
@@ -18,7 +21,6 @@ app.conf.beat_schedule = {
     "run-detectors": {"task": "monitor.run_detectors", "schedule": 60.0},
     "prune-events": {"task": "monitor.prune_events", "schedule": 900.0},
     "schedule-taps": {"task": "monitor.schedule_taps", "schedule": 10.0},
-    "sweep-notifications": {"task": "monitor.sweep_notifications", "schedule": 30.0},
     "warm-flow-cache": {"task": "monitor.warm_flow_cache", "schedule": 120.0},
 }
 
@@ -36,6 +38,54 @@ def _schedule_rule_evaluation(sender: Celery, **_kwargs: object) -> None:
 
     sender.add_periodic_task(float(settings.MONITOR_EVALUATE_INTERVAL_SECONDS),
                              sender.signature("monitor.evaluate_rules"), name="evaluate-rules")
+    sender.add_periodic_task(float(settings.MONITOR_SWEEP_INTERVAL_SECONDS),
+                             sender.signature("monitor.sweep_notifications"), name="sweep-notifications")
+
+
+_worker_stopping = threading.Event()
+
+
+@worker_init.connect
+@beat_init.connect
+def _use_the_task_statement_timeout(**_kwargs: object) -> None:
+    """Tasks may run longer than a web request: their statements get the task limit."""
+    from django.conf import settings
+    from django.db import connections
+
+    options = settings.DATABASES["default"].get("OPTIONS", {})
+    if "options" in options:
+        options["options"] = f"-c statement_timeout={settings.MONITOR_TASK_STATEMENT_TIMEOUT_SECONDS * 1000}"
+        connections.close_all()
+
+
+@worker_ready.connect
+def _start_worker_heartbeat(**_kwargs: object) -> None:
+    """The worker says it is alive from a thread of its own: the heartbeat does not
+    depend on beat sending it a task (a dead beat must not look like a dead worker)."""
+    threading.Thread(target=_worker_heartbeat_loop, name="monitor-heartbeat", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def _stop_worker_heartbeat(**_kwargs: object) -> None:
+    _worker_stopping.set()
+
+
+def _worker_heartbeat_loop() -> None:
+    import socket
+
+    from django.db import close_old_connections, connection
+
+    from monitor import liveness
+
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    while not _worker_stopping.is_set():
+        try:
+            close_old_connections()
+            liveness.beat(liveness.WORKER, owner=owner)
+        except Exception as exc:  # noqa: BLE001 - the database may be away; try again next interval
+            connection.close()
+            logging.getLogger(__name__).warning("worker heartbeat not recorded: %s", type(exc).__name__)
+        _worker_stopping.wait(liveness.interval_seconds())
 
 
 @worker_process_init.connect

@@ -48,7 +48,7 @@ def check_broker_is_not_filesystem(app_configs: object, **kwargs: object) -> lis
 
 @register(deploy=True)
 def check_cache_is_not_local_memory(app_configs: object, **kwargs: object) -> list[checks.CheckMessage]:
-    if not settings.DEBUG and settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+    if not settings.DEBUG and str(settings.CACHES["default"]["BACKEND"]).endswith("LocMemCache"):
         return [checks.Warning("DEBUG is off and the cache is local memory: each process sees its own snapshots",
                                hint="Set REDIS_URL to a Redis server",
                                id="monitor.W003")]

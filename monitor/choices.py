@@ -72,11 +72,25 @@ def worst_status(statuses: Iterable[str]) -> str | None:
     return max(statuses, key=lambda status: STATUS_SEVERITY_RANK.get(status, 0), default=None)
 
 
+class MetricsGranularity(models.TextChoices):
+    """How fine /metrics' lag series are (like kafka-minion's ``granularity``)."""
+
+    PARTITION = "partition", "Per partition and per topic"
+    TOPIC = "topic", "Per topic"
+    GROUP = "group", "Per group only"
+
+
 class TimeLagMethod(models.TextChoices):
     EXACT = "exact", "Exact (caught up)"
+    RECORD = "record", "Record timestamp"
     INTERPOLATED = "interpolated", "Interpolated"
     EXTRAPOLATED = "extrapolated", "Extrapolated"
     UNKNOWN = "unknown", "Unknown"
+    # The record was not read because the cycle's fetch budget went to partitions that
+    # lag more; the log-end history answered instead.
+    INTERPOLATED_BUDGET = "interpolated (budget)", "Interpolated (record not read: fetch budget)"
+    EXTRAPOLATED_BUDGET = "extrapolated (budget)", "Extrapolated (record not read: fetch budget)"
+    UNKNOWN_BUDGET = "unknown (budget)", "Unknown (record not read: fetch budget)"
 
 
 class GroupEventKind(models.TextChoices):
@@ -90,6 +104,7 @@ class GroupEventKind(models.TextChoices):
 
 
 class Stage(models.TextChoices):
+    OUTBOX = "outbox", "Written to the outbox"
     PUBLISHED = "published", "Published"
     CONSUMED = "consumed", "Consumed"
     PROCESSED = "processed", "Processed"
@@ -111,6 +126,19 @@ class FindingKind(models.TextChoices):
     SCHEMA_DRIFT = "schema_drift", "Schema drift"
     CASCADE_STORM = "cascade_storm", "Cascade storm"
     FAILURE_RATE = "failure_rate", "Failures"
+    UNPUBLISHED_OUTBOX = "unpublished_outbox", "Outbox rows never published"
+
+
+class TransactionState(models.TextChoices):
+    IN_FLIGHT = "in_flight", "In flight"
+    COMPLETED = "completed", "Completed"
+    COMPENSATED = "compensated", "Compensated"
+    STUCK = "stuck", "Stuck"
+
+
+class TransactionKey(models.TextChoices):
+    KEY = "key", "The event key"
+    TRACE_ID = "trace_id", "The trace id"
 
 
 class AlertState(models.TextChoices):
@@ -173,6 +201,7 @@ class Health(models.TextChoices):
 class StepKind(models.TextChoices):
     """One bar or mark on a trace timeline."""
 
+    OUTBOX = "outbox", "Waiting in the outbox"
     PUBLISH = "publish", "Published"
     QUEUE_WAIT = "queue_wait", "Waiting in the topic"
     PROCESS = "process", "Processing"

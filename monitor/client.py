@@ -11,8 +11,11 @@ Standard library only (urllib, json, threading): copy this one file into a servi
 Reporting never blocks the service for long: events go into a bounded in-memory queue
 and a background thread sends them in batches (``POST /api/v1/events``). A failed send is
 retried with exponential back-off and jitter; retries are safe because the server stores
-a report sent again unchanged only once. When the queue is full the oldest reports are
-dropped and counted in ``stats["dropped"]`` rather than slowing the service down.
+a report sent again unchanged only once. While the server cannot take reports (it answers
+503 with ``Retry-After`` when its database is away, or cannot be reached) the batch goes
+back to the front of the queue and is tried again, however long the outage: nothing is
+lost unless the queue overflows. When the queue is full the oldest reports are dropped
+and counted in ``stats["dropped"]`` rather than slowing the service down.
 """
 from __future__ import annotations
 
@@ -181,6 +184,12 @@ class EventReporter:
         if full:
             self._wakeup.set()
 
+    def outbox(self, event_id: str, type: str, **fields: Any) -> None:  # noqa: A002
+        """The event was written to this service's outbox table inside the business
+        transaction; report ``published`` with the same ``event_id`` when the relay has
+        sent it. Call it right after the transaction commits."""
+        self.report(event_id, type, "outbox", **fields)
+
     def published(self, event_id: str, type: str, **fields: Any) -> None:  # noqa: A002
         self.report(event_id, type, "published", **fields)
 
@@ -232,47 +241,70 @@ class EventReporter:
                 batch = self._take_batch()
                 if not batch:
                     break
+                keep = False
                 try:
-                    self._send_with_retries(batch)
+                    keep = not self._send_with_retries(batch)
                 except Exception:  # noqa: BLE001 - the reporter must never kill its thread
                     log.exception("sending %d event reports failed", len(batch))
                     self.stats["dropped"] += len(batch)
                 finally:
                     with self._lock:
                         self._in_flight = 0
+                        if keep:
+                            self._requeue(batch)
+                if keep:
+                    break  # the server is away: wait for the next flush, then start over
             with self._lock:
                 if not self._queue and not self._in_flight:
                     self._idle.set()
 
-    def _send_with_retries(self, batch: list[dict[str, Any]]) -> None:
+    def _requeue(self, batch: list[dict[str, Any]]) -> None:
+        """Put a batch the server could not take back in front (the lock is held)."""
+        room = self._max_queue - len(self._queue)
+        if room < len(batch):
+            self.stats["dropped"] += len(batch) - max(room, 0)
+            batch = batch[len(batch) - max(room, 0):]
+        self._queue.extendleft(reversed(batch))
+
+    def _send_with_retries(self, batch: list[dict[str, Any]]) -> bool:
+        """True when the batch is done with (sent, rejected or dropped); False when the
+        server stayed unavailable through every retry and the batch should be kept."""
         attempt = 0
         while True:
-            status, body = self._post(batch)
+            status, body, retry_after = self._post(batch)
             if status == 202:
                 result = json.loads(body or b"{}")
                 self.stats["sent"] += int(result.get("accepted", 0))
                 self.stats["duplicates"] += int(result.get("duplicates", 0))
-                return
+                return True
             if status == 413 and len(batch) > 1:
                 half = len(batch) // 2
-                self._send_with_retries(batch[:half])
-                self._send_with_retries(batch[half:])
-                return
+                first = self._send_with_retries(batch[:half])
+                second = first and self._send_with_retries(batch[half:])
+                if first and not second:
+                    batch[:] = batch[half:]  # the first half is stored: keep only the second
+                return second
             if status is not None and status not in _RETRYABLE_STATUS:
                 # 400/401/403/422: sending the same batch again cannot succeed.
                 self.stats["rejected"] += len(batch)
                 log.warning("event reports rejected with HTTP %s: %s", status, body[:500].decode(errors="replace"))
-                return
+                return True
             attempt += 1
-            if attempt > self.max_retries or (self._closing.is_set() and attempt > 1):
+            if self._closing.is_set() and attempt > 1:
                 self.stats["dropped"] += len(batch)
-                log.warning("giving up on %d event reports after %d attempts", len(batch), attempt)
-                return
+                log.warning("giving up on %d event reports at shutdown after %d attempts", len(batch), attempt)
+                return True
+            if attempt > self.max_retries:
+                log.warning("the monitor did not take %d event reports after %d attempts; keeping them queued",
+                            len(batch), attempt)
+                return False
             self.stats["retries"] += 1
             delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-            time.sleep(delay * random.uniform(0.5, 1.0))
+            if retry_after is not None:
+                delay = min(self.backoff_max, max(retry_after, delay))
+            self._closing.wait(delay * random.uniform(0.5, 1.0))
 
-    def _post(self, batch: list[dict[str, Any]]) -> tuple[int | None, bytes]:
+    def _post(self, batch: list[dict[str, Any]]) -> tuple[int | None, bytes, float | None]:
         body = json.dumps({"events": batch}, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self._token}"}
         if self.gzip_body:
@@ -281,9 +313,10 @@ class EventReporter:
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.status, response.read()
+                return response.status, response.read(), None
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read() or b""
+            retry_after = (exc.headers.get("Retry-After") or "") if exc.headers else ""
+            return exc.code, exc.read() or b"", float(retry_after) if retry_after.isdigit() else None
         except (urllib.error.URLError, OSError) as exc:
             log.info("event report endpoint unreachable: %s", getattr(exc, "reason", exc))
-            return None, b""
+            return None, b"", None

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.urls import reverse
+from django.urls import register_converter, reverse
 
 
 def path(name: str, *args: object, query: Mapping[str, object] | None = None) -> str:
@@ -64,3 +64,28 @@ def traces_path(**filters: object) -> str:
 def flow_path(**filters: object) -> str:
     """The flow graph, focused or filtered by ``filters`` (focus, group...)."""
     return path("flow", query=filters)
+
+class AnyNameConverter:
+    """A URL segment holding any name at all, ``/`` and line breaks included.
+
+    Django's ``str``/``path`` converters are ``[^/]+``/``.+``: ``.`` does not match a
+    newline, so a group named ``a\\nb`` had no URL and every page linking to it failed.
+    Group and service names may contain ``/``, so a pattern using this converter must
+    come after any more specific pattern that shares its prefix (``.../lag``).
+    """
+
+    regex = r"[\s\S]*"  # empty too: Kafka allows the empty group id
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+def register_converters() -> None:
+    """Make ``<name:...>`` available to the URL confs (idempotent)."""
+    from django.urls.converters import get_converters
+
+    if "name" not in get_converters():
+        register_converter(AnyNameConverter, "name")

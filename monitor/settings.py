@@ -45,6 +45,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "monitor.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "monitor.urls"
@@ -79,6 +80,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+# Every statement has a time limit: a request or task stuck on a lock or a slow query
+# fails instead of holding a connection forever. Web requests get the short one; Celery
+# processes switch to the task limit at start-up (monitor/celery.py).
+MONITOR_DB_STATEMENT_TIMEOUT_SECONDS = env_int("MONITOR_DB_STATEMENT_TIMEOUT_SECONDS", 30, minimum=1)
+MONITOR_TASK_STATEMENT_TIMEOUT_SECONDS = env_int("MONITOR_TASK_STATEMENT_TIMEOUT_SECONDS", 300, minimum=1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "options": f"-c statement_timeout={MONITOR_DB_STATEMENT_TIMEOUT_SECONDS * 1000}",
+        "connect_timeout": 5,
+    })
+    # A kept-open connection is checked before reuse: after a database restart the next
+    # request or task reconnects instead of failing on the dead connection.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Tests running side by side (developers, CI) may each choose their own test database.
 _test_db_name = env_str("MONITOR_TEST_DB_NAME")
 if _test_db_name:
@@ -126,6 +140,10 @@ else:
         "socket_connect_timeout": 3, "max_retries": 3,
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=60),
     }
+    # Several deployments (or test runs) sharing one Redis keep their queues apart.
+    _broker_key_prefix = env_str("MONITOR_BROKER_KEY_PREFIX")
+    if _broker_key_prefix:
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _broker_key_prefix
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -153,11 +171,9 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
-# Hashed names + gzip/brotli copies (monitor/staticstorage.py); needs `manage.py collectstatic`
-# (the Dockerfile and `manage.py demo` run it).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "monitor.staticstorage.StaticStorage"},
+    "staticfiles": {"BACKEND": "monitor.staticfiles.HashedStaticFiles"},
 }
 
 # Security: secure by default, relaxed only with DEBUG.
@@ -165,6 +181,8 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Probes speak plain HTTP to the process itself: answer them, never redirect to https.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = False
@@ -204,12 +222,30 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
 # Product settings.
 MONITOR_BOOTSTRAP_CLUSTERS = parse_bootstrap_clusters(env_str("MONITOR_BOOTSTRAP_CLUSTERS", "") or "")
 MONITOR_BASE_URL = env_str("MONITOR_BASE_URL", "http://127.0.0.1:8000")
+# Trace backends (Jaeger, Tempo, Grafana Explore): every trace id links there when set.
+MONITOR_TRACE_URL_TEMPLATE = env_str("MONITOR_TRACE_URL_TEMPLATE", "") or ""
+if MONITOR_TRACE_URL_TEMPLATE and (
+        "{trace_id}" not in MONITOR_TRACE_URL_TEMPLATE
+        or not MONITOR_TRACE_URL_TEMPLATE.startswith(("https://", "http://"))):
+    raise ImproperlyConfigured("MONITOR_TRACE_URL_TEMPLATE must be an http(s) URL containing {trace_id}, "
+                               "e.g. https://jaeger.example/trace/{trace_id}")
 MONITOR_KAFKA_TIMEOUT_SECONDS = env_int("MONITOR_KAFKA_TIMEOUT_SECONDS", 10, minimum=1)
 MONITOR_RAW_RETENTION_HOURS = env_int("MONITOR_RAW_RETENTION_HOURS", 48, minimum=1)
 MONITOR_ROLLUP_RETENTION_DAYS = env_int("MONITOR_ROLLUP_RETENTION_DAYS", 30, minimum=1)
 MONITOR_STATUS_WINDOW_SECONDS = env_int("MONITOR_STATUS_WINDOW_SECONDS", 600, minimum=30)
 MONITOR_STOPPED_AFTER_SECONDS = env_int("MONITOR_STOPPED_AFTER_SECONDS", 900, minimum=30)
+# Time lag from record timestamps: bytes read per partition and per cycle (0 turns it off).
+# A batch header is 61 bytes: a partition budget below that cannot read any timestamp.
+MONITOR_TIME_LAG_FETCH_PARTITION_BYTES = env_int("MONITOR_TIME_LAG_FETCH_PARTITION_BYTES", 1024, minimum=64)
+MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = env_int("MONITOR_TIME_LAG_FETCH_CYCLE_BYTES", 1024 * 1024, minimum=0)
 MONITOR_EVALUATE_INTERVAL_SECONDS = env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1)
+# The outbox sweep: delivers retries and the notifications of workers that died.
+MONITOR_SWEEP_INTERVAL_SECONDS = env_int("MONITOR_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
+# Beat and worker record a heartbeat this often; /readyz fails after three missed ones.
+MONITOR_HEARTBEAT_INTERVAL_SECONDS = env_int("MONITOR_HEARTBEAT_INTERVAL_SECONDS", 5, minimum=1)
+# Beat records its heartbeat and holds a lock, so a second beat sends nothing (monitor/beat.py).
+CELERY_BEAT_SCHEDULER = "monitor.beat:LockedScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = MONITOR_HEARTBEAT_INTERVAL_SECONDS
 # Delivery: a claim's lease must outlast any send (timeouts apply per network step).
 MONITOR_NOTIFY_TIMEOUT_SECONDS = env_int("MONITOR_NOTIFY_TIMEOUT_SECONDS", 10, minimum=1)
 MONITOR_DELIVERY_LEASE_SECONDS = env_int("MONITOR_DELIVERY_LEASE_SECONDS", 60, minimum=5)
@@ -230,8 +266,13 @@ if not isinstance(MONITOR_FLOW_TOLERANCES, dict):
 DEMO_PASSWORD = env_str("DEMO_PASSWORD")
 # /metrics needs a read token unless this is true (for scrapers on a trusted network).
 MONITOR_METRICS_PUBLIC = env_bool("MONITOR_METRICS_PUBLIC", False)
+# /metrics lag series: partition (per partition and per topic), topic, or group (per-group only).
+MONITOR_METRICS_GRANULARITY = env_str("MONITOR_METRICS_GRANULARITY", "partition") or "partition"
+if MONITOR_METRICS_GRANULARITY not in ("partition", "topic", "group"):
+    raise ImproperlyConfigured("MONITOR_METRICS_GRANULARITY must be partition, topic or group")
 MONITOR_EVENT_RETENTION_DAYS = env_int("MONITOR_EVENT_RETENTION_DAYS", 7, minimum=1)
 MONITOR_INGEST_MAX_ATTRIBUTES_BYTES = env_int("MONITOR_INGEST_MAX_ATTRIBUTES_BYTES", 8192, minimum=2)
+MONITOR_OTLP_MAX_LINKS_PER_SPAN = env_int("MONITOR_OTLP_MAX_LINKS_PER_SPAN", 128, minimum=1)
 # Detectors (monitor/events/config.py DetectorConfig): windows in seconds, storm thresholds.
 MONITOR_DETECTOR_LOOKBACK_SECONDS = env_int("MONITOR_DETECTOR_LOOKBACK_SECONDS", 3600, minimum=60)
 MONITOR_LOST_AFTER_SECONDS = env_int("MONITOR_LOST_AFTER_SECONDS", 300, minimum=1)

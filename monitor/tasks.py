@@ -89,8 +89,11 @@ def tap_cluster(cluster_id: int) -> None:
 def evaluate_rules() -> int:
     """Every MONITOR_EVALUATE_INTERVAL_SECONDS: evaluate the alert rules; queue deliveries."""
     from monitor.alerts.engine import evaluate
+    from monitor.pathways.updater import update as update_pathways
 
-    result = evaluate(timezone.now())
+    now = timezone.now()
+    update_pathways(now)  # pathways and transactions first: their metrics are evaluated next
+    result = evaluate(now)
     for notification_id in result.notification_ids:
         # Only speeds delivery up: the sweep delivers whatever this fails to queue.
         transaction.on_commit(functools.partial(_queue_delivery, notification_id))

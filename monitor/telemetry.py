@@ -49,11 +49,11 @@ def configure(service_name: str) -> None:
     if "postgresql" in engine:
         import psycopg
 
-        trace_integration(psycopg, "connect", "postgresql")
+        trace_integration(psycopg, "connect", "postgresql")  # type: ignore[arg-type]
     else:
         import sqlite3
 
-        trace_integration(sqlite3, "connect", "sqlite")
+        trace_integration(sqlite3, "connect", "sqlite")  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager

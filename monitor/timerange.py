@@ -24,7 +24,11 @@ PRESETS: dict[str, str] = {
 DEFAULT_RANGE = "1h"
 CUSTOM = "custom"
 MAX_SPAN = timedelta(days=31)
-_RELATIVE = re.compile(r"^(\d{1,4})([mhd])$")
+_RELATIVE = re.compile(r"(\d{1,4})([mhd])")  # used with fullmatch
+# Instants outside these bounds are refused: range arithmetic near datetime.min/max
+# overflows, and nothing is stored there anyway.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
 
@@ -76,15 +80,21 @@ def parse_instant(value: str, field: str) -> datetime:
         raise TimeRangeError(field, "is empty; give an ISO-8601 time such as 2024-05-01T12:00:00Z")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00").replace(" ", "T", 1))
-    except ValueError:
+    except (ValueError, UnicodeError):
         raise TimeRangeError(field, f"{value!r} is not an ISO-8601 time such as 2024-05-01T12:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)  # the dashboard speaks UTC only
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-23:59
+        raise TimeRangeError(field, f"{value!r} is out of range") from None
+    if not EARLIEST <= moment <= LATEST:
+        raise TimeRangeError(field, f"{value!r} is out of range (years 1970 to 9000)")
+    return moment
 
 
 def relative_span(key: str) -> timedelta:
-    match = _RELATIVE.match(key.strip())
+    match = _RELATIVE.fullmatch(key.strip())
     if not match or int(match.group(1)) == 0:
         raise TimeRangeError("range", f"{key!r} is not a range; use one of {', '.join(PRESETS)} (or e.g. 3h, 2d)")
     return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])

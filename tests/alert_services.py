@@ -1,13 +1,11 @@
-"""Real services and data builders for the alerting tests.
+"""Real receivers of notifications for the alerting tests.
 
 * ``WebhookServer``: a local HTTP server standing in for Slack or a generic webhook
   receiver; it answers with a scripted sequence of responses (200, 500, 429 with
   Retry-After, 404 ...) and records every request it received.
 * ``SmtpServer``: a real SMTP server (aiosmtpd) on a free port, collecting messages.
-* ``lag_snapshot``: stores a group's latest poll the way the lag poller does
-  (ConsumerGroup snapshot + resolution-0 TopicLagSample and PartitionLagSample rows).
 
-Fixtures are imported by the test modules that use them.
+Their fixtures (``webhook_server``, ``smtp_server``) are in tests/fixtures/receivers.py.
 """
 from __future__ import annotations
 
@@ -16,12 +14,8 @@ import email.policy
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 
 from tests.services import free_port
 
@@ -128,54 +122,3 @@ class SmtpServer:
 
     def stop(self) -> None:
         self._controller.stop()
-
-
-@pytest.fixture
-def webhook_server() -> Iterator[WebhookServer]:
-    server = WebhookServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def smtp_server(settings) -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = server.port
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_USE_SSL = False
-    settings.DEFAULT_FROM_EMAIL = "monitor@example.com"
-    yield server
-    server.stop()
-
-
-def lag_snapshot(cluster, group: str, at: datetime, topics: dict[str, dict[int, int | None]],
-                 status: str = "ok", time_lag: dict[str, float | None] | None = None, **group_fields):
-    """Store a poll of ``group`` at ``at``: per topic, per partition lag (None = unknown)."""
-    from monitor.models import ConsumerGroup, PartitionLagSample, TopicLagSample
-
-    defaults = {
-        "status": status, "first_seen_at": at - timedelta(hours=1), "last_seen_at": at, "last_sample_at": at,
-        "total_lag": sum(v or 0 for parts in topics.values() for v in parts.values()),
-        "topics": sorted(topics), **group_fields,
-    }
-    consumer_group, _ = ConsumerGroup.objects.update_or_create(cluster=cluster, name=group, defaults=defaults)
-    topic_rows, partition_rows = [], []
-    for topic, partitions in topics.items():
-        known = [v for v in partitions.values() if v is not None]
-        seconds = (time_lag or {}).get(topic)
-        topic_rows.append(TopicLagSample(
-            group=consumer_group, topic=topic, resolution=0, polled_at=at,
-            lag=sum(known) if len(known) == len(partitions) else None, time_lag_seconds=seconds,
-            partitions=len(partitions), unknown_partitions=len(partitions) - len(known)))
-        for partition, lag in partitions.items():
-            partition_rows.append(PartitionLagSample(
-                group=consumer_group, topic=topic, partition=partition, polled_at=at, committed_offset=0,
-                log_start_offset=0, log_end_offset=lag, lag=lag, time_lag_seconds=seconds,
-                time_lag_method="interpolated"))
-    TopicLagSample.objects.bulk_create(topic_rows)
-    PartitionLagSample.objects.bulk_create(partition_rows)
-    return consumer_group

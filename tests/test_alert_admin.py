@@ -13,7 +13,7 @@ from monitor.models import (
     Alert, AlertRule, Channel, ConsumerGroup, DeliveryAttempt, MaintenanceWindow, Notification, Silence,
     TopicLagSample,
 )
-from tests.alert_services import Reply, webhook_server  # noqa: F401 - fixture
+from tests.alert_services import Reply
 
 SECRET_URL_PATH = "/services/T000/B000/secret-token-XYZ"
 

@@ -97,7 +97,7 @@ def test_unknown_sections_and_fields_are_refused(db):
             kind: webhook
             url: https://example.com/hook
         """) == [
-        "alerts.yaml:1: rule: unknown section; use clusters, channels, rules",
+        "alerts.yaml:1: rule: unknown section; use clusters, channels, rules, transactions",
         "alerts.yaml:4: channels[0].webhook_url: is required: the webhook URL",  # the entry's line
         "alerts.yaml:6: channels[0].url: unknown field; allowed: enabled, kind, name, to, webhook_url",
     ]
@@ -153,7 +153,7 @@ def test_invalid_yaml_names_the_line(db):
 
 def test_an_empty_or_scalar_file_is_refused(db):
     assert problems("") == ["alerts.yaml: the file is empty"]
-    assert problems("just text") == ["alerts.yaml:1: the file must be a mapping with clusters, channels, rules"]
+    assert problems("just text") == ["alerts.yaml:1: the file must be a mapping with clusters, channels, rules, transactions"]
 
 
 def test_secrets_can_come_from_the_environment(db, monkeypatch):

@@ -1,7 +1,7 @@
 """Evaluation against real PostgreSQL: states, the outbox, muting, idempotency and races."""
 from __future__ import annotations
 
-import threading
+import re
 from datetime import time, timedelta
 
 import pytest
@@ -14,7 +14,9 @@ from monitor.alerts.engine import AcknowledgeError, acknowledge, evaluate
 from monitor.alerts.rules import Subject
 from monitor.choices import AlertState, ChannelKind, ClusterStatus, GroupStatus, NotificationKind
 from monitor.models import Alert, AlertRule, Channel, MaintenanceWindow, Notification, Silence
-from tests.alert_services import lag_snapshot
+from monitor.notify import render
+from tests.lag_rows import lag_snapshot
+from tests.race import race
 
 
 @pytest.fixture
@@ -123,21 +125,7 @@ def test_two_evaluations_racing_in_two_workers_open_one_alert_and_one_message(br
     for index in range(20):
         lag_snapshot(cluster, f"billing-{index}", now, {"payments": {0: 500}})
 
-    start = threading.Barrier(2)
-    results = []
-
-    def worker():
-        try:
-            start.wait()
-            results.append(evaluate(now))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = race(lambda: evaluate(now), runners=2)
 
     assert Alert.objects.count() == 20 * 20
     assert Notification.objects.count() == 20  # one grouped message per rule
@@ -323,6 +311,37 @@ def test_disabling_a_rule_resolves_its_firing_alerts_and_drops_pending_ones(reac
     assert (result.resolved, result.dropped) == (1, 1)
     assert Alert.objects.get(rule=firing_rule).detail["resolved_reason"] == "the rule was disabled"
     assert not Alert.objects.filter(rule=pending_rule).exists()
+    [resolved] = notifications(NotificationKind.RESOLVED)
+    assert "resolved without data: the rule was disabled" in render.fallback_text(resolved.payload)
+
+
+def test_deleting_a_rule_resolves_its_open_alerts_with_a_message_that_says_why(reachable, make_rule, t0):
+    rule = make_rule("fires", for_seconds=0)
+    make_rule("waits", for_seconds=600, group="billing")
+    poll(reachable, t0, {"billing": 5000})
+    evaluate(t0)
+    rule.delete()
+    [firing, resolved] = notifications()
+    assert (firing.kind, resolved.kind) == (NotificationKind.FIRING, NotificationKind.RESOLVED)
+    assert firing.alert is None and resolved.alert is None  # the outbox outlives the rule
+    assert "resolved without data: the rule was deleted" in render.fallback_text(resolved.payload)
+    assert Alert.objects.filter(rule__name="waits", state=AlertState.PENDING).count() == 1  # other rules untouched
+
+
+def test_deleting_a_rule_keeps_an_unsent_digest_that_carries_other_rules_alerts(reachable, make_rule, slack, t0):
+    email = Channel.objects.create(name="team-email", kind=ChannelKind.EMAIL, email_to="oncall@example.com")
+    first = make_rule("lag rule", channels=[email], for_seconds=0)
+    make_rule("status rule", channels=[email], for_seconds=0, metric="status", op=">=",
+              threshold=metrics.get("status").parse_threshold("stalled"))
+    poll(reachable, t0, {"billing": 5000}, status=GroupStatus.STOPPED)
+    evaluate(t0)
+    [digest] = notifications()
+    assert digest.alert.rule_id == first.id  # the digest hangs on the first rule's alert
+    AlertRule.objects.filter(pk=first.pk).delete()
+    digest.refresh_from_db()
+    assert sorted(i["rule"] for i in digest.payload["items"]) == ["lag rule", "status rule"]
+    assert digest.sent_at is None and digest.failed_at is None
+    assert [n.kind for n in notifications()] == [NotificationKind.FIRING, NotificationKind.RESOLVED]
 
 
 def test_a_rule_with_an_unknown_metric_is_reported_and_other_rules_still_run(reachable, make_rule, t0):
@@ -408,3 +427,125 @@ def test_a_resolved_alert_keeps_the_worst_value_it_reached(reachable, make_rule,
         evaluate(t0 + timedelta(seconds=seconds))
     alert = Alert.objects.get()
     assert alert.state == AlertState.RESOLVED and alert.value == 0.0 and alert.detail["worst"] == 3860.0
+
+# -- values you can trust at the edges (issue 9) --------------------------------------
+
+def record_poll(cluster, at, committed: dict, offsets: dict, group: str = "billing"):
+    """One poll through the poller's recording path, at an explicit time; an offsets
+    value of None is a partition whose log offsets the broker did not answer for."""
+    import time as clock
+
+    from monitor.kafka.adapter import GroupListing, LogOffsets
+    from monitor.lag.record import ClusterReading, record_cycle
+
+    reading = ClusterReading(
+        polled_at=at, groups=[GroupListing(group, "Stable", "consumer")], committed={group: committed},
+        partition_counts={"payments": len(offsets)},
+        log_offsets={tp: LogOffsets(*pair) for tp, pair in offsets.items() if pair is not None},
+        log_errors={tp: "NotLeaderForPartitionError" for tp, pair in offsets.items() if pair is None},
+    )
+    record_cycle(cluster, reading, at, clock.monotonic())
+
+
+def test_a_partial_total_is_no_new_data_the_alert_keeps_its_state_and_sends_nothing(reachable, make_rule, t0):
+    """2 partitions at lag 800 each, rule lag > 1000: one partition's log offsets fail for
+    one poll (a leader election). Before: firing, resolved, firing."""
+    make_rule(for_seconds=0)
+    committed = {("payments", 0): 200, ("payments", 1): 200}
+    full = {("payments", 0): (0, 1000), ("payments", 1): (0, 1000)}
+    record_poll(reachable, t0, committed, full)
+    evaluate(t0)
+
+    record_poll(reachable, t0 + timedelta(seconds=30), committed, {("payments", 0): (0, 1000), ("payments", 1): None})
+    evaluate(t0 + timedelta(seconds=30))
+    alert = Alert.objects.get()
+    assert alert.state == AlertState.FIRING and alert.value == 1600.0
+    assert "partial" in alert.detail["no_data_reason"]
+
+    record_poll(reachable, t0 + timedelta(seconds=60), committed, full)
+    evaluate(t0 + timedelta(seconds=60))
+
+    assert [n.kind for n in notifications()] == [NotificationKind.FIRING]
+    assert Alert.objects.get().state == AlertState.FIRING
+
+
+def test_a_partial_total_does_not_drop_a_pending_alert(reachable, make_rule, t0):
+    make_rule(for_seconds=120)
+    committed = {("payments", 0): 200, ("payments", 1): 200}
+    full = {("payments", 0): (0, 1000), ("payments", 1): (0, 1000)}
+    record_poll(reachable, t0, committed, full)
+    evaluate(t0)
+    record_poll(reachable, t0 + timedelta(seconds=60), committed, {("payments", 0): (0, 1000), ("payments", 1): None})
+    evaluate(t0 + timedelta(seconds=60))
+    record_poll(reachable, t0 + timedelta(seconds=120), committed, full)
+    evaluate(t0 + timedelta(seconds=120))
+
+    alert = Alert.objects.get()
+    assert (alert.state, alert.started_at) == (AlertState.FIRING, t0)
+
+
+def test_a_catch_up_rule_does_not_fire_on_the_first_poll_for_lack_of_history(reachable, make_rule, t0):
+    make_rule(metric="catch_up_seconds", threshold=3600, for_seconds=0)
+    record_poll(reachable, t0, {("payments", 0): 0}, {("payments", 0): (0, 1000)})
+
+    evaluate(t0)
+
+    assert not Alert.objects.exists() and notifications() == []
+
+
+def test_an_alert_in_its_keep_firing_period_sends_no_reminder(reachable, make_rule, t0):
+    make_rule(for_seconds=0, repeat_seconds=300, keep_firing_seconds=1800)
+    poll(reachable, t0, {"billing": 5000})
+    evaluate(t0)
+    for minutes in (10, 20):  # clear, but held firing; reminders would be due
+        poll(reachable, t0 + timedelta(minutes=minutes), {"billing": 0})
+        evaluate(t0 + timedelta(minutes=minutes))
+
+    assert Alert.objects.get().state == AlertState.FIRING
+    assert [n.kind for n in notifications()] == [NotificationKind.FIRING]
+
+
+def test_a_group_whose_commits_all_disappeared_says_so(reachable, make_rule, t0):
+    make_rule(metric="status", op=">=", threshold=metrics.STATUS_RANK[GroupStatus.STALLED], group="billing")
+    record_poll(reachable, t0, {}, {})
+
+    reading = metrics.get("status").fetch([metrics.Scope(reachable.name, "billing")], t0)
+    [found] = metrics.normalise(reading).values()
+    assert "has no committed offset on any partition" in found.no_data_reason
+
+
+def test_firing_message_names_the_owner_of_each_lagging_partition(reachable, make_rule, t0):
+    from monitor.notify.render import email_text, slack_message
+
+    make_rule(for_seconds=0)
+    poll(reachable, t0, {"billing": 18223}, member_details=[
+        {"member_id": "m-1", "client_id": "billing-7f9c", "host": "10.2.3.4", "partitions": [["payments", 0]]}])
+
+    evaluate(t0)
+
+    [firing] = notifications()
+    assert firing.payload["items"][0]["worst_partitions"] == [
+        {"topic": "payments", "partition": 0, "lag": 18223, "time_lag_seconds": None,
+         "owner": "billing-7f9c on 10.2.3.4"}]
+    assert re.search(r"payments/0 +18,223 +unknown +billing-7f9c on 10.2.3.4", email_text(firing.payload))
+    assert "billing-7f9c on 10.2.3.4" in str(slack_message(firing.payload))
+
+
+def test_detector_alert_messages_link_example_traces_to_the_trace_backend(make_rule, t0, settings):
+    from monitor.models import Finding
+    from monitor.notify.render import email_html, email_text, slack_message
+
+    settings.MONITOR_TRACE_URL_TEMPLATE = "https://jaeger.example/trace/{trace_id}"
+    Finding.objects.create(kind="lost", fingerprint="f-1", consumer_group="billing", topic="payments", value=4,
+                           summary="4 events lost", examples=[{"event_id": "e1", "trace_id": "abc/123"}],
+                           first_seen_at=t0, last_seen_at=t0)
+    make_rule("lost", cluster="*", metric="lost_events", threshold=0, for_seconds=0)
+
+    evaluate(t0)
+
+    [message] = notifications()
+    assert message.payload["items"][0]["traces"] == [
+        {"trace_id": "abc/123", "url": "https://jaeger.example/trace/abc%2F123"}]
+    assert "trace abc/123: https://jaeger.example/trace/abc%2F123" in email_text(message.payload)
+    assert 'href="https://jaeger.example/trace/abc%2F123"' in email_html(message.payload)
+    assert "<https://jaeger.example/trace/abc%2F123|abc/123>" in str(slack_message(message.payload))

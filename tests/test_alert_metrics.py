@@ -12,7 +12,7 @@ from monitor.alerts.metrics import Level, Metric, STATUS_RANK
 from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import Reading, Scope, Subject
 from monitor.choices import ClusterStatus, GroupStatus
-from tests.alert_services import lag_snapshot
+from tests.lag_rows import lag_snapshot
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_every_group_status_is_either_ranked_or_handled_as_no_data():
 
 
 def test_catch_up_is_never_when_the_group_is_not_catching_up(reachable, now):
-    lag_snapshot(reachable, "slow", now, {"t": {0: 500}}, catch_up_seconds=None)
+    lag_snapshot(reachable, "slow", now, {"t": {0: 500}}, catch_up_seconds=None, catch_up_never=True)
     lag_snapshot(reachable, "fast", now, {"t": {0: 500}}, catch_up_seconds=42.0)
     lag_snapshot(reachable, "done", now, {"t": {0: 0}}, catch_up_seconds=None)
     found = readings("catch_up_seconds", [Scope()], now)
@@ -106,6 +106,14 @@ def test_catch_up_is_never_when_the_group_is_not_catching_up(reachable, now):
     assert math.isinf(slow.value) and slow.detail["value_text"] == "not catching up"
     assert found[Subject(reachable.name, "fast", "")].value == 42.0
     assert found[Subject(reachable.name, "done", "")].value == 0.0
+
+
+def test_catch_up_without_enough_history_for_rates_is_no_data_not_never(reachable, now):
+    lag_snapshot(reachable, "new", now, {"t": {0: 1000}}, catch_up_seconds=None, catch_up_never=False)
+
+    reading = readings("catch_up_seconds", [Scope()], now)[Subject(reachable.name, "new", "")]
+
+    assert not reading.has_data and reading.no_data_reason == "not enough history for rates yet"
 
 
 def test_retention_risk_is_never_without_risk(reachable, now):

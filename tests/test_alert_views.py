@@ -232,3 +232,36 @@ def test_a_resolved_alert_shows_its_peak_and_a_clearing_one_says_why_it_still_fi
                           clear_since=timezone.now() - timedelta(minutes=1))
     html = logged_in_client.get(f"/alerts/{clearing.id}/").content.decode()
     assert 'id="alert-keep-firing"' in html and "keeps firing until clear for 5 min" in html
+
+def test_the_alerts_page_pages_each_table_and_counts_over_every_page(logged_in_client, rules, now):
+    rule = rules["critical"]
+    Alert.objects.bulk_create(
+        Alert(rule=rule, subject=f"prod/g{i:03d}/t", cluster="prod", group=f"g{i:03d}", topic="t",
+              state=AlertState.FIRING, value=1.0, threshold=0.0, started_at=now, fired_at=now, last_evaluated_at=now)
+        for i in range(105)
+    )
+    html = logged_in_client.get("/alerts/").content.decode()
+    assert "Firing (105)" in html and "Page 1 of 2" in html
+    assert html.count('<tr data-alert-id=') == 100
+    assert 'href="?firing_page=2" rel="next"' in html
+    html = logged_in_client.get("/alerts/?firing_page=2").content.decode()
+    assert html.count('<tr data-alert-id=') == 5
+
+
+def test_an_event_alert_links_its_example_traces_here_and_to_the_trace_backend(logged_in_client, settings):
+    from django.utils import timezone
+
+    from monitor.choices import AlertState
+    from monitor.models import Alert, AlertRule
+
+    settings.MONITOR_TRACE_URL_TEMPLATE = "https://tempo.example/trace/{trace_id}"
+    rule = AlertRule.objects.create(name="events lost", cluster="*", metric="lost_events", threshold=0)
+    now = timezone.now()
+    alert = Alert.objects.create(rule=rule, subject="/shipping/inventory.events", cluster="", group="shipping",
+                                 topic="inventory.events", state=AlertState.FIRING, value=56, threshold=0,
+                                 started_at=now, fired_at=now, last_evaluated_at=now,
+                                 detail={"summary": "56 events lost", "traces": ["4bf92f35<x>"]})
+    html = logged_in_client.get(f"/alerts/{alert.id}/").content.decode()
+    assert 'href="/traces/4bf92f35%3Cx%3E/"' in html
+    assert 'href="https://tempo.example/trace/4bf92f35%3Cx%3E"' in html
+    assert "<x>" not in html

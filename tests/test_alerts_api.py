@@ -71,6 +71,23 @@ def test_bad_query_parameters_are_400_naming_each(client, read_token, db):
     response = client.get("/api/v1/alerts?state=burning&limit=0", **bearer(read_token))
     assert response.status_code == 400
     assert [e["loc"] for e in response.json()["errors"]] == [["query", "state"], ["query", "limit"]]
+    response = client.get("/api/v1/alerts?limit=1001&cursor=bogus", **bearer(read_token))
+    assert [e["loc"] for e in response.json()["errors"]] == [["query", "limit"], ["query", "cursor"]]
+
+
+def test_alerts_page_with_limit_and_a_cursor_in_the_link_header(client, read_token, rule):
+    # Two alerts share a start time: the cursor's tie-break on id keeps both.
+    made = [make_alert(rule, group=f"billing-{i}", minutes=i // 2) for i in range(5)]
+    expected = [a.id for a in sorted(made, key=lambda a: (a.started_at, a.id), reverse=True)]
+    response = client.get("/api/v1/alerts?limit=2", **bearer(read_token))
+    seen = [a["id"] for a in response.json()]
+    while "Link" in response.headers:
+        url = response.headers["Link"].removeprefix("<").removesuffix('>; rel="next"')
+        response = client.get(url.removeprefix("http://testserver"), **bearer(read_token))
+        seen += [a["id"] for a in response.json()]
+    assert seen == expected
+    everything = client.get("/api/v1/alerts", **bearer(read_token))
+    assert [a["id"] for a in everything.json()] == expected and "Link" not in everything.headers
 
 
 def test_status_rules_show_names_beside_the_ranks(client, read_token, db):

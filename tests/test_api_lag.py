@@ -116,12 +116,12 @@ def test_group_detail_shows_partitions_of_the_latest_poll_only(api, cluster):
     assert body["lost_messages"] == 7
     assert body["partitions"] == [
         {"topic": "orders", "partition": 0, "committed_offset": 90, "log_start_offset": 3, "log_end_offset": 100,
-         "lag": 10, "time_lag_seconds": 12.5, "time_lag_method": "interpolated", "time_lag_reason": "", **NO_OWNER},
+         "lag": 10, "time_lag_seconds": 12.5, "time_lag_method": "interpolated", "time_lag_reason": "", **NO_OWNER, "stalled": False},
         {"topic": "orders", "partition": 1, "committed_offset": None, "log_start_offset": 0, "log_end_offset": 40,
          "lag": None, "time_lag_seconds": None, "time_lag_method": "unknown", "time_lag_reason": "no committed offset",
-         **NO_OWNER},
+         **NO_OWNER, "stalled": False},
         {"topic": "orders", "partition": 2, "committed_offset": 40, "log_start_offset": 0, "log_end_offset": 40,
-         "lag": 0, "time_lag_seconds": 0.0, "time_lag_method": "exact", "time_lag_reason": "", **NO_OWNER},
+         "lag": 0, "time_lag_seconds": 0.0, "time_lag_method": "exact", "time_lag_reason": "", **NO_OWNER, "stalled": False},
     ]
     assert body["members"] == []  # the broker did not tell who
     assert body["protocol"] == "unknown"
@@ -302,3 +302,57 @@ def test_long_range_series_never_exceed_points_either(api, cluster, points):
     assert 0 < len(orders["points"]) <= points
     # Bucket maxima: the largest rollup value (10 + the last index) survives any bucketing.
     assert max(p[1] for p in orders["points"]) == 10 + 7 * 24 * 60 - 1
+
+
+def _next_url(response) -> str | None:
+    """The URL in ``Link: <URL>; rel="next"``, or None."""
+    header = response.headers.get("Link")
+    if header is None:
+        return None
+    match = re.fullmatch(r'<([^>]+)>; rel="next"', header)
+    assert match, header
+    return match.group(1)
+
+
+def test_groups_list_pages_with_limit_and_cursor_and_never_repeats_or_skips(api, cluster):
+    for index in range(7):
+        make_group(cluster, f"g{index}", status=GroupStatus.STALLED if index % 2 else GroupStatus.OK)
+    response = api(f"/api/v1/clusters/{cluster.name}/groups", limit=3)
+    seen = [g["group"] for g in response.json()]
+    pages = 1
+    while (url := _next_url(response)) is not None:
+        assert url.startswith("http://testserver/api/v1/clusters/") and "limit=3" in url
+        response = api(url.removeprefix("http://testserver"))
+        seen += [g["group"] for g in response.json()]
+        pages += 1
+    assert (seen, pages) == ([f"g{i}" for i in range(7)], 3)
+    # Without limit: everything in one answer and no Link, as before.
+    response = api(f"/api/v1/clusters/{cluster.name}/groups")
+    assert len(response.json()) == 7 and "Link" not in response.headers
+
+
+def test_groups_list_filters_by_comma_separated_statuses_with_or_without_paging(api, cluster):
+    make_group(cluster, "a", status=GroupStatus.STALLED)
+    make_group(cluster, "b", status=GroupStatus.STOPPED)
+    make_group(cluster, "c", status=GroupStatus.OK)
+    for params in ({}, {"limit": 10}):
+        body = api(f"/api/v1/clusters/{cluster.name}/groups", status="stalled,stopped", **params).json()
+        assert [g["group"] for g in body] == ["a", "b"]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "x"}, "limit"),
+    ({"limit": "5", "cursor": "not-a-cursor"}, "cursor"), ({"status": "burning"}, "status"),
+])
+def test_groups_list_bad_paging_or_status_is_400_naming_the_field(api, cluster, params, field):
+    response = api(f"/api/v1/clusters/{cluster.name}/groups", **params)
+    assert response.status_code == 400
+    assert [e["loc"] for e in response.json()["errors"]] == [["query", field]]
+
+
+def test_a_cursor_of_another_list_is_refused(api, cluster, client, read_token):
+    from monitor.api.paging import encode_cursor
+
+    response = api(f"/api/v1/clusters/{cluster.name}/groups", limit=5, cursor=encode_cursor("alerts", ["x", 1]))
+    assert response.status_code == 400
+    assert [e["loc"] for e in response.json()["errors"]] == [["query", "cursor"]]

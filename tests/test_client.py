@@ -68,6 +68,27 @@ class FlakyProxy:
         self.server.server_close()
 
 
+def test_a_long_outage_keeps_the_queue_and_everything_arrives_once_the_server_is_back(live_server, token):
+    """More failures than the retry budget (the database away for a while): the batch goes
+    back in front of the queue instead of being dropped, and is delivered later."""
+    from monitor.models import Event
+
+    proxy = FlakyProxy(live_server.url, failures=9)
+    try:
+        reporter = event_client.EventReporter(proxy.url, token, "orders", flush_interval=0.05, backoff_base=0.01,
+                                              backoff_max=0.05, max_retries=2)
+        for i in range(10):
+            reporter.published(f"evt-{i}", "OrderPlaced")
+        assert reporter.flush(timeout=30)
+        reporter.published("evt-10", "OrderPlaced")
+        assert reporter.close(timeout=20)
+    finally:
+        proxy.close()
+    assert proxy.requests >= 10
+    assert (reporter.stats["sent"], reporter.stats["dropped"]) == (11, 0)
+    assert Event.objects.count() == 11
+
+
 def test_reports_reach_the_server_in_batches(live_server, token):
     from monitor.models import Event
 
@@ -126,15 +147,16 @@ def test_reporting_never_blocks_when_the_server_is_down_and_the_queue_is_bounded
     from tests.services import free_port
 
     reporter = event_client.EventReporter(f"http://127.0.0.1:{free_port()}", "kmon_x", "orders",
-                                          max_queue=100, flush_interval=60, backoff_base=5)
+                                          max_queue=100, flush_interval=60, backoff_base=60)
+    # Bounds far below the reporter's own waits (60 s), so only blocking on them can fail them.
     started = time.monotonic()
     for i in range(1000):
         reporter.published(f"evt-{i}", "OrderPlaced")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 30
     assert reporter.stats["dropped"] >= 900 - reporter.batch_size
     started = time.monotonic()
     reporter.close(timeout=0.5)
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 30
     assert "kmon_x" not in repr(reporter)
 
 

@@ -331,3 +331,12 @@ def test_a_stopped_groups_forecast_says_it_is_not_consuming_and_its_alerts_sit_b
     firing = html.split('id="group-firing"', 1)[1].split("</div>", 1)[0]
     assert "billing stopped" in firing
     assert html.index('id="group-firing"') < html.index('id="charts"')
+
+def test_overview_pages_are_links_that_keep_the_filters(logged_in_client, cluster):
+    for index in range(55):
+        make_group(cluster, f"bulk-{index:03d}", status=GroupStatus.STALLED if index < 3 else GroupStatus.OK)
+    html = page(logged_in_client, "/?q=bulk")
+    assert "Page 1 of 2" in html and 'href="?q=bulk&amp;page=2" rel="next"' in html
+    assert 'data-status="stalled">Stalled 3</a>' in html  # counts per status over every page
+    html = page(logged_in_client, "/?q=bulk&page=2")
+    assert "Page 2 of 2" in html and html.count('<tr data-status=') == 5

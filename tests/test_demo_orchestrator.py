@@ -303,7 +303,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_its_timeout(tmp_path):
     child.wait_for_output("ignoring SIGTERM", timeout_seconds=20)
     seconds = supervisor.stop(child)
     assert child.process.returncode == -signal.SIGKILL
-    assert 0.4 < seconds < 5
+    assert 0.4 < seconds < 30  # killed after its 0.5 s stop timeout, not after its 60 s sleep
 
 
 def test_children_do_not_outlive_a_demo_that_is_killed(tmp_path):

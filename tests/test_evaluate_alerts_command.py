@@ -11,7 +11,6 @@ from monitor.choices import AlertState, ChannelKind
 from monitor.kafka.adapter import Producer, commit_offsets, create_topics
 from monitor.lag.poll import poll_cluster
 from monitor.models import Alert, AlertRule, Channel
-from tests.alert_services import webhook_server  # noqa: F401 - fixture
 
 
 def evaluate_once() -> str:

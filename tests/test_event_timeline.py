@@ -184,3 +184,20 @@ def test_the_stop_carries_its_error_and_the_saga_keeps_an_earlier_failed_attempt
     [outcome] = retried.saga[0].outcomes
     assert (outcome.stage, outcome.failed_attempts) == ("processed", 1)
     assert retried.stuck == "" and retried.stuck_error == ""
+
+def test_an_outbox_write_comes_before_its_publication_and_its_wait_is_a_step():
+    events = [report("e1", "processed", "billing", 9, group="billing"),
+              report("e1", "published", "orders", 8),
+              report("e1", "outbox", "orders", 2)]
+    ordered = causal_order(events)
+    assert [e.stage for e in ordered] == ["outbox", "published", "processed"]
+    timeline = build_timeline(ordered)
+    [wait] = steps_of(timeline, StepKind.OUTBOX)
+    assert (wait.row, wait.duration_seconds, wait.detail) == ("orders", 6.0, "waited in the outbox")
+    assert timeline.slowest is wait
+
+
+def test_an_outbox_write_never_relayed_says_so():
+    timeline = build_timeline(causal_order([report("e1", "outbox", "orders", 0), report("e2", "published", "x", 5)]))
+    [wait] = steps_of(timeline, StepKind.OUTBOX)
+    assert wait.detail == "written to the outbox, never published"

@@ -1,13 +1,14 @@
 """POST /api/v1/events through HTTP: auth, limits, errors, idempotency on a real server."""
 import gzip
+import io
 import json
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
 from monitor.events import store
+from tests.race import race
 
 
 @pytest.fixture(autouse=True)
@@ -146,21 +147,56 @@ def test_concurrent_retries_of_one_batch_over_http_are_stored_once(live_server):
 
     _, token = ApiToken.issue("concurrent", ["ingest"])
     body = json.dumps({"events": [event(i) for i in range(200)]}).encode()
-    results, barrier = [], threading.Barrier(4)
 
     def send():
         request = urllib.request.Request(f"{live_server.url}/api/v1/events", data=body, method="POST", headers={
             "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-        barrier.wait()
-        with urllib.request.urlopen(request, timeout=30) as response:
-            results.append((response.status, json.loads(response.read())))
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
 
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race(send, runners=4)
     assert [status for status, _ in results] == [202] * 4
     assert sum(r["accepted"] for _, r in results) == 200
     assert sum(r["duplicates"] for _, r in results) == 600
     assert Event.objects.count() == 200
+
+
+@pytest.mark.django_db
+def test_a_chunked_body_is_read_with_the_same_limits_when_the_server_has_dechunked_it(client, ingest_token, settings):
+    """The de-chunked stream is what gunicorn hands over (``wsgi.input_terminated``)."""
+    settings.MONITOR_INGEST_MAX_BYTES = 2048
+
+    def chunked(body):
+        data = json.dumps(body).encode()
+        return {"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_LENGTH": "", "wsgi.input_terminated": True,
+                "wsgi.input": io.BytesIO(data)}
+
+    small = {"events": [event(0)]}
+    response = post(client, small, ingest_token, **chunked(small))
+    assert response.status_code == 202 and response.json()["accepted"] == 1
+    big = {"events": [event(i) for i in range(30)]}
+    assert post(client, big, ingest_token, **chunked(big)).status_code == 413
+
+
+@pytest.mark.django_db
+def test_a_chunked_body_the_server_did_not_dechunk_is_411(client, ingest_token):
+    chunked = {"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_LENGTH": ""}
+    response = post(client, {"events": [event(0)]}, ingest_token, **chunked)
+    assert response.status_code == 411
+
+
+@pytest.mark.django_db
+def test_deeply_nested_json_and_overflowing_timestamps_are_4xx_naming_the_field(client, ingest_token):
+    assert post(client, "[" * 100_000, ingest_token).status_code == 400
+    response = post(client, {"events": [event(0, timestamp="9999-12-31T23:59:59-23:59")]}, ingest_token)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["events", 0, "timestamp"]
+    deep: dict = {}
+    for _ in range(200):
+        deep = {"k": deep}
+    response = post(client, {"events": [event(0, attributes=deep)]}, ingest_token)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["events", 0, "attributes"]
+    response = post(client, {"events": [event(0, trace_id="a" * 31 + "\n", span_id="b" * 16)]}, ingest_token)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["events", 0, "trace_id"]

@@ -1,6 +1,5 @@
 """Validation, normalisation and idempotent storage of event reports (no HTTP)."""
 import datetime as dt
-import threading
 
 import pytest
 
@@ -8,6 +7,7 @@ from monitor.events import store
 from monitor.events.config import IngestLimits
 from monitor.events.ingest import IngestError, report_hash, validate_payload
 from monitor.events.store import ingest_payload
+from tests.race import race
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 LIMITS = IngestLimits(max_events=1000, max_bytes=5 * 1024 * 1024, max_attributes_bytes=8192)
@@ -224,26 +224,11 @@ def test_known_service_last_seen_moves_forward():
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_identical_retries_store_each_report_once_and_count_exactly():
-    from django.db import connection
 
     from monitor.models import Event
 
     batch = {"events": [event(event_id=f"evt-{i}") for i in range(300)]}
-    results = []
-    barrier = threading.Barrier(4)
-
-    def send():
-        try:
-            barrier.wait()
-            results.append(ingest_payload(batch, NOW, LIMITS))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race(lambda: ingest_payload(batch, NOW, LIMITS), runners=4)
     assert len(results) == 4
     assert sum(r.accepted for r in results) == 300
     assert sum(r.duplicates for r in results) == 900

@@ -273,3 +273,13 @@ def test_no_page_shows_a_secret_and_every_post_form_has_a_csrf_token(logged_in_c
     assert "kafka-sasl-secret-value" not in html
     for form in re.findall(r"<form[^>]*method=\"post\"[^>]*>.*?</form>", html, re.S | re.I):
         assert "csrfmiddlewaretoken" in form
+
+
+def test_trace_ids_link_to_the_trace_backend_when_a_template_is_set(logged_in_client, saga, settings):
+    html = logged_in_client.get(f"/traces/{saga}/?{WINDOW}").content.decode()
+    assert "trace-backend" not in html  # unset: no external link
+    settings.MONITOR_TRACE_URL_TEMPLATE = "https://jaeger.example/trace/{trace_id}"
+    page = logged_in_client.get(f"/traces/{saga}/?{WINDOW}").content.decode()
+    assert f'<a class="trace-backend" href="https://jaeger.example/trace/{saga}"' in page
+    listing = logged_in_client.get(f"/traces/?{WINDOW}").content.decode()
+    assert f'href="https://jaeger.example/trace/{saga}"' in listing

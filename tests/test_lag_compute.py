@@ -50,14 +50,19 @@ def test_group_covers_every_partition_of_its_topics_even_without_a_commit_there(
 def test_lost_messages_are_counted_once_while_the_log_start_keeps_advancing():
     first = partition_lag("orders", 0, 100, 600, 1000)
     second = partition_lag("orders", 0, 100, 800, 1200)
-    assert newly_lost(None, first) == 500
-    assert newly_lost(first, second) == 200
+    assert newly_lost(None, first) == (500, 600)
+    assert newly_lost(600, second) == (200, 800)
+    assert newly_lost(800, second) == (0, 800)  # the same poll seen again: nothing new
 
 
 def test_consumer_jumping_past_a_loss_adds_no_new_loss():
-    before = partition_lag("orders", 0, 100, 600, 1000)
     after = partition_lag("orders", 0, 600, 600, 1000)
-    assert newly_lost(before, after) == 0
+    assert newly_lost(600, after) == (0, 600)
+
+
+def test_recreated_topic_restarts_the_loss_mark():
+    recreated = partition_lag("orders", 0, 0, 50, 80)
+    assert newly_lost(600, recreated) == (50, 50)
 
 
 def test_topic_totals_sum_known_lags_take_the_worst_time_lag_and_count_unknowns():
@@ -88,16 +93,21 @@ def test_group_totals_in_one_pass_are_the_sums_over_its_partitions():
     totals = group_totals(lags, time_lags)
 
     assert totals.lag == sum_known(p.lag for p in lags) == 405
-    assert totals.committed_total == 5 + 100 + 3 + 9
-    assert totals.log_end_total == 10 + 1000 + 9  # partitions with a committed offset and a known log end
+    # One definition: lag, committed offsets and log ends summed over the same (counted)
+    # partitions, those with a known lag; payments/0 (commit, no log offsets) makes it partial.
+    assert totals.committed_total == 5 + 100 + 9
+    assert totals.log_end_total == 10 + 1000 + 9
+    assert (totals.counted_partitions, totals.partial_partitions) == (3, 1)
     assert totals.topics == ["orders", "payments"]
     assert (totals.lost_messages, totals.lost_partitions) == (500, 1)
     assert totals.max_time_lag_seconds == max_known(time_lags) == 30.5
     by_key = {(p.topic, p.partition): seconds for p, seconds in zip(lags, time_lags)}
     assert totals.topic_lags == topic_lags(lags, by_key)
     orders, payments = totals.topic_lags
-    assert (orders.committed_offset_total, orders.log_end_offset_total) == (105, 1017)
+    assert (orders.committed_offset_total, orders.log_end_offset_total, orders.partial_partitions) == (105, 1010, 0)
     assert (payments.lag, payments.unknown_partitions, payments.log_end_offset_total) == (0, 1, 9)
+    assert payments.partial_partitions == 1
+    assert sum(t.log_end_offset_total or 0 for t in totals.topic_lags) == totals.log_end_total
 
 
 def test_group_without_any_known_value_has_unknown_totals_not_zero():

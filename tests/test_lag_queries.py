@@ -88,37 +88,6 @@ def test_overview_filter_reads_the_query_string_and_ignores_bad_values():
     assert OverviewFilter.from_query({"status": "exploded", "sort": "DROP TABLE"}) == OverviewFilter()
 
 
-def _group(name, cluster="prod", status=GroupStatus.OK, total_lag=None, topics=()):
-    return ConsumerGroup(cluster=Cluster(name=cluster), name=name, status=status, total_lag=total_lag,
-                         topics=list(topics))
-
-
-def test_overview_filter_matches_cluster_status_and_text_in_names_and_topics():
-    billing = _group("billing", topics=["orders"], status=GroupStatus.STALLED)
-    audit = _group("audit", cluster="staging", topics=["payments"])
-    groups = [billing, audit]
-    assert [g.name for g in groups if OverviewFilter(cluster="staging").matches(g)] == ["audit"]
-    assert [g.name for g in groups if OverviewFilter(status="stalled").matches(g)] == ["billing"]
-    assert [g.name for g in groups if OverviewFilter(status="problems").matches(g)] == ["billing"]
-    assert [g.name for g in groups if OverviewFilter(text="PAYM").matches(g)] == ["audit"]
-    assert [g.name for g in groups if OverviewFilter(text="stag").matches(g)] == ["audit"]
-
-
-def test_overview_sorts_by_severity_first_and_unknown_values_last():
-    ok = _group("ok", total_lag=5)
-    stopped = _group("stopped", status=GroupStatus.STOPPED, total_lag=1)
-    growing_big = _group("growing-big", status=GroupStatus.GROWING, total_lag=900)
-    growing_small = _group("growing-small", status=GroupStatus.GROWING, total_lag=9)
-    unknown = _group("unknown-lag", total_lag=None)
-    groups = [ok, stopped, growing_big, growing_small, unknown]
-    assert [g.name for g in OverviewFilter().sort_rows(groups)] == [
-        "stopped", "growing-big", "growing-small", "ok", "unknown-lag"]
-    assert [g.name for g in OverviewFilter(sort="total_lag", descending=True).sort_rows(groups)] == [
-        "growing-big", "growing-small", "ok", "stopped", "unknown-lag"]
-    assert [g.name for g in OverviewFilter(sort="total_lag").sort_rows(groups)] == [
-        "stopped", "ok", "growing-small", "growing-big", "unknown-lag"]
-
-
 # --------------------------------------------------------------------------- database
 
 
@@ -219,3 +188,64 @@ def test_cluster_rows_give_latest_run_group_counts_and_a_redacted_error(cluster)
     [row] = queries.cluster_rows()
     assert (row.groups, row.problem_groups, row.last_run.requests) == (2, 1, 7)
     assert row.last_error == "login •••••• refused"
+
+
+# --------------------------------------------------------------------------- overview at size
+
+
+def _names(data: queries.Overview) -> list[str]:
+    return [row.group.name for row in data.rows]
+
+
+def test_overview_filters_by_cluster_status_and_text_in_names_and_topics_in_the_database(db):
+    prod = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:1")
+    staging = Cluster.objects.create(name="staging", bootstrap_servers="127.0.0.1:1")
+    make_group(prod, "billing", topics=["orders"], status=GroupStatus.STALLED)
+    make_group(staging, "audit", topics=["payments"])
+    now = timezone.now()
+    assert _names(queries.overview(OverviewFilter(cluster="staging"), now)) == ["audit"]
+    assert _names(queries.overview(OverviewFilter(status="stalled"), now)) == ["billing"]
+    assert _names(queries.overview(OverviewFilter(status="problems"), now)) == ["billing"]
+    assert _names(queries.overview(OverviewFilter(text="PAYM"), now)) == ["audit"]
+    assert _names(queries.overview(OverviewFilter(text="stag"), now)) == ["audit"]
+    assert _names(queries.overview(OverviewFilter(text="100%_'\""), now)) == []
+
+
+def test_overview_sorts_by_severity_first_and_unknown_values_last(db):
+    prod = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:1")
+    make_group(prod, "ok", total_lag=5)
+    make_group(prod, "stopped", status=GroupStatus.STOPPED, total_lag=1)
+    make_group(prod, "growing-big", status=GroupStatus.GROWING, total_lag=900)
+    make_group(prod, "growing-small", status=GroupStatus.GROWING, total_lag=9)
+    make_group(prod, "unknown-lag", total_lag=None)
+    now = timezone.now()
+    assert _names(queries.overview(OverviewFilter(), now)) == [
+        "stopped", "growing-big", "growing-small", "ok", "unknown-lag"]
+    assert _names(queries.overview(OverviewFilter(sort="total_lag", descending=True), now)) == [
+        "growing-big", "growing-small", "ok", "stopped", "unknown-lag"]
+    assert _names(queries.overview(OverviewFilter(sort="total_lag"), now)) == [
+        "stopped", "ok", "growing-small", "growing-big", "unknown-lag"]
+
+
+def test_overview_pages_hold_every_matching_group_once_and_count_statuses_over_all(db):
+    prod = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:1")
+    for index in range(25):
+        make_group(prod, f"g{index:02d}", status=GroupStatus.STALLED if index % 5 == 0 else GroupStatus.OK,
+                   total_lag=index)
+    now = timezone.now()
+    seen: list[str] = []
+    for number in (1, 2, 3):
+        data = queries.overview(OverviewFilter(page=number), now, page_size=10)
+        assert (data.page, data.pages, data.matching) == (number, 3, 25)
+        seen += _names(data)
+    assert sorted(seen) == [f"g{i:02d}" for i in range(25)]
+    assert seen[:5] == ["g20", "g15", "g10", "g05", "g00"]  # problems first, largest lag first
+    assert data.status_counts == {"stalled": 5, "ok": 20} and data.total_groups == 25
+    # A page past the end shows the last one; a bookmark never opens on nothing.
+    assert queries.overview(OverviewFilter(page=99), now, page_size=10).page == 3
+
+
+def test_overview_filter_reads_the_page_and_ignores_a_bad_one():
+    assert OverviewFilter.from_query({"page": "3"}).page == 3
+    assert OverviewFilter.from_query({"page": "-1"}).page == 1
+    assert OverviewFilter.from_query({"page": "x"}).page == 1

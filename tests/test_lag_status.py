@@ -55,11 +55,19 @@ def test_no_progress_while_messages_wait_for_the_whole_window_is_stalled():
     assert verdict.reason == "no progress in the last 10 min while 800 messages wait"
 
 
-def test_no_progress_for_the_stopped_after_period_is_stopped():
+def test_no_progress_for_the_stopped_after_period_is_stopped_only_when_the_broker_reports_no_members():
     history = polls(*[(ago, 1000, 4500, 5500) for ago in range(960, -1, -30)])
-    verdict = status(history)
-    assert verdict.status == GroupStatus.STOPPED
-    assert verdict.reason == "no progress for 16 min while 4,500 messages wait"
+
+    dead = status(history, members_live=False)
+    live = status(history, members_live=True)
+    unknown = status(history)
+
+    assert (dead.status, dead.reason) == (
+        GroupStatus.STOPPED, "no progress for 16 min while 4,500 messages wait; no active members")
+    assert (live.status, live.reason) == (
+        GroupStatus.STALLED, "no progress for 16 min while 4,500 messages wait; the group still has members")
+    assert (unknown.status, unknown.reason) == (
+        GroupStatus.STALLED, "no progress for 16 min while 4,500 messages wait (membership unknown)")
 
 
 def test_caught_up_group_that_gets_one_message_is_not_stopped():

@@ -134,3 +134,53 @@ def test_metrics_can_be_made_public_by_setting(client, db, settings):
     response = client.get("/metrics")
     assert response.status_code == 200
     assert "# TYPE kafka_consumergroup_lag gauge" in response.content.decode()
+
+
+@pytest.mark.parametrize("granularity, present, absent", [
+    ("partition", ["kafka_consumergroup_lag", "kafka_consumergroup_topic_lag"], []),
+    ("topic", ["kafka_consumergroup_topic_lag"], ["kafka_consumergroup_lag", "kafka_consumergroup_lag_seconds"]),
+    ("group", ["kafka_consumergroup_total_lag"], ["kafka_consumergroup_lag", "kafka_consumergroup_topic_lag"]),
+])
+def test_granularity_chooses_partition_topic_or_group_series(client, read_token, cluster, settings,
+                                                             granularity, present, absent):
+    group = make_group(cluster, 'we"ird\\group', total_lag=10)
+    record_poll(group, timezone.now(), [Part("orders", 0, 90, 100, 10, 4.5), Part("orders", 1, 5, 5, 0, 0.0)])
+    settings.MONITOR_METRICS_GRANULARITY = granularity
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {read_token}"}).content.decode()
+    for name in present:
+        assert lines_of(text, name), name
+    for name in absent:
+        assert not lines_of(text, name), name
+    assert all(SAMPLE_LINE.match(line) for line in text.splitlines() if not line.startswith("#"))
+    if granularity != "group":
+        labels = f'cluster="{cluster.name}",group="we\\"ird\\\\group",topic="orders"'
+        assert f"kafka_consumergroup_topic_lag{{{labels}}} 10" in lines_of(text, "kafka_consumergroup_topic_lag")
+        assert f"kafka_consumergroup_topic_lag_seconds{{{labels}}} 4.5" in text
+
+
+def test_granularity_can_be_chosen_per_scrape_and_a_bad_one_is_400(client, read_token, cluster):
+    group = make_group(cluster, "billing", total_lag=10)
+    record_poll(group, timezone.now(), [Part("orders", 0, 90, 100, 10, 4.5)])
+    auth = {"Authorization": f"Bearer {read_token}"}
+    text = client.get("/metrics?granularity=topic", headers=auth).content.decode()
+    assert lines_of(text, "kafka_consumergroup_topic_lag") and not lines_of(text, "kafka_consumergroup_lag")
+    response = client.get("/metrics?granularity=broker", headers=auth)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["loc"] == ["query", "granularity"]
+
+
+def test_heartbeats_last_polls_and_the_outbox_are_exported_for_a_dead_man_alert(scrape, cluster):
+    from monitor import liveness
+
+    now = timezone.now()
+    liveness.beat(liveness.SCHEDULER, now)
+    Cluster.objects.filter(pk=cluster.pk).update(last_poll_at=now - timedelta(seconds=7))
+    text = scrape()
+    [tick] = lines_of(text, "kafka_monitor_scheduler_last_tick_timestamp_seconds")
+    assert abs(float(tick.split()[-1]) - now.timestamp()) < 0.01
+    assert lines_of(text, "kafka_monitor_worker_last_heartbeat_timestamp_seconds") == []  # never reported: absent
+    [poll] = lines_of(text, "kafka_monitor_last_poll_timestamp_seconds")
+    assert poll.startswith(f'kafka_monitor_last_poll_timestamp_seconds{{cluster="{cluster.name}"}} ')
+    assert lines_of(text, "kafka_monitor_outbox_due_notifications") == ["kafka_monitor_outbox_due_notifications 0"]
+    assert lines_of(text, "kafka_monitor_outbox_oldest_due_age_seconds") == [
+        "kafka_monitor_outbox_oldest_due_age_seconds 0"]

@@ -16,7 +16,9 @@ from monitor.models import AlertRule, Channel, DeliveryAttempt, Notification, Si
 from monitor.notify.delivery import (
     GIVE_UP_AFTER, Outcome, backoff_seconds, claim, deliver, lease_seconds, sweep_due,
 )
-from tests.alert_services import Reply, lag_snapshot, smtp_server, webhook_server  # noqa: F401 - fixtures
+from tests.alert_services import Reply
+from tests.lag_rows import lag_snapshot
+from tests.race import race
 
 
 @pytest.fixture
@@ -143,21 +145,7 @@ def test_two_workers_delivering_the_same_notification_at_once_send_it_once(webho
     notification = Notification.objects.create(channel=channel, kind=NotificationKind.TEST,
                                                payload={"kind": "test", "items": [], "channel": "race"},
                                                created_at=now, due_at=now)
-    start = threading.Barrier(4)
-    outcomes = []
-
-    def worker():
-        try:
-            start.wait()
-            outcomes.append(deliver(notification.id).outcome)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    outcomes = race(lambda: deliver(notification.id).outcome, runners=4)
     assert sorted(o.value for o in outcomes) == ["sent", "skipped", "skipped", "skipped"]
     assert len(webhook_server.received) == 1
 

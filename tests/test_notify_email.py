@@ -11,7 +11,6 @@ from monitor.models import Channel, Notification
 from monitor.notify import render
 from monitor.notify.base import NotifierError
 from monitor.notify.email import EmailNotifier
-from tests.alert_services import smtp_server  # noqa: F401 - fixture
 from tests.services import free_port
 from tests.test_notify_slack import item
 

@@ -12,7 +12,7 @@ from monitor.notify import render
 from monitor.notify.base import NotifierError, redact
 from monitor.notify.http import parse_retry_after
 from monitor.notify.slack import SlackNotifier
-from tests.alert_services import Reply, webhook_server  # noqa: F401 - fixture
+from tests.alert_services import Reply
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from monitor.notify import render
 from monitor.notify.base import NotifierError
 from monitor.notify.registry import notifier_for
 from monitor.notify.webhook import WebhookNotifier
-from tests.alert_services import Reply, webhook_server  # noqa: F401 - fixture
+from tests.alert_services import Reply
 from tests.test_notify_slack import item
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

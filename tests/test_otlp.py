@@ -276,3 +276,82 @@ def test_real_opentelemetry_sdk_exporter_delivers_kafka_spans(live_server):
     rows = list(Event.objects.order_by("stage").values_list("event_id", "stage", "service", "trace_id"))
     trace_hex = f"{producer_context.trace_id:032x}"
     assert rows == [("evt-sdk-1", "processed", "checkout", trace_hex), ("evt-sdk-1", "published", "checkout", trace_hex)]
+
+
+# -- limits and hostile shapes (issue 11) --------------------------------------------------
+
+def _json_post(client, token, body):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post("/v1/traces", data, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.mark.django_db
+def test_a_span_with_more_links_than_the_limit_is_rejected_as_partial_success(client, ingest_token):
+    links = [(PRODUCER_TRACE, (i + 1).to_bytes(8, "big")) for i in range(100_000)]
+    consumer = span("orders receive", Span.SPAN_KIND_CONSUMER, {
+        "messaging.system": "kafka", "messaging.operation.type": "receive", "messaging.destination.name": "orders",
+        "messaging.consumer.group.name": "billing"}, bytes.fromhex("c1c1c1c1c1c1c1c1"), links=links)
+    response = post_protobuf(client, ingest_token, export("billing", consumer))
+    assert response.status_code == 200
+    parsed = ExportTraceServiceResponse.FromString(response.content)
+    assert parsed.partial_success.rejected_spans == 1
+    assert "100000 links; at most 128 per span" in parsed.partial_success.error_message
+    assert events() == []
+
+
+@pytest.mark.django_db
+def test_an_export_stores_at_most_the_events_per_request_limit(client, ingest_token, settings):
+    settings.MONITOR_INGEST_MAX_EVENTS = 3
+    producers = [span("send", Span.SPAN_KIND_PRODUCER, PRODUCER_NEW | {"messaging.kafka.offset": i},
+                      (i + 1).to_bytes(8, "big")) for i in range(5)]
+    response = post_protobuf(client, ingest_token, export("orders", *producers))
+    parsed = ExportTraceServiceResponse.FromString(response.content)
+    assert parsed.partial_success.rejected_spans == 2
+    assert "at most 3 events per request" in parsed.partial_success.error_message
+    assert len(events()) == 3
+
+
+MALFORMED_JSON_SHAPES = [
+    {"resourceSpans": {"a": 1}},
+    {"resourceSpans": [1]},
+    {"resourceSpans": [{"resource": "orders"}]},
+    {"resourceSpans": [{"resource": {"attributes": 7}}]},
+    {"resourceSpans": [{"scopeSpans": 5}]},
+    {"resourceSpans": [{"scopeSpans": [{"spans": 3}]}]},
+    {"resourceSpans": [{"scopeSpans": [{"spans": ["x"]}]}]},
+    {"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": {"a": 1}}]}]}]},
+    {"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": [4]}]}]}]},
+    {"resourceSpans": [{"scopeSpans": [{"spans": [{"status": "ERROR"}]}]}]},
+    {"resourceSpans": [{"scopeSpans": [{"spans": [{"links": {"traceId": "x"}}]}]}]},
+    {"resourceSpans": [{"scopeSpans": [{"spans": [{"links": [7]}]}]}]},
+    {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": "k=v"}]}]}]},
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", MALFORMED_JSON_SHAPES)
+def test_malformed_otlp_json_shapes_are_400_naming_where(client, ingest_token, body):
+    response = _json_post(client, ingest_token, body)
+    assert response.status_code == 400, response.content
+    assert "resourceSpans" in response.json()["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", [
+    '{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": 1e999}]}]}]}',
+    '[' * 100_000,
+    '{"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"key": "k", "value": ' + '{"kvlistValue": {"values": [{"key": "k", "value": ' * 400 + '{}' + '}]}}' * 400 + '}]}]}]}]}',
+])
+def test_overflowing_numbers_and_deep_nesting_are_400_not_500(client, ingest_token, raw):
+    response = _json_post(client, ingest_token, raw)
+    assert response.status_code == 400, response.content
+
+
+@pytest.mark.django_db
+def test_otlp_service_names_with_control_characters_are_rejected_naming_the_field(client, ingest_token):
+    response = post_protobuf(client, ingest_token, export(
+        "billing\nworker", span("orders send", Span.SPAN_KIND_PRODUCER, PRODUCER_NEW, PRODUCER_SPAN)))
+    parsed = ExportTraceServiceResponse.FromString(response.content)
+    assert parsed.partial_success.rejected_spans == 1
+    assert "service must not contain control characters" in parsed.partial_success.error_message
+    assert events() == []

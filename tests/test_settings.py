@@ -135,3 +135,9 @@ def test_only_the_settings_read_the_environment():
         if "os.environ" in text or "os.getenv" in text or "getenv(" in text:
             readers.add(str(path.relative_to(REPO)))
     assert readers <= set(ENVIRONMENT_READERS), sorted(readers - set(ENVIRONMENT_READERS))
+
+
+def test_a_trace_url_template_without_the_placeholder_stops_the_process_naming_the_variable():
+    result = run_manage("check", DEBUG="true", MONITOR_TRACE_URL_TEMPLATE="https://jaeger.example/trace/")
+    assert result.returncode != 0
+    assert "MONITOR_TRACE_URL_TEMPLATE must be an http(s) URL containing {trace_id}" in result.stderr

@@ -58,3 +58,16 @@ def test_bad_ranges_name_the_parameter(params, field):
 
 def test_times_are_written_in_utc_with_z():
     assert format_iso(datetime(2024, 5, 1, 14, 0, tzinfo=UTC)) == "2024-05-01T14:00:00Z"
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"until": "0001-01-01T00:00:00Z"}, "until"),
+    ({"since": "0001-01-01T00:00:00Z", "until": "2024-01-02T00:00:00Z"}, "since"),
+    ({"until": "9999-12-31T23:59:59-23:59"}, "until"),
+    ({"since": "9999-12-31T23:59:59+00:00"}, "since"),
+    ({"range": "1h\nx"}, "range"),
+])
+def test_instants_out_of_range_are_errors_naming_the_parameter_never_overflow(params, field):
+    with pytest.raises(TimeRangeError) as raised:
+        parse_time_range(params, datetime(2024, 5, 1, tzinfo=UTC))
+    assert raised.value.field == field

@@ -85,3 +85,23 @@ def test_traces_need_a_read_token_or_a_session(ingest_token, user):
 def test_only_get_is_allowed(client, read_token):
     response = client.post(f"/api/v1/traces/{new_trace_id()}", HTTP_AUTHORIZATION=f"Bearer {read_token}")
     assert response.status_code == 405
+
+
+def test_secret_looking_attributes_are_redacted_as_on_the_pages(client, read_token):
+    trace_id, span_id = new_trace_id(), new_span_id()
+    save(event("e1", "published", "orders", 0, topic="orders", trace_id=trace_id, span_id=span_id,
+               attributes={"password": "hunter2", "nested": {"api_key": "k-123"}, "amount": 10}))
+    body = get_trace(client, read_token, trace_id).json()
+    attributes = body["events"][0]["attributes"]
+    assert attributes["amount"] == 10
+    assert "hunter2" not in str(body) and "k-123" not in str(body)
+
+
+def test_a_trace_links_to_the_trace_backend_when_a_template_is_set(client, read_token, settings):
+    trace_id = new_trace_id()
+    save(*order_saga(trace_id))
+    assert get_trace(client, read_token, trace_id).json()["external_url"] is None
+    settings.MONITOR_TRACE_URL_TEMPLATE = "https://jaeger.example/trace/{trace_id}"
+    body = get_trace(client, read_token, trace_id).json()
+    assert body["external_url"] == f"https://jaeger.example/trace/{trace_id}"
+    assert_valid("Trace", body)

@@ -64,3 +64,14 @@ def test_bare_span_id_follows_the_same_rules(value, rule):
 def test_formatted_traceparent_round_trips():
     assert tp.format_traceparent(TRACE_ID, SPAN_ID) == VALID
     assert tp.parse(tp.format_traceparent(TRACE_ID, SPAN_ID, sampled=False)).sampled is False
+
+
+@pytest.mark.parametrize("value", ["0" * 30 + "1\n", "a" * 31 + "\n"])
+def test_a_trace_id_with_a_trailing_newline_is_refused(value):
+    with pytest.raises(tp.TraceContextError):
+        tp.check_trace_id(value)
+
+
+def test_a_traceparent_with_a_trailing_newline_is_refused():
+    with pytest.raises(tp.TraceContextError):
+        tp.parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n")

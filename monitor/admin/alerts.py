@@ -49,7 +49,7 @@ class ChannelForm(forms.ModelForm):
         fields = ["name", "kind", "webhook_url", "email_to", "enabled"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         kind = data.get("kind")
         url = data.get("webhook_url") or ""
         if not url and self.instance.pk:
@@ -189,7 +189,7 @@ class AlertRuleForm(forms.ModelForm):
             self.initial["threshold"] = threshold_text(self.instance.metric, self.instance.threshold)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         metric_name = data.get("metric")
         raw = data.get("threshold")
         if metric_name and raw not in (None, ""):
@@ -274,7 +274,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
     @admin.display(description="Open alerts", ordering="open_count")
     def open_alerts(self, rule: AlertRule) -> int:
-        return rule.open_count
+        return int(getattr(rule, "open_count", 0))
 
     def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
@@ -299,9 +299,9 @@ class AlertRuleAdmin(admin.ModelAdmin):
         form_class = self.get_form(request, obj, change=not add, fields=flatten_fieldsets(fieldsets))
         form = form_class(request.POST, request.FILES, instance=obj)
         if form.is_valid():
-            extra_context.update(backtest_context(backtest(form.rule_spec(), timezone.now())))
+            extra_context.update(backtest_context(backtest(form.rule_spec(), timezone.now())))  # type: ignore[attr-defined]
             extra_context["backtest_unsaved"] = True
-        admin_form = helpers.AdminForm(form, list(fieldsets), self.get_prepopulated_fields(request, obj),
+        admin_form = helpers.AdminForm(form, list(fieldsets), self.get_prepopulated_fields(request, obj),  # type: ignore[arg-type]
                                        self.get_readonly_fields(request, obj), model_admin=self)
         context = {
             **self.admin_site.each_context(request),
@@ -350,7 +350,7 @@ class DeliveryAttemptInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["at", "finished_at", "ok", "status_code", "duration_seconds", "error"]
-    readonly_fields = fields
+    readonly_fields = ["at", "finished_at", "ok", "status_code", "duration_seconds", "error"]
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -395,7 +395,7 @@ class NotificationAdmin(admin.ModelAdmin):
 # -- silences and maintenance windows ----------------------------------------------------------------
 
 
-class MatcherFormMixin:
+class MatcherFormMixin(forms.ModelForm):
     def clean_matchers(self, data: dict[str, Any]) -> None:
         problems = matcher_problems(data.get("cluster", ""), data.get("group", ""), data.get("topic", ""))
         for field_name, message in problems.items():
@@ -408,7 +408,7 @@ class SilenceForm(MatcherFormMixin, forms.ModelForm):
         fields = ["rule", "cluster", "group", "topic", "starts_at", "ends_at", "reason"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         self.clean_matchers(data)
         if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:
             self.add_error("ends_at", "The silence must end after it starts.")
@@ -425,8 +425,8 @@ class SilenceAdmin(admin.ModelAdmin):
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         initial = super().get_changeform_initial_data(request)
         now = timezone.now()
-        initial.setdefault("starts_at", now)
-        initial.setdefault("ends_at", now + timedelta(hours=2))
+        initial.setdefault("starts_at", now)  # type: ignore[arg-type]
+        initial.setdefault("ends_at", now + timedelta(hours=2))  # type: ignore[arg-type]
         return initial
 
     @admin.display(description="Matches")
@@ -450,7 +450,7 @@ class MaintenanceWindowForm(MatcherFormMixin, forms.ModelForm):
         fields = ["name", "enabled", "cluster", "group", "topic", "weekdays", "start_time", "duration_minutes"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         self.clean_matchers(data)
         try:
             data["weekdays"] = ",".join(str(d) for d in sorted(parse_weekdays(data.get("weekdays") or "")))

@@ -105,7 +105,7 @@ class _SubjectReplay:
         if outcome.opened:
             self.fired_at, self.peak = at, reading.value
         elif self.fired_at is not None and reading.has_data:
-            if self.peak is None or _worse(self.rule, reading.value, self.peak):
+            if reading.value is not None and (self.peak is None or _worse(self.rule, reading.value, self.peak)):
                 self.peak = reading.value
         if outcome.action == Action.RESOLVE and self.fired_at is not None and self.status is not None:
             self.incidents.append(Incident(self.subject, self.status.started_at, self.fired_at, at, self.peak))

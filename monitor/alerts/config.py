@@ -25,7 +25,7 @@ from monitor.alerts import metrics as metric_registry
 from monitor.alerts.rules import validate_rule_fields
 from monitor.choices import ChannelKind, Operator, SaslMechanism, SecurityProtocol, Severity
 
-SECTIONS = ("clusters", "channels", "rules")
+SECTIONS = ("clusters", "channels", "rules", "transactions")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 CLUSTER_FIELDS = {
@@ -37,6 +37,7 @@ RULE_FIELDS = {
     "name", "cluster", "group", "topic", "metric", "op", "threshold", "for_seconds", "keep_firing_seconds",
     "repeat_seconds", "severity", "channels", "enabled",
 }
+TRANSACTION_FIELDS = {"name", "start", "success", "compensated", "key", "slo_seconds", "enabled"}
 SECRET_FIELDS = {"webhook_url", "sasl_password"}
 
 
@@ -74,6 +75,7 @@ class Document:
     clusters: list[Item] = field(default_factory=list)
     channels: list[Item] = field(default_factory=list)
     rules: list[Item] = field(default_factory=list)
+    transactions: list[Item] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,8 @@ def load(text: str, source: str = "config") -> Document:
     file_channels = {item.name for item in document.channels}
     validator.known_channels = file_channels | _existing_channel_names()
     document.rules = validator.items("rules", data.get("rules"), RULE_FIELDS, validator.rule)
+    document.transactions = validator.items("transactions", data.get("transactions"), TRANSACTION_FIELDS,
+                                            validator.transaction)
     if problems:
         raise ConfigError(problems, source)
     return document
@@ -274,6 +278,26 @@ class _Validator:
             self.problem(path, "must be a list of text")
             return []
         return [v.strip() for v in value if v.strip()]
+
+    def transaction(self, path: tuple, entry: dict) -> Item | None:
+        from monitor.choices import TransactionKey
+
+        start = self._list(path + ("start",), entry.get("start"))
+        success = self._list(path + ("success",), entry.get("success"))
+        compensated = self._list(path + ("compensated",), entry.get("compensated"))
+        if not start:
+            self.problem(path + ("start",), "needs at least one event type that starts a transaction")
+        if not success:
+            self.problem(path + ("success",), "needs at least one event type that completes a transaction")
+        key = self._text(path + ("key",), entry.get("key"), TransactionKey.KEY)
+        if key not in TransactionKey.values:
+            self.problem(path + ("key",), f"must be one of {', '.join(TransactionKey.values)}")
+        fields = {
+            "start_types": start, "success_types": success, "compensated_types": compensated, "key": key,
+            "slo_seconds": self._int(path + ("slo_seconds",), entry.get("slo_seconds"), 300, minimum=1),
+            "enabled": self._bool(path + ("enabled",), entry.get("enabled")),
+        }
+        return Item("transactions", entry["name"], fields, self.located.line(path))
 
     def cluster(self, path: tuple, entry: dict) -> Item | None:
         from monitor.models import Cluster
@@ -402,11 +426,12 @@ def _diff(instance: Any, fields: dict[str, Any]) -> list[str]:
 
 
 def plan(document: Document) -> list[Change]:
-    from monitor.models import AlertRule, Channel, Cluster
+    from monitor.models import AlertRule, BusinessFlow, Channel, Cluster
 
     changes: list[Change] = []
     for section, model, items in (("clusters", Cluster, document.clusters), ("channels", Channel, document.channels),
-                                  ("rules", AlertRule, document.rules)):
+                                  ("rules", AlertRule, document.rules),
+                                  ("transactions", BusinessFlow, document.transactions)):
         existing = {obj.name: obj for obj in model.objects.filter(name__in=[i.name for i in items])}
         if section == "rules":
             current_channels = {
@@ -427,7 +452,8 @@ def plan(document: Document) -> list[Change]:
 
 def apply(document: Document, dry_run: bool = False) -> list[Change]:
     """Create or update everything the document names, in one transaction."""
-    from monitor.models import AlertRule, Channel, Cluster
+    from monitor.models import AlertRule, BusinessFlow, Channel, Cluster
+    from monitor.pathways.updater import backfill_flow
 
     with transaction.atomic():
         changes = plan(document)
@@ -446,6 +472,10 @@ def apply(document: Document, dry_run: bool = False) -> list[Change]:
             rule = _save(AlertRule, item, actions)
             if item.channels is not None:
                 rule.channels.set([channels[name] for name in item.channels])
+        flows = [_save(BusinessFlow, item, actions) for item in document.transactions
+                 if actions[(item.section, item.name)] != "unchanged"]
+    for flow in flows:  # outside the transaction: reading past events may take a while
+        backfill_flow(flow)
     return changes
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from monitor.lag.bulk import concrete_field
 from monitor.alerts import metrics as metric_registry
 from monitor.notify import render
 from monitor.alerts.rules import (
@@ -135,7 +136,7 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
         if rule.enabled:
             enabled_by_metric[spec.metric].append(spec)
         else:
-            changes.extend(_close_all(spec, open_alerts.pop(rule.id, {}), "the rule was disabled", now))
+            changes.extend(_close_all(spec, open_alerts.pop(rule.id, {}), RULE_DISABLED, now))
 
     for metric_name, specs in enabled_by_metric.items():
         readings = _fetch(metric_name, specs, now, result)
@@ -170,6 +171,32 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
 
     if changes:
         _apply(changes, rules_by_id, now, result)
+    return result
+
+
+RULE_DELETED = "the rule was deleted"
+RULE_DISABLED = "the rule was disabled"
+
+
+def close_rule(rule: AlertRule, reason: str, now: datetime | None = None) -> EvaluationResult:
+    """Resolve a rule's open alerts now, saying why (a firing alert's channels get a
+    resolved message; pending ones are dropped), and detach its notifications from its
+    alerts so queued messages (digests shared with other rules included) survive the
+    rule's deletion. Runs inside the caller's transaction when there is one."""
+    from monitor.models import Alert, Notification
+
+    now = now or timezone.now()
+    result = EvaluationResult(rules=1)
+    with transaction.atomic():
+        _serialise()
+        spec = rule_spec(rule)
+        open_alerts = {a.subject: a for a in Alert.objects.filter(
+            rule_id=rule.id, state__in=[AlertState.PENDING, AlertState.FIRING])}
+        changes = _close_all(spec, open_alerts, reason, now)
+        if changes:
+            _apply(changes, {rule.id: rule}, now, result)
+        if reason == RULE_DELETED:
+            Notification.objects.filter(alert__rule_id=rule.id).update(alert=None)
     return result
 
 
@@ -280,12 +307,12 @@ def _write_fields(alerts: list[Alert], names: list[str]) -> None:
 
     if not alerts:
         return
-    fields = [Alert._meta.get_field(name) for name in names]
+    fields = [concrete_field(Alert, name) for name in names]
     pk = Alert._meta.pk
     quote = connection.ops.quote_name
     sql = (f"UPDATE {quote(Alert._meta.db_table)} SET "
-           + ", ".join(f"{quote(field.column)} = %s" for field in fields)
-           + f" WHERE {quote(pk.column)} = %s")
+           + ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
+           + f" WHERE {quote(str(pk.column))} = %s")
     rows = [[field.get_db_prep_save(getattr(alert, field.attname), connection) for field in fields] + [alert.pk]
             for alert in alerts]
     with connection.cursor() as cursor:
@@ -317,7 +344,7 @@ def _with_worst(detail: dict, value: float | None, op: str) -> dict:
 
 
 def _detail(outcome: Step, previous: dict | None = None) -> dict:
-    fresh = ("no_data_reason", "value_text", "summary")  # describe the latest reading only
+    fresh = ("no_data_reason", "value_text", "summary", "traces")  # describe the latest reading only
     detail = {key: value for key, value in (previous or {}).items() if key not in fresh}
     if outcome.reading.no_data_reason:
         detail["no_data_reason"] = outcome.reading.no_data_reason
@@ -325,6 +352,9 @@ def _detail(outcome: Step, previous: dict | None = None) -> dict:
         text = outcome.reading.detail.get(key)
         if text:
             detail[key] = str(text)[:500]
+    traces = outcome.reading.detail.get("traces")
+    if traces:  # example trace ids of a detector's finding
+        detail["traces"] = [str(t)[:64] for t in list(traces)[:5]]  # type: ignore[call-overload]
     if outcome.resolved_reason:
         detail["resolved_reason"] = outcome.resolved_reason
     return detail
@@ -354,8 +384,8 @@ def _notifications(changes: list[_Change], rules_by_id: dict[int, AlertRule], no
     for change in changes:
         alert, status, action = change.alert, change.step.status, change.step.action
         assert alert is not None and status is not None
-        if status.state == AlertState.PENDING:
-            continue
+        if status.state == AlertState.PENDING or change.step.reading.partial:
+            continue  # a partial value is no new data: nothing to send
         if mutes is None:
             mutes = active_mutes(now)
         mute = muted_by(mutes, change.rule.id, change.subject)

@@ -32,13 +32,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from typing import Any
+
 from django.db.models import F
 
 from monitor.alerts.rules import Reading, Scope, Subject, glob_matches, literal_values
 from monitor import humanize
 from monitor.choices import ClusterStatus, GroupStatus
 
-PLUGIN_MODULES = ("monitor.events.alert_metrics",)
+PLUGIN_MODULES = ("monitor.events.alert_metrics", "monitor.pathways.alert_metrics")
 
 # Health order of a group status: a higher rank is worse. Append-only: ranks are stored.
 STATUS_RANK: dict[str, int] = {
@@ -94,7 +96,7 @@ class Metric:
             raise ValueError(f"must be a number (got {raw!r})")
         try:
             text = str(raw).strip().replace("_", "").replace(",", "")
-            number = float(text) if isinstance(raw, str) else float(raw)
+            number = float(text) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError(f"must be a number (got {raw!r})") from None
         if not math.isfinite(number):
@@ -210,7 +212,7 @@ class GroupRow:
     name: str
     no_data_reason: str
     final: bool
-    row: Mapping[str, object]
+    row: Mapping[str, Any]
 
 
 def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
@@ -221,7 +223,8 @@ def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
     if clusters is not None:
         queryset = queryset.filter(cluster__name__in=clusters)
     rows = queryset.values(
-        "id", "name", "status", "total_lag", "catch_up_seconds", "retention_risk_seconds", "topics",
+        "id", "name", "status", "status_reason", "total_lag", "catch_up_seconds", "catch_up_never",
+        "retention_risk_seconds", "topics", "partial_partitions", "stalled_partitions",
         "last_sample_at", "gone_at", "cluster__name", "cluster__enabled", "cluster__status",
         "cluster__poll_interval_seconds",
     )
@@ -235,7 +238,7 @@ def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
     return groups
 
 
-def _group_no_data(row: Mapping[str, object], now: datetime) -> tuple[str, bool]:
+def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool]:
     if not row["cluster__enabled"]:
         return f"cluster {row['cluster__name']} is disabled", True
     if row["gone_at"] is not None:
@@ -245,21 +248,23 @@ def _group_no_data(row: Mapping[str, object], now: datetime) -> tuple[str, bool]
         return f"cluster {row['cluster__name']} is unreachable", False
     last = row["last_sample_at"]
     if last is None:
-        return "the group has not been polled yet", False
+        # A group row exists only once a poll has listed it: it has no commit left.
+        return f"group {row['name']} has no committed offset on any partition (none yet, or they expired " \
+               f"or were deleted)", False
     age = (now - last).total_seconds()
     if age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
         return f"no lag sample for {humanize.duration(age)}", False
     return "", False
 
 
-def _group_topics(row: Mapping[str, object]) -> list[str]:
+def _group_topics(row: Mapping[str, Any]) -> list[str]:
     topics = row.get("topics") or []
     names = []
     for item in topics if isinstance(topics, list) else []:
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, dict) and isinstance(item.get("topic") or item.get("name"), str):
-            names.append(item.get("topic") or item.get("name"))
+            names.append(str(item.get("topic") or item.get("name")))
     return names
 
 
@@ -271,14 +276,18 @@ def _topic_readings(scopes: Sequence[Scope], now: datetime, field_name: str) -> 
         return {}
     rows = (
         TopicLagSample.objects.filter(resolution=0, group_id__in=list(groups), polled_at=F("group__last_sample_at"))
-        .values_list("group_id", "topic", field_name, "unknown_partitions")
+        .values_list("group_id", "topic", field_name, "unknown_partitions", "partial_partitions")
     )
     readings: dict[Subject, Reading] = {}
-    for group_id, topic, value, unknown_partitions in rows:
+    for group_id, topic, value, unknown_partitions, partial_partitions in rows:
         group = groups[group_id]
         subject = Subject(group.cluster, group.name, topic)
         if group.no_data_reason:
             readings[subject] = Reading.no_data(group.no_data_reason, final=group.final)
+        elif partial_partitions:
+            readings[subject] = Reading.partial_value(
+                f"{field_name.replace('_', ' ')} partial: {partial_partitions} partition(s) unknown in the latest "
+                f"poll")
         elif value is None:
             readings[subject] = Reading.no_data(
                 f"{field_name.replace('_', ' ')} unknown ({unknown_partitions} partition(s) without data)")
@@ -357,7 +366,7 @@ def time_lag_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Re
 
 
 def _group_readings(scopes: Sequence[Scope], now: datetime,
-                    value_of: Callable[[Mapping[str, object]], Reading]) -> dict[Subject, Reading]:
+                    value_of: Callable[[Mapping[str, Any]], Reading]) -> dict[Subject, Reading]:
     readings: dict[Subject, Reading] = {}
     for group in _group_rows(scopes, now):
         subject = Subject(group.cluster, group.name, "")
@@ -374,7 +383,7 @@ def _group_readings(scopes: Sequence[Scope], now: datetime,
 @metric("status", level=Level.GROUP, choices=tuple(STATUS_RANK),
         description="the group's status (ok ... data_loss, ordered by severity)")
 def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
-    def value_of(row: Mapping[str, object]) -> Reading:
+    def value_of(row: Mapping[str, Any]) -> Reading:
         rank = STATUS_RANK.get(row["status"])
         if rank is None:
             return Reading.no_data(f"status is {row['status']}")
@@ -386,14 +395,28 @@ def status(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
 @metric("catch_up_seconds", unit="seconds", level=Level.GROUP,
         description="forecast time until the group has caught up (never when it is not catching up)")
 def catch_up_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
-    def value_of(row: Mapping[str, object]) -> Reading:
+    def value_of(row: Mapping[str, Any]) -> Reading:
+        if row["partial_partitions"]:
+            return Reading.partial_value(f"lag of {row['partial_partitions']} partition(s) unknown in the latest poll")
         if row["catch_up_seconds"] is not None:
             return Reading(float(row["catch_up_seconds"]))
         if row["total_lag"] is None:
             return Reading.no_data("lag unknown")
         if row["total_lag"] == 0:
             return Reading(0.0)
-        return Reading(math.inf, detail={"value_text": "not catching up"})
+        if row["catch_up_never"]:
+            return Reading(math.inf, detail={"value_text": "not catching up"})
+        return Reading.no_data("not enough history for rates yet")
+
+    return _group_readings(scopes, now, value_of)
+
+
+@metric("stalled_partitions", unit="partitions", level=Level.GROUP,
+        description="partitions whose committed offset has not moved for the status window while they lag")
+def stalled_partitions(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
+    def value_of(row: Mapping[str, object]) -> Reading:
+        count = int(row["stalled_partitions"] or 0)  # type: ignore[call-overload]
+        return Reading(float(count), detail={"summary": row["status_reason"]} if count else {})
 
     return _group_readings(scopes, now, value_of)
 
@@ -401,7 +424,7 @@ def catch_up_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Re
 @metric("retention_risk_seconds", unit="seconds", level=Level.GROUP,
         description="forecast time until retention deletes messages the group has not read")
 def retention_risk_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
-    def value_of(row: Mapping[str, object]) -> Reading:
+    def value_of(row: Mapping[str, Any]) -> Reading:
         if row["retention_risk_seconds"] is None:
             return Reading(math.inf, detail={"value_text": "no risk"})
         return Reading(float(row["retention_risk_seconds"]))
@@ -446,15 +469,27 @@ def worst_partitions(subjects: Iterable[Subject], limit: int = 5) -> dict[Subjec
             group__cluster__name__in={c for c, _ in pairs}, group__name__in={g for _, g in pairs},
             polled_at=F("group__last_sample_at"),
         )
-        .values_list("group__cluster__name", "group__name", "topic", "partition", "lag", "time_lag_seconds")
+        .values_list("group__cluster__name", "group__name", "topic", "partition", "lag", "time_lag_seconds",
+                     "group_id")
     )
+    from monitor.lag import members as group_members
+    from monitor.models import ConsumerGroup
+
+    rows = list(rows)
+    owners = {
+        group_id: group_members.owners(details)
+        for group_id, details in ConsumerGroup.objects.filter(
+            pk__in={row[6] for row in rows}, member_details__isnull=False).values_list("id", "member_details")
+    }
     found: dict[Subject, list[dict[str, object]]] = defaultdict(list)
-    for cluster, group, topic, partition, lag_value, time_lag in rows:
+    for cluster, group, topic, partition, lag_value, time_lag, group_id in rows:
+        # Who owns the partition, where the broker told: "billing-7f9c on 10.2.3.4".
+        owner = group_members.owner_label(owners.get(group_id, {}).get((topic, partition)))
         for subject in (Subject(cluster, group, topic), Subject(cluster, group, "")):
             if subject in wanted:
                 found[subject].append({"topic": topic, "partition": partition, "lag": lag_value,
-                                       "time_lag_seconds": time_lag})
+                                       "time_lag_seconds": time_lag, "owner": owner})
     return {
-        subject: sorted(items, key=lambda item: (item["lag"] is None, -(item["lag"] or 0)))[:limit]
+        subject: sorted(items, key=lambda item: (item["lag"] is None, -float(item["lag"] or 0)))[:limit]  # type: ignore[arg-type]
         for subject, items in found.items()
     }

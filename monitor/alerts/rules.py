@@ -14,7 +14,9 @@ States of one (rule, subject):
   stayed clear ``keep_firing_seconds`` (damps flapping); holds again: clearing is reset;
 * no data while firing: the alert stays firing and says so (``no_data``), unless the
   data is gone for good (group deleted, no longer matched), which resolves it *with that
-  reason*, never silently.
+  reason*, never silently;
+* a *partial* value (a total over partially unknown partitions): no new data for any
+  state, pending or firing; the state is kept and nothing is sent.
 """
 from __future__ import annotations
 
@@ -183,6 +185,9 @@ class Reading:
     no_data_reason: str = ""
     final: bool = False
     detail: Mapping[str, object] = field(default_factory=dict)
+    partial: bool = False
+    """The value is partial (some partitions unknown in the latest poll): no new data,
+    the alert keeps its state and nothing is sent; never read as a drop."""
 
     @property
     def has_data(self) -> bool:
@@ -191,6 +196,11 @@ class Reading:
     @classmethod
     def no_data(cls, reason: str, final: bool = False, **detail: object) -> "Reading":
         return cls(value=None, no_data_reason=reason, final=final, detail=detail)
+
+    @classmethod
+    def partial_value(cls, reason: str, **detail: object) -> "Reading":
+        """A value over partially unknown partitions: treated as no new data."""
+        return cls(value=None, no_data_reason=reason, detail=detail, partial=True)
 
 
 # -- the state machine -------------------------------------------------------------------
@@ -234,7 +244,10 @@ class Step:
 
 def step(rule: RuleSpec, current: AlertStatus | None, reading: Reading, now: datetime) -> Step | None:
     """Advance one (rule, subject) by one evaluation. None means nothing to record."""
-    holds = reading.has_data and condition_holds(reading.value, rule.op, rule.threshold)
+    if reading.partial:
+        # No new data: whatever the state, it stays (a pending alert keeps its start).
+        return None if current is None else Step(Action.KEEP, current, reading)
+    holds = reading.value is not None and reading.has_data and condition_holds(reading.value, rule.op, rule.threshold)
     if current is None:
         if not holds:
             return None
@@ -266,9 +279,11 @@ def step(rule: RuleSpec, current: AlertStatus | None, reading: Reading, now: dat
 
 
 def reminder_due(rule: RuleSpec, status: AlertStatus, now: datetime) -> bool:
-    """A reminder goes out every ``repeat_seconds`` while firing, unless acknowledged."""
+    """A reminder goes out every ``repeat_seconds`` while firing, unless acknowledged or
+    clearing (in the keep-firing period the condition no longer holds: nothing to remind of)."""
     return (
         status.state == AlertState.FIRING
+        and status.clear_since is None
         and rule.repeat_seconds > 0
         and status.acknowledged_at is None
         and status.last_notified_at is not None
@@ -290,7 +305,7 @@ def validate_rule_fields(values: Mapping[str, object], known_metrics: Iterable[s
     problems: list[FieldProblem] = []
     for name in ("cluster", "group", "topic"):
         if name in values:
-            error = glob_error(values[name])
+            error = glob_error(str(values[name]))
             if error:
                 problems.append(FieldProblem(name, error))
     metric = values.get("metric")

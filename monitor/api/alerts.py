@@ -6,19 +6,20 @@ monitor.alerts.metrics); ``value_text`` and ``threshold_text`` say them in words
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
+from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 
 from monitor import links
 from monitor.alerts.engine import AcknowledgeError, acknowledge
+from monitor.api import paging as pages
 from monitor.api.auth import api_view
 from monitor.api.errors import ApiError, BadRequest, FieldError, NotFound
 from monitor.choices import AlertState, Severity, TokenScope
 from monitor.models import Alert
 from monitor.notify import render
 
-DEFAULT_LIMIT = 500
-MAX_LIMIT = 5000
 
 
 def alert_json(alert: Alert) -> dict[str, object]:
@@ -71,17 +72,37 @@ def alerts(request: HttpRequest) -> JsonResponse:
         value = request.GET.get(name)
         if value:
             queryset = queryset.filter(**{lookup: value})
-    limit = DEFAULT_LIMIT
-    if request.GET.get("limit"):
-        raw = request.GET["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            errors.append(FieldError(("query", "limit"), f"must be a whole number from 1 to {MAX_LIMIT}"))
-        else:
-            limit = int(raw)
+    paging = pages.parse(request.GET, "alerts", errors)
+    after = _cursor_key(paging.after, errors)
     if errors:
         raise BadRequest("Invalid query parameters.", errors)
-    rows = queryset.order_by("-started_at", "-id")[:limit]
-    return JsonResponse([alert_json(alert) for alert in rows], safe=False)
+    if after is not None:
+        started_at, alert_id = after
+        queryset = queryset.filter(Q(started_at__lt=started_at) | Q(started_at=started_at, id__lt=alert_id))
+    queryset = queryset.order_by("-started_at", "-id")
+    if paging.limit is None:
+        return JsonResponse([alert_json(alert) for alert in queryset], safe=False)
+    rows = list(queryset[:paging.limit + 1])
+    more = len(rows) > paging.limit
+    rows = rows[:paging.limit]
+    response = JsonResponse([alert_json(alert) for alert in rows], safe=False)
+    last = rows[-1] if more and rows else None
+    return pages.add_next_link(response, request, "alerts",
+                               [last.started_at.isoformat(), last.id] if last is not None else None)
+
+
+def _cursor_key(after: list[object] | None, errors: list[FieldError]) -> tuple[datetime, int] | None:
+    """The alerts cursor's key: the previous page's last (started_at, id)."""
+    if after is None:
+        return None
+    try:
+        started_at, alert_id = after
+        if not isinstance(started_at, str) or not isinstance(alert_id, int):
+            raise ValueError
+        return datetime.fromisoformat(started_at), alert_id
+    except ValueError:
+        errors.append(FieldError(("query", "cursor"), "is not a cursor of this list (take it from the Link header)"))
+        return None
 
 
 def _note(request: HttpRequest) -> str:

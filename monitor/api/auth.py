@@ -56,7 +56,7 @@ def _bearer_secret(request: HttpRequest) -> str | None:
 
 def _check_csrf(request: HttpRequest) -> None:
     # Session-authenticated writes must carry a CSRF token, exactly as a form would.
-    rejection = CsrfViewMiddleware(lambda req: HttpResponse()).process_view(request, None, (), {})
+    rejection = CsrfViewMiddleware(lambda req: HttpResponse()).process_view(request, lambda req: HttpResponse(), (), {})
     if rejection is not None:
         raise Forbidden("CSRF verification failed for a session-authenticated request.")
 

@@ -53,9 +53,15 @@ class ServiceUnavailable(ApiError):
     status = 503
 
 
+RETRY_AFTER_SECONDS = 15
+
+
 def error_response(status: int, detail: str, errors: list[FieldError] | None = None) -> JsonResponse:
     body = {"detail": detail, "errors": [error.as_dict() for error in errors or []]}
     response = JsonResponse(body, status=status)
+    if status == 503:
+        # The database is away (a restart, a failover): clients retry after this long.
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status == 401:
         # RFC 6750: tell the client which scheme to use.
         response["WWW-Authenticate"] = 'Bearer realm="kafka-monitor"'

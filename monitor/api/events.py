@@ -26,13 +26,17 @@ def read_body(request: HttpRequest, max_bytes: int) -> bytes:
     inflating a compressed body as soon as it passes the limit, so one request never
     holds more than ``max_bytes`` of payload in memory.
     """
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise ApiError("Content-Length is not a number.", status=400) from None
-    if declared > max_bytes:
-        raise ApiError(f"The body is {declared} bytes; at most {max_bytes} are accepted.", status=413)
-    body = request.read(max_bytes + 1)
+    chunked = "chunked" in str(request.META.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    if chunked and not request.META.get("CONTENT_LENGTH"):
+        body = _read_chunked(request, max_bytes)
+    else:
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise ApiError("Content-Length is not a number.", status=400) from None
+        if declared > max_bytes:
+            raise ApiError(f"The body is {declared} bytes; at most {max_bytes} are accepted.", status=413)
+        body = request.read(max_bytes + 1)
     if len(body) > max_bytes:
         raise ApiError(f"The body is larger than {max_bytes} bytes.", status=413)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
@@ -52,6 +56,29 @@ def read_body(request: HttpRequest, max_bytes: int) -> bytes:
     return plain
 
 
+def _read_chunked(request: HttpRequest, max_bytes: int) -> bytes:
+    """A ``Transfer-Encoding: chunked`` body, read with the same limit.
+
+    Django reads a request without Content-Length as empty; the raw WSGI stream holds
+    the body when the server has already de-chunked it and marks its end
+    (``wsgi.input_terminated``, as gunicorn does). Otherwise the length is required (411).
+    """
+    if not request.META.get("wsgi.input_terminated"):
+        raise ApiError("A chunked body is not supported here; send Content-Length.", status=411)
+    stream = request.META["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        part = stream.read(min(65536, max_bytes + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > max_bytes:
+        raise ApiError(f"The body is larger than {max_bytes} bytes.", status=413)
+    return b"".join(parts)
+
+
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -61,6 +88,8 @@ def decode_json(body: bytes) -> object:
         return json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(f"The body is not valid JSON: {exc}.", status=400) from None
+    except RecursionError:  # [[[[... 100,000 deep
+        raise ApiError("The body is nested too deeply.", status=400) from None
 
 
 @api_view(scope=TokenScope.INGEST, methods=("POST",))

@@ -15,7 +15,9 @@ from monitor.events.traces import trace_events
 from monitor.flow.graph import FlowGraph
 from monitor.flow.queries import flow_graph
 from monitor.flow.shaping import configured_tolerances, hidden_names, shape_graph
+from monitor.redaction import redact_attributes
 from monitor.timerange import format_iso, parse_time_range
+from monitor.tracelinks import external_trace_url
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
@@ -77,7 +79,8 @@ def serialise_event(event: TraceEvent) -> dict[str, Any]:
         "traceparent": traceparent(event.trace_id, event.span_id),
     }
     document.update({name: value for name, value in optional.items() if value not in (None, "")})
-    document["attributes"] = dict(event.attributes) if event.attributes is not None else {}
+    # The pages' rule: values of secret-looking attributes (password, token ...) never leave.
+    document["attributes"] = redact_attributes(event.attributes)
     return document
 
 
@@ -93,6 +96,7 @@ def trace_document(trace_id: str) -> dict[str, Any] | None:
     last = max(e.timestamp for e in ordered)
     return {
         "trace_id": trace_id,
+        "external_url": external_trace_url(trace_id),
         "services": list(dict.fromkeys(e.service for e in ordered)),
         "duration_seconds": (last - first).total_seconds(),
         "truncated": truncated,

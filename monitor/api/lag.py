@@ -13,11 +13,13 @@ from django.utils import timezone
 from monitor.lag import queries
 from monitor.lag import series as lag_series
 from monitor.api.auth import api_view
+from monitor.api import paging as pages
 from monitor.api.errors import BadRequest, FieldError, NotFound
-from monitor.choices import SeriesMetric, TokenScope
+from monitor.choices import GroupStatus, SeriesMetric, TokenScope
 from monitor.lag import members as group_members
 from monitor.lag import snapshot
 from monitor.models import Cluster, ConsumerGroup
+from monitor.timerange import TimeRangeError, parse_instant
 
 DEFAULT_SERIES_RANGE = timedelta(hours=1)
 
@@ -35,13 +37,13 @@ def parse_query_time(query: QueryDict, name: str, errors: list[FieldError]) -> d
     raw = query.get(name)
     if raw is None or raw == "":
         return None
+    # A '+' in an unencoded offset arrives as a space.
+    text = raw.strip().replace(" ", "+") if "T" in raw else raw.strip()
     try:
-        # A '+' in an unencoded offset arrives as a space.
-        value = datetime.fromisoformat(raw.strip().replace(" ", "+") if "T" in raw else raw.strip())
-    except ValueError:
-        errors.append(FieldError(("query", name), "must be an ISO-8601 time, e.g. 2024-05-01T12:00:00Z"))
+        return parse_instant(text, name)  # the pages' rule: ISO-8601, years 1970 to 9000
+    except TimeRangeError as error:
+        errors.append(FieldError(("query", name), error.message))
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
 
 
 def parse_points(query: QueryDict, errors: list[FieldError]) -> int:
@@ -80,12 +82,12 @@ def _group_or_404(cluster: Cluster, name: str) -> ConsumerGroup:
 
 SUMMARY_FIELDS = (
     "group", "state", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "members",
-    "catch_up_seconds", "retention_risk_seconds", "lost_messages", "first_seen_at", "last_seen_at",
-    "last_sample_at", "gone_at", "protocol", "member_count",
+    "catch_up_seconds", "retention_risk_seconds", "retention_risk_method", "lost_messages", "partial_partitions",
+    "stalled_partitions", "first_seen_at", "last_seen_at", "last_sample_at", "gone_at", "protocol", "member_count",
 )
 PARTITION_FIELDS = (
     "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-    "time_lag_seconds", "time_lag_method", "time_lag_reason", "owner", "owner_client_id", "owner_host",
+    "time_lag_seconds", "time_lag_method", "time_lag_reason", "owner", "owner_client_id", "owner_host", "stalled",
 )
 
 
@@ -97,6 +99,11 @@ def _serialise(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, object
         body[name] = iso_utc(value) if isinstance(value, datetime) else value
     if "time_lag_reason" in body and body["time_lag_reason"] is None:
         body["time_lag_reason"] = ""
+    if "stalled" in body:
+        body["stalled"] = bool(body["stalled"])
+    for name in ("partial_partitions", "stalled_partitions"):
+        if name in body and body[name] is None:
+            body[name] = 0
     return body
 
 
@@ -120,9 +127,34 @@ def clusters(request: HttpRequest) -> JsonResponse:
 @api_view(scope=TokenScope.READ)
 def cluster_groups(request: HttpRequest, cluster: str) -> JsonResponse:
     found = _cluster_or_404(cluster)
-    cached = snapshot.get_cluster_snapshot(found.name) or {"groups": []}
-    groups = sorted(cached["groups"], key=lambda g: g["group"])
-    return JsonResponse([_serialise(g, SUMMARY_FIELDS) for g in groups], safe=False)
+    errors: list[FieldError] = []
+    statuses = parse_statuses(request.GET, errors)
+    paging = pages.parse(request.GET, "groups", errors)
+    if paging.after is not None and not (len(paging.after) == 1 and isinstance(paging.after[0], str)):
+        errors.append(FieldError(("query", "cursor"), "is not a cursor of this list (take it from the Link header)"))
+    if errors:
+        raise BadRequest("Invalid query parameters.", errors)
+    if paging.limit is None:
+        # The whole list, as before: the poller's cached snapshot (one read, no query).
+        cached = snapshot.get_cluster_snapshot(found.name) or {"groups": []}
+        groups = sorted((g for g in cached["groups"] if not statuses or g["status"] in statuses),
+                        key=lambda g: g["group"])
+        return JsonResponse([_serialise(g, SUMMARY_FIELDS) for g in groups], safe=False)
+    after = str(paging.after[0]) if paging.after else None
+    page = queries.group_list(found, statuses, after=after, limit=paging.limit)
+    response = JsonResponse([_serialise(g, SUMMARY_FIELDS) for g in page.summaries], safe=False)
+    return pages.add_next_link(response, request, "groups", [page.last_name] if page.last_name is not None else None)
+
+
+def parse_statuses(query: QueryDict, errors: list[FieldError]) -> list[str]:
+    """``status=stalled,stopped``: group statuses, comma-separated; empty means any."""
+    raw = query.get("status") or ""
+    statuses = [s.strip() for s in raw.split(",") if s.strip()]
+    unknown = [s for s in statuses if s not in GroupStatus.values]
+    if unknown:
+        errors.append(FieldError(("query", "status"), f"unknown status {unknown[0]!r}; one or more of: "
+                                 f"{', '.join(GroupStatus.values)}, comma-separated"))
+    return statuses
 
 
 @api_view(scope=TokenScope.READ)

@@ -4,19 +4,30 @@ Values come from each group's latest poll. A partition whose lag is unknown has 
 sample at all (an absent series, never a 0). Scraping needs the ``read`` scope, like the
 JSON API (Prometheus: ``authorization: {credentials_file: ...}``), unless the setting
 ``MONITOR_METRICS_PUBLIC`` is true.
+
+Granularity (``MONITOR_METRICS_GRANULARITY``, or ``?granularity=`` per scrape), as in
+kafka-minion: ``partition`` (default) exports per-partition and per-topic series,
+``topic`` only per-topic ones, ``group`` neither; the per-group series are always there.
+At 100,000 group-partitions the partition series are most of the answer: the lag rows
+come from one query and are formatted with each group's label prefix escaped once.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Max, Q
+from django.db import connection
+from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
 
+from monitor import liveness
 from monitor.api.auth import api_view, authenticate
-from monitor.choices import ClusterStatus, GroupStatus, TokenScope
-from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, PollRun
+from monitor.api.errors import BadRequest, FieldError
+from monitor.choices import ClusterStatus, GroupStatus, MetricsGranularity as Granularity, TokenScope
+from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, PollRun, TopicLagSample
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Labels = tuple[tuple[str, str], ...]
@@ -28,6 +39,8 @@ class Family:
     kind: str  # gauge | counter
     help: str
     samples: list[tuple[Labels, float]]
+    lines: list[str] = field(default_factory=list)
+    """Samples already in the exposition format (the large families build these directly)."""
 
 
 def escape_label_value(value: str) -> str:
@@ -51,60 +64,123 @@ def render(families: Iterable[Family]) -> str:
         for labels, value in family.samples:
             label_text = ",".join(f'{key}="{escape_label_value(str(val))}"' for key, val in labels)
             lines.append(f"{family.name}{{{label_text}}} {format_value(value)}" if labels else f"{family.name} {format_value(value)}")
+        lines.extend(family.lines)
     return "\n".join(lines) + "\n"
 
 
-def collect() -> Iterator[Family]:
+def _escaped_prefix(cluster: str, group: str) -> str:
+    return f'cluster="{escape_label_value(cluster)}",group="{escape_label_value(group)}"'
+
+
+def _rows(sql: str) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``sql`` straight from the cursor, in batches (no model or dict per row)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        while batch := cursor.fetchmany(10_000):
+            yield from batch
+
+
+def _float_text(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def _detail_families(granularity: str) -> Iterator[Family]:
+    """Per-partition (``partition``) and per-topic (``partition``, ``topic``) lag of each
+    group's latest poll, as pre-formatted lines: one query each, joined to the group's
+    row, ordered by group id (Prometheus does not care about order; sorting 100,000
+    rows by names would cost more than the rest)."""
+    if granularity == Granularity.GROUP:
+        return
+    prefixes = {group_id: _escaped_prefix(cluster, group) for group_id, cluster, group in ConsumerGroup.objects
+                .filter(gone_at__isnull=True, last_sample_at__isnull=False)
+                .values_list("id", "cluster__name", "name").iterator(chunk_size=10_000)}
+    topic_labels: dict[str, str] = {}
+    group_table = ConsumerGroup._meta.db_table
+    if granularity == Granularity.PARTITION:
+        lag_lines: list[str] = []
+        seconds_lines: list[str] = []
+        sample_table = PartitionLagSample._meta.db_table
+        rows = _rows(
+            f"SELECT s.group_id, s.topic, s.partition, s.lag, s.time_lag_seconds FROM {sample_table} s "
+            f"JOIN {group_table} g ON g.id = s.group_id AND s.polled_at = g.last_sample_at "
+            f"WHERE g.gone_at IS NULL ORDER BY s.group_id, s.topic, s.partition"
+        )
+        for group_id, topic, partition, lag_value, time_lag in rows:
+            topic_label = topic_labels.get(topic)
+            if topic_label is None:
+                topic_label = topic_labels[topic] = escape_label_value(topic)
+            labels = f'{{{prefixes[group_id]},topic="{topic_label}",partition="{partition}"}} '
+            if lag_value is not None:
+                lag_lines.append(f"kafka_consumergroup_lag{labels}{lag_value}")
+            if time_lag is not None:
+                seconds_lines.append(f"kafka_consumergroup_lag_seconds{labels}{_float_text(time_lag)}")
+        yield Family("kafka_consumergroup_lag", "gauge",
+                     "Messages the group has not consumed, per partition (latest poll).", [], lag_lines)
+        yield Family("kafka_consumergroup_lag_seconds", "gauge",
+                     "How far behind the group is in time, per partition (latest poll).", [], seconds_lines)
+    topic_lag: list[str] = []
+    topic_seconds: list[str] = []
+    topic_table = TopicLagSample._meta.db_table
+    rows = _rows(
+        f"SELECT s.group_id, s.topic, s.lag, s.time_lag_seconds FROM {topic_table} s "
+        f"JOIN {group_table} g ON g.id = s.group_id AND s.polled_at = g.last_sample_at "
+        f"WHERE g.gone_at IS NULL AND s.resolution = 0 ORDER BY s.group_id, s.topic"
+    )
+    for group_id, topic, lag_value, time_lag in rows:
+        topic_label = topic_labels.get(topic)
+        if topic_label is None:
+            topic_label = topic_labels[topic] = escape_label_value(topic)
+        labels = f'{{{prefixes[group_id]},topic="{topic_label}"}} '
+        if lag_value is not None:
+            topic_lag.append(f"kafka_consumergroup_topic_lag{labels}{lag_value}")
+        if time_lag is not None:
+            topic_seconds.append(f"kafka_consumergroup_topic_lag_seconds{labels}{_float_text(time_lag)}")
+    yield Family("kafka_consumergroup_topic_lag", "gauge",
+                 "Messages the group has not consumed on the topic, over its partitions with a known lag "
+                 "(latest poll).", [], topic_lag)
+    yield Family("kafka_consumergroup_topic_lag_seconds", "gauge",
+                 "The group's largest time lag on the topic (latest poll).", [], topic_seconds)
+
+
+def collect(granularity: str = "partition") -> Iterator[Family]:
     clusters = list(Cluster.objects.order_by("name"))
     names = {c.id: c.name for c in clusters}
 
-    lag: list[tuple[Labels, float]] = []
-    lag_seconds: list[tuple[Labels, float]] = []
-    latest = (
-        PartitionLagSample.objects.filter(polled_at=F("group__last_sample_at"), group__gone_at__isnull=True)
-        .order_by("group__cluster__name", "group__name", "topic", "partition")
-        .values_list("group__cluster_id", "group__name", "topic", "partition", "lag", "time_lag_seconds")
-    )
-    for cluster_id, group, topic, partition, lag_value, time_lag in latest:
-        labels = (("cluster", names[cluster_id]), ("group", group), ("topic", topic), ("partition", str(partition)))
-        if lag_value is not None:
-            lag.append((labels, lag_value))
-        if time_lag is not None:
-            lag_seconds.append((labels, time_lag))
-    yield Family("kafka_consumergroup_lag", "gauge", "Messages the group has not consumed, per partition (latest poll).", lag)
-    yield Family(
-        "kafka_consumergroup_lag_seconds",
-        "gauge",
-        "How far behind the group is in time, per partition (latest poll).",
-        lag_seconds,
-    )
+    yield from _detail_families(granularity)
 
     groups = list(
         ConsumerGroup.objects.order_by("cluster__name", "name").values_list(
             "cluster_id", "name", "status", "total_lag", "members"
         )
     )
+    group_prefix = [_escaped_prefix(names[cid], name) for cid, name, _, _, _ in groups]
+    statuses = [(status, escape_label_value(status)) for status in GroupStatus.values]
     yield Family(
         "kafka_consumergroup_status",
         "gauge",
         "1 for the group's current status, 0 for the others.",
+        [],
         [
-            ((("cluster", names[cid]), ("group", name), ("status", status)), 1.0 if current == status else 0.0)
-            for cid, name, current, _, _ in groups
-            for status in GroupStatus.values
+            f'kafka_consumergroup_status{{{prefix},status="{label}"}} {1 if current == status else 0}'
+            for prefix, (_, _, current, _, _) in zip(group_prefix, groups)
+            for status, label in statuses
         ],
     )
     yield Family(
         "kafka_consumergroup_total_lag",
         "gauge",
         "Messages the group has not consumed, over all its partitions with a known lag.",
-        [((("cluster", names[cid]), ("group", name)), total) for cid, name, _, total, _ in groups if total is not None],
+        [],
+        [f"kafka_consumergroup_total_lag{{{prefix}}} {total}"
+         for prefix, (_, _, _, total, _) in zip(group_prefix, groups) if total is not None],
     )
     yield Family(
         "kafka_consumergroup_members",
         "gauge",
         "Members of the group as the broker reported them.",
-        [((("cluster", names[cid]), ("group", name)), m) for cid, name, _, _, m in groups if m is not None],
+        [],
+        [f"kafka_consumergroup_members{{{prefix}}} {m}"
+         for prefix, (_, _, _, _, m) in zip(group_prefix, groups) if m is not None],
     )
 
     yield Family(
@@ -144,8 +220,42 @@ def collect() -> Iterator[Family]:
     )
 
 
+def liveness_families(now: datetime | None = None) -> Iterator[Family]:
+    """Heartbeats and the outbox (monitor.liveness): what an external Prometheus alerts on
+    when the monitor itself stops (deploy/prometheus/liveness-rules.yml)."""
+    state = liveness.read(now)
+    yield Family(
+        "kafka_monitor_scheduler_last_tick_timestamp_seconds", "gauge",
+        "Unix time of the scheduler's (Celery beat) last tick; absent until it first ticked.",
+        [((), state.scheduler_at.timestamp())] if state.scheduler_at else [],
+    )
+    yield Family(
+        "kafka_monitor_worker_last_heartbeat_timestamp_seconds", "gauge",
+        "Unix time of the Celery worker's last heartbeat; absent until it first reported.",
+        [((), state.worker_at.timestamp())] if state.worker_at else [],
+    )
+    yield Family(
+        "kafka_monitor_last_poll_timestamp_seconds", "gauge",
+        "Unix time the cluster was last polled (successfully or not); absent before its first poll.",
+        [((("cluster", name),), at.timestamp()) for name, at in state.last_poll_at.items() if at is not None],
+    )
+    yield Family(
+        "kafka_monitor_outbox_due_notifications", "gauge",
+        "Notifications due for delivery and not yet delivered.", [((), state.outbox_due)],
+    )
+    yield Family(
+        "kafka_monitor_outbox_oldest_due_age_seconds", "gauge",
+        "How long the oldest due notification has waited (0 when none waits).",
+        [((), round(state.oldest_due_age_seconds, 3))],
+    )
+
+
 @api_view(scope=None)
 def metrics(request: HttpRequest) -> HttpResponse:
     if not settings.MONITOR_METRICS_PUBLIC:
         authenticate(request, TokenScope.READ)  # 401/403 rendered by api_view
-    return HttpResponse(render(collect()), content_type=CONTENT_TYPE)
+    granularity = request.GET.get("granularity") or settings.MONITOR_METRICS_GRANULARITY
+    if granularity not in Granularity.values:
+        raise BadRequest("Invalid query parameters.", [FieldError(
+            ("query", "granularity"), f"must be one of: {', '.join(Granularity.values)}")])
+    return HttpResponse(render([*collect(granularity), *liveness_families()]), content_type=CONTENT_TYPE)

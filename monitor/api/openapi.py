@@ -6,49 +6,80 @@ described and that real responses validate against these schemas.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, JsonResponse
 
 from monitor.api.auth import api_view
-from monitor.choices import AlertState, ClusterStatus, GroupProtocol, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod
+from monitor.choices import AlertState, ClusterStatus, GroupProtocol, GroupStatus, Operator, SeriesMetric, Severity, Stage, TimeLagMethod, TransactionState
 
 
-def _ref(name: str) -> dict[str, str]:
+def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _nullable(kind: str, **extra: object) -> dict[str, object]:
+def _nullable(kind: str, **extra: object) -> dict[str, Any]:
     return {"type": [kind, "null"], **extra}
 
 
-def _json(schema: dict[str, object], description: str) -> dict[str, object]:
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error(description: str) -> dict[str, object]:
+def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-TIME = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC with Z"}
-NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with Z"}
-READ_ERRORS = {
+TIME: dict[str, Any] = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC with Z"}
+NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with Z"}
+PAGE_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "Page size. With it the answer is one page and, unless it is the last, a "
+                       "Link: <URL>; rel=\"next\" header points at the next. Without it, everything.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "Opaque: taken from the previous page's Link header (needs limit).",
+        "schema": {"type": "string"},
+    },
+]
+NEXT_LINK_HEADER: dict[str, Any] = {
+    "Link": {
+        "description": "<URL>; rel=\"next\": the next page (absent on the last page and without limit)",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _paged(schema: dict[str, object], description: str) -> dict[str, object]:
+    return {**_json(schema, description), "headers": NEXT_LINK_HEADER}
+
+
+READ_ERRORS: dict[str, Any] = {
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the read scope"),
 }
-INGEST_ERRORS = {
+INGEST_ERRORS: dict[str, Any] = {
     "400": _error("Invalid input; errors[].loc names each bad event's index and field"),
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the ingest scope"),
     "413": _error("Request body too large"),
     "422": _error("Invalid input; errors[].loc names each bad event's index and field"),
 }
-NOT_FOUND = {"404": _error("Unknown cluster or group name")}
-CLUSTER_PARAM = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
-GROUP_PARAM = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
-SINCE_PARAM = {"name": "since", "in": "query", "required": False, "schema": TIME}
-UNTIL_PARAM = {"name": "until", "in": "query", "required": False, "schema": TIME}
+NOT_FOUND: dict[str, Any] = {"404": _error("Unknown cluster or group name")}
+CLUSTER_PARAM: dict[str, Any] = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
+GROUP_PARAM: dict[str, Any] = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
+SINCE_PARAM: dict[str, Any] = {"name": "since", "in": "query", "required": False, "schema": TIME}
+UNTIL_PARAM: dict[str, Any] = {"name": "until", "in": "query", "required": False, "schema": TIME}
 PUBLIC: list[dict[str, list[str]]] = []
 
-_GROUP_PROPERTIES: dict[str, object] = {
+_GROUP_PROPERTIES: dict[str, Any] = {
     "group": {"type": "string"},
     "state": {"type": "string", "description": "Broker-reported group state, e.g. Stable, Empty"},
     "status": {"type": "string", "enum": GroupStatus.values},
@@ -60,7 +91,17 @@ _GROUP_PROPERTIES: dict[str, object] = {
     "retention_risk_seconds": _nullable(
         "number", description="Forecast: time until retention deletes unread messages; null = no risk"
     ),
+    "retention_risk_method": {
+        "type": "string", "enum": ["", "retention_ms", "log_start_rate"],
+        "description": "How the retention forecast was made (empty when there is nothing to forecast)"},
     "lost_messages": {"type": "integer"},
+    "partial_partitions": {
+        "type": "integer",
+        "description": "Partitions with a commit whose lag is unknown in the latest poll; when > 0, "
+                       "total_lag is partial (sums the other partitions only)"},
+    "stalled_partitions": {
+        "type": "integer",
+        "description": "Partitions whose committed offset has not moved for the status window while lagging"},
     "last_sample_at": NULLABLE_TIME,
     "first_seen_at": NULLABLE_TIME,
     "last_seen_at": NULLABLE_TIME,
@@ -70,7 +111,7 @@ _GROUP_PROPERTIES: dict[str, object] = {
     "member_count": _nullable("integer", description="null when the broker did not tell"),
 }
 
-SCHEMAS: dict[str, dict[str, object]] = {
+SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
         "required": ["detail"],
@@ -139,6 +180,8 @@ SCHEMAS: dict[str, dict[str, object]] = {
             "owner": _nullable("string", description="Member id owning the partition; null when unassigned or not told"),
             "owner_client_id": _nullable("string"),
             "owner_host": _nullable("string"),
+            "stalled": {"type": "boolean",
+                        "description": "The committed offset has not moved for the status window while lagging"},
         },
     },
     "GroupDetail": {
@@ -217,9 +260,11 @@ SCHEMAS: dict[str, dict[str, object]] = {
     },
     "Trace": {
         "type": "object",
-        "required": ["trace_id", "services", "duration_seconds", "events"],
+        "required": ["trace_id", "services", "duration_seconds", "events", "external_url"],
         "properties": {
             "trace_id": {"type": "string"},
+            "external_url": _nullable("string", description="The trace in the backend named by "
+                                                            "MONITOR_TRACE_URL_TEMPLATE; null when unset"),
             "services": {"type": "array", "items": {"type": "string"}},
             "duration_seconds": _nullable("number"),
             "events": {
@@ -232,6 +277,37 @@ SCHEMAS: dict[str, dict[str, object]] = {
                     ]
                 },
             },
+        },
+    },
+    "Pathway": {
+        "type": "object",
+        "required": ["services", "topics", "traces", "p50_seconds", "p95_seconds", "p99_seconds"],
+        "properties": {
+            "services": {"type": "array", "items": {"type": "string"}},
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "traces": {"type": "integer", "minimum": 0},
+            "p50_seconds": {"type": ["number", "null"]},
+            "p95_seconds": {"type": ["number", "null"]},
+            "p99_seconds": {"type": ["number", "null"]},
+            "id": {"type": "integer"},
+            "label": {"type": "string"},
+        },
+    },
+    "Transaction": {
+        "type": "object",
+        "required": ["name", "key", "trace_id", "state", "started_at", "ended_at", "last_event_type", "last_service"],
+        "properties": {
+            "name": {"type": "string"},
+            "key": {"type": "string"},
+            "trace_id": {"type": ["string", "null"]},
+            "state": {"enum": list(TransactionState.values)},
+            "started_at": TIME,
+            "ended_at": NULLABLE_TIME,
+            "last_event_type": {"type": "string"},
+            "last_service": {"type": "string"},
+            "last_event_at": TIME,
+            "compensations": {"type": "integer", "minimum": 0},
+            "slo_seconds": {"type": "integer"},
         },
     },
     "Flow": {
@@ -304,7 +380,7 @@ SCHEMAS: dict[str, dict[str, object]] = {
     },
 }
 
-DOCUMENT: dict[str, object] = {
+DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "Kafka monitor API",
@@ -334,9 +410,22 @@ DOCUMENT: dict[str, object] = {
                 "operationId": "listGroups",
                 "summary": "Consumer groups of a cluster with their latest lag",
                 "tags": ["lag"],
-                "parameters": [CLUSTER_PARAM],
+                "parameters": [
+                    CLUSTER_PARAM,
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only groups with these statuses, comma-separated",
+                        "schema": {"type": "string"},
+                        "example": "stalled,stopped",
+                    },
+                    *PAGE_PARAMS,
+                ],
                 "responses": {
-                    "200": _json({"type": "array", "items": _ref("GroupSummary")}, "Every group of the cluster"),
+                    "200": _paged({"type": "array", "items": _ref("GroupSummary")},
+                                  "The cluster's groups by name (one page with limit)"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
                     **READ_ERRORS,
                     **NOT_FOUND,
                 },
@@ -432,6 +521,41 @@ DOCUMENT: dict[str, object] = {
                 },
             }
         },
+        "/api/v1/pathways": {
+            "get": {
+                "operationId": "listPathways",
+                "summary": "Routes traces took from their first published to their last processed event, "
+                           "with latency from the origin",
+                "tags": ["events"],
+                "parameters": [SINCE_PARAM, UNTIL_PARAM],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Pathway")}, "Every route taken in the range"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
+                    **READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/transactions": {
+            "get": {
+                "operationId": "listTransactions",
+                "summary": "Business transactions of the declared flows, newest first",
+                "tags": ["events"],
+                "parameters": [
+                    {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "state", "in": "query", "required": False,
+                     "schema": {"enum": list(TransactionState.values)}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Transaction")},
+                                 "One page; a Link header with rel=next points at the next"),
+                    "400": _error("A bad query parameter, named in errors[].loc"),
+                    **READ_ERRORS,
+                },
+            }
+        },
         "/api/v1/flow": {
             "get": {
                 "operationId": "getFlow",
@@ -467,15 +591,10 @@ DOCUMENT: dict[str, object] = {
                         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
                         for name in ("cluster", "group", "topic", "rule")
                     ],
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
-                    },
+                    *PAGE_PARAMS,
                 ],
                 "responses": {
-                    "200": _json({"type": "array", "items": _ref("Alert")}, "Alerts"),
+                    "200": _paged({"type": "array", "items": _ref("Alert")}, "Alerts, newest first (one page with limit)"),
                     "400": _error("A bad query parameter, named in errors[].loc"),
                     **READ_ERRORS,
                 },
@@ -512,8 +631,13 @@ DOCUMENT: dict[str, object] = {
                 "description": (
                     "kafka_consumergroup_lag{cluster,group,topic,partition}, "
                     "kafka_consumergroup_lag_seconds{cluster,group,topic,partition}, group status, "
-                    "poll duration, requests per cycle and poll errors per cluster."
+                    "poll duration, requests per cycle and poll errors per cluster. "
+                    "granularity (or the setting MONITOR_METRICS_GRANULARITY): partition (default: "
+                    "per-partition and per-topic series), topic (kafka_consumergroup_topic_lag{cluster,group,topic} "
+                    "and _seconds only) or group (per-group series only)."
                 ),
+                "parameters": [{"name": "granularity", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["partition", "topic", "group"]}}],
                 "responses": {
                     "200": {
                         "description": "Prometheus text format 0.0.4",

@@ -65,6 +65,8 @@ def export_traces(request: HttpRequest) -> HttpResponse:
         return _status_response(error.status, error.detail, content_type)
     except otlp.OtlpDecodeError as exc:
         return _status_response(400, str(exc), content_type)
+    except RecursionError:
+        return _status_response(400, "attribute values are nested too deeply", content_type)
     now = timezone.now()
     mapped = otlp.span_events(spans, limits, now)
     store_rows(mapped.rows, now)

@@ -298,7 +298,8 @@ def event_report(envelope: Envelope, *, stage: str, service: str, topic: str, ti
 # -- reporting -----------------------------------------------------------------------
 
 class Reporter(Protocol):
-    stats: dict[str, int]
+    @property
+    def stats(self) -> dict[str, int]: ...
 
     def report(self, event: dict[str, Any]) -> None: ...
 
@@ -576,7 +577,7 @@ class OrderDesk(Worker):
         order_id = f"ord-{uuid.uuid4().hex[:10]}"
         items = [{"sku": f"sku-{self.rng.randint(1, 200):04d}", "quantity": self.rng.randint(1, 3)}
                  for _ in range(self.rng.randint(1, 3))]
-        amount = round(sum(i["quantity"] for i in items) * self.rng.uniform(5, 60), 2)
+        amount = round(sum(int(i["quantity"]) for i in items) * self.rng.uniform(5, 60), 2)  # type: ignore[call-overload]
         out_of_order = self.rng.random() < config.out_of_order_rate
         if out_of_order:
             self.sim.plan_out_of_order(order_id)
@@ -726,7 +727,7 @@ class PaymentsService(ConsumerService):
         super().__init__(sim)
         self._seen: OrderedDict[str, None] = OrderedDict()
         # Placements parked until their amendment was handled: order id -> (envelope, message, span, since).
-        self._parked: dict[str, tuple[Envelope, ConsumedMessage, str, float]] = {}
+        self._parked: dict[str, tuple[Envelope, ConsumedMessage, float]] = {}
 
     def handle(self, envelope: Envelope, message: ConsumedMessage) -> None:
         if envelope.type == EventType.ORDER_PLACED:

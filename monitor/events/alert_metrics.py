@@ -23,8 +23,9 @@ def _readings(kind: str, scopes: Sequence[Scope], group_field: str = "consumer_g
 
     values: dict[Subject, float] = defaultdict(float)
     summaries: dict[Subject, list[str]] = defaultdict(list)
-    for group, topic, value, summary in Finding.objects.filter(kind=kind).values_list(
-            group_field, "topic", "value", "summary"):
+    traces: dict[Subject, list[str]] = defaultdict(list)
+    for group, topic, value, summary, examples in Finding.objects.filter(kind=kind).values_list(
+            group_field, "topic", "value", "summary", "examples"):
         subject = Subject("", group, topic)
         if not any(glob_matches(s.group, group) and glob_matches(s.topic, topic) for s in scopes):
             continue
@@ -32,8 +33,17 @@ def _readings(kind: str, scopes: Sequence[Scope], group_field: str = "consumer_g
         values[subject] = max(values[subject], value) if kind == FindingKind.CASCADE_STORM else values[subject] + value
         if value:
             summaries[subject].append(summary)
-    return {subject: Reading(value, detail={"summary": "; ".join(summaries[subject])[:500]})
+            # Example traces, so a message links straight to one (MAX_TRACES per subject).
+            for example in examples or ():
+                trace_id = example.get("trace_id") if isinstance(example, dict) else None
+                if trace_id and len(traces[subject]) < MAX_TRACES and trace_id not in traces[subject]:
+                    traces[subject].append(str(trace_id))
+    return {subject: Reading(value, detail={"summary": "; ".join(summaries[subject])[:500],
+                                            "traces": traces.get(subject, [])})
             for subject, value in values.items()}
+
+
+MAX_TRACES = 3
 
 
 @metric("lost_events", unit="events", level=Level.TOPIC,

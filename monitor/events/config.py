@@ -17,6 +17,7 @@ class IngestLimits:
     max_events: int
     max_bytes: int
     max_attributes_bytes: int
+    max_links_per_span: int = 128  # OpenTelemetry SDKs keep 128 links per span by default
 
     @classmethod
     def from_settings(cls) -> "IngestLimits":
@@ -24,6 +25,7 @@ class IngestLimits:
             max_events=settings.MONITOR_INGEST_MAX_EVENTS,
             max_bytes=settings.MONITOR_INGEST_MAX_BYTES,
             max_attributes_bytes=settings.MONITOR_INGEST_MAX_ATTRIBUTES_BYTES,
+            max_links_per_span=settings.MONITOR_OTLP_MAX_LINKS_PER_SPAN,
         )
 
 

@@ -27,7 +27,7 @@ KNOWN_FIELDS = frozenset(REQUIRED + OPTIONAL)
 # Column lengths of monitor.models.Event.
 _MAX_LENGTH = {"event_id": 200, "type": 200, "service": 200, "key": 255, "consumer_group": 255}
 # Kafka's own topic name rule.
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # used with fullmatch
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
@@ -100,11 +100,14 @@ def parse_timestamp(value: object, now: dt.datetime) -> dt.datetime:
         raise ValueError("must be an ISO-8601 string with a timezone, e.g. 2024-05-01T12:00:00Z")
     try:
         parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, UnicodeError):
         raise ValueError("is not an ISO-8601 date-time, e.g. 2024-05-01T12:00:00.123Z") from None
     if parsed.tzinfo is None:
         raise ValueError("must include a timezone (Z or +00:00)")
-    parsed = parsed.astimezone(_UTC)
+    try:
+        parsed = parsed.astimezone(_UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-23:59 is after the last datetime
+        raise ValueError("is out of range") from None
     if parsed < _EARLIEST:
         raise ValueError("is before the year 2000")
     if parsed > now + _FUTURE_SLACK:
@@ -112,10 +115,27 @@ def parse_timestamp(value: object, now: dt.datetime) -> dt.datetime:
     return parsed
 
 
+# Names are shown on pages, in links and in message headers: no control characters
+# (C0, DEL, C1: line breaks, tabs, NUL). No text may hold a lone surrogate, which is not
+# Unicode and cannot be stored.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NAME_FIELDS = frozenset(("event_id", "type", "service", "consumer_group"))
+
+
+def text_problem(value: str, name_rules: bool) -> str | None:
+    """Why ``value`` cannot be stored as a name (``name_rules``) or as text; None if it can."""
+    if _SURROGATE.search(value):
+        return "must be valid Unicode (it holds a lone surrogate)"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if name_rules and _CONTROL.search(value):
+        return "must not contain control characters (line breaks, tabs, ...)"
+    return None
+
+
 def _text(raw: dict[str, Any], name: str, index: int, errors: list[FieldError], required: bool) -> str:
     value = raw.get(name)
-    if type(value) is str and 0 < len(value) <= _MAX_LENGTH[name] and "\x00" not in value:
-        return value  # the common case, checked in one go
     if value is None:
         if required:
             errors.append(FieldError(("events", index, name), "field required"))
@@ -129,8 +149,10 @@ def _text(raw: dict[str, Any], name: str, index: int, errors: list[FieldError], 
         return ""
     if len(value) > _MAX_LENGTH[name]:
         errors.append(FieldError(("events", index, name), f"must be at most {_MAX_LENGTH[name]} characters"))
-    elif "\x00" in value:
-        errors.append(FieldError(("events", index, name), "must not contain NUL characters"))
+        return value
+    problem = text_problem(value, name in NAME_FIELDS)
+    if problem is not None:
+        errors.append(FieldError(("events", index, name), problem))
     return value
 
 
@@ -184,7 +206,7 @@ def validate_event(raw: object, index: int, now: dt.datetime, limits: IngestLimi
     topic = raw.get("topic")
     if topic is None or topic == "":
         topic = ""
-    elif not isinstance(topic, str) or not _TOPIC.match(topic):
+    elif not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
         errors.append(FieldError(("events", index, "topic"),
                                  "must be a Kafka topic name: 1-249 of letters, digits, '.', '_', '-'"))
     partition = _integer(raw, "partition", index, errors, _INT32_MAX)
@@ -203,7 +225,7 @@ def validate_event(raw: object, index: int, now: dt.datetime, limits: IngestLimi
         elif attributes:
             attributes_json = _attributes_json(attributes, index, errors, limits.max_attributes_bytes)
 
-    if len(errors) != before or timestamp is None:
+    if len(errors) != before or timestamp is None or not isinstance(stage, str):
         return None
     return EventRow(
         event_id, event_type, service, stage, timestamp, topic, partition, offset, key, consumer_group,
@@ -212,14 +234,46 @@ def validate_event(raw: object, index: int, now: dt.datetime, limits: IngestLimi
     )
 
 
+MAX_ATTRIBUTE_DEPTH = 16
+
+
+def _depth_problem(value: object) -> str | None:
+    """Nesting deeper than MAX_ATTRIBUTE_DEPTH (iteratively: no recursion on hostile input)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_ATTRIBUTE_DEPTH:
+            return f"must be nested at most {MAX_ATTRIBUTE_DEPTH} levels deep"
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
 def _attributes_json(attributes: dict[str, Any], index: int, errors: list[FieldError], max_bytes: int) -> str | None:
     loc = ("events", index, "attributes")
+    problem = _depth_problem(attributes)
+    if problem is not None:
+        errors.append(FieldError(loc, problem))
+        return None
     try:
         text = _encode_json(attributes)
     except ValueError:
         errors.append(FieldError(loc, "must not contain NaN or Infinity"))
         return None
-    if len(text.encode()) > max_bytes:
+    except TypeError:  # keys that are not strings (OTLP decoders only give strings)
+        errors.append(FieldError(loc, "must be a JSON object"))
+        return None
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        errors.append(FieldError(loc, "must be valid Unicode (it holds a lone surrogate)"))
+        return None
+    if size > max_bytes:
         errors.append(FieldError(loc, f"must be at most {max_bytes} bytes as JSON"))
         return None
     if "\\u0000" in text:  # PostgreSQL's jsonb cannot store NUL

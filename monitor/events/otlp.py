@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,41 +135,67 @@ def _pb_attributes(attributes: Iterable[Any]) -> dict[str, Any]:
 
 def decode_json(payload: object) -> list[SpanRecord]:
     """OTLP/JSON: lowerCamelCase keys, ids as hex strings, enums as integers
-    (names and snake_case keys are accepted too)."""
+    (names and snake_case keys are accepted too). A value of the wrong shape is an
+    OtlpDecodeError naming where it is (``resourceSpans[0].scopeSpans[0].spans[3].kind``)."""
     if not isinstance(payload, dict):
         raise OtlpDecodeError("body must be a JSON object with resourceSpans")
-    resource_spans = _get(payload, "resourceSpans", "resource_spans") or []
-    if not isinstance(resource_spans, list):
-        raise OtlpDecodeError("resourceSpans must be a list")
     spans: list[SpanRecord] = []
-    for index, item in enumerate(resource_spans):
+    for index, item in enumerate(_list(payload, "resourceSpans", ("resourceSpans", "resource_spans"))):
+        where = f"resourceSpans[{index}]"
         if not isinstance(item, dict):
-            raise OtlpDecodeError(f"resourceSpans[{index}] must be an object")
-        resource = _json_attributes((_get(item, "resource") or {}).get("attributes"))
-        service = str(resource.get("service.name") or UNKNOWN_SERVICE)
-        scopes = (_get(item, "scopeSpans", "scope_spans") or []) + \
-            (_get(item, "instrumentationLibrarySpans", "instrumentation_library_spans") or [])
-        for scope in scopes:
-            for span in (scope.get("spans") or []) if isinstance(scope, dict) else []:
-                if not isinstance(span, dict):
-                    raise OtlpDecodeError("every span must be an object")
-                kind = _get(span, "kind") or 0
-                status = _get(span, "status") or {}
-                code = status.get("code", 0) if isinstance(status, dict) else 0
-                spans.append(SpanRecord(
-                    service=service,
-                    trace_id=_json_id(_get(span, "traceId", "trace_id")),
-                    span_id=_json_id(_get(span, "spanId", "span_id")),
-                    parent_span_id=_json_id(_get(span, "parentSpanId", "parent_span_id")),
-                    name=str(_get(span, "name") or ""),
-                    kind=_SPAN_KIND_NAMES.get(kind, 0) if isinstance(kind, str) else int(kind),
-                    start_unix_nano=_json_int(_get(span, "startTimeUnixNano", "start_time_unix_nano")),
-                    error=code in (STATUS_CODE_ERROR, "STATUS_CODE_ERROR"),
-                    attributes=_json_attributes(_get(span, "attributes")),
-                    links=[(_json_id(_get(link, "traceId", "trace_id")), _json_id(_get(link, "spanId", "span_id")))
-                           for link in (_get(span, "links") or []) if isinstance(link, dict)],
-                ))
+            raise OtlpDecodeError(f"{where} must be an object")
+        resource = _object(item, f"{where}.resource", ("resource",))
+        resource_attributes = _json_attributes(_list(resource, f"{where}.resource.attributes", ("attributes",)))
+        service_name = resource_attributes.get("service.name")
+        service = service_name if isinstance(service_name, str) and service_name else UNKNOWN_SERVICE
+        scopes = _list(item, f"{where}.scopeSpans", ("scopeSpans", "scope_spans")) + \
+            _list(item, f"{where}.instrumentationLibrarySpans",
+                  ("instrumentationLibrarySpans", "instrumentation_library_spans"))
+        for scope_index, scope in enumerate(scopes):
+            if not isinstance(scope, dict):
+                raise OtlpDecodeError(f"{where}.scopeSpans[{scope_index}] must be an object")
+            for span_index, span in enumerate(_list(scope, f"{where}.scopeSpans[{scope_index}].spans", ("spans",))):
+                spans.append(_json_span(span, f"{where}.scopeSpans[{scope_index}].spans[{span_index}]", service))
     return spans
+
+
+def _json_span(span: object, where: str, service: str) -> SpanRecord:
+    if not isinstance(span, dict):
+        raise OtlpDecodeError(f"{where} must be an object")
+    kind = _get(span, "kind")
+    if kind is None:
+        kind_number = 0
+    elif isinstance(kind, str):
+        kind_number = _SPAN_KIND_NAMES.get(kind, 0)
+    elif type(kind) is int:
+        kind_number = kind
+    else:
+        raise OtlpDecodeError(f"{where}.kind must be an integer or a SpanKind name")
+    status = _object(span, f"{where}.status", ("status",))
+    code = status.get("code", 0)
+    start = _get(span, "startTimeUnixNano", "start_time_unix_nano")
+    try:
+        start_unix_nano = 0 if start is None else _json_int(start)
+    except ValueError:
+        raise OtlpDecodeError(f"{where}.startTimeUnixNano must be an integer number of nanoseconds") from None
+    links = []
+    for link_index, link in enumerate(_list(span, f"{where}.links", ("links",))):
+        if not isinstance(link, dict):
+            raise OtlpDecodeError(f"{where}.links[{link_index}] must be an object")
+        links.append((_json_id(_get(link, "traceId", "trace_id")), _json_id(_get(link, "spanId", "span_id"))))
+    name = _get(span, "name")
+    return SpanRecord(
+        service=service,
+        trace_id=_json_id(_get(span, "traceId", "trace_id")),
+        span_id=_json_id(_get(span, "spanId", "span_id")),
+        parent_span_id=_json_id(_get(span, "parentSpanId", "parent_span_id")),
+        name=name if isinstance(name, str) else "",
+        kind=kind_number,
+        start_unix_nano=start_unix_nano,
+        error=code in (STATUS_CODE_ERROR, "STATUS_CODE_ERROR"),
+        attributes=_json_attributes(_list(span, f"{where}.attributes", ("attributes",))),
+        links=links,
+    )
 
 
 def _get(mapping: Mapping[str, Any], *names: str) -> Any:
@@ -176,6 +203,24 @@ def _get(mapping: Mapping[str, Any], *names: str) -> Any:
         if name in mapping:
             return mapping[name]
     return None
+
+
+def _list(mapping: Mapping[str, Any], where: str, names: tuple[str, ...]) -> list[Any]:
+    value = _get(mapping, *names)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise OtlpDecodeError(f"{where} must be a list")
+    return value
+
+
+def _object(mapping: Mapping[str, Any], where: str, names: tuple[str, ...]) -> dict[str, Any]:
+    value = _get(mapping, *names)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise OtlpDecodeError(f"{where} must be an object")
+    return value
 
 
 def _json_id(value: object) -> str:
@@ -192,30 +237,47 @@ def _json_id(value: object) -> str:
 
 
 def _json_int(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0
+    """An int64 as OTLP/JSON writes it (a string or a number); ValueError otherwise."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdecimal() and len(text) <= 40:
+            return int(text)
+    if type(value) is float and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise ValueError(f"{value!r} is not an integer")
 
 
 def _json_value(value: object) -> Any:
     if not isinstance(value, dict):
         return None
     if "stringValue" in value or "string_value" in value:
-        return _get(value, "stringValue", "string_value")
+        text = _get(value, "stringValue", "string_value")
+        return text if isinstance(text, str) else None
     if "intValue" in value or "int_value" in value:
-        return _json_int(_get(value, "intValue", "int_value"))
-    if "boolValue" in value or "bool_value" in value:
-        return bool(_get(value, "boolValue", "bool_value"))
-    if "doubleValue" in value or "double_value" in value:
-        return _get(value, "doubleValue", "double_value")
-    if "arrayValue" in value or "array_value" in value:
-        return [_json_value(v) for v in (_get(value, "arrayValue", "array_value") or {}).get("values") or []]
-    if "kvlistValue" in value or "kvlist_value" in value:
-        return _json_attributes((_get(value, "kvlistValue", "kvlist_value") or {}).get("values"))
-    if "bytesValue" in value or "bytes_value" in value:
         try:
-            return base64.b64decode(_get(value, "bytesValue", "bytes_value") or "").hex()
+            return _json_int(_get(value, "intValue", "int_value"))
+        except ValueError:
+            return None
+    if "boolValue" in value or "bool_value" in value:
+        return _get(value, "boolValue", "bool_value") is True
+    if "doubleValue" in value or "double_value" in value:
+        number = _get(value, "doubleValue", "double_value")
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            return None
+        return number if math.isfinite(number) else None
+    if "arrayValue" in value or "array_value" in value:
+        array = _get(value, "arrayValue", "array_value")
+        items = array.get("values") if isinstance(array, dict) else None
+        return [_json_value(v) for v in items] if isinstance(items, list) else []
+    if "kvlistValue" in value or "kvlist_value" in value:
+        kvlist = _get(value, "kvlistValue", "kvlist_value")
+        return _json_attributes(kvlist.get("values") if isinstance(kvlist, dict) else None)
+    if "bytesValue" in value or "bytes_value" in value:
+        encoded = _get(value, "bytesValue", "bytes_value")
+        try:
+            return base64.b64decode(encoded).hex() if isinstance(encoded, str) else None
         except ValueError:
             return None
     return None
@@ -280,12 +342,19 @@ def span_events(spans: Iterable[SpanRecord], limits: IngestLimits | None = None,
     by_id = {span.span_id: span for span in spans}
     rows: list[EventRow] = []
     rejected = 0
+    over_limit = False
     messages: list[str] = []
     for span in spans:
         if not is_kafka_span(span):
             continue
         stage = _stage(span)
         if stage is None:
+            continue
+        if len(span.links) > limits.max_links_per_span:
+            rejected += 1
+            if len(messages) < 5:
+                messages.append(f"span {span.span_id or '?'}: {len(span.links)} links; "
+                                f"at most {limits.max_links_per_span} per span")
             continue
         errors: list[FieldError] = []
         span_rows = []
@@ -298,6 +367,13 @@ def span_events(spans: Iterable[SpanRecord], limits: IngestLimits | None = None,
             if len(messages) < 5:
                 detail = "; ".join(f"{error.loc[-1]} {error.msg}" for error in errors[:3])
                 messages.append(f"span {span.span_id or '?'} ({span.name}): {detail}")
+            continue
+        if len(rows) + len(span_rows) > limits.max_events:
+            # The JSON API's cap per request holds here too: the rest is rejected, not stored.
+            rejected += 1
+            if not over_limit:
+                over_limit = True
+                messages.append(f"at most {limits.max_events} events per request; later spans were rejected")
             continue
         rows.extend(span_rows)
     return MappedSpans(rows=rows, rejected=rejected, messages=messages)

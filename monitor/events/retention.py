@@ -3,6 +3,7 @@ in bounded chunks so a large backlog never holds long locks or one huge transact
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from dataclasses import dataclass
 
 from monitor.events.config import event_retention_days
@@ -17,7 +18,7 @@ class PruneResult:
     findings: int
 
 
-def _delete_in_chunks(queryset, chunk: int) -> int:  # type: ignore[no-untyped-def]
+def _delete_in_chunks(queryset: Any, chunk: int) -> int:
     deleted = 0
     while True:
         ids = list(queryset.values_list("id", flat=True)[:chunk])

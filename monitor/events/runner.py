@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from monitor.choices import FindingKind
-from monitor.events import detectors
+from monitor.events import detectors, outbox
 from monitor.events.config import DetectorConfig
 from monitor.choices import CONSUMER_STAGES
 from monitor.events.detectors import EventFact, FindingData, Subscription
@@ -62,6 +62,8 @@ def known_consumer_versions(since: dt.datetime) -> dict[tuple[str, str], set[int
         .distinct()
     )
     for event_type, group, service, version in rows:
+        if version is None:
+            continue
         versions.setdefault((event_type, group or service), set()).add(version)
     return versions
 
@@ -100,6 +102,7 @@ def detect(events: list[EventFact], now: dt.datetime, config: DetectorConfig) ->
         *detectors.detect_schema_drift(events, versions, config.examples),
         *detectors.detect_cascade_storms(events, storms),
         *detectors.detect_failures(events, config.examples),
+        *outbox.detect_unpublished(events, now, config.lost_after_seconds, config.examples),
     ]
 
 

@@ -17,6 +17,7 @@ registered in the last minute, so a steady stream costs no extra writes.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -125,8 +126,9 @@ def register_names(pairs: Iterable[tuple[str, str]], seen_at: dt.datetime) -> No
 def _upsert_names(model: type[Service] | type[EventType], names: list[str], seen_at: dt.datetime) -> None:
     if not names:
         return
+    rows: list[Any] = [model(name=name, first_seen_at=seen_at, last_seen_at=seen_at) for name in names]
     model.objects.bulk_create(
-        [model(name=name, first_seen_at=seen_at, last_seen_at=seen_at) for name in names],
+        rows,
         update_conflicts=True, unique_fields=["name"], update_fields=["last_seen_at"],
     )
 

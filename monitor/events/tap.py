@@ -117,8 +117,8 @@ def messages_to_rows(messages: Iterable[ConsumedMessage], percent: int, now: dt.
         row = validate_event(message_event(message), 0, now, limits, errors)
         if row is None:
             skipped += 1
-            log.debug("tap skipped %s/%d/%d: %s", message.topic, message.partition, message.offset,
-                      "; ".join(f"{e.loc[-1]} {e.msg}" for e in errors))
+            log.warning("tap skipped %s/%d/%d: %s", message.topic, message.partition, message.offset,
+                        "; ".join(f"{e.loc[-1]} {e.msg}" for e in errors))
         else:
             rows.append(row)
     return rows, skipped

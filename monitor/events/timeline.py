@@ -27,11 +27,11 @@ from typing import Any
 
 from monitor.choices import Stage, StepKind
 
-STAGE_RANK = {Stage.PUBLISHED: 0, Stage.CONSUMED: 1, Stage.PROCESSED: 2, Stage.FAILED: 2, Stage.DEAD_LETTERED: 3}
-OUTCOME_STAGES = {Stage.PROCESSED: StepKind.PROCESS, Stage.FAILED: StepKind.FAILED,
+STAGE_RANK: dict[str, int] = {Stage.OUTBOX: -1, Stage.PUBLISHED: 0, Stage.CONSUMED: 1, Stage.PROCESSED: 2, Stage.FAILED: 2, Stage.DEAD_LETTERED: 3}
+OUTCOME_STAGES: dict[str, StepKind] = {Stage.PROCESSED: StepKind.PROCESS, Stage.FAILED: StepKind.FAILED,
                   Stage.DEAD_LETTERED: StepKind.DEAD_LETTERED}
 # Steps that take time and can be "the slowest"; marks and open-ended steps cannot.
-TIMED_KINDS = {StepKind.QUEUE_WAIT, StepKind.PROCESS, StepKind.FAILED, StepKind.DEAD_LETTERED, StepKind.GAP}
+TIMED_KINDS = {StepKind.OUTBOX, StepKind.QUEUE_WAIT, StepKind.PROCESS, StepKind.FAILED, StepKind.DEAD_LETTERED, StepKind.GAP}
 _COMPENSATION_NAME = re.compile(r"(compensat|cancel|refund|revert|rollback|roll_back|undo|releas|void|reversal)", re.I)
 
 
@@ -132,11 +132,14 @@ def causal_order(events: Iterable[TraceEvent]) -> list[TraceEvent]:
             span_owner[item.span_id].append(index)
     for indexes in by_event.values():
         publishes = [i for i in indexes if items[i].stage == Stage.PUBLISHED]
-        receipts = [i for i in indexes if items[i].stage != Stage.PUBLISHED]
+        outbox_writes = [i for i in indexes if items[i].stage == Stage.OUTBOX]
+        receipts = [i for i in indexes if items[i].stage not in (Stage.PUBLISHED, Stage.OUTBOX)]
         first_publish = min(publishes, key=lambda i: (items[i].timestamp, items[i].pk), default=None)
         if first_publish is not None:
             for receipt in receipts:
                 before[first_publish].add(receipt)
+            for write in outbox_writes:  # written to the outbox, then relayed
+                before[write].add(first_publish)
         by_consumer: dict[tuple[str, str], list[int]] = defaultdict(list)
         for receipt in receipts:
             by_consumer[(items[receipt].service, items[receipt].consumer_group)].append(receipt)
@@ -236,6 +239,13 @@ def build_timeline(
     for event_id, reports in by_event.items():
         publishes = [r for r in reports if r.stage == Stage.PUBLISHED]
         first_publish = publishes[0] if publishes else None
+        for write in (r for r in reports if r.stage == Stage.OUTBOX):
+            relayed = first_publish.timestamp if first_publish is not None else end
+            steps.append(Step(
+                kind=StepKind.OUTBOX, row=write.service, service=write.service, event_id=event_id,
+                event_type=write.type, start=write.timestamp, end=max(write.timestamp, relayed), topic=write.topic,
+                detail="waited in the outbox" if first_publish is not None else "written to the outbox, never published",
+            ))
         for number, publish in enumerate(publishes):
             steps.append(Step(
                 kind=StepKind.PUBLISH, row=publish.service, service=publish.service, event_id=event_id,
@@ -245,7 +255,7 @@ def build_timeline(
             ))
         by_consumer: dict[tuple[str, str], list[TraceEvent]] = defaultdict(list)
         for report in reports:
-            if report.stage != Stage.PUBLISHED:
+            if report.stage not in (Stage.PUBLISHED, Stage.OUTBOX):
                 by_consumer[(report.service, report.consumer_group)].append(report)
         for (service, group), consumer_reports in by_consumer.items():
             steps.extend(_consumer_steps(service, group, consumer_reports, first_publish))
@@ -388,7 +398,7 @@ def saga_steps(ordered: Sequence[TraceEvent]) -> list[SagaStep]:
     for item in ordered:
         # causal order puts an event's first publication before any of its receipts
         first_seen.setdefault(item.event_id, item)
-        if item.stage != Stage.PUBLISHED:
+        if item.stage not in (Stage.PUBLISHED, Stage.OUTBOX):
             consumer = consumer_label(item.service, item.consumer_group)
             finals[item.event_id][consumer] = item.stage
             if item.stage == Stage.FAILED:

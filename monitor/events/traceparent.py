@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_HEX = re.compile(r"^[0-9a-f]+$")
+# Used with fullmatch: "$" would also match before a trailing newline.
+_HEX = re.compile(r"[0-9a-f]+")
 INVALID_TRACE_ID = "0" * 32
 INVALID_SPAN_ID = "0" * 16
 
@@ -37,7 +38,7 @@ class TraceContextError(ValueError):
 
 
 def _is_hex(value: str, length: int) -> bool:
-    return len(value) == length and _HEX.match(value) is not None
+    return len(value) == length and _HEX.fullmatch(value) is not None
 
 
 def check_trace_id(value: object) -> str:
@@ -62,13 +63,13 @@ def check_span_id(value: object) -> str:
     return value
 
 
-_WELL_FORMED_00 = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_WELL_FORMED_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def parse(value: object) -> TraceParent:
     """Parse a traceparent header value by the W3C rules; TraceContextError names the broken rule."""
     # Fast path for the common case (version 00, well formed); the rules below name what is wrong.
-    match = _WELL_FORMED_00.match(value) if isinstance(value, str) else None
+    match = _WELL_FORMED_00.fullmatch(value) if isinstance(value, str) else None
     if match is not None and match[1] != INVALID_TRACE_ID and match[2] != INVALID_SPAN_ID:
         return TraceParent("00", match[1], match[2], match[3])
     if not isinstance(value, str):

@@ -12,6 +12,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 from datetime import datetime
 
 from monitor.errors import QueryError
@@ -55,10 +56,10 @@ class Tolerances:
 
     @classmethod
     def from_params(cls, params: Mapping[str, str], base: Tolerances | None = None) -> Tolerances:
-        values = {}
+        values: dict[str, Any] = {}
         for param, attribute in cls.PARAMS.items():
             raw = params.get(param)
-            if raw in (None, ""):
+            if raw is None or raw == "":
                 continue
             try:
                 number = float(raw)
@@ -238,18 +239,18 @@ def build_flow_graph(
             consumer_group="", events=events, failed=failed, rate_per_second=events / span,
             failed_share=min(1.0, failed / events) if events else 0.0,
         ))
-    for row in sorted(consumes, key=lambda r: (r.topic, r.service, r.consumer_group)):
-        if not row.topic:
+    for consume in sorted(consumes, key=lambda r: (r.topic, r.service, r.consumer_group)):
+        if not consume.topic:
             continue
-        topic, consumer = node(FlowNodeKind.TOPIC, row.topic), node(FlowNodeKind.SERVICE, row.service)
-        failed = row.failed + row.dead_lettered
-        events = row.deliveries
-        lag = lag_by_group_topic.get((row.consumer_group, row.topic)) if row.consumer_group else None
+        topic, consumer = node(FlowNodeKind.TOPIC, consume.topic), node(FlowNodeKind.SERVICE, consume.service)
+        failed = consume.failed + consume.dead_lettered
+        events = consume.deliveries
+        lag = lag_by_group_topic.get((consume.consumer_group, consume.topic)) if consume.consumer_group else None
         edges.append(FlowEdge(
-            source=topic.id, target=consumer.id, kind=FlowEdgeKind.CONSUME, service=row.service, topic=row.topic,
-            consumer_group=row.consumer_group, events=events, failed=failed, rate_per_second=events / span,
+            source=topic.id, target=consumer.id, kind=FlowEdgeKind.CONSUME, service=consume.service, topic=consume.topic,
+            consumer_group=consume.consumer_group, events=events, failed=failed, rate_per_second=events / span,
             failed_share=min(1.0, failed / events) if events else 0.0,
-            p95_latency_seconds=p95_by_consumer.get((row.topic, row.service, row.consumer_group)),
+            p95_latency_seconds=p95_by_consumer.get((consume.topic, consume.service, consume.consumer_group)),
             lag=lag.lag if lag else None, lag_status=lag.status if lag else None,
             lag_clusters=lag.clusters if lag else (),
         ))

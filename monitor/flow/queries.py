@@ -222,7 +222,7 @@ def _p95_portable(since: datetime, until: datetime, service: str | None) -> dict
     service_filter = "AND e.service = %s" if service is not None else ""
     # Materialised, the lookup runs once per receipt, not once per mention of its result
     # (SQLite before 3.35 has no such keyword: still linear, just slower).
-    old_sqlite = connection.vendor == "sqlite" and connection.Database.sqlite_version_info < (3, 35)
+    old_sqlite = connection.vendor == "sqlite" and connection.Database.sqlite_version_info < (3, 35)  # type: ignore[attr-defined]
     materialized = "" if old_sqlite else "MATERIALIZED"
     sql = f"""
         WITH received AS {materialized} (
@@ -315,7 +315,7 @@ def group_lags(groups: Iterable[str], topics: Iterable[str], since: datetime, un
             lag_sum[key] = (lag_sum.get(key) or 0) + lag
         else:
             lag_sum.setdefault(key, None)
-        if status is not None and STATUS_SEVERITY_RANK.get(status, 0) >= STATUS_SEVERITY_RANK.get(statuses.get(key), -1):
+        if status is not None and STATUS_SEVERITY_RANK.get(status, 0) >= STATUS_SEVERITY_RANK.get(statuses.get(key) or "", -1):
             statuses[key] = status
         clusters[key].add(cluster)
 

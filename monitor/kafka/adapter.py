@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -18,8 +18,10 @@ from kafka import errors as kafka_errors
 from kafka.admin import NewPartitions, NewTopic, OffsetSpec
 from kafka.protocol.admin import DescribeGroupsRequest
 from kafka.protocol.api_message import ApiMessage
-from kafka.protocol.consumer import IsolationLevel
+from kafka.protocol.consumer import FetchRequest, IsolationLevel
 from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
+from kafka.record import MemoryRecords
+from kafka.record.default_records import DefaultRecordBatch
 from kafka.structs import OffsetAndMetadata
 
 from monitor import telemetry
@@ -117,6 +119,127 @@ class CommittedOffsets:
 
     offsets: dict[str, dict[TopicPartitionKey, int]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+
+
+PartitionOffset = tuple[str, int, int]
+"""(topic, partition, offset)."""
+
+FETCH_MAX_WAIT_MS = 50
+"""How long a leader may wait for data when none of the asked offsets is readable yet
+(e.g. all behind an open transaction): the answer is wanted now, not more data."""
+
+
+@dataclass(frozen=True)
+class RecordTimestamp:
+    """The record a consumer at ``requested_offset`` reads next, and when it was written."""
+
+    requested_offset: int
+    offset: int
+    """The record actually found: the next one when the requested offset was compacted
+    away, or held an aborted record or a transaction marker."""
+    timestamp_ms: int
+    log_append_time: bool
+    """True: the broker's clock when it appended the record (LogAppendTime); False: the
+    producer's clock (CreateTime)."""
+    exact: bool = True
+    """False when the record's batch was larger than the byte budget: the timestamp is
+    then that of the batch's first record (its header is all that was read)."""
+    backwards_ms: int = 0
+    """How far a later record read in the same answer goes back in time (> 0: producer
+    clocks disagree)."""
+
+
+@dataclass
+class RecordTimestamps:
+    """Answers of one :meth:`KafkaAdapter.record_timestamps` call."""
+
+    found: dict[PartitionOffset, RecordTimestamp] = field(default_factory=dict)
+    missing: dict[PartitionOffset, str] = field(default_factory=dict)
+    """Why no timestamp was read (no leader, error code, nothing within the bytes read)."""
+    bytes: int = 0
+    """Record bytes received."""
+
+
+def timestamps_in_records(data: bytes, offsets: Iterable[int], aborted_transactions: Iterable[Any]
+                          ) -> dict[int, RecordTimestamp]:
+    """For each wanted offset, the first record at or after it that a read-committed
+    consumer would see, among the record batches in ``data`` (a Fetch answer).
+
+    Skips control batches and the batches of aborted transactions (``aborted_transactions``
+    as the broker lists them: producer id and first offset), the way kafka-python's
+    fetcher does. A batch cut off by the byte budget still has its header: its
+    timestamps are used without its records (see :attr:`RecordTimestamp.exact`).
+    """
+    pending = sorted(set(offsets))
+    found: dict[int, RecordTimestamp] = {}
+    if not pending or not data:
+        return found
+    aborted_queue = sorted(((t.first_offset, t.producer_id) for t in aborted_transactions), reverse=True)
+    aborted_producers: set[int] = set()
+    records = MemoryRecords(data)
+    batches = []
+    while (batch := records.next_batch()) is not None:
+        batches.append(batch)
+    aborted_by_marker = _aborted_by_marker(batches)
+    read: list[RecordTimestamp] = []  # answers so far: later records may go back in time
+    for position, batch in enumerate(batches):
+        if batch.magic == 2:
+            while aborted_queue and aborted_queue[-1][0] <= batch.last_offset:
+                aborted_producers.add(aborted_queue.pop()[1])
+            if batch.is_control_batch:
+                if batch.is_transactional:
+                    aborted_producers.discard(batch.producer_id)
+                continue
+            if batch.is_transactional and (batch.producer_id in aborted_producers or position in aborted_by_marker):
+                continue
+        for record in batch:
+            timestamp = record.timestamp
+            if timestamp is None or timestamp < 0:
+                continue  # message format v0 has no timestamps
+            for index, answer in enumerate(read):
+                if not answer.log_append_time and answer.timestamp_ms - timestamp > answer.backwards_ms:
+                    read[index] = found[answer.requested_offset] = replace(
+                        answer, backwards_ms=answer.timestamp_ms - timestamp)
+            while pending and pending[0] <= record.offset:
+                answer = RecordTimestamp(
+                    requested_offset=pending.pop(0), offset=record.offset, timestamp_ms=timestamp,
+                    log_append_time=record.timestamp_type == 1,
+                )
+                found[answer.requested_offset] = answer
+                read.append(answer)
+    rest = memoryview(data)[records.valid_bytes():]
+    if pending and len(rest) >= DefaultRecordBatch.HEADER_STRUCT.size and rest[MemoryRecords.MAGIC_OFFSET] == 2:
+        header = DefaultRecordBatch(rest[:DefaultRecordBatch.HEADER_STRUCT.size])
+        aborted = header.is_transactional and header.producer_id in aborted_producers
+        if not header.is_control_batch and not aborted and header.first_timestamp >= 0:
+            append_time = header.timestamp_type == 1
+            while pending and pending[0] <= header.last_offset:
+                requested = pending.pop(0)
+                found[requested] = RecordTimestamp(
+                    requested_offset=requested, offset=max(requested, header.base_offset),
+                    timestamp_ms=header.max_timestamp if append_time else header.first_timestamp,
+                    log_append_time=append_time, exact=append_time or requested == header.base_offset,
+                )
+    return found
+
+
+def _aborted_by_marker(batches: list[Any]) -> set[int]:
+    """Positions of transactional batches whose transaction's marker, later in the same
+    read, says abort. Kafka also lists aborted transactions in the Fetch answer; some
+    Kafka-protocol brokers do not, and the marker says the same."""
+    aborted: set[int] = set()
+    open_batches: dict[int, list[int]] = {}  # producer id -> positions since its last marker
+    for position, batch in enumerate(batches):
+        if batch.magic != 2 or not batch.is_transactional:
+            continue
+        if not batch.is_control_batch:
+            open_batches.setdefault(batch.producer_id, []).append(position)
+            continue
+        marker = next(iter(batch), None)
+        positions = open_batches.pop(batch.producer_id, [])
+        if marker is not None and getattr(marker, "abort", False):
+            aborted.update(positions)
+    return aborted
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -417,6 +540,90 @@ class KafkaAdapter:
 
         return self._call("round_trip_floor", admin._manager.run, two_round_trips)
 
+    # -- record timestamps (time lag) -----------------------------------------
+    def record_timestamps(
+        self, wanted: Iterable[PartitionOffset], leaders: dict[TopicPartitionKey, int], *,
+        partition_max_bytes: int, max_bytes: int,
+    ) -> RecordTimestamps:
+        """The timestamp of the record at each wanted (topic, partition, offset): one
+        Fetch request per partition leader, all in flight together.
+
+        A partition appears once per request, at its lowest wanted offset; the other
+        wanted offsets of that partition are answered when the bytes read reach them.
+        ``partition_max_bytes`` bounds each partition and ``max_bytes`` the whole
+        read, split between the leaders (Kafka honours both; a broker that sends more
+        is still counted in ``RecordTimestamps.bytes``). Read-committed isolation:
+        control batches and the records of aborted transactions are skipped, as a
+        consumer skips them; a committed offset that no longer exists (compaction)
+        is answered by the next record. See :func:`timestamps_in_records`.
+        """
+        by_partition: dict[TopicPartitionKey, list[int]] = {}
+        for topic, partition, offset in wanted:
+            by_partition.setdefault((topic, partition), []).append(offset)
+        result = RecordTimestamps()
+        by_leader: dict[int, dict[str, list[Any]]] = {}
+        for key, offsets in sorted(by_partition.items()):
+            leader = leaders.get(key, -1)
+            if leader < 0:
+                for offset in offsets:
+                    result.missing[(*key, offset)] = "partition has no leader"
+                continue
+            by_leader.setdefault(leader, {}).setdefault(key[0], []).append(FetchRequest.FetchTopic.FetchPartition(
+                partition=key[1], fetch_offset=min(offsets), partition_max_bytes=partition_max_bytes,
+                current_leader_epoch=-1, log_start_offset=-1,
+            ))
+        if not by_leader:
+            return result
+        per_leader_bytes = max(1, max_bytes // len(by_leader))
+        admin = self.admin
+        isolation = IsolationLevel.READ_COMMITTED.value
+        requests = {
+            leader: FetchRequest(
+                replica_id=-1, max_wait_ms=FETCH_MAX_WAIT_MS, min_bytes=1,
+                max_bytes=min(per_leader_bytes, partition_max_bytes * sum(len(p) for p in topics.values())),
+                isolation_level=isolation, session_id=0, session_epoch=-1,
+                topics=[FetchRequest.FetchTopic(topic=topic, partitions=parts) for topic, parts in topics.items()],
+                forgotten_topics_data=[], rack_id="",
+                # v13+ name topics by id; v4 is the first with read_committed isolation.
+                min_version=FetchRequest.min_version_for_isolation_level(isolation), max_version=12,
+            )
+            for leader, topics in by_leader.items()
+        }
+
+        async def send_all() -> list[Any]:
+            in_flight = [admin._manager.send(request, node_id=leader) for leader, request in requests.items()]
+            return [await future for future in in_flight]
+
+        responses = self._call("fetch", admin._manager.run, send_all)
+        answered: set[TopicPartitionKey] = set()
+        for response in responses:
+            if response.error_code:
+                continue  # every partition of that leader stays unanswered, below
+            for topic in response.responses:
+                for part in topic.partitions:
+                    key = (topic.topic, part.partition_index)
+                    offsets = by_partition.get(key)
+                    if offsets is None:
+                        continue
+                    answered.add(key)
+                    if part.error_code:
+                        for offset in offsets:
+                            result.missing[(*key, offset)] = _error_name(part.error_code)
+                        continue
+                    data = bytes(part.records or b"")
+                    result.bytes += len(data)
+                    found = timestamps_in_records(data, offsets, part.aborted_transactions or [])
+                    for offset in offsets:
+                        if offset in found:
+                            result.found[(*key, offset)] = found[offset]
+                        else:
+                            result.missing[(*key, offset)] = "record not within the bytes read"
+        for key, offsets in by_partition.items():
+            if key not in answered:
+                for offset in offsets:
+                    result.missing.setdefault((*key, offset), "no answer from the partition leader")
+        return result
+
     def group_members(self, group_ids: Iterable[str]) -> dict[str, int]:
         """Number of active members per group; optional detail, empty on any failure
         (some brokers answer DescribeGroups with values kafka-python cannot parse)."""
@@ -450,13 +657,13 @@ class KafkaAdapter:
 
 # -- group membership: DescribeGroups (classic) and ConsumerGroupDescribe (KIP-848) ----
 
-class ConsumerGroupDescribeRequest(ApiMessage, load_json=_kafka_messages):
+class ConsumerGroupDescribeRequest(ApiMessage, load_json=_kafka_messages):  # type: ignore[call-arg]
     """API key 69 (KIP-848): kafka-python 3.0.12 knows the key but ships no message
     class, so this one is built from Apache Kafka's published schema (in
     :mod:`monitor.kafka.messages`)."""
 
 
-class ConsumerGroupDescribeResponse(ApiMessage, load_json=_kafka_messages):
+class ConsumerGroupDescribeResponse(ApiMessage, load_json=_kafka_messages):  # type: ignore[call-arg]
     """Registered with kafka-python's response registry when defined, so answers to
     :class:`ConsumerGroupDescribeRequest` decode like any other."""
 
@@ -657,20 +864,36 @@ class Producer:
     multi-record batches; one record per batch keeps the demo and tests exact.
     """
 
-    def __init__(self, settings: ConnectionSettings) -> None:
-        self._producer = KafkaProducer(batch_size=1, linger_ms=0, acks=1, **settings.client_config())
+    def __init__(self, settings: ConnectionSettings, transactional_id: str | None = None) -> None:
+        extra: dict[str, Any] = {"transactional_id": transactional_id, "acks": "all"} if transactional_id else {"acks": 1}
+        self._producer = KafkaProducer(batch_size=1, linger_ms=0, **extra, **settings.client_config())
+        if transactional_id:
+            self._producer.init_transactions()
 
     def send(self, topic: str, value: bytes, key: str | None = None,
-             headers: dict[str, str] | None = None, partition: int | None = None) -> tuple[int, int]:
+             headers: dict[str, str] | None = None, partition: int | None = None,
+             timestamp_ms: int | None = None) -> tuple[int, int]:
+        """Send one message and wait for its offset. ``timestamp_ms``: its CreateTime
+        (default: now, by this machine's clock)."""
         future = self._producer.send(
             topic,
             value=value,
             key=key.encode() if key is not None else None,
             headers=[(k, v.encode()) for k, v in (headers or {}).items()],
             partition=partition,
+            timestamp_ms=timestamp_ms,
         )
         metadata = future.get(timeout=10)
         return metadata.partition, metadata.offset
+
+    def begin_transaction(self) -> None:
+        self._producer.begin_transaction()
+
+    def commit_transaction(self) -> None:
+        self._producer.commit_transaction()
+
+    def abort_transaction(self) -> None:
+        self._producer.abort_transaction()
 
     def close(self) -> None:
         self._producer.close(timeout=5)

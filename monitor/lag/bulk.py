@@ -28,6 +28,14 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterabl
                 write(row)
 
 
+def concrete_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    """A stored column's field (``get_field`` also returns relations without columns)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or field.column is None:
+        raise ValueError(f"{model.__name__}.{name} is not a stored column")
+    return field
+
+
 @contextmanager
 def row_writer(model: type[models.Model], columns: Sequence[str]) -> Iterator[Callable[[Sequence[Any]], None]]:
     """``write(row)`` for one row at a time into one statement: on PostgreSQL a binary
@@ -37,16 +45,16 @@ def row_writer(model: type[models.Model], columns: Sequence[str]) -> Iterator[Ca
         pending: list[Sequence[Any]] = []
         yield pending.append
         if pending:
-            model.objects.bulk_create([model(**dict(zip(columns, row))) for row in pending], batch_size=BATCH_SIZE)
+            model._default_manager.bulk_create([model(**dict(zip(columns, row))) for row in pending], batch_size=BATCH_SIZE)
         return
-    fields = [model._meta.get_field(name) for name in columns]  # attribute names resolve too
-    quoted = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    fields = [concrete_field(model, name) for name in columns]  # attribute names resolve too
+    quoted = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
     statement = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({quoted}) FROM STDIN (FORMAT BINARY)"
     started = time.monotonic()
     with connection.cursor() as cursor:
         with cursor.cursor.copy(statement) as copy:
             # Binary values need their exact column types: "varchar(255)" -> "varchar".
-            copy.set_types([field.db_type(connection).split("(")[0] for field in fields])
+            copy.set_types([str(field.db_type(connection)).split("(")[0] for field in fields])
             yield copy.write_row
     if connection.queries_logged:
         # COPY goes around Django's cursor wrapper; logged here so that query counts
@@ -64,14 +72,14 @@ def update_rows(model: type[models.Model], objs: Sequence[models.Model], fields:
     if not objs:
         return
     if connection.vendor != "postgresql":
-        model.objects.bulk_update(objs, fields, batch_size=BATCH_SIZE)
+        model._default_manager.bulk_update(objs, fields, batch_size=BATCH_SIZE)
         return
     qn = connection.ops.quote_name
-    model_fields = [model._meta.get_field(name) for name in fields]
+    model_fields = [concrete_field(model, name) for name in fields]
     pk = model._meta.pk
     names = ["id"] + [f"c{n}" for n in range(len(model_fields))]
     arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in [pk, *model_fields])
-    assignments = ", ".join(f"{qn(field.column)} = v.{name}" for field, name in zip(model_fields, names[1:]))
+    assignments = ", ".join(f"{qn(str(field.column))} = v.{name}" for field, name in zip(model_fields, names[1:]))
     table = qn(model._meta.db_table)
     columns = [[obj.pk for obj in objs]] + [
         [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objs] for field in model_fields

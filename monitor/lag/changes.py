@@ -6,23 +6,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from monitor.choices import GroupEventKind
 from monitor import humanize
 from monitor.lag.compute import PartitionLag, TopicPartitionKey
 
 
-PreviousOffsets = tuple[int | None, int | None]
-"""A partition at the group's previous poll: (committed offset, log start offset)."""
+PreviousOffsets = tuple[int | None, int | None, datetime | None]
+"""A partition at the group's previous poll: (committed offset, log start offset, stuck since)."""
 
 
 def previous_lag(key: TopicPartitionKey, offsets: PreviousOffsets | None) -> PartitionLag | None:
     """The previous poll of a partition as far as its offsets tell (what was lost then)."""
     if offsets is None:
         return None
-    committed, start = offsets
+    committed, start = offsets[0], offsets[1]
     lost = start - committed if committed is not None and start is not None and committed < start else 0
     return PartitionLag(key[0], key[1], committed, start, None, None, lost)
+
+
+def rewind_detail(topic: str, partition: int, highest: int, committed: int, window: str = "") -> str:
+    """What an offset reset says: the drop from the highest committed offset seen (in the
+    window, when ``window`` names it), not merely from the previous poll."""
+    since = f" (the highest in the last {window})" if window else ""
+    return (f"{topic}/{partition}: committed offset went back from {humanize.count(highest)}{since} to "
+            f"{humanize.count(committed)} ({humanize.count(highest - committed)} messages to read again)")
 
 
 @dataclass(frozen=True)
@@ -64,19 +73,17 @@ def group_changes(
                                            detail=f"{topic}: {before} -> {now} partitions"))
     previous = previous or {}
     for part in current:
-        before_committed = before_start = None
+        before_committed: int | None = None
+        before_start: int | None = None
         if previous:
-            before = previous.get((part.topic, part.partition))
-            if before is not None:
-                before_committed, before_start = before
+            offsets_before = previous.get((part.topic, part.partition))
+            if offsets_before is not None:
+                before_committed, before_start = offsets_before[0], offsets_before[1]
             committed = part.committed_offset
             if before_committed is not None and committed is not None and committed < before_committed:
-                back = before_committed - committed
                 changes.append(GroupChange(
                     GroupEventKind.OFFSET_RESET, topic=part.topic, partition=part.partition,
-                    detail=f"{part.topic}/{part.partition}: committed offset went back from "
-                           f"{humanize.count(before_committed)} to {humanize.count(committed)} "
-                           f"({humanize.count(back)} messages to read again)",
+                    detail=rewind_detail(part.topic, part.partition, before_committed, committed),
                 ))
         if part.lost_messages and not (before_committed is not None and before_start is not None
                                        and before_committed < before_start):

@@ -50,10 +50,9 @@ def upsert_cluster(name: str, bootstrap_servers: list[str] | str, poll_interval_
         bootstrap_servers = [s.strip() for s in bootstrap_servers.split(",")]
     bootstrap = ",".join(s.strip() for s in bootstrap_servers if s.strip())
     with transaction.atomic():
-        cluster = Cluster.objects.select_for_update().filter(name=name).first()
-        created = cluster is None
-        if created:
-            cluster = Cluster(name=name)
+        found = Cluster.objects.select_for_update().filter(name=name).first()
+        created = found is None
+        cluster = Cluster(name=name) if found is None else found
         wanted: dict[str, object] = {"bootstrap_servers": bootstrap}
         if poll_interval_seconds is not None:
             wanted["poll_interval_seconds"] = poll_interval_seconds

@@ -79,7 +79,7 @@ def group_partition_lags(
     committed_by_topic: dict[str, list[int]] = {}
     for topic, partition in committed:
         committed_by_topic.setdefault(topic, []).append(partition)
-    lags = []
+    lags: list[PartitionLag] = []
     append = lags.append
     # In (topic, partition) order, as covered_partitions() sorted.
     for topic in sorted(committed_by_topic):
@@ -124,20 +124,21 @@ def covered_partitions_of_groups(
     return keys
 
 
-def newly_lost(previous: PartitionLag | None, current: PartitionLag) -> int:
-    """Messages lost on this partition since the previous poll, counting each once.
+def newly_lost(counted_to: int | None, current: PartitionLag) -> tuple[int, int | None]:
+    """Messages lost on this partition not counted before, and the new mark to keep.
 
-    Lost offsets are the range [committed, log start). The part that overlaps the
-    previous poll's lost range was already counted then.
+    Lost offsets are the range [committed, log start). ``counted_to`` is the log start up
+    to which losses of this partition were already counted (kept with the group, not with
+    the raw samples, so that a polling gap longer than their retention counts nothing
+    twice). A log start below the mark means the topic was recreated: the mark restarts.
     """
+    if counted_to is not None and current.log_start_offset is not None and current.log_start_offset < counted_to:
+        counted_to = None
     if not current.lost_messages or current.committed_offset is None or current.log_start_offset is None:
-        return 0
-    low, high = current.committed_offset, current.log_start_offset
-    if previous is not None and previous.lost_messages and previous.committed_offset is not None \
-            and previous.log_start_offset is not None:
-        overlap = max(0, min(high, previous.log_start_offset) - max(low, previous.committed_offset))
-        return (high - low) - overlap
-    return high - low
+        return 0, counted_to
+    low = current.committed_offset if counted_to is None else max(current.committed_offset, counted_to)
+    high = current.log_start_offset
+    return max(0, high - low), high
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,12 @@ class TopicLag:
     partitions: int
     unknown_partitions: int
     committed_offset_total: int | None = None
-    """Sum of the committed offsets (None when there is none)."""
+    """Sum of the committed offsets of the counted partitions (None when none is counted)."""
     log_end_offset_total: int | None = None
-    """Sum of the log ends of all the topic's partitions (None when none is known)."""
+    """Sum of the log ends of the counted partitions (None when none is counted)."""
+    partial_partitions: int = 0
+    """Unknown partitions that have a commit (their log offsets could not be read): the
+    totals leave them out, so they are partial."""
 
 
 def sum_known(values: Iterable[int | None]) -> int | None:
@@ -163,100 +167,102 @@ def max_known(values: Iterable[float | None]) -> float | None:
     return max(known) if known else None
 
 
+def is_partial_partition(part: PartitionLag) -> bool:
+    """A partition the group committed on whose lag is unknown in this poll (its log
+    offsets could not be read): it makes every total over it partial."""
+    return part.lag is None and part.committed_offset is not None
+
+
 def topic_lags(lags: Iterable[PartitionLag], time_lags: Mapping[TopicPartitionKey, float | None]) -> list[TopicLag]:
-    """Per-topic totals: lag sums the known partitions, time lag is the worst partition."""
-    by_topic: dict[str, list[PartitionLag]] = {}
-    for lag in lags:
-        by_topic.setdefault(lag.topic, []).append(lag)
-    return [
-        TopicLag(
-            topic=topic,
-            lag=sum_known(p.lag for p in parts),
-            time_lag_seconds=max_known(time_lags.get(p.key) for p in parts),
-            partitions=len(parts),
-            unknown_partitions=sum(1 for p in parts if p.lag is None),
-            committed_offset_total=sum_known(p.committed_offset for p in parts),
-            log_end_offset_total=sum_known(p.log_end_offset for p in parts),
-        )
-        for topic, parts in sorted(by_topic.items())
-    ]
+    """Per-topic totals, by the one definition of :func:`group_totals`."""
+    lags = list(lags)
+    return group_totals(lags, [time_lags.get(p.key) for p in lags]).topic_lags
 
 
 @dataclass(frozen=True)
 class GroupTotals:
-    """A group's partitions summed up in one pass (a cycle does this for every group)."""
+    """A group's partitions summed up in one pass (a cycle does this for every group).
+
+    The one definition of every total, for the current poll and for stored polls alike
+    (the stored per-topic rows sum to these): lag, committed offsets and log ends are
+    summed over the same partitions, the *counted* ones, those whose lag is known. A
+    partition without a commit is not read by the group and counts nowhere; a partition
+    with a commit but unknown lag (log offsets not readable this poll) makes the totals
+    *partial* (``partial_partitions``), and a partial total is never compared with a full
+    one (status window, rates, alerts).
+    """
 
     lag: int | None
     """Sum of the known lags; None when no lag is known."""
     committed_total: int | None
     log_end_total: int | None
-    """Sum of the log ends of the partitions with a committed offset."""
+    """Sum of the log ends of the counted partitions."""
     topics: list[str]
     """Topics with a committed offset, sorted."""
     lost_messages: int
     lost_partitions: int
     max_time_lag_seconds: float | None
     topic_lags: list[TopicLag]
+    counted_partitions: int = 0
+    partial_partitions: int = 0
 
 
 def group_totals(lags: Sequence[PartitionLag], time_lags: Sequence[float | None]) -> GroupTotals:
     """Totals of one group: ``time_lags`` holds each partition's time lag, in the order of
-    ``lags``. The same numbers as :func:`sum_known`, :func:`max_known` and
-    :func:`topic_lags` over the partitions, in one pass."""
+    ``lags``."""
     lag_total = committed_total = log_end_total = 0
-    lag_known = committed_known = log_end_known = False
+    counted = partial = 0
     lost_messages = lost_partitions = 0
     worst: float | None = None
     committed_topics: set[str] = set()
-    # topic -> [lag sum, any lag known, worst time lag, partitions, unknown partitions,
-    #           committed sum, any committed, log end sum, any log end]
+    # topic -> [lag sum, counted, worst time lag, partitions, unknown, committed sum, log end sum, partial]
     by_topic: dict[str, list] = {}
     for part, seconds in zip(lags, time_lags):
         topic, _, committed, _, log_end, lag, lost, _ = part
         totals = by_topic.get(topic)
         if totals is None:
-            totals = by_topic[topic] = [0, False, None, 0, 0, 0, False, 0, False]
+            totals = by_topic[topic] = [0, 0, None, 0, 0, 0, 0, 0]
         totals[3] += 1
-        if lag is None:
+        if committed is not None:
+            committed_topics.add(topic)
+        if lag is None or committed is None or log_end is None:  # a known lag has both offsets
             totals[4] += 1
+            if committed is not None:
+                totals[7] += 1
+                partial += 1
         else:
+            counted += 1
             lag_total += lag
-            lag_known = True
             totals[0] += lag
-            totals[1] = True
+            totals[1] += 1
+            # A known lag has a commit and a log end.
+            committed_total += committed
+            totals[5] += committed
+            log_end_total += log_end
+            totals[6] += log_end
         if seconds is not None:
             if worst is None or seconds > worst:
                 worst = seconds
             if totals[2] is None or seconds > totals[2]:
                 totals[2] = seconds
-        if log_end is not None:
-            totals[7] += log_end
-            totals[8] = True
-        if committed is not None:
-            committed_total += committed
-            committed_known = True
-            committed_topics.add(topic)
-            totals[5] += committed
-            totals[6] = True
-            if log_end is not None:
-                log_end_total += log_end
-                log_end_known = True
         if lost:
             lost_messages += lost
             lost_partitions += 1
     return GroupTotals(
-        lag=lag_total if lag_known else None,
-        committed_total=committed_total if committed_known else None,
-        log_end_total=log_end_total if log_end_known else None,
+        lag=lag_total if counted else None,
+        committed_total=committed_total if counted else None,
+        log_end_total=log_end_total if counted else None,
         topics=sorted(committed_topics),
         lost_messages=lost_messages,
         lost_partitions=lost_partitions,
         max_time_lag_seconds=worst,
         topic_lags=[
-            TopicLag(topic=topic, lag=lag if lag_found else None, time_lag_seconds=seconds, partitions=partitions,
-                     unknown_partitions=unknown, committed_offset_total=committed if committed_found else None,
-                     log_end_offset_total=log_end if log_end_found else None)
-            for topic, (lag, lag_found, seconds, partitions, unknown, committed, committed_found, log_end,
-                        log_end_found) in sorted(by_topic.items())
+            TopicLag(topic=topic, lag=lag if found else None, time_lag_seconds=seconds, partitions=partitions,
+                     unknown_partitions=unknown, committed_offset_total=committed if found else None,
+                     log_end_offset_total=log_end if found else None, partial_partitions=partial_here)
+            for topic, (lag, found, seconds, partitions, unknown, committed, log_end, partial_here)
+            in sorted(by_topic.items())
         ],
+        counted_partitions=counted,
+        partial_partitions=partial,
     )

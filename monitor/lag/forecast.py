@@ -19,6 +19,8 @@ from monitor import humanize
 class Forecast:
     seconds: float | None
     reason: str
+    never: bool = False
+    """The rates are known and say it will not happen (not "not enough history")."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def rate(points: Sequence[tuple[datetime, int | None]]) -> float | None:
     span = (known[-1][0] - known[0][0]).total_seconds()
     if span <= 0:
         return None
-    return (known[-1][1] - known[0][1]) / span  # type: ignore[operator]
+    return (known[-1][1] - known[0][1]) / span
 
 
 def catch_up(lag: int | None, consume_rate: float | None, produce_rate: float | None) -> Forecast:
@@ -51,7 +53,7 @@ def catch_up(lag: int | None, consume_rate: float | None, produce_rate: float | 
     gain = consume_rate - produce_rate
     if gain <= 0:
         return Forecast(None, f"not catching up: consuming {humanize.rate(max(consume_rate, 0.0))}, "
-                              f"producing {humanize.rate(max(produce_rate, 0.0))}")
+                              f"producing {humanize.rate(max(produce_rate, 0.0))}", never=True)
     seconds = lag / gain
     return Forecast(seconds, f"catching up at {humanize.rate(gain)}: about {humanize.duration(seconds)}")
 

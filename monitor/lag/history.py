@@ -23,7 +23,7 @@ from django.db.models.functions import Cast
 from monitor.choices import GroupEventKind
 from monitor.lag.changes import PreviousOffsets
 from monitor.lag.compute import TopicPartitionKey
-from monitor.lag.status import GroupPoint, Rewind
+from monitor.lag.status import GroupPoint, Rewind, effective_window
 from monitor.lag.timelag import OffsetPoint
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, Topic, TopicLagSample,
@@ -35,8 +35,13 @@ _new_tuple = tuple.__new__
 def status_history_seconds(cluster: Cluster) -> float:
     """How far back a group's polls matter to its status (window, stopped-after, and
     two intervals of slack)."""
-    return max(settings.MONITOR_STATUS_WINDOW_SECONDS, settings.MONITOR_STOPPED_AFTER_SECONDS) \
+    return max(status_window_seconds(cluster), settings.MONITOR_STOPPED_AFTER_SECONDS) \
         + 2 * cluster.poll_interval_seconds
+
+
+def status_window_seconds(cluster: Cluster) -> float:
+    """The status window of this cluster's groups: at least three polls long."""
+    return effective_window(settings.MONITOR_STATUS_WINDOW_SECONDS, cluster.poll_interval_seconds)
 
 
 @dataclass
@@ -92,7 +97,7 @@ def read_stored(cluster: Cluster, as_of: datetime) -> StoredHistory:
     live = [g for g in groups.values() if g.gone_at is None]
     ids = [g.id for g in live]
     points_since = as_of - timedelta(seconds=status_history_seconds(cluster))
-    window_start = as_of - timedelta(seconds=settings.MONITOR_STATUS_WINDOW_SECONDS)
+    window_start = as_of - timedelta(seconds=status_window_seconds(cluster))
     return StoredHistory(
         points_since=points_since,
         window_start=window_start,
@@ -107,8 +112,9 @@ def read_stored(cluster: Cluster, as_of: datetime) -> StoredHistory:
 
 
 def previous_partitions(groups: Iterable[ConsumerGroup]) -> dict[int, dict[TopicPartitionKey, PreviousOffsets]]:
-    """Each group's partitions as its latest poll saw them: the committed offset and the
-    log start (what an offset reset or a new loss is judged by)."""
+    """Each group's partitions as its latest poll saw them: the committed offset, the
+    log start (what an offset reset or a new loss is judged by) and since when the
+    committed offset has been stuck."""
     by_poll: dict[datetime, list[int]] = defaultdict(list)
     for group in groups:
         if group.last_sample_at is not None:
@@ -122,9 +128,26 @@ def previous_partitions(groups: Iterable[ConsumerGroup]) -> dict[int, dict[Topic
     for polled_at, ids in by_poll.items():
         latest |= Q(group_id__in=ids, polled_at=polled_at)
     rows = _rows(PartitionLagSample.objects.filter(latest).values_list(
-        "group_id", "topic", "partition", "committed_offset", "log_start_offset"))
-    for group_id, topic, partition, committed, start in rows:
-        result[group_id][(topic, partition)] = (committed, start)
+        "group_id", "topic", "partition", "committed_offset", "log_start_offset", "stuck_since"))
+    for group_id, topic, partition, committed, start, stuck in rows:
+        result[group_id][(topic, partition)] = (committed, start, stuck)
+    return result
+
+
+def committed_peaks(partitions: set[tuple[int, str, int]], since: datetime
+                    ) -> dict[int, dict[TopicPartitionKey, int]]:
+    """Per (group id, topic, partition): the highest committed offset stored since ``since``."""
+    result: dict[int, dict[TopicPartitionKey, int]] = defaultdict(dict)
+    if not partitions:
+        return result
+    rows = (PartitionLagSample.objects
+            .filter(group_id__in={g for g, _, _ in partitions}, topic__in={t for _, t, _ in partitions},
+                    polled_at__gte=since)
+            .values("group_id", "topic", "partition").annotate(peak=models.Max("committed_offset"))
+            .values_list("group_id", "topic", "partition", "peak"))
+    for group_id, topic, partition, peak in rows:
+        if (group_id, topic, partition) in partitions and peak is not None:
+            result[group_id][(topic, partition)] = peak
     return result
 
 
@@ -141,17 +164,19 @@ def group_points(group_ids: list[int], since: datetime, until: datetime | None) 
     rows = _rows(
         polls.values("group_id", "polled_at")
         .annotate(at=_instant(TopicLagSample), committed_total=_total("committed_offset_total"),
-                  lag_total=_total("lag"), log_end_total=_total("log_end_offset_total"))
+                  lag_total=_total("lag"), log_end_total=_total("log_end_offset_total"),
+                  counted=_total(F("partitions") - F("unknown_partitions")), partial=_total("partial_partitions"))
         .order_by("group_id", "polled_at")
-        .values_list("group_id", "at", "committed_total", "lag_total", "log_end_total")
+        .values_list("group_id", "at", "committed_total", "lag_total", "log_end_total", "counted", "partial")
     )
     instants = _Instants()
-    for group_id, at, committed_total, lag_total, log_end_total in rows:
-        result[group_id].append(_new_tuple(GroupPoint, (instants[at], committed_total, lag_total, log_end_total)))
+    for group_id, at, committed_total, lag_total, log_end_total, counted, partial in rows:
+        result[group_id].append(_new_tuple(GroupPoint, (instants[at], committed_total, lag_total, log_end_total,
+                                                        counted or 0, partial or 0)))
     return result
 
 
-def _total(column: str) -> Cast:
+def _total(column: str | models.Expression) -> Cast:
     # A sum of bigints is a numeric in PostgreSQL; as a bigint it is read as a plain int.
     return Cast(Sum(column), models.BigIntegerField())
 
@@ -328,7 +353,7 @@ def _anchors_postgresql(cluster_id: int, far: list[tuple[str, int, int]]) -> lis
     instants = _Instants()
     anchors = []
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, params)  # type: ignore[arg-type]
         for topic, partition, *found in cursor.fetchall():
             for point_at, log_start, log_end in (found[0:3], found[3:6], found[6:9]):
                 if point_at is not None:

@@ -4,8 +4,10 @@ A cycle reads, in this order: the consumer groups (filtered by the cluster's
 include/exclude globs), the committed offsets of all of them (batched per
 coordinator), the partitions and leaders of the topics they read (one Metadata
 request), then the log-start and log-end offsets of all those partitions (batched per
-leader). Committed offsets are read before log-end offsets so lag is never
-understated. Then :mod:`monitor.lag.record` stores the whole cycle in one transaction.
+leader), then the timestamps of the records lagging groups read next (one Fetch per
+leader, within a byte budget, cached: :mod:`monitor.lag.record_times`). Committed
+offsets are read before log-end offsets so lag is never understated. Then
+:mod:`monitor.lag.record` stores the whole cycle in one transaction.
 
 The Kafka requests run on a thread of their own while this one reads what the
 database already holds (groups, topics, the previous poll, the status window): the
@@ -28,7 +30,7 @@ from django.utils import timezone
 
 from monitor.choices import ClusterStatus
 from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
-from monitor.lag import history, snapshot
+from monitor.lag import history, record_times, snapshot
 from monitor.lag.clusters import connection_settings
 from monitor.lag.compute import covered_partitions_of_groups
 from monitor.lag.record import ClusterReading, Progress, no_progress, record_cycle
@@ -50,6 +52,8 @@ class PollOutcome:
     """From the start of the cycle until Kafka had answered everything."""
     history_seconds: float = 0.0
     """Reading the stored history, done while Kafka answers."""
+    record_reads: record_times.RecordReads | None = None
+    """Record timestamps of this cycle: how many were cached, read, and the bytes."""
 
     def summary(self) -> str:
         """One line for the poll_lag command."""
@@ -88,10 +92,15 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     log_offsets, log_errors = adapter.log_offsets(partitions, leaders)
     polled_at = timezone.now()
     progress(f"read log offsets of {len(log_offsets)} partitions")
+    wanted = record_times.wanted_offsets(committed.offsets, log_offsets)
+    records = record_times.read_record_times(adapter, cluster.pk, wanted, leaders)
+    if wanted:
+        progress(f"record timestamps of {len(records.times)} of {len(wanted)} lagging offsets "
+                 f"({records.cached} cached, {records.fetched_partitions} partitions read, {records.bytes:,} bytes)")
     return ClusterReading(
         polled_at=polled_at, groups=listed, committed=committed.offsets, group_errors=committed.errors,
         partition_counts=counts, topic_errors=metadata.errors, log_offsets=log_offsets, log_errors=log_errors,
-        requests=adapter.requests, membership=membership,
+        requests=adapter.requests, membership=membership, record_reads=records,
     )
 
 
@@ -159,7 +168,8 @@ def poll_cluster(cluster_id: int, progress: Progress = no_progress) -> PollOutco
     run = result.poll_run
     return PollOutcome(cluster=cluster.name, ok=True, groups=run.groups, partitions=run.partitions,
                        requests=run.requests, duration_seconds=time.monotonic() - clock_start, error=run.error,
-                       kafka_seconds=kafka.finished_at - clock_start, history_seconds=history_seconds)
+                       kafka_seconds=kafka.finished_at - clock_start, history_seconds=history_seconds,
+                       record_reads=reading.record_reads)
 
 
 def _record_failure(cluster: Cluster, started_at: datetime, clock_start: float, requests: int,

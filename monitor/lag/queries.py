@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar, TypeVar
 
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, TextField, When
+from django.db.models import Value as SqlValue
+from django.db.models.expressions import OrderBy
+from django.db.models.functions import Cast
 
 from monitor.choices import PROBLEM_STATUSES, STATUS_SEVERITY, ClusterStatus, GroupStatus
 from monitor.lag.series import Value, time_bucket
@@ -33,70 +36,86 @@ K = TypeVar("K")
 SPARKLINE_WINDOW = timedelta(hours=1)
 SPARKLINE_POINTS = 40
 
+OVERVIEW_PAGE_SIZE = 50
+
+
+def severity_rank() -> Case:
+    """A group's place in STATUS_SEVERITY as an SQL expression (0 = needs a human first)."""
+    return Case(
+        *[When(status=status.value, then=SqlValue(index)) for index, status in enumerate(STATUS_SEVERITY)],
+        default=SqlValue(len(STATUS_SEVERITY)),
+        output_field=IntegerField(),
+    )
+
+
 @dataclass(frozen=True)
 class OverviewFilter:
-    """The overview's filters and sort order, as carried in the URL query string."""
+    """The overview's filters, sort order and page, as carried in the URL query string.
+    Filtering, sorting and paging all run in the database (``apply``/``ordering``)."""
 
     cluster: str = ""
     status: str = ""
     text: str = ""
     sort: str = "severity"
     descending: bool = False
+    page: int = 1
 
     SORTS: ClassVar[tuple[str, ...]] = (
         "severity", "cluster", "group", "status", "total_lag", "max_time_lag_seconds", "members", "last_sample_at",
     )
+    _COLUMNS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "cluster": ("cluster__name", "name"),
+        "group": ("name", "cluster__name"),
+        "status": ("status",),
+        "total_lag": ("total_lag",),
+        "max_time_lag_seconds": ("max_time_lag_seconds",),
+        "members": ("members",),
+        "last_sample_at": ("last_sample_at",),
+    }
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> "OverviewFilter":
         """Unknown or malformed values fall back to the defaults: a stale bookmark still opens."""
         status = query.get("status", "")
         sort = query.get("sort", "severity")
+        page = query.get("page", "1")
         return cls(
             cluster=query.get("cluster", "").strip(),
             status=status if status in GroupStatus.values or status == "problems" else "",
             text=query.get("q", "").strip(),
             sort=sort if sort in cls.SORTS else "severity",
             descending=query.get("dir", "") == "desc",
+            page=int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1,
         )
 
-    def matches(self, group: ConsumerGroup) -> bool:
-        if self.cluster and group.cluster.name != self.cluster:
-            return False
+    def apply(self, groups: QuerySet[ConsumerGroup]) -> QuerySet[ConsumerGroup]:
+        """``groups`` narrowed to the cluster, status and text filters (text: a case-blind
+        substring of the group's name, its cluster's name or one of its topics)."""
+        if self.cluster:
+            groups = groups.filter(cluster__name=self.cluster)
         if self.status == "problems":
-            if group.status not in PROBLEM_STATUSES:
-                return False
-        elif self.status and group.status != self.status:
-            return False
+            groups = groups.filter(status__in=PROBLEM_STATUSES)
+        elif self.status:
+            groups = groups.filter(status=self.status)
         if self.text:
-            needle = self.text.lower()
-            haystack = [group.name, group.cluster.name, *[str(t) for t in group.topics or []]]
-            if not any(needle in item.lower() for item in haystack):
-                return False
-        return True
-
-    def sort_rows(self, groups: list[ConsumerGroup]) -> list[ConsumerGroup]:
-        if self.sort == "severity":
-            rank = {status: i for i, status in enumerate(STATUS_SEVERITY)}
-            ordered = sorted(
-                groups,
-                key=lambda g: (rank.get(g.status, len(rank)), -(g.total_lag or 0), g.cluster.name, g.name),
+            groups = groups.annotate(topics_text=Cast("topics", TextField())).filter(
+                Q(name__icontains=self.text) | Q(cluster__name__icontains=self.text)
+                | Q(topics_text__icontains=self.text)
             )
-            return list(reversed(ordered)) if self.descending else ordered
-        getters = {
-            "cluster": lambda g: (g.cluster.name, g.name),
-            "group": lambda g: (g.name, g.cluster.name),
-            "status": lambda g: g.status,
-            "total_lag": lambda g: g.total_lag,
-            "max_time_lag_seconds": lambda g: g.max_time_lag_seconds,
-            "members": lambda g: g.members,
-            "last_sample_at": lambda g: g.last_sample_at,
-        }
-        getter = getters[self.sort]
-        known = [g for g in groups if getter(g) is not None]
-        unknown = [g for g in groups if getter(g) is None]
-        known.sort(key=getter, reverse=self.descending)
-        return known + unknown  # unknown values last in both directions
+        return groups
+
+    def ordering(self) -> list[OrderBy]:
+        """ORDER BY for the sort: by severity, problems first then the largest lag; any
+        other column with unknown values last in both directions; ties by cluster, name."""
+        if self.sort == "severity":
+            keys = [
+                OrderBy(F("severity_rank"), descending=self.descending),
+                OrderBy(F("total_lag"), descending=not self.descending, nulls_last=True),
+            ]
+        else:
+            keys = [OrderBy(F(column), descending=self.descending, nulls_last=True)
+                    for column in self._COLUMNS[self.sort]]
+        return [*keys, OrderBy(F("cluster__name")), OrderBy(F("name")), OrderBy(F("id"))]
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -161,6 +180,10 @@ class Overview:
     clusters: list[str]
     total_groups: int
     status_counts: dict[str, int] = field(default_factory=dict)
+    matching: int = 0
+    """Groups matching the filters (over every page)."""
+    page: int = 1
+    pages: int = 1
 
 
 # --------------------------------------------------------------------------- clusters
@@ -226,18 +249,31 @@ def cluster_alarms(now: datetime) -> list[ClusterAlarm]:
 # --------------------------------------------------------------------------- groups
 
 
-def overview(filters: OverviewFilter, now: datetime) -> Overview:
-    groups = list(ConsumerGroup.objects.select_related("cluster"))
-    status_counts: dict[str, int] = defaultdict(int)
-    for group in groups:
-        status_counts[group.status] += 1
-    visible = filters.sort_rows([g for g in groups if filters.matches(g)])
+def overview(filters: OverviewFilter, now: datetime, page_size: int = OVERVIEW_PAGE_SIZE) -> Overview:
+    """One page of the overview: the filters, order and paging run in the database, and
+    the counts per status are one GROUP BY, so the cost is one page's rows at any size."""
+    status_counts = dict(
+        ConsumerGroup.objects.order_by().values("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    matching = filters.apply(ConsumerGroup.objects.all())
+    matching_count = matching.count()
+    pages = max(1, -(-matching_count // page_size))
+    page_number = min(filters.page, pages)
+    offset = (page_number - 1) * page_size
+    visible = list(
+        matching.select_related("cluster").defer("member_details")
+        .annotate(severity_rank=severity_rank())
+        .order_by(*filters.ordering())[offset:offset + page_size]
+    )
     sparklines = _sparklines([g.id for g in visible], now)
     return Overview(
         rows=[OverviewRow(group=g, sparkline=sparklines.get(g.id, [])) for g in visible],
         clusters=sorted(Cluster.objects.values_list("name", flat=True)),
-        total_groups=len(groups),
-        status_counts=dict(status_counts),
+        total_groups=sum(status_counts.values()),
+        status_counts=status_counts,
+        matching=matching_count,
+        page=page_number,
+        pages=pages,
     )
 
 
@@ -263,6 +299,30 @@ def _sparklines(group_ids: list[int], now: datetime) -> dict[int, list[Value]]:
         known = totals[group_id].get(index)
         totals[group_id][index] = value if known is None else known + (value or 0)
     return {gid: [buckets[i] for i in sorted(buckets)] for gid, buckets in totals.items()}
+
+
+@dataclass(frozen=True)
+class GroupPage:
+    summaries: list[dict[str, object]]
+    """Each group's latest summary (``snapshot.group_summary`` without member details)."""
+    last_name: str | None
+    """The last group's name when more groups follow, else None."""
+
+
+def group_list(cluster: Cluster, statuses: list[str], after: str | None = None, limit: int | None = None) -> GroupPage:
+    """A cluster's groups by name, optionally only ``statuses``, from after the group named
+    ``after``, at most ``limit`` (None: all). One query of the denormalised group rows."""
+    groups = ConsumerGroup.objects.filter(cluster=cluster)
+    if statuses:
+        groups = groups.filter(status__in=statuses)
+    if after is not None:
+        groups = groups.filter(name__gt=after)
+    groups = groups.order_by("name")
+    rows = list(groups if limit is None else groups[:limit + 1])
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit] if limit is not None else rows
+    summaries = [{k: v for k, v in snapshot.group_summary(g).items() if k != "member_details"} for g in rows]
+    return GroupPage(summaries=summaries, last_name=rows[-1].name if more and rows else None)
 
 
 def latest_partitions(group: ConsumerGroup) -> list[PartitionRow]:

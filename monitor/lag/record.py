@@ -17,13 +17,18 @@ from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagM
 from monitor.kafka.adapter import GroupListing, GroupMembership, LogOffsets
 from monitor.lag import forecast, history, members
 from monitor.lag.bulk import insert_rows, row_writer, update_rows
-from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, previous_lag
+from monitor import humanize
+from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, rewind_detail
 from monitor.lag.compute import (
     PartitionLag, TopicLag, TopicPartitionKey, covered_partitions_of_groups, group_partition_lags, group_totals,
     newly_lost,
 )
-from monitor.lag.status import GroupPoint, Rewind, StatusInputs, Verdict, group_status
-from monitor.lag.timelag import OffsetPoint, PartitionHistory, time_lag
+from monitor.lag.status import (
+    GroupPoint, PartitionState, Rewind, StatusInputs, Verdict, comparable_window, group_status, is_stalled,
+    members_live, stuck_since,
+)
+from monitor.lag.record_times import OVER_BUDGET, RecordReads, fetch_offset
+from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, over_budget, record_time_lag, time_lag
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
 )
@@ -49,6 +54,8 @@ class ClusterReading:
     requests: int = 0
     membership: dict[str, GroupMembership] = field(default_factory=dict)
     """Members and assignments per group, where the coordinator told (see the adapter)."""
+    record_reads: RecordReads = field(default_factory=RecordReads)
+    """Timestamps of the records lagging groups read next (time lag method ``record``)."""
 
     @cached_property
     def partitions(self) -> set[TopicPartitionKey]:
@@ -71,7 +78,9 @@ class GroupResult:
 
 
 PARTITION_ROW_FIELDS = ("topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-                        "time_lag_seconds", "time_lag_method", "time_lag_reason")
+                        "time_lag_seconds", "time_lag_method", "time_lag_reason", "stuck_since", "stalled")
+_REASON_INDEX = PARTITION_ROW_FIELDS.index("time_lag_reason")
+_STORED_ROW_LENGTH = len(PARTITION_ROW_FIELDS)
 _METHOD_TEXT = {method: str(method) for method in TimeLagMethod}
 
 
@@ -98,10 +107,11 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     read here when not given.
     """
     now = reading.polled_at
+    _set_aside_unstorable_groups(reading)
     if stored is None:
         stored = history.read_stored(cluster, now)
     history_since = now - timedelta(seconds=history.status_history_seconds(cluster))
-    window_start = now - timedelta(seconds=settings.MONITOR_STATUS_WINDOW_SECONDS)
+    window_start = now - timedelta(seconds=history.status_window_seconds(cluster))
     existing, topics = stored.groups, stored.topics
 
     lags = _partition_lags(reading)
@@ -109,18 +119,23 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     tables = _LogTables(cluster, reading, lags, stored.offset_points_after(window_start), now)
     progress(f"read the history of {len(reading.log_offsets)} partitions")
 
+    # The highest committed offsets of the window on partitions that went back: read now,
+    # before the samples stream in (one query, only in a cycle that found a reset).
+    peaks = history.committed_peaks(_rewound(lags, existing, stored), window_start)
     listed = {g.group_id: g for g in reading.groups}
     previous_counts = {name: t.partitions for name, t in topics.items()}
 
     def evaluate(row: ConsumerGroup, parts: list[PartitionLag]) -> GroupResult:
         if row.id is None:
             result = _evaluate_group(row, parts, listed.get(row.name), None, [], [], tables, previous_counts,
-                                     reading.partition_counts, now, is_new=True)
+                                     reading.partition_counts, now, is_new=True,
+                                     membership=reading.membership.get(row.name))
         else:
             result = _evaluate_group(
-                row, parts, listed.get(row.name), stored.previous.get(row.id),
+                row, parts, listed.get(row.name), stored.previous.get(row.id, {}),
                 stored.group_points_between(row.id, history_since, now), stored.rewinds_after(row.id, window_start),
-                tables, previous_counts, reading.partition_counts, now, is_new=False,
+                tables, previous_counts, reading.partition_counts, now, is_new=False, peaks=peaks.get(row.id),
+                membership=reading.membership.get(row.name),
             )
         _apply_membership(result, listed.get(row.name), reading.membership.get(row.name))
         return result
@@ -147,7 +162,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         progress(f"computed the lag of {len(results)} groups")
         insert_rows(TopicLagSample, _TOPIC_COLUMNS, (
             (r.group.id, t.topic, 0, now, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions,
-             t.committed_offset_total, t.log_end_offset_total)
+             t.committed_offset_total, t.log_end_offset_total, t.partial_partitions)
             for r in results for t in r.topics
         ))
         insert_rows(LogOffsetSample, _LOG_OFFSET_COLUMNS, (
@@ -179,6 +194,24 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
                        all_groups=list(existing.values()) + new_groups)
 
 
+def _rewound(lags: dict[str, list[PartitionLag]], existing: dict[str, ConsumerGroup],
+             stored: history.StoredHistory) -> set[tuple[int, str, int]]:
+    found = set()
+    for name, parts in lags.items():
+        row = existing.get(name)
+        if row is None:
+            continue
+        previous = stored.previous.get(row.id)
+        if not previous:
+            continue
+        for part in parts:
+            before = previous.get(part.key)
+            if before and before[0] is not None and part.committed_offset is not None \
+                    and part.committed_offset < before[0]:
+                found.add((row.id, part.topic, part.partition))
+    return found
+
+
 def _partition_lags(reading: ClusterReading) -> dict[str, list[PartitionLag]]:
     log_pairs = {tp: (o.log_start_offset, o.log_end_offset) for tp, o in reading.log_offsets.items()}
     log_errors = dict(reading.log_errors)
@@ -204,8 +237,10 @@ class _LogTables:
                     needed.setdefault((part.topic, part.partition), set()).add(part.committed_offset)
         self.points = history.offset_points(cluster.id, needed, reading.log_offsets, recent)
         self.log_offsets = reading.log_offsets
+        self.record_reads = reading.record_reads
+        self._record_lags: dict[tuple[str, int, int], TimeLag] = {}
         self.now = now
-        self.window = settings.MONITOR_STATUS_WINDOW_SECONDS
+        self.window = history.status_window_seconds(cluster)
         self._histories: dict[TopicPartitionKey, PartitionHistory] = {}
         self._start_rates: dict[TopicPartitionKey, float | None] = {}
 
@@ -222,9 +257,33 @@ class _LogTables:
                     table = histories[(topic, partition)] = PartitionHistory(
                         self.points.get((topic, partition), []), end, now)
                 lag_in_time = table.behind(committed)
+                if self.record_reads.times or self.record_reads.not_read:
+                    lag_in_time = self._with_record(topic, partition, committed, start, lag_in_time)
             append((topic, partition, committed, start, end, lag, lag_in_time.seconds,
                     method_text[lag_in_time.method], lag_in_time.reason or note))
         return rows
+
+    def _with_record(self, topic: str, partition: int, committed: int, start: int | None,
+                     from_history: TimeLag) -> TimeLag:
+        """The record's answer when its timestamp was read; else the history's, saying
+        why the record was not read."""
+        key = (topic, partition, committed)
+        found = self._record_lags.get(key)
+        if found is None:
+            at = (topic, partition, fetch_offset(committed, start))
+            record = self.record_reads.times.get(at)
+            why = self.record_reads.not_read.get(at)
+            if record is not None:
+                found = record_time_lag(record, self.now, from_history)
+            elif why == OVER_BUDGET:
+                found = over_budget(from_history)
+            elif why:
+                found = TimeLag(from_history.seconds, from_history.method,
+                                "; ".join(filter(None, (from_history.reason, f"record not read: {why}"))))
+            else:
+                found = from_history
+            self._record_lags[key] = found
+        return found
 
     def log_start_rate(self, key: TopicPartitionKey) -> float | None:
         if key not in self._start_rates:
@@ -252,6 +311,7 @@ def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
 _SNAPSHOT_FIELDS = [
     "state", "members", "protocol", "member_details", "status", "status_reason", "status_since", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
     "catch_up_seconds", "retention_risk_seconds", "last_seen_at", "gone_at", "last_sample_at",
+    "catch_up_never", "partial_partitions", "stalled_partitions", "lost_counted_to",
 ]
 
 
@@ -259,43 +319,97 @@ def _evaluate_group(
     row: ConsumerGroup, parts: list[PartitionLag], listing: GroupListing | None,
     previous: dict[TopicPartitionKey, PreviousOffsets] | None, past_points: list[GroupPoint], past_rewinds: list[Rewind],
     tables: _LogTables, previous_counts: dict[str, int], partition_counts: dict[str, int],
-    now: datetime, *, is_new: bool,
+    now: datetime, *, is_new: bool, peaks: dict[TopicPartitionKey, int] | None = None,
+    membership: GroupMembership | None = None,
 ) -> GroupResult:
-    window = settings.MONITOR_STATUS_WINDOW_SECONDS
+    window = tables.window
     reappeared = not is_new and row.gone_at is not None
     partition_rows = tables.partition_rows(parts)
-    totals = group_totals(parts, [row[6] for row in partition_rows])
+    totals = group_totals(parts, [r[6] for r in partition_rows])
     changes = group_changes(
         parts, previous, row.topics if not is_new else [], previous_counts, partition_counts,
         new_group=is_new, reappeared=reappeared,
     )
+
+    # Losses: counted once per offset range, whatever the gap since the last poll.
+    counted_to = dict(row.lost_counted_to or {}) if not is_new else {}
+    lost_since = 0
+    newly_lost_keys: set[TopicPartitionKey] = set()
+    for part in parts:
+        mark_key = f"{part.topic}/{part.partition}"
+        if not part.lost_messages and mark_key not in counted_to:
+            continue
+        new, mark = newly_lost(counted_to.get(mark_key), part)
+        if new:
+            lost_since += new
+            newly_lost_keys.add(part.key)
+        if mark is None:
+            counted_to.pop(mark_key, None)
+        else:
+            counted_to[mark_key] = mark
+    changes = [c for c in changes if c.kind != GroupEventKind.DATA_LOSS or (c.topic, c.partition) in newly_lost_keys]
+
+    if peaks and any(c.kind == GroupEventKind.OFFSET_RESET for c in changes):
+        changes = _rewinds_from_the_highest(changes, parts, peaks, window)
     rewinds = list(past_rewinds) + [
         Rewind(at=now, detail=c.detail) for c in changes if c.kind == GroupEventKind.OFFSET_RESET
     ]
+
+    # Per partition: how long the committed offset has been stuck, and who owns it.
+    owners = members.owners(members.stored_members(membership))
+    states: list[PartitionState] = []
+    stalled_count = 0
+    rows_out: list[tuple] = []
+    for part, values in zip(parts, partition_rows):
+        before = previous.get(part.key) if previous else None
+        since = stuck_since(before[0] if before else None, before[2] if before else None,
+                            part.committed_offset, part.lag, now)
+        state = PartitionState(part.topic, part.partition, part.committed_offset, part.lag, since,
+                               members.owner_label(owners.get(part.key)) or None)
+        stalled = is_stalled(state, now, window)
+        stalled_count += stalled
+        states.append(state)
+        rows_out.append(values + (since, stalled))
+    partition_rows = rows_out
+
     current = GroupPoint(polled_at=now, committed_total=totals.committed_total, lag=totals.lag,
-                         log_end_total=totals.log_end_total)
+                         log_end_total=totals.log_end_total, counted=totals.counted_partitions,
+                         partial=totals.partial_partitions)
     group_history = [p for p in past_points if p.polled_at < now] + [current]
-    state = listing.state if listing else row.state
-    members = 0 if state.lower() == "empty" else None
+    state_name = listing.state if listing else row.state
+    told = members.member_count(membership)
+    member_count = told if told is not None else (0 if state_name.lower() == "empty" else None)
     verdict = group_status(StatusInputs(
         now=now, history=group_history, window_seconds=window,
         stopped_after_seconds=settings.MONITOR_STOPPED_AFTER_SECONDS,
         lost_messages=totals.lost_messages, data_loss_partitions=totals.lost_partitions,
-        rewinds=rewinds, members=members, broker_state=state,
+        rewinds=rewinds, members=member_count, broker_state=state_name, partitions=states,
+        members_live=members_live(state_name, member_count),
     ))
+    in_window = comparable_window(group_history, now, window)
+    if totals.partial_partitions:
+        # A partial total is no new evidence about the group as a whole: unless the
+        # partitions themselves say more, the previous verdict stands until the window
+        # holds enough comparable polls.
+        unknown = f"lag of {totals.partial_partitions} partition{'s' if totals.partial_partitions != 1 else ''} " \
+                  f"unknown in the latest poll"
+        judged_by_totals = verdict.status in (GroupStatus.OK, GroupStatus.GROWING, GroupStatus.IDLE)
+        if judged_by_totals and len(in_window) < 3 and not is_new \
+                and row.status not in (GroupStatus.UNKNOWN, GroupStatus.GONE):
+            previous_reason = row.status_reason.split(" (lag of ")[0]
+            verdict = Verdict(GroupStatus(row.status), f"{previous_reason} ({unknown})")
+        elif verdict.status != GroupStatus.UNKNOWN:
+            verdict = Verdict(verdict.status, f"{verdict.reason} ({unknown})")
 
-    in_window = [p for p in group_history if (now - p.polled_at).total_seconds() <= window]
     catch_up = forecast.catch_up(
         totals.lag,
         forecast.rate([(p.polled_at, p.committed_total) for p in in_window]),
         forecast.rate([(p.polled_at, p.log_end_total) for p in in_window]),
     )
     retention = forecast.retention_risk(_retention_inputs(parts, tables))
-    lost_since = sum(newly_lost(previous_lag(p.key, previous.get(p.key) if previous else None), p)
-                     for p in parts if p.lost_messages)
 
-    row.state = state[:40]
-    row.members = members
+    row.state = state_name[:40]
+    row.members = member_count
     if row.status != verdict.status or row.status_since is None:
         row.status_since = now
     row.status, row.status_reason = verdict.status, verdict.reason[:500]
@@ -303,13 +417,34 @@ def _evaluate_group(
     row.max_time_lag_seconds = totals.max_time_lag_seconds
     row.topics = totals.topics
     row.lost_messages = (row.lost_messages or 0) + lost_since
+    row.lost_counted_to = counted_to
     row.catch_up_seconds = catch_up.seconds
+    row.catch_up_never = catch_up.never
     row.retention_risk_seconds = retention.seconds
+    row.partial_partitions = totals.partial_partitions
+    row.stalled_partitions = stalled_count
     row.last_seen_at = now
     row.gone_at = None
     row.last_sample_at = now if parts else None
     return GroupResult(group=row, partitions=parts, topics=totals.topic_lags, verdict=verdict, changes=changes,
                        partition_rows=partition_rows)
+
+
+def _rewinds_from_the_highest(changes: list[GroupChange], parts: list[PartitionLag],
+                              peaks: dict[TopicPartitionKey, int], window: float) -> list[GroupChange]:
+    """Offset resets measured from the highest committed offset the window saw on that
+    partition (read before the cycle's writes, see :func:`history.committed_peaks`)."""
+    committed = {p.key: p.committed_offset for p in parts}
+    result = []
+    for change in changes:
+        key = (change.topic, change.partition or 0)
+        peak, now_at = peaks.get(key), committed.get(key)
+        if change.kind == GroupEventKind.OFFSET_RESET and peak is not None and now_at is not None:
+            change = GroupChange(change.kind, change.topic, change.partition,
+                                 rewind_detail(change.topic, change.partition or 0, peak, now_at,
+                                               humanize.duration(window)))
+        result.append(change)
+    return result
 
 
 _OWNED_STATUSES = (GroupStatus.STALLED, GroupStatus.STOPPED, GroupStatus.GROWING)
@@ -327,7 +462,7 @@ def _apply_membership(result: GroupResult, listing: GroupListing | None, members
     if row.member_details and row.status in _OWNED_STATUSES:
         lagging = [(p.topic, p.partition) for p in sorted(result.partitions, key=lambda p: -(p.lag or 0)) if p.lag]
         note = members.owner_note(row.member_details, lagging)
-        if note:
+        if note and ", owner " not in row.status_reason:  # a stalled partition's reason names its owner
             row.status_reason = f"{row.status_reason}; {note}"[:500]
 
 
@@ -345,18 +480,20 @@ def _retention_inputs(parts: list[PartitionLag], tables: _LogTables) -> Iterator
                                           log_start_rate=rate)
 
 
-_PARTITION_COLUMNS = ("group_id", "polled_at") + PARTITION_ROW_FIELDS
+_PARTITION_COLUMNS = ("group_id", "polled_at") + PARTITION_ROW_FIELDS[:_STORED_ROW_LENGTH]
 _REASON_LENGTH = PartitionLagSample._meta.get_field("time_lag_reason").max_length
 _TOPIC_COLUMNS = ("group_id", "topic", "resolution", "polled_at", "lag", "time_lag_seconds", "partitions",
-                  "unknown_partitions", "committed_offset_total", "log_end_offset_total")
+                  "unknown_partitions", "committed_offset_total", "log_end_offset_total", "partial_partitions")
 _LOG_OFFSET_COLUMNS = ("cluster_id", "topic", "partition", "polled_at", "log_start_offset", "log_end_offset")
 
 
 def _write_partition_rows(write: Callable[[tuple], None], result: GroupResult, now: datetime) -> None:
     head = (result.group.id, now)
     for row in result.partition_rows:
-        reason = row[-1]
-        write(head + row if len(reason) <= _REASON_LENGTH else head + row[:-1] + (reason[:_REASON_LENGTH],))
+        reason = row[_REASON_INDEX]
+        if _REASON_LENGTH is not None and len(reason) > _REASON_LENGTH:
+            row = row[:_REASON_INDEX] + (reason[:_REASON_LENGTH],) + row[_REASON_INDEX + 1:]
+        write(head + row[:_STORED_ROW_LENGTH])
 
 
 def _write_topics(cluster: Cluster, topics: dict[str, Topic], partition_counts: dict[str, int], now: datetime) -> None:
@@ -372,11 +509,39 @@ def _write_topics(cluster: Cluster, topics: dict[str, Topic], partition_counts: 
     update_rows(Topic, changed, ["partitions", "last_seen_at"])
 
 
+MAX_GROUP_NAME_LENGTH = 255  # ConsumerGroup.name
+
+
+def _set_aside_unstorable_groups(reading: ClusterReading) -> None:
+    """Groups whose id cannot be stored (longer than the column, or holding NUL, which
+    PostgreSQL text cannot) become group errors named in the poll's error, instead of
+    failing the whole cycle for every other group of the cluster."""
+    unstorable = {g.group_id for g in reading.groups} | set(reading.committed)
+    unstorable = {name for name in unstorable if len(name) > MAX_GROUP_NAME_LENGTH or "\x00" in name}
+    if not unstorable:
+        return
+    for name in unstorable:
+        reason = (f"a group id of {len(name)} characters cannot be stored (at most {MAX_GROUP_NAME_LENGTH})"
+                  if len(name) > MAX_GROUP_NAME_LENGTH else "a group id holding NUL cannot be stored")
+        reading.group_errors[name] = reason
+        reading.committed.pop(name, None)
+        reading.membership.pop(name, None)
+    reading.groups = [g for g in reading.groups if g.group_id not in unstorable]
+
+
+def _shown_name(name: str) -> str:
+    """A group id in an error message: as is, or quoted with escapes when it is long or
+    holds control characters."""
+    if len(name) <= 80 and name.isprintable():
+        return name
+    return repr(name if len(name) <= 80 else name[:80] + "...")
+
+
 def _partial_errors(reading: ClusterReading) -> str:
     """What could not be read although the cluster answered; empty when all went well."""
     parts = []
     if reading.group_errors:
-        shown = "; ".join(f"{g}: {e}" for g, e in sorted(reading.group_errors.items())[:3])
+        shown = "; ".join(f"{_shown_name(g)}: {e}" for g, e in sorted(reading.group_errors.items())[:3])
         parts.append(f"{len(reading.group_errors)} group(s) could not be read ({shown})")
     if reading.topic_errors:
         shown = "; ".join(f"{t}: {e}" for t, e in sorted(reading.topic_errors.items())[:3])

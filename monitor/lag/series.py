@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models import ExpressionWrapper, FloatField, Func, Max, QuerySet
@@ -85,7 +85,7 @@ class EpochSeconds(Func):
     template = "EXTRACT(EPOCH FROM %(expressions)s)"
     output_field = FloatField()
 
-    def as_sqlite(self, compiler, connection, **extra_context):  # type: ignore[no-untyped-def]
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
         return self.as_sql(
             compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)", **extra_context
         )
@@ -130,7 +130,7 @@ def _topic_lag_series(
     if since < now - _raw_retention():
         # Part of a short range so old that only its rollups are left.
         rollups = base.filter(resolution=ROLLUP_RESOLUTION_SECONDS).order_by(key, "polled_at")
-        series = _grouped(rollups.values_list(key, "polled_at", metric))
+        series = _grouped(list(rollups.values_list(key, "polled_at", metric)))
         bucket = timedelta(seconds=ROLLUP_RESOLUTION_SECONDS)
         tail_starts = {k: pts[-1][0] + bucket for k, pts in series.items()}
         raw_from = min(tail_starts.values()) if tail_starts else since

@@ -28,8 +28,8 @@ def _cluster_key(cluster_name: str) -> str:
 
 
 def _group_key(cluster_name: str, group: str) -> str:
-    # Group names may hold any character; the cache key must not. v2: partitions as rows.
-    return f"lag:snapshot:v2:group:{cluster_name}:{hashlib.sha1(group.encode()).hexdigest()}"
+    # Group names may hold any character; the cache key must not. v3: partitions with stuck_since and stalled.
+    return f"lag:snapshot:v3:group:{cluster_name}:{hashlib.sha1(group.encode()).hexdigest()}"
 
 
 def group_summary(group: ConsumerGroup) -> dict[str, Any]:
@@ -47,7 +47,11 @@ def group_summary(group: ConsumerGroup) -> dict[str, Any]:
         "topics": list(group.topics or []),
         "lost_messages": group.lost_messages,
         "catch_up_seconds": group.catch_up_seconds,
+        "catch_up_never": group.catch_up_never,
         "retention_risk_seconds": group.retention_risk_seconds,
+        "retention_risk_method": group.retention_risk_method,
+        "partial_partitions": group.partial_partitions,
+        "stalled_partitions": group.stalled_partitions,
         "first_seen_at": group.first_seen_at,
         "last_seen_at": group.last_seen_at,
         "last_sample_at": group.last_sample_at,
@@ -75,7 +79,7 @@ def _group_detail(result: GroupResult) -> dict[str, Any]:
     body["partition_rows"] = result.partition_rows
     body["topic_lags"] = [
         {"topic": t.topic, "lag": t.lag, "time_lag_seconds": t.time_lag_seconds, "partitions": t.partitions,
-         "unknown_partitions": t.unknown_partitions}
+         "unknown_partitions": t.unknown_partitions, "partial_partitions": t.partial_partitions}
         for t in result.topics
     ]
     return body
@@ -160,7 +164,7 @@ def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
             "topic": s.topic, "partition": s.partition, "committed_offset": s.committed_offset,
             "log_start_offset": s.log_start_offset, "log_end_offset": s.log_end_offset, "lag": s.lag,
             "time_lag_seconds": s.time_lag_seconds, "time_lag_method": s.time_lag_method,
-            "time_lag_reason": s.time_lag_reason,
+            "time_lag_reason": s.time_lag_reason, "stuck_since": s.stuck_since, "stalled": s.stalled,
         }
         for s in samples
     ]
@@ -168,7 +172,7 @@ def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
         if samples else []
     body["topic_lags"] = [
         {"topic": t.topic, "lag": t.lag, "time_lag_seconds": t.time_lag_seconds, "partitions": t.partitions,
-         "unknown_partitions": t.unknown_partitions}
+         "unknown_partitions": t.unknown_partitions, "partial_partitions": t.partial_partitions}
         for t in topics
     ]
     return _with_owners(body)

@@ -1,23 +1,31 @@
-"""Group status from a fixed time window of polled samples (not a window of commits).
+"""Group status from a time window of polled samples, judged per partition and per group.
 
 The first rule that matches wins; every status comes with a one-line reason.
 
-| status    | when                                                                 | reason, e.g.                                              |
-| --------- | -------------------------------------------------------------------- | --------------------------------------------------------- |
-| unknown   | no partition of the group has a known lag                            | "no committed offset on any partition"                    |
-| data_loss | a committed offset is below its partition's log start now            | "1,200 messages deleted before they were consumed (2 partitions)" |
-| rewind    | a committed offset went backwards within the window                  | "orders/3: committed offset went back from 5,000 to 100 (4,900 messages to read again), 4 min ago" |
-| stopped   | lag > 0 and no committed-offset progress for MONITOR_STOPPED_AFTER_SECONDS | "no progress for 16 min while 4,500 messages wait"  |
-| stalled   | lag > 0 and no committed-offset progress over the whole window       | "no progress in the last 10 min while 4,500 messages wait" |
-| growing   | >= 3 polls in the window, least-squares slope of lag > 0, last - first >= max(10, 5% of first) | "lag grew from 120 to 4,500 messages in the last 10 min" |
-| empty     | the broker reports no active members                                 | "no active members; 120 messages waiting"                 |
-| idle      | lag 0 and the log end did not move over the window (>= 2 polls)      | "caught up; no new messages in the last 10 min"           |
-| ok        | otherwise                                                            | "120 messages behind, consuming 40/s" or "caught up"      |
+| status    | when                                                                 | detected after |
+| --------- | -------------------------------------------------------------------- | -------------- |
+| unknown   | no partition of the group has a known lag                            | next poll      |
+| data_loss | a committed offset is below its partition's log start now            | next poll      |
+| rewind    | a committed offset went backwards within the window (compared with the highest offset the window saw) | next poll |
+| stopped   | every lagging partition without progress for MONITOR_STOPPED_AFTER_SECONDS and the broker reports no live members | stopped-after |
+| stalled   | every lagging partition without progress for the window (after stopped-after: members live, or membership unknown); or some partitions stuck for the window while others move (named) | one window |
+| growing   | >= 3 comparable polls, lag trend up by more than the noise of the commit sawtooth | one window |
+| empty     | the broker reports no active members                                 | next poll      |
+| idle      | lag 0 and the log end did not move over the window (>= 2 polls)      | one window     |
+| ok        | otherwise                                                            | next poll      |
 
-"No progress" is measured from the later of: the last change of the group's committed
-offsets, and the moment its lag became positive (a caught-up group that gets one new
-message is not "stopped" because it had nothing to do before). The window is
-MONITOR_STATUS_WINDOW_SECONDS. Pure: no database, no clock.
+Per partition (Burrow-like, but over polls): a partition is *stuck* from the first poll
+that saw its current committed offset while it lagged, until the offset moves or the
+lag reaches 0; a poll whose lag is unknown neither moves nor resets it (unknown lag is
+never progress). A partition stuck for the whole window is *stalled*.
+
+Totals are compared only with *comparable* polls: the same number of counted partitions
+and the same number of partial ones (see :func:`monitor.lag.compute.group_totals`), so a
+partition becoming unknown is never read as a drop or a rise. Growth must beat the
+sawtooth of a healthy consumer: between two commits the polled lag rises by up to
+produce rate x commit interval, so a rise below that (or below 10 messages and 5 %) is
+noise. The window holds at least three polls whatever the poll interval
+(:func:`effective_window`). Pure: no database, no clock.
 """
 from __future__ import annotations
 
@@ -38,6 +46,68 @@ class GroupPoint(NamedTuple):
     committed_total: int | None
     lag: int | None
     log_end_total: int | None
+    counted: int = 0
+    """Partitions the totals sum (those with a known lag)."""
+    partial: int = 0
+    """Partitions with a commit left out because their lag was unknown in that poll."""
+
+    def comparable_with(self, other: "GroupPoint") -> bool:
+        return self.lag is not None and (self.counted, self.partial) == (other.counted, other.partial)
+
+
+class PartitionState(NamedTuple):
+    """One partition at this poll, with how long its committed offset has been stuck."""
+
+    topic: str
+    partition: int
+    committed_offset: int | None
+    lag: int | None
+    stuck_since: datetime | None
+    owner: str | None = None
+
+
+def stuck_since(previous_committed: int | None, previous_stuck_since: datetime | None,
+                committed: int | None, lag: int | None, now: datetime) -> datetime | None:
+    """Start of the stretch in which this partition's committed offset has not moved
+    while it lagged; None when it is not stuck. A poll with unknown lag keeps the stretch
+    as it was: it shows neither progress nor a caught-up partition."""
+    if committed is None:
+        return None
+    if previous_committed is None or committed != previous_committed:
+        return now if lag else None
+    if lag is None:
+        return previous_stuck_since
+    if lag == 0:
+        return None
+    return previous_stuck_since or now
+
+
+def is_stalled(part: PartitionState, now: datetime, window_seconds: float) -> bool:
+    return part.stuck_since is not None and part.lag != 0 \
+        and (now - part.stuck_since).total_seconds() >= window_seconds
+
+
+_LIVE_STATES = {"stable", "preparingrebalance", "completingrebalance", "assigning", "reconciling"}
+_MEMBERLESS_STATES = {"empty", "dead"}
+
+
+def members_live(broker_state: str, members: int | None) -> bool | None:
+    """What the broker says about membership: True (members), False (empty or dead), None
+    (it did not say: e.g. DescribeGroups failed and ListGroups gave no state)."""
+    if members is not None and members > 0:
+        return True
+    state = broker_state.strip().lower()
+    if members == 0 or state in _MEMBERLESS_STATES:
+        return False
+    if state in _LIVE_STATES:
+        return True
+    return None
+
+
+def effective_window(window_seconds: float, poll_interval_seconds: float) -> float:
+    """The status window, widened so that it always holds at least three polls (two and
+    a half intervals: polls drift a little)."""
+    return max(float(window_seconds), 2.5 * float(poll_interval_seconds))
 
 
 @dataclass(frozen=True)
@@ -62,6 +132,11 @@ class StatusInputs:
     rewinds: Sequence[Rewind] = ()
     members: int | None = None
     broker_state: str = ""
+    partitions: Sequence[PartitionState] = ()
+    """Per partition, when known; without them, progress is judged from the totals."""
+    members_live: bool | None = None
+    """True: the broker reports members; False: an empty or dead group; None: unknown."""
+    poll_interval_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,13 +167,51 @@ def grew_beyond_noise(first: int, last: int) -> bool:
     return last - first >= max(GROWING_MIN_MESSAGES, GROWING_MIN_FRACTION * first)
 
 
+def sawtooth_floor(points: Sequence[GroupPoint]) -> float:
+    """How much the polled lag of a healthy group can rise by chance: between two commits
+    it rises by the produce rate x the commit interval. The commit interval is at most
+    the longest stretch the committed total stayed put plus one poll spacing (when the
+    offsets move at every poll, commits come at least once per poll)."""
+    if len(points) < 2:
+        return 0.0
+    span = (points[-1].polled_at - points[0].polled_at).total_seconds()
+    if span <= 0 or points[0].log_end_total is None or points[-1].log_end_total is None:
+        return 0.0
+    produce_rate = max(0.0, (points[-1].log_end_total - points[0].log_end_total) / span)
+    gaps = [(b.polled_at - a.polled_at).total_seconds() for a, b in zip(points, points[1:])]
+    longest_still, stretch_start = 0.0, points[0]
+    for point in points[1:]:
+        if point.committed_total != stretch_start.committed_total:
+            stretch_start = point
+        longest_still = max(longest_still, (point.polled_at - stretch_start.polled_at).total_seconds())
+    return produce_rate * (longest_still + max(gaps))
+
+
+def is_growing(points: Sequence[GroupPoint]) -> bool:
+    """Lag trending up by more than the noise: the least-squares rise over the window
+    beats 10 messages, 5 % of the start and the commit sawtooth, and the lower envelope
+    (the lag right after commits, as low as the polls saw it) rose too."""
+    if len(points) < 3:
+        return False
+    lags = [float(p.lag or 0) for p in points]
+    span = (points[-1].polled_at - points[0].polled_at).total_seconds()
+    rise = lag_slope(points) * span
+    floor = max(GROWING_MIN_MESSAGES, GROWING_MIN_FRACTION * lags[0], sawtooth_floor(points))
+    half = len(points) // 2
+    return rise >= floor and lags[-1] - lags[0] >= floor and min(lags[half:]) > min(lags[:half])
+
+
 def since_last_progress(history: Sequence[GroupPoint]) -> datetime | None:
-    """Start of the current stretch where lag > 0 and the committed offsets did not move."""
+    """From the totals alone: start of the current stretch where lag > 0 and the committed
+    offsets did not move. Polls that are not comparable with the current one (unknown or
+    partial lag) neither break nor extend it."""
     current = history[-1]
     if not current.lag:
         return None
     start = current.polled_at
     for point in reversed(history[:-1]):
+        if not point.comparable_with(current):
+            continue  # unknown lag is never progress
         if not point.lag or point.committed_total != current.committed_total:
             break
         start = point.polled_at
@@ -115,14 +228,65 @@ def consume_rate(points: Sequence[GroupPoint]) -> float | None:
     return max(0.0, (known[-1].committed_total - known[0].committed_total) / span)  # type: ignore[operator]
 
 
+def comparable_window(history: Sequence[GroupPoint], now: datetime, window_seconds: float) -> list[GroupPoint]:
+    """The polls of the window whose totals can be compared with the current one."""
+    current = history[-1]
+    return [p for p in history
+            if (now - p.polled_at).total_seconds() <= window_seconds and p.comparable_with(current)]
+
+
+def _partition_name(part: PartitionState) -> str:
+    return f"{part.topic}/{part.partition}"
+
+
+def _stalled_reason(stalled: list[PartitionState], moving: int, now: datetime) -> str:
+    worst = max(stalled, key=lambda p: (p.lag or 0, -(p.stuck_since or now).timestamp()))
+    owner = f", owner {worst.owner}" if worst.owner else ""
+    lag = f"{humanize.count(worst.lag)} messages behind" if worst.lag is not None else "lag unknown"
+    stuck_for = humanize.duration((now - worst.stuck_since).total_seconds()) if worst.stuck_since else "?"
+    text = (f"{_partition_name(worst)} stuck at offset {humanize.count(worst.committed_offset or 0)} "
+            f"for {stuck_for} with {lag}{owner}")
+    others = [p for p in stalled if p is not worst]
+    if others:
+        names = ", ".join(_partition_name(p) for p in others[:3])
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        text += f"; also stuck: {names}{more}"
+    if moving:
+        text += f"; {moving} other partition{'s' if moving != 1 else ''} progressing"
+    return text
+
+
+def _no_progress_verdict(stuck_for: float, lag: int, inputs: StatusInputs, window: float) -> Verdict | None:
+    if stuck_for >= inputs.stopped_after_seconds:
+        waiting = f"{humanize.count(lag)} messages wait"
+        if inputs.members_live is False:
+            return Verdict(GroupStatus.STOPPED,
+                           f"no progress for {humanize.duration(stuck_for)} while {waiting}; no active members")
+        if inputs.members_live is True:
+            return Verdict(GroupStatus.STALLED,
+                           f"no progress for {humanize.duration(stuck_for)} while {waiting}; "
+                           f"the group still has members")
+        return Verdict(GroupStatus.STALLED,
+                       f"no progress for {humanize.duration(stuck_for)} while {waiting} (membership unknown)")
+    if stuck_for >= window:
+        return Verdict(GroupStatus.STALLED,
+                       f"no progress in the last {humanize.duration(window)} "
+                       f"while {humanize.count(lag)} messages wait")
+    return None
+
+
 def group_status(inputs: StatusInputs) -> Verdict:
     history = list(inputs.history)
     current = history[-1]
     now = inputs.now
-    window = [p for p in history if (now - p.polled_at).total_seconds() <= inputs.window_seconds]
+    window_seconds = effective_window(inputs.window_seconds, inputs.poll_interval_seconds)
+    window = comparable_window(history, now, window_seconds)
     lag = current.lag
 
     if lag is None:
+        if current.partial:
+            return Verdict(GroupStatus.UNKNOWN, f"lag of {current.partial} partition"
+                                                f"{'s' if current.partial != 1 else ''} unknown in this poll")
         return Verdict(GroupStatus.UNKNOWN, "no committed offset on any partition")
 
     if inputs.lost_messages > 0:
@@ -131,29 +295,38 @@ def group_status(inputs: StatusInputs) -> Verdict:
         return Verdict(GroupStatus.DATA_LOSS,
                        f"{humanize.count(inputs.lost_messages)} messages deleted before they were consumed{where}")
 
-    rewinds = [r for r in inputs.rewinds if (now - r.at).total_seconds() <= inputs.window_seconds]
+    rewinds = [r for r in inputs.rewinds if (now - r.at).total_seconds() <= window_seconds]
     if rewinds:
         last = max(rewinds, key=lambda r: r.at)
         ago = (now - last.at).total_seconds()
         when = "just now" if ago < 1 else f"{humanize.duration(ago)} ago"
         return Verdict(GroupStatus.REWIND, f"{last.detail}, {when}")
 
-    stuck_since = since_last_progress(history)
-    if stuck_since is not None:
-        stuck_for = (now - stuck_since).total_seconds()
-        if stuck_for >= inputs.stopped_after_seconds:
-            return Verdict(GroupStatus.STOPPED,
-                           f"no progress for {humanize.duration(stuck_for)} while {humanize.count(lag)} messages wait")
-        if stuck_for >= inputs.window_seconds:
-            return Verdict(GroupStatus.STALLED,
-                           f"no progress in the last {humanize.duration(inputs.window_seconds)} "
-                           f"while {humanize.count(lag)} messages wait")
+    if inputs.partitions:
+        lagging = [p for p in inputs.partitions if p.lag or (p.lag is None and p.stuck_since is not None)]
+        stuck_times = [p.stuck_since for p in lagging if p.stuck_since is not None]
+        stuck = [p for p in lagging if p.stuck_since is not None]
+        if lagging and len(stuck_times) == len(lagging):
+            since = max(stuck_times)
+            verdict = _no_progress_verdict((now - since).total_seconds(), lag, inputs, window_seconds)
+            if verdict is not None:
+                return verdict
+        stalled = [p for p in stuck if is_stalled(p, now, window_seconds)]
+        if stalled:
+            moving = sum(1 for p in inputs.partitions
+                         if p.committed_offset is not None and not is_stalled(p, now, window_seconds))
+            return Verdict(GroupStatus.STALLED, _stalled_reason(stalled, moving, now))
+    else:
+        stuck_since_total = since_last_progress(history)
+        if stuck_since_total is not None:
+            verdict = _no_progress_verdict((now - stuck_since_total).total_seconds(), lag, inputs, window_seconds)
+            if verdict is not None:
+                return verdict
 
-    known = [p for p in window if p.lag is not None]
-    if len(known) >= 3 and grew_beyond_noise(known[0].lag, known[-1].lag) and lag_slope(known) > 0:  # type: ignore[arg-type]
-        span = (known[-1].polled_at - known[0].polled_at).total_seconds()
+    if is_growing(window):
+        span = (window[-1].polled_at - window[0].polled_at).total_seconds()
         return Verdict(GroupStatus.GROWING,
-                       f"lag grew from {humanize.count(known[0].lag)} to {humanize.count(known[-1].lag)} "  # type: ignore[arg-type]
+                       f"lag grew from {humanize.count(window[0].lag or 0)} to {humanize.count(window[-1].lag or 0)} "
                        f"messages in the last {humanize.duration(span)}")
 
     if inputs.members == 0 or inputs.broker_state.lower() == "empty":
@@ -161,7 +334,7 @@ def group_status(inputs: StatusInputs) -> Verdict:
         return Verdict(GroupStatus.EMPTY, f"no active members{waiting}")
 
     ends = [p.log_end_total for p in window]
-    if lag == 0 and len(window) >= 2 and None not in ends and len(set(ends)) == 1:
+    if lag == 0 and len(window) >= 2 and len(set(ends)) == 1:
         span = (window[-1].polled_at - window[0].polled_at).total_seconds()
         return Verdict(GroupStatus.IDLE, f"caught up; no new messages in the last {humanize.duration(span)}")
 

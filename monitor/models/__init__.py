@@ -5,6 +5,7 @@ from monitor.models.channels import Channel
 from monitor.models.clusters import Cluster, ConsumerGroup, Topic
 from monitor.models.events import Event, EventType, ExpectedSubscription, Finding, Service
 from monitor.models.lag import GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, TopicLagSample
+from monitor.models.pathways import BusinessFlow, BusinessTransaction, Pathway, ProcessingCursor, TracePathway
 from monitor.models.tokens import ApiToken
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "Event", "EventType", "ExpectedSubscription", "Finding", "GroupEvent", "Heartbeat", "LogOffsetSample",
     "MaintenanceWindow", "Notification", "PartitionLagSample", "PollRun", "Service", "Silence",
     "Topic", "TopicLagSample",
+    "BusinessFlow", "BusinessTransaction", "Pathway", "ProcessingCursor", "TracePathway",
 ]

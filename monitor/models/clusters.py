@@ -107,10 +107,22 @@ class ConsumerGroup(models.Model):
     max_time_lag_seconds = models.FloatField(null=True, blank=True)
     topics = models.JSONField(default=list, blank=True)
     lost_messages = models.BigIntegerField(default=0)
-    catch_up_seconds = models.FloatField(null=True, blank=True, help_text="Forecast; null = not catching up")
+    catch_up_seconds = models.FloatField(null=True, blank=True, help_text="Forecast; null = not catching up or unknown")
+    catch_up_never = models.BooleanField(
+        default=False, help_text="The rates are known and the group is not gaining on the producers")
     retention_risk_seconds = models.FloatField(
         null=True, blank=True, help_text="Forecast: time until retention deletes unread messages"
     )
+    retention_risk_method = models.CharField(
+        max_length=20, blank=True, help_text="How the retention forecast was made: retention_ms, log_start_rate")
+    partial_partitions = models.IntegerField(
+        default=0, help_text="Partitions with a commit whose lag is unknown in the latest poll: the totals leave "
+                             "them out and are partial")
+    stalled_partitions = models.IntegerField(
+        default=0, help_text="Partitions whose committed offset has not moved over the window while they lag")
+    lost_counted_to = models.JSONField(
+        default=dict, blank=True,
+        help_text='Per "topic/partition": the log start up to which deleted messages were already counted')
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     gone_at = models.DateTimeField(null=True, blank=True)

@@ -63,8 +63,11 @@ class PartitionLagSample(models.Model):
     log_end_offset = models.BigIntegerField(null=True)
     lag = models.BigIntegerField(null=True, help_text="null when unknown, never 0 for unknown")
     time_lag_seconds = models.FloatField(null=True)
-    time_lag_method = models.CharField(max_length=20, choices=TimeLagMethod.choices)
+    time_lag_method = models.CharField(max_length=24, choices=TimeLagMethod.choices)
     time_lag_reason = models.CharField(max_length=200, blank=True)
+    stuck_since = models.DateTimeField(
+        null=True, help_text="Start of the current stretch with this committed offset while lagging")
+    stalled = models.BooleanField(default=False, help_text="Stuck for at least the status window")
 
     class Meta:
         indexes = [
@@ -87,6 +90,9 @@ class TopicLagSample(models.Model):
     time_lag_seconds = models.FloatField(null=True)
     partitions = models.IntegerField(default=0)
     unknown_partitions = models.IntegerField(default=0)
+    partial_partitions = models.IntegerField(
+        default=0, help_text="Of the unknown ones: partitions with a commit whose log offsets could not be read "
+                             "(the totals are partial); the rest have no commit")
     # Per poll (resolution 0), summed over the topic's partitions: the status window reads
     # a group's totals per poll from these rows instead of summing every partition sample.
     committed_offset_total = models.BigIntegerField(null=True)

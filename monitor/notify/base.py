@@ -8,6 +8,11 @@ receiver said how long to wait).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.models import Channel, Notification
+
 from collections.abc import Iterable
 
 
@@ -27,7 +32,7 @@ class Notifier:
     Every send carries ``idempotency_key(notification)``, the same on every retry, so a
     receiver can tell a repeat from a new message (delivery is at-least-once)."""
 
-    def __init__(self, channel: object) -> None:
+    def __init__(self, channel: Channel) -> None:
         from django.conf import settings
 
         self.channel = channel
@@ -35,11 +40,11 @@ class Notifier:
         # Per network step; delivery cuts it to what is left of the claim's lease.
         self.timeout_seconds: float = float(settings.MONITOR_NOTIFY_TIMEOUT_SECONDS)
 
-    def send(self, notification: object) -> None:
+    def send(self, notification: Notification) -> None:
         raise NotImplementedError
 
     @staticmethod
-    def idempotency_key(notification: object) -> str:
+    def idempotency_key(notification: Notification) -> str:
         """The notification's stable key (a UUID): the same on every attempt."""
         key = getattr(notification, "idempotency_key", None)
         return str(key) if key else f"notification-{getattr(notification, 'pk', '')}"

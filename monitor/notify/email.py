@@ -3,6 +3,11 @@ well, threading headers so an incident's messages stay together, and one Message
 (from the notification's idempotency key) across retries."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.models import Channel, Notification
+
 import smtplib
 import socket
 
@@ -14,11 +19,11 @@ from monitor.notify.base import Notifier, NotifierError
 
 
 class EmailNotifier(Notifier):
-    def __init__(self, channel: object) -> None:
+    def __init__(self, channel: Channel) -> None:
         super().__init__(channel)
         self.timeout_seconds = float(settings.EMAIL_TIMEOUT)
 
-    def send(self, notification: object) -> None:
+    def send(self, notification: Notification) -> None:
         recipients = self.channel.recipients
         if not recipients:
             raise NotifierError("the channel has no recipients", permanent=True)

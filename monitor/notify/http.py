@@ -7,6 +7,11 @@ secrets.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from monitor.models import Notification
+
 import email.utils
 import json
 import socket
@@ -86,7 +91,7 @@ def _reason(reason: object) -> str:
     return str(reason)
 
 
-def _read(response: object) -> str:
+def _read(response: Any) -> str:
     try:
         return response.read(MAX_BODY_BYTES).decode("utf-8", errors="replace")
     except Exception:  # noqa: BLE001 - the status code is what matters
@@ -103,10 +108,10 @@ class HttpNotifier(Notifier):
     def secrets(self) -> list[str]:
         return [self.url()]
 
-    def body(self, notification: object) -> dict:
+    def body(self, notification: Notification) -> dict:
         raise NotImplementedError
 
-    def send(self, notification: object) -> None:
+    def send(self, notification: Notification) -> None:
         if not self.url():
             raise NotifierError("the channel has no webhook URL", permanent=True)
         headers = {"Idempotency-Key": self.idempotency_key(notification)}

@@ -9,8 +9,8 @@ The engine stores a *payload* on each outbox row when the alert changes state::
     ITEM = {alert_id, rule_id, rule, severity, metric, unit, op, threshold, threshold_text,
             value, value_text, cluster, group, topic, subject, subject_label, state, started_at, fired_at,
             resolved_at, duration_seconds, no_data_reason, resolved_reason,
-            acknowledged_by, acknowledged_at, acknowledgement_note, summary,
-            worst_partitions: [{topic, partition, lag, time_lag_seconds}], group_url, alert_url}
+            acknowledged_by, acknowledged_at, acknowledgement_note, summary, traces: [{trace_id, url}],
+            worst_partitions: [{topic, partition, lag, time_lag_seconds, owner}], group_url, alert_url}
 
 Notifiers turn the payload into a Slack Block Kit message, an email (text + HTML) or a
 generic webhook body at delivery time, with the functions below.
@@ -29,15 +29,16 @@ from monitor import links as site_links
 from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import RuleSpec
 from monitor.choices import NotificationKind, Severity
+from monitor.tracelinks import external_trace_url
 
 if TYPE_CHECKING:
     from monitor.models import Alert
 
 PRODUCT = "kafka-monitor"
 MAX_ITEMS_IN_MESSAGE = 10
-SEVERITY_COLOURS = {Severity.CRITICAL: "#d64545", Severity.WARNING: "#d98a00", Severity.INFO: "#5b6b8c"}
+SEVERITY_COLOURS: dict[str, str] = {Severity.CRITICAL: "#d64545", Severity.WARNING: "#d98a00", Severity.INFO: "#5b6b8c"}
 RESOLVED_COLOUR = "#1f9d55"
-SEVERITY_ORDER = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+SEVERITY_ORDER: dict[str, int] = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 KIND_WORDS = {
     NotificationKind.FIRING: "FIRING",
     NotificationKind.REMINDER: "STILL FIRING",
@@ -59,6 +60,11 @@ def _parse_iso(text: str | None) -> datetime | None:
 base_url = site_links.base_url
 group_path = site_links.group_path
 alert_path = site_links.alert_path
+
+
+def trace_link(trace_id: str) -> str:
+    """The trace in the backend named by MONITOR_TRACE_URL_TEMPLATE, else our trace page."""
+    return external_trace_url(trace_id) or site_links.absolute(site_links.trace_path(trace_id))
 
 
 def _metric(name: str) -> metric_registry.Metric | None:
@@ -112,10 +118,11 @@ def alert_item(a: Alert, rule: RuleSpec, now: datetime, worst_partitions: list[d
         "acknowledgement_note": a.acknowledgement_note,
         "worst_partitions": [
             {"topic": p["topic"], "partition": p["partition"], "lag": p["lag"],
-             "time_lag_seconds": p["time_lag_seconds"]}
+             "time_lag_seconds": p["time_lag_seconds"], "owner": p.get("owner") or ""}
             for p in (worst_partitions or [])
         ],
         "summary": detail.get("summary", ""),
+        "traces": [{"trace_id": t, "url": trace_link(t)} for t in detail.get("traces") or []],
         "group_url": base_url() + group_path(a.cluster, a.group) if a.cluster and a.group else "",
         "alert_url": base_url() + alert_path(a.id),
     }
@@ -207,15 +214,17 @@ def partition_table(partitions: list[dict]) -> str:
     """A small fixed-width table of the worst partitions."""
     if not partitions:
         return ""
-    rows = [("topic/partition", "lag", "time lag")]
+    owned = any(p.get("owner") for p in partitions)
+    rows = [("topic/partition", "lag", "time lag") + (("owner",) if owned else ())]
     for p in partitions:
         rows.append((
             f"{p['topic']}/{p['partition']}",
             "unknown" if p["lag"] is None else f"{p['lag']:,}",
             "unknown" if p["time_lag_seconds"] is None else format_duration(p["time_lag_seconds"]),
-        ))
+        ) + ((p.get("owner") or "-",) if owned else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}" for r in rows)
+    return "\n".join((f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}"
+                       + (f"  {r[3]}" if owned else "")).rstrip() for r in rows)
 
 
 # -- Slack ----------------------------------------------------------------------------------
@@ -240,6 +249,9 @@ def slack_message(payload_: dict) -> dict:
         line = f"*{_slack_escape(item['severity'])}* · {_slack_escape(summary_line(item, kind))}"
         if item.get("summary"):
             line += f"\n{_slack_escape(item['summary'])}"
+        if item.get("traces"):
+            line += "\ntraces: " + " ".join(f"<{_slack_escape(t['url'])}|{_slack_escape(t['trace_id'][:16])}>"
+                                            for t in item["traces"])
         if item.get("acknowledged_by"):
             line += f"\n_acknowledged by {_slack_escape(item['acknowledged_by'])}_"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}})
@@ -290,6 +302,8 @@ def email_text(payload_: dict) -> str:
         resolved = f", resolved {item['resolved_at']}" if item.get("resolved_at") else ""
         if item.get("summary"):
             out.append(f"  {item['summary']}")
+        for trace in item.get("traces") or []:
+            out.append(f"  trace {trace['trace_id']}: {trace['url']}")
         out.append(f"  since {item['started_at']}{resolved}")
         if item.get("acknowledged_by"):
             note = item.get("acknowledgement_note") or ""
@@ -318,6 +332,9 @@ def email_html(payload_: dict) -> str:
                      + (f", resolved {e(item['resolved_at'])}" if item.get("resolved_at") else "") + "</small></p>")
         if item.get("summary"):
             parts.append(f"<p>{e(item['summary'])}</p>")
+        if item.get("traces"):
+            parts.append("<p>Traces: " + " ".join(f'<a href="{e(t["url"])}"><code>{e(t["trace_id"])}</code></a>'
+                                                 for t in item["traces"]) + "</p>")
         if item.get("acknowledged_by"):
             note = e(item.get("acknowledgement_note") or "")
             parts.append(f"<p><em>Acknowledged by {e(item['acknowledged_by'])}</em> {note}</p>")
@@ -325,12 +342,12 @@ def email_html(payload_: dict) -> str:
         if partitions and kind != NotificationKind.RESOLVED:
             parts.append('<table cellpadding="4" style="border-collapse:collapse">'
                          "<tr><th align=left>topic/partition</th><th align=right>lag</th>"
-                         "<th align=right>time lag</th></tr>")
+                         "<th align=right>time lag</th><th align=left>owner</th></tr>")
             for p in partitions:
                 lag_text = "unknown" if p["lag"] is None else f"{p['lag']:,}"
                 time_text = "unknown" if p["time_lag_seconds"] is None else format_duration(p["time_lag_seconds"])
                 parts.append(f"<tr><td>{e(p['topic'])}/{p['partition']}</td><td align=right>{e(lag_text)}</td>"
-                             f"<td align=right>{e(time_text)}</td></tr>")
+                             f"<td align=right>{e(time_text)}</td><td>{e(p.get('owner') or '')}</td></tr>")
             parts.append("</table>")
         links = []
         if item.get("group_url"):

@@ -2,6 +2,11 @@
 permanent (the webhook will never work again as configured) or temporary."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.models import Notification
+
 from monitor.notify import render
 from monitor.notify.base import NotifierError
 from monitor.notify.http import HttpNotifier, HttpResponse
@@ -15,7 +20,7 @@ PERMANENT_ERRORS = frozenset({
 
 
 class SlackNotifier(HttpNotifier):
-    def body(self, notification: object) -> dict:
+    def body(self, notification: Notification) -> dict:
         message = render.slack_message(notification.payload)
         # Message metadata carries the key into Slack (apps reading the channel can dedupe).
         message["metadata"] = {"event_type": "kafka_monitor_notification",

@@ -1,7 +1,8 @@
 """Alert rules are created in the Django admin, through the browser form."""
 import pytest
 
-from tests.e2e.conftest import CLUSTER, screenshot
+from tests.e2e.browser import screenshot
+from tests.e2e.world import CLUSTER
 
 pytestmark = pytest.mark.e2e
 

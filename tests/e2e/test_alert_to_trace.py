@@ -2,7 +2,8 @@
 shows where one order got stuck."""
 import pytest
 
-from tests.e2e.conftest import FAILURE_RULE, LAG_RULE, STOPPED_GROUP, TRACE_PAGE, plotted_points, screenshot
+from tests.e2e.browser import plotted_points, screenshot
+from tests.e2e.world import FAILURE_RULE, LAG_RULE, STOPPED_GROUP, TRACE_PAGE
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,8 @@
 clicks, and the service and topic pages it leads to."""
 import pytest
 
-from tests.e2e.conftest import SERVICES, STOPPED_GROUP, TOPICS, click_plotted_point, node_names, screenshot
+from tests.e2e.browser import click_plotted_point, node_names, screenshot
+from tests.e2e.world import SERVICES, STOPPED_GROUP, TOPICS
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,8 @@
 """The lag side in the browser: overview, a group's chart, a topic, the clusters."""
 import pytest
 
-from tests.e2e.conftest import CLUSTER, GROUPS, STOPPED_GROUP, TOPICS, plotted_points, screenshot, zoom_to_data
+from tests.e2e.browser import plotted_points, screenshot, zoom_to_data
+from tests.e2e.world import CLUSTER, GROUPS, STOPPED_GROUP, TOPICS
 
 pytestmark = pytest.mark.e2e
 

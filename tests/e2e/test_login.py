@@ -1,7 +1,8 @@
 """Logging in through the real form on the real server."""
 import pytest
 
-from tests.e2e.conftest import PASSWORD, USERNAME, screenshot
+from tests.e2e.browser import screenshot
+from tests.e2e.world import PASSWORD, USERNAME
 
 pytestmark = pytest.mark.e2e
 

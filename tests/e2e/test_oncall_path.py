@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import (
-    DRIFT_RULE, FAILURE_RULE, LAG_RULE, STOPPED_GROUP, STOPPED_RULE, STORM_RULE, TRACE_PAGE, plotted_points,
-    screenshot,
+from tests.e2e.browser import plotted_points, screenshot
+from tests.e2e.world import (
+    DRIFT_RULE, FAILURE_RULE, LAG_RULE, STOPPED_GROUP, STOPPED_RULE, STORM_RULE, TRACE_PAGE,
 )
 
 pytestmark = pytest.mark.e2e

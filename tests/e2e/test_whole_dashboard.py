@@ -2,7 +2,8 @@
 network beyond this machine, and remembers dark mode."""
 import pytest
 
-from tests.e2e.conftest import CLUSTER, STOPPED_GROUP, TOPICS, VIEWPORT, PageWatch, screenshot
+from tests.e2e.browser import VIEWPORT, PageWatch, screenshot
+from tests.e2e.world import CLUSTER, STOPPED_GROUP, TOPICS
 
 pytestmark = pytest.mark.e2e
 

@@ -29,7 +29,7 @@ class Command(BaseCommand):
             raise CommandError(f"{file} is not valid; nothing was changed:\n{exc}", returncode=2) from None
         changes = config.apply(document, dry_run=dry_run)
         for change in changes:
-            if change.action != "unchanged" or options.get("verbosity", 1) > 1:
+            if change.action != "unchanged" or int(options.get("verbosity", 1)) > 1:  # type: ignore[call-overload]
                 self.stdout.write(change.format(dry_run))
         counts = {action: sum(1 for c in changes if c.action == action) for action in ("create", "update", "unchanged")}
         if dry_run:

@@ -143,7 +143,7 @@ class Demo:
             (self.base_dir / "staticfiles").mkdir(exist_ok=True)  # whitenoise warns without it
 
     def collect_static(self) -> None:
-        """Hashed, gzip- and brotli-compressed static files (monitor/staticstorage.py): a
+        """Hashed, gzip- and brotli-compressed static files (monitor/staticfiles.py): a
         chart page loads its Plotly bundle once, compressed, then from the browser's cache."""
         with self.progress.step("collecting static files (hashed, gzip + brotli)") as note:
             call_command("collectstatic", interactive=False, verbosity=0)

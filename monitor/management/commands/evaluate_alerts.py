@@ -10,7 +10,10 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from django.utils import timezone
+
 from monitor.alerts.engine import evaluate
+from monitor.pathways.updater import update as update_pathways
 from monitor.notify.delivery import sweep_due
 
 
@@ -29,6 +32,9 @@ class Command(BaseCommand):
             time.sleep(settings.MONITOR_EVALUATE_INTERVAL_SECONDS)
 
     def _cycle(self, deliver: bool) -> None:
+        derived = update_pathways(timezone.now())
+        self.stdout.write(f"pathways: {derived.events} new events, {derived.traces} traces, "
+                          f"{derived.transactions} transactions")
         result = evaluate()
         self.stdout.write(f"evaluated {result.summary()}")
         for error in result.errors:

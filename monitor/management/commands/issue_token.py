@@ -32,7 +32,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, name: str, scopes: str, **options: object) -> None:
         name = name.strip()
-        if not name or len(name) > ApiToken._meta.get_field("name").max_length:
+        if not name or len(name) > (ApiToken._meta.get_field("name").max_length or 100):
             raise CommandError("NAME must be 1 to 100 characters", returncode=2)
         try:
             scope_list = parse_scopes(scopes)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitor', '0009_enterprise_group_members'),
+        ('monitor', '0012_trust_partial_totals_stuck_partitions'),
     ]
 
     operations = [

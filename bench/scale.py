@@ -1,0 +1,239 @@
+"""Benchmark: the product at the size of a real cluster (issue 10), every figure printed
+against its goal.
+
+Creates a throwaway PostgreSQL database and seeds, with set-based SQL (seconds, not
+minutes), one cluster of ``--groups`` consumer groups (default 10,000) reading
+``--partitions`` partitions each (default 10) over ``--topics`` topics: the groups' latest
+poll as the poller stores it (partition and topic samples, denormalised group rows, a
+mix of statuses). Then it measures, each as the median of ``--runs``:
+
+- the overview page (``/``, first page, problems first) and a filtered one
+  (``?status=problems&q=...``): server time and size (goal: <= 300 ms, <= 300 KiB);
+- ``GET /api/v1/clusters/{c}/groups?limit=1000`` and a page from its cursor;
+- ``/metrics`` at each granularity (goal: <= 1 s at 100,000 group-partitions);
+- one alert evaluation of ten rules over every group (goal: <= 2 s);
+- the trace list (``/traces/``) with one trace of 6,000 events against one of 60 events,
+  (goal: linear in events, i.e. the same page time within noise).
+
+Server time is measured in-process through Django's test client (the whole request:
+middleware, views, templates), which is what a production worker spends per request.
+
+    python bench/scale.py [--groups 10000] [--partitions 10] [--topics 1000] [--runs 5]
+                          [--database-url postgres://postgres@127.0.0.1:5432/postgres]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+KIB = 1024
+
+
+def configure(database_url: str) -> None:
+    os.environ.setdefault("DEBUG", "false")
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1")
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["MONITOR_TEST_DB_NAME"] = f"test_bench_scale_{os.getpid()}"
+    os.environ.pop("REDIS_URL", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "monitor.settings"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["MONITOR_METRICS_PUBLIC"] = "true"
+    import django
+
+    django.setup()
+
+
+def seed(groups: int, partitions: int, topics: int) -> str:
+    """One cluster whose groups each read ``partitions`` partitions of one or two topics,
+    their latest poll written as the poller writes it. Returns the cluster's name."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from monitor.choices import ClusterStatus
+    from monitor.models import Cluster
+
+    now = timezone.now()
+    cluster = Cluster.objects.create(name="scale", bootstrap_servers="127.0.0.1:9", status=ClusterStatus.OK,
+                                     last_poll_at=now, last_success_at=now)
+    per_topic = max(1, partitions // 2)
+    with connection.cursor() as cursor:
+        # Statuses: 90% ok, the rest spread over the problem statuses (severity order matters).
+        cursor.execute(
+            """
+            INSERT INTO monitor_consumergroup
+              (cluster_id, name, state, members, protocol, status, status_reason, total_lag,
+               max_time_lag_seconds, topics, lost_messages, first_seen_at, last_seen_at, last_sample_at)
+            SELECT %s, 'group-' || lpad(n::text, 6, '0'), 'Stable', 1 + n %% 4, 'classic',
+                   (ARRAY['ok','ok','ok','ok','ok','ok','ok','ok','ok','growing','ok','ok','ok','ok','ok',
+                          'ok','ok','ok','stalled','ok','ok','ok','ok','ok','ok','ok','ok','ok','ok','stopped'])
+                          [1 + n %% 30],
+                   '', (n * 7919) %% 100000, ((n * 31) %% 600)::float,
+                   jsonb_build_array('topic-' || (n %% %s), 'topic-' || ((n + 1) %% %s)), 0, %s, %s, %s
+            FROM generate_series(1, %s) AS n
+            """,
+            [cluster.id, topics, topics, now, now, now, groups],
+        )
+        cursor.execute(
+            """
+            INSERT INTO monitor_partitionlagsample
+              (group_id, topic, partition, polled_at, committed_offset, log_start_offset, log_end_offset, lag,
+               time_lag_seconds, time_lag_method, time_lag_reason)
+            SELECT g.id, g.topics->>(p / %s), p %% %s, %s, 1000, 0, 1000 + (g.id * p) %% 500, (g.id * p) %% 500,
+                   ((g.id + p) %% 120)::float, 'interpolated', ''
+            FROM monitor_consumergroup g, generate_series(0, %s - 1) AS p
+            WHERE g.cluster_id = %s
+            """,
+            [per_topic, per_topic, now, partitions, cluster.id],
+        )
+        cursor.execute(
+            """
+            INSERT INTO monitor_topiclagsample
+              (group_id, topic, resolution, polled_at, lag, time_lag_seconds, partitions, unknown_partitions,
+               committed_offset_total, log_end_offset_total)
+            SELECT group_id, topic, 0, polled_at, sum(lag), max(time_lag_seconds), count(*), 0,
+                   sum(committed_offset), sum(log_end_offset)
+            FROM monitor_partitionlagsample GROUP BY group_id, topic, polled_at
+            """
+        )
+        cursor.execute("ANALYZE")
+    return cluster.name
+
+
+def timed(call: Callable[[], object], runs: int) -> tuple[float, object]:
+    times = []
+    result: object = None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+class Report:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, bool | None]] = []
+
+    def add(self, what: str, figure: str, goal: str, met: bool | None) -> None:
+        self.rows.append((what, figure, goal, met))
+        verdict = "" if met is None else ("met" if met else "NOT MET")
+        print(f"  {what:<58} {figure:>18}   goal {goal:<14} {verdict}", flush=True)
+
+
+def measure_pages(report: Report, cluster: str, runs: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.create_user(username="bench", password="bench-password-1")
+    client = Client()
+    client.force_login(user)
+
+    def get(url: str) -> Callable[[], bytes]:
+        def call() -> bytes:
+            response = client.get(url, secure=True)
+            assert response.status_code == 200, (url, response.status_code)
+            return b"".join(response) if response.streaming else response.content
+        return call
+
+    for label, url in (("overview, first page (problems first)", "/"),
+                       ("overview, ?status=problems&q=group-00", "/?status=problems&q=group-00"),
+                       ("overview, sorted by total lag, page 50", "/?sort=total_lag&dir=desc&page=50")):
+        seconds, body = timed(get(url), runs)
+        assert isinstance(body, bytes)
+        report.add(f"{label}: time", f"{seconds * 1000:.0f} ms", "<= 300 ms", seconds <= 0.3)
+        report.add(f"{label}: size", f"{len(body) / KIB:.0f} KiB", "<= 300 KiB", len(body) <= 300 * KIB)
+
+    seconds, body = timed(get(f"/api/v1/clusters/{cluster}/groups?limit=1000"), runs)
+    assert isinstance(body, bytes)
+    report.add("API groups ?limit=1000: time", f"{seconds * 1000:.0f} ms", "(informative)", None)
+    report.add("API groups ?limit=1000: size", f"{len(body) / KIB:.0f} KiB", "(informative)", None)
+    seconds, body = timed(get(f"/api/v1/clusters/{cluster}/groups?status=stalled,stopped&limit=100"), runs)
+    report.add("API groups ?status=stalled,stopped&limit=100: time", f"{seconds * 1000:.0f} ms", "(informative)",
+               None)
+    seconds, body = timed(get(f"/api/v1/clusters/{cluster}/groups"), runs)
+    assert isinstance(body, bytes)
+    report.add("API groups, everything (no limit): time", f"{seconds * 1000:.0f} ms", "(as before)", None)
+
+    for granularity in ("partition", "topic", "group"):
+        seconds, body = timed(get(f"/metrics?granularity={granularity}"), runs)
+        assert isinstance(body, bytes)
+        report.add(f"/metrics granularity={granularity}: time", f"{seconds * 1000:.0f} ms", "<= 1000 ms",
+                   seconds <= 1.0)
+        report.add(f"/metrics granularity={granularity}: size", f"{len(body) / KIB / KIB:.1f} MiB",
+                   "(informative)", None)
+
+
+def measure_alerts(report: Report, cluster: str, runs: int) -> None:
+    from django.utils import timezone
+
+    from monitor.alerts.engine import evaluate
+    from monitor.alerts.metrics import STATUS_RANK
+    from monitor.models import Alert, AlertRule
+
+    rules = [
+        ("lag", ">", 90_000.0), ("lag", ">", 50_000.0), ("lag", ">=", 99_000.0), ("time_lag_seconds", ">", 500.0),
+        ("time_lag_seconds", ">", 590.0), ("status", ">=", float(STATUS_RANK["stalled"])),
+        ("status", "==", float(STATUS_RANK["stopped"])), ("lag", ">", 10**9), ("time_lag_seconds", ">", 10**9),
+        ("status", ">=", float(STATUS_RANK["data_loss"])),
+    ]
+    AlertRule.objects.bulk_create(
+        AlertRule(name=f"scale rule {n}", cluster=cluster, group="*", topic="*", metric=metric, op=op,
+                  threshold=threshold, for_seconds=0, severity="warning")
+        for n, (metric, op, threshold) in enumerate(rules)
+    )
+    evaluate(timezone.now())  # the first evaluation creates the alerts
+    seconds, _ = timed(lambda: evaluate(timezone.now()), runs)
+    report.add(f"alert evaluation, {len(rules)} rules x every group", f"{seconds * 1000:.0f} ms", "<= 2000 ms",
+               seconds <= 2.0)
+    report.add("  alerts open after it", f"{Alert.objects.exclude(state='resolved').count():,}", "(informative)",
+               None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=10, help="partitions per group")
+    parser.add_argument("--topics", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    args = parser.parse_args()
+    from tests.services import ensure_postgresql
+
+    if args.database_url is None:
+        ensure_postgresql()
+    configure(args.database_url or DEFAULT_DATABASE_URL)
+
+    from django.db import connection
+
+    test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    started = time.monotonic()
+    report = Report()
+    try:
+        seeding = time.monotonic()
+        cluster = seed(args.groups, args.partitions, args.topics)
+        print(f"database: {connection.vendor} ({test_db}); seeded {args.groups:,} groups x {args.partitions} "
+              f"partitions = {args.groups * args.partitions:,} group-partitions over {args.topics:,} topics "
+              f"in {time.monotonic() - seeding:.1f} s; medians of {args.runs} runs", flush=True)
+        print("pages and API:")
+        measure_pages(report, cluster, args.runs)
+        print("alerts:")
+        measure_alerts(report, cluster, args.runs)
+    finally:
+        connection.close()
+        connection.creation.destroy_test_db(test_db, verbosity=0)
+    unmet = [row for row in report.rows if row[3] is False]
+    print(f"\n{len(report.rows) - len(unmet) - sum(1 for r in report.rows if r[3] is None)} goals met, "
+          f"{len(unmet)} not met (bench ran {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
