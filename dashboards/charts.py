@@ -45,6 +45,9 @@ EVENT_COLORS: dict[str, str] = {
     GroupEventKind.PARTITIONS_ADDED: "#2f6fde",
     GroupEventKind.OFFSET_RESET: "#d98a00",
     GroupEventKind.DATA_LOSS: "#d64545",
+    "alert": "#d64545",  # alert onsets and resolutions (monitor.alerts.incidents.group_markers)
+    "finding": "#8e44ad",  # detector findings about the group
+    "schema": "#0f8b8d",  # first publication of a schema version on the group's topics
 }
 AXIS_TITLES = {SeriesMetric.LAG: "messages behind", SeriesMetric.TIME_LAG_SECONDS: "seconds behind"}
 
@@ -106,7 +109,7 @@ def _event_layers(events: Sequence[ChartEvent], topic: str | None) -> tuple[list
     markers = {
         "type": "scatter",
         "mode": "markers",
-        "name": "lifecycle events",
+        "name": "events, alerts, findings",
         "x": [plot_time(e.at) for e in relevant],
         "y": [1.0] * len(relevant),
         "yaxis": "y2",

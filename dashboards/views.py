@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from dashboards import charts
 from dashboards.alert_views import alerts_for_group, incident_context
-from monitor.alerts.incidents import sparkline_floor
+from monitor.alerts.incidents import group_markers, sparkline_floor
 from dashboards.pages import dashboard_page, page
 from monitor import links
 from monitor.lag import queries
@@ -68,10 +68,13 @@ def chart_controls(request: HttpRequest, chart_range: str, metric: str) -> dict[
 
 
 def _chart_events(group: ConsumerGroup, since: datetime, until: datetime) -> list[charts.ChartEvent]:
-    return [
+    lifecycle = [
         charts.ChartEvent(at=e.at, kind=e.kind, label=e.get_kind_display(), detail=e.detail, topic=e.topic)
         for e in queries.group_events(group, since, until)
     ]
+    markers = [charts.ChartEvent(at=m.at, kind=m.kind, label=m.label, detail=m.detail, topic=m.topic)
+               for m in group_markers(group.cluster.name, group.name, list(group.topics or []), since, until)]
+    return lifecycle + markers
 
 
 # --------------------------------------------------------------------------- pages

@@ -2,6 +2,7 @@
 badge, an alert's cause links and chart."""
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -113,3 +114,22 @@ def test_the_alert_chart_starts_when_the_group_was_first_seen_and_carries_the_th
 def test_an_alert_without_a_known_group_has_no_chart(failure_rule):
     alert = make_alert(failure_rule, "", "payments", "orders.events")
     assert incidents.alert_chart(alert, timezone.now()) is None
+
+
+def test_a_groups_chart_markers_are_its_alerts_findings_and_new_schema_versions(cluster, lag_rule):
+    from monitor.models import Event
+
+    now = timezone.now()
+    alert = make_alert(lag_rule, cluster.name, "analytics", "orders.events", minutes=10)
+    Alert.objects.filter(pk=alert.pk).update(state=AlertState.RESOLVED, resolved_at=now - timedelta(minutes=2))
+    make_finding("cascade_storm", service="analytics", topic="orders.events", minutes_ago=5)
+    make_finding("duplicate", group="someone-else", topic="orders.events", minutes_ago=5)
+    for minutes, version in ((120, 1), (4, 2), (3, 2)):
+        Event.objects.create(event_id=f"e{minutes}", type="OrderPlaced", service="orders", stage="published",
+                             timestamp=now - timedelta(minutes=minutes), received_at=now, topic="orders.events",
+                             schema_version=version, report_hash=uuid.uuid4())
+    markers = incidents.group_markers(cluster.name, "analytics", ["orders.events"], now - timedelta(minutes=30), now)
+    labels = sorted(m.label for m in markers)
+    assert labels == ["Cascade storm", "alert: analytics stopped", "resolved: analytics stopped", "schema v2"]
+    [schema] = [m for m in markers if m.kind == "schema"]
+    assert schema.at == now - timedelta(minutes=4) and schema.topic == "orders.events"

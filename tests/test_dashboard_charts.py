@@ -58,7 +58,7 @@ def test_lifecycle_events_of_the_topic_and_the_whole_group_are_marked():
     assert [s["x0"] for s in shapes] == ["2024-05-01 12:00:00.000", "2024-05-01 12:01:00.000"]
     assert all(s["yref"] == "paper" and s["type"] == "line" for s in shapes)
     markers = figure["data"][-1]
-    assert markers["name"] == "lifecycle events"
+    assert markers["name"] == "events, alerts, findings"
     assert markers["text"] == ["Offset reset: to earliest", "Group appeared"]
     assert markers["yaxis"] == "y2"
 

@@ -123,7 +123,7 @@ def test_group_page_charts_mark_lifecycle_events(logged_in_client, billing, clus
     assert [c["topic"] for c in charts] == ["orders"]
     traces = charts[0]["figure"]["data"]
     assert traces[0]["y"] == [15, 1_234_567]
-    assert traces[-1]["name"] == "lifecycle events"
+    assert traces[-1]["name"] == "events, alerts, findings"
     assert traces[-1]["text"] == ["Offset reset: moved back 500 messages"]
 
 
@@ -140,7 +140,7 @@ def test_group_page_range_and_unit_live_in_the_url(logged_in_client, billing, cl
 def test_group_page_partition_breakdown(logged_in_client, billing, cluster):
     html = page(logged_in_client, f"/clusters/{cluster.name}/groups/billing/?breakdown=partition")
     names = [t["name"] for t in chart_data(html)[0]["figure"]["data"]]
-    assert names == ["orders", "partition 0", "partition 1", "lifecycle events"]
+    assert names == ["orders", "partition 0", "partition 1", "events, alerts, findings"]
     assert "Hide partitions" in html
 
 

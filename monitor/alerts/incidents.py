@@ -281,3 +281,51 @@ def sparkline_floor() -> float:
 
     lowest = AlertRule.objects.filter(enabled=True, metric="lag", threshold__gt=0).aggregate(low=Min("threshold"))["low"]
     return float(lowest) if lowest is not None else DEFAULT_SPARKLINE_FLOOR
+
+
+@dataclass(frozen=True)
+class ChartMarker:
+    """Something to mark on a group's lag chart beside its lifecycle events; ``topic``
+    empty means the whole group."""
+
+    at: datetime
+    kind: str  # "alert", "finding" or "schema"
+    label: str
+    detail: str = ""
+    topic: str = ""
+
+
+MAX_MARKERS = 200
+
+
+def group_markers(cluster: str, group: str, topics: list[str], since: datetime, until: datetime) -> list[ChartMarker]:
+    """Alerts on the group (onset and resolution), findings about it and the first
+    publication of each schema version on its topics, within [since, until]: a lag spike
+    next to a cascade storm or a new schema version explains itself. Three queries."""
+    from django.db.models import Min, Q
+
+    from monitor.choices import Stage
+    from monitor.models import Event
+
+    markers: list[ChartMarker] = []
+    alerts = (Alert.objects.select_related("rule").filter(group=group).filter(Q(cluster=cluster) | Q(cluster=""))
+              .filter(started_at__lte=until).filter(Q(resolved_at=None) | Q(resolved_at__gte=since))
+              .order_by("-started_at")[:MAX_MARKERS])
+    for alert in alerts:
+        if alert.started_at >= since:
+            markers.append(ChartMarker(alert.started_at, "alert", f"alert: {alert.rule.name}",
+                                       f"{alert.rule.severity}, condition began", alert.topic))
+        if alert.resolved_at and alert.resolved_at <= until:
+            markers.append(ChartMarker(alert.resolved_at, "alert", f"resolved: {alert.rule.name}", "", alert.topic))
+    for finding in (Finding.objects.filter(Q(consumer_group=group) | Q(service=group), first_seen_at__gte=since,
+                                           first_seen_at__lte=until).order_by("-first_seen_at")[:MAX_MARKERS]):
+        markers.append(ChartMarker(finding.first_seen_at, "finding", finding.get_kind_display(),
+                                   finding.summary[:200], finding.topic))
+    if topics:
+        firsts = (Event.objects.filter(topic__in=topics, stage=Stage.PUBLISHED, schema_version__isnull=False)
+                  .values("topic", "type", "schema_version").annotate(first=Min("timestamp"))
+                  .filter(first__gte=since, first__lte=until).order_by("first")[:MAX_MARKERS])
+        for row in firsts:
+            markers.append(ChartMarker(row["first"], "schema", f"schema v{row['schema_version']}",
+                                       f"first {row['type']} in version {row['schema_version']}", row["topic"]))
+    return markers

@@ -30,11 +30,15 @@ class Clicks:
 
 
 def overflowing(page) -> list[str]:
-    """The outermost elements that stick out past the right edge of the screen (for the message)."""
-    return page.evaluate("""() => [...document.querySelectorAll('body *')]
-        .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1
-                      && el.parentElement.getBoundingClientRect().right <= window.innerWidth + 1)
-        .slice(0, 8).map(el => `${el.tagName.toLowerCase()}#${el.id}.${el.className} ${Math.round(el.getBoundingClientRect().right)}`)""")
+    """The elements that stick out past the right edge of the screen without a scrolling
+    box of their own around them (for the failure message)."""
+    return page.evaluate("""() => {
+        const clipped = el => { for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+            const o = getComputedStyle(p).overflowX; if (o !== 'visible') return true; } return false; };
+        return [...document.querySelectorAll('body *')]
+          .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1 && !clipped(el))
+          .slice(0, 10).map(el => `${el.tagName.toLowerCase()}#${el.id}.${el.className} ${Math.round(el.getBoundingClientRect().right)}`);
+    }""")
 
 
 def incident(page, rule: str):
