@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test faults bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -32,6 +32,11 @@ test: $(VENV)/.dev
 	@echo "==> import contracts (.importlinter)"
 	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault suite: the stack as processes with a PostgreSQL, Redis and broker of its own,
+# then worker kills, receiver errors, outages (README "Operations").
+faults: $(VENV)/.dev
+	$(BIN)/python -m pytest -m faults -s -p no:randomly tests/test_faults.py
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/poll.py

@@ -12,6 +12,9 @@ mix of statuses). Then it measures, each as the median of ``--runs``:
 - ``GET /api/v1/clusters/{c}/groups?limit=1000`` and a page from its cursor;
 - ``/metrics`` at each granularity (goal: <= 1 s at 100,000 group-partitions);
 - one alert evaluation of ten rules over every group (goal: <= 2 s);
+- a burst: 10,000 alerts fire at once under two rules; each channel (Slack and webhook,
+  a real HTTP receiver on loopback) must get one message per rule (4 POSTs), never one
+  per alert;
 - the trace list (``/traces/``) with one trace of 6,000 events against one of 60 events,
   (goal: linear in events, i.e. the same page time within noise).
 
@@ -48,6 +51,7 @@ def configure(database_url: str) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "monitor.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["MONITOR_METRICS_PUBLIC"] = "true"
+    os.environ["MONITOR_ALLOW_PRIVATE_WEBHOOKS"] = "true"  # the receiver is on loopback
     import django
 
     django.setup()
@@ -60,36 +64,31 @@ def seed(groups: int, partitions: int, topics: int) -> str:
     from django.utils import timezone
 
     from monitor.choices import ClusterStatus
-    from monitor.models import Cluster
+    from monitor.models import Cluster, ConsumerGroup
 
     now = timezone.now()
     cluster = Cluster.objects.create(name="scale", bootstrap_servers="127.0.0.1:9", status=ClusterStatus.OK,
                                      last_poll_at=now, last_success_at=now)
     per_topic = max(1, partitions // 2)
+    # Statuses: mostly ok, the rest spread over problem statuses (the severity order matters).
+    cycle = ["ok"] * 9 + ["growing"] + ["ok"] * 8 + ["stalled"] + ["ok"] * 10 + ["stopped"]
+    ConsumerGroup.objects.bulk_create(
+        (ConsumerGroup(cluster=cluster, name=f"group-{n:06d}", state="Stable", members=1 + n % 4, protocol="classic",
+                       status=cycle[n % len(cycle)], total_lag=(n * 7919) % 100_000,
+                       max_time_lag_seconds=float((n * 31) % 600),
+                       topics=[f"topic-{n % topics}", f"topic-{(n + 1) % topics}"], first_seen_at=now,
+                       last_seen_at=now, last_sample_at=now)
+         for n in range(1, groups + 1)),
+        batch_size=2000,
+    )
     with connection.cursor() as cursor:
-        # Statuses: 90% ok, the rest spread over the problem statuses (severity order matters).
-        cursor.execute(
-            """
-            INSERT INTO monitor_consumergroup
-              (cluster_id, name, state, members, protocol, status, status_reason, total_lag,
-               max_time_lag_seconds, topics, lost_messages, first_seen_at, last_seen_at, last_sample_at)
-            SELECT %s, 'group-' || lpad(n::text, 6, '0'), 'Stable', 1 + n %% 4, 'classic',
-                   (ARRAY['ok','ok','ok','ok','ok','ok','ok','ok','ok','growing','ok','ok','ok','ok','ok',
-                          'ok','ok','ok','stalled','ok','ok','ok','ok','ok','ok','ok','ok','ok','ok','stopped'])
-                          [1 + n %% 30],
-                   '', (n * 7919) %% 100000, ((n * 31) %% 600)::float,
-                   jsonb_build_array('topic-' || (n %% %s), 'topic-' || ((n + 1) %% %s)), 0, %s, %s, %s
-            FROM generate_series(1, %s) AS n
-            """,
-            [cluster.id, topics, topics, now, now, now, groups],
-        )
         cursor.execute(
             """
             INSERT INTO monitor_partitionlagsample
               (group_id, topic, partition, polled_at, committed_offset, log_start_offset, log_end_offset, lag,
-               time_lag_seconds, time_lag_method, time_lag_reason)
+               time_lag_seconds, time_lag_method, time_lag_reason, stalled)
             SELECT g.id, g.topics->>(p / %s), p %% %s, %s, 1000, 0, 1000 + (g.id * p) %% 500, (g.id * p) %% 500,
-                   ((g.id + p) %% 120)::float, 'interpolated', ''
+                   ((g.id + p) %% 120)::float, 'interpolated', '', false
             FROM monitor_consumergroup g, generate_series(0, %s - 1) AS p
             WHERE g.cluster_id = %s
             """,
@@ -99,9 +98,9 @@ def seed(groups: int, partitions: int, topics: int) -> str:
             """
             INSERT INTO monitor_topiclagsample
               (group_id, topic, resolution, polled_at, lag, time_lag_seconds, partitions, unknown_partitions,
-               committed_offset_total, log_end_offset_total)
+               committed_offset_total, log_end_offset_total, partial_partitions)
             SELECT group_id, topic, 0, polled_at, sum(lag), max(time_lag_seconds), count(*), 0,
-                   sum(committed_offset), sum(log_end_offset)
+                   sum(committed_offset), sum(log_end_offset), 0
             FROM monitor_partitionlagsample GROUP BY group_id, topic, polled_at
             """
         )
@@ -198,6 +197,78 @@ def measure_alerts(report: Report, cluster: str, runs: int) -> None:
                None)
 
 
+class Receiver:
+    """A real HTTP server on loopback counting the POSTs it receives (Slack and webhook)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        receiver = self
+        self.posts: dict[str, int] = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.posts[self.path] = receiver.posts.get(self.path, 0) + 1
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def measure_burst(report: Report, cluster: str) -> None:
+    """10,000 alerts fire in one evaluation (two rules over every group): each channel
+    gets one message per rule, never one per alert."""
+    from django.utils import timezone
+
+    from monitor.alerts.engine import evaluate
+    from monitor.alerts.metrics import STATUS_RANK
+    from monitor.models import Alert, AlertRule, Channel, Notification
+    from monitor.notify.delivery import deliver
+
+    AlertRule.objects.all().delete()
+    Alert.objects.all().delete()
+    receiver = Receiver()
+    try:
+        slack = Channel.objects.create(name="burst-slack", kind="slack", webhook_url=f"{receiver.url}/slack")
+        webhook = Channel.objects.create(name="burst-webhook", kind="webhook", webhook_url=f"{receiver.url}/webhook")
+        # group-000001 ... group-009999 in two halves: about 10,000 alerts under two rules.
+        for name, group in (("burst: first half", "group-00[0-4]*"), ("burst: second half", "group-00[5-9]*")):
+            rule = AlertRule.objects.create(name=name, cluster=cluster, group=group, topic="*", metric="status",
+                                            op=">=", threshold=float(STATUS_RANK["ok"]), for_seconds=0)
+            rule.channels.set([slack, webhook])
+        started = time.perf_counter()
+        result = evaluate(timezone.now())
+        seconds = time.perf_counter() - started
+        firing = Alert.objects.filter(state="firing").count()
+        ids = list(Notification.objects.filter(muted=False).values_list("id", flat=True))
+        delivering = time.perf_counter()
+        for notification_id in ids:
+            deliver(notification_id)
+        delivery_seconds = time.perf_counter() - delivering
+    finally:
+        receiver.stop()
+    posts = sum(receiver.posts.values())
+    report.add(f"burst: {firing:,} alerts fire in one evaluation", f"{seconds * 1000:.0f} ms", "(informative)", None)
+    report.add("burst: messages per channel (2 rules)", ", ".join(f"{k} {v}" for k, v in sorted(receiver.posts.items())),
+               "1 per rule", posts == 4 and len(ids) == 4)
+    report.add("burst: delivery of all messages", f"{delivery_seconds * 1000:.0f} ms", "(informative)", None)
+    del result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=10_000)
@@ -227,6 +298,7 @@ def main() -> None:
         measure_pages(report, cluster, args.runs)
         print("alerts:")
         measure_alerts(report, cluster, args.runs)
+        measure_burst(report, cluster)
     finally:
         connection.close()
         connection.creation.destroy_test_db(test_db, verbosity=0)

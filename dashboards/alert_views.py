@@ -21,7 +21,7 @@ from dashboards.pages import dashboard_page, page
 from monitor import humanize, links
 from monitor.alerts import incidents
 from monitor.alerts.engine import AcknowledgeError, acknowledge
-from monitor.alerts.rules import Subject
+from monitor.alerts.rules import Subject, literal_glob
 from monitor.alerts.silences import (
     UNTIL_RESOLVED, SilenceError, active_mutes, muted_by, parse_weekdays, silence_alert, window_active,
 )
@@ -95,7 +95,7 @@ def alerts_for_group(cluster: str, group: str, resolved_limit: int = 5) -> dict[
     resolved = base.filter(state=AlertState.RESOLVED).order_by("-resolved_at")[:resolved_limit]
     resolved_rows = [alert_row(a) for a in resolved]
     return {"group_alerts": open_rows, "group_resolved_alerts": resolved_rows,
-            "group_alerts_url": f"{reverse('alerts')}?cluster={cluster}"}
+            "group_alerts_url": links.path("alerts", query={"cluster": cluster})}
 
 
 def _filters(request: HttpRequest) -> tuple[str, str]:
@@ -221,9 +221,21 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
         "charts": charts_list, "silenced_by": silenced_by,
         "silence_presets": [("1h", "1 hour"), ("4h", "4 hours"), ("24h", "24 hours"),
                             (UNTIL_RESOLVED, "until resolved")],
-        "silence_url": (reverse("admin:monitor_silence_add") + f"?rule={alert.rule_id}&cluster={alert.cluster or '*'}"
-                        f"&group={alert.group or '*'}&topic={alert.topic or '*'}"),
+        "silence_url": silence_url(alert),
     }, active_nav="alerts")
+
+
+def silence_url(alert: Alert) -> str:
+    """"Silence this subject": the admin's new-silence form for exactly this subject.
+
+    Names are hostile: each is a glob matching only itself, and the query string is
+    encoded, so ``billing&rule=&group=*`` silences that group and nothing else."""
+    return links.path("admin:monitor_silence_add", query={
+        "rule": alert.rule_id,
+        "cluster": literal_glob(alert.cluster) if alert.cluster else "*",
+        "group": literal_glob(alert.group) if alert.group else "*",
+        "topic": literal_glob(alert.topic) if alert.topic else "*",
+    })
 
 
 @require_POST

@@ -29,6 +29,7 @@ from monitor.flow.graph import FlowEdge, FlowNode, Tolerances
 from monitor.flow.queries import flow_graph
 from monitor.flow.shaping import HIDE_HUBS, HIDE_NONE, configured_tolerances, focus_services, hidden_names, shape_graph
 from monitor.readcache import CacheOutcome
+from monitor.schemas.queries import topic_registry
 from monitor.redaction import redact_attributes as redact
 from monitor.timerange import TimeRange, TimeRangeError, parse_time_range
 from monitor.choices import FlowEdgeKind, FlowNodeKind, Health
@@ -333,6 +334,7 @@ def event_topic(request: HttpRequest, name: str) -> HttpResponse:
         "traces_url": with_range(reverse("flow-traces"), time_range, topic=name),
         "findings": finding_rows(stats.findings, time_range),
         "flow_banners": banner_list(problems, outcome),
+        "registry": topic_registry(name, time_range.since, time_range.until),
     }
     if request.GET.get("part") == "body":
         return render(request, "fragments/event_topic_body.html", context)

@@ -12,12 +12,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboards import charts
+from dashboards import charts, pathway_charts
 from dashboards.alert_views import alerts_for_group, incident_context
-from monitor.alerts.incidents import group_markers, sparkline_floor
 from dashboards.pages import dashboard_page, page
 from monitor import links
-from monitor.lag import queries
+from monitor.alerts.incidents import group_markers, sparkline_floor
+from monitor.lag import queries, throughput
 from monitor.lag import series as lag_series
 from monitor.choices import STATUS_SEVERITY_RANK, GroupStatus, SeriesMetric
 from monitor.models import Cluster, ConsumerGroup
@@ -131,7 +131,7 @@ def _sort_links(request: HttpRequest, filters: queries.OverviewFilter) -> dict[s
 @dashboard_page
 def cluster(request: HttpRequest, cluster: str) -> HttpResponse:
     found = _cluster_or_404(cluster)
-    return redirect(f"{reverse('overview')}?cluster={found.name}")
+    return redirect(links.path("overview", query={"cluster": found.name}))
 
 
 @dashboard_page
@@ -212,11 +212,16 @@ def topic(request: HttpRequest, cluster: str, topic: str) -> HttpResponse:
     figure = charts.lag_figure(series, metric, since, now)
     if request.GET.get("part") == "charts":
         return JsonResponse({"charts": [{"id": "chart-readers", "topic": topic, "figure": figure}]})
+    produced = throughput.produce_minutes(found_cluster.id, topic, since, now)
+    usual = throughput.produce_minutes(found_cluster.id, topic, since - throughput.WEEK, now - throughput.WEEK)
     context = {
         "cluster": found_cluster,
         "topic_name": topic,
         "topic": known_topic,
         "readers": readers,
+        "throughput": throughput.topic_produce_throughput(found_cluster.id, topic, now),
+        "throughput_figure": pathway_charts.throughput_figure(
+            {f"{topic} (produced)": produced}, {m + throughput.WEEK: v for m, v in usual.items()}, since, now),
         "charts": [{"id": "chart-readers", "topic": topic, "figure": figure}],
         "event_topic_url": links.event_topic_path(topic),
         "findings_url": links.path("findings", query={"topic": topic}),

@@ -21,6 +21,7 @@ app.conf.beat_schedule = {
     "run-detectors": {"task": "monitor.run_detectors", "schedule": 60.0},
     "prune-events": {"task": "monitor.prune_events", "schedule": 900.0},
     "schedule-taps": {"task": "monitor.schedule_taps", "schedule": 10.0},
+    "sync-schema-registries": {"task": "monitor.sync_schema_registries", "schedule": 300.0},
     "warm-flow-cache": {"task": "monitor.warm_flow_cache", "schedule": 120.0},
 }
 

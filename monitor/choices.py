@@ -22,6 +22,9 @@ class SaslMechanism(models.TextChoices):
     PLAIN = "PLAIN", "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256", "SCRAM-SHA-256"
     SCRAM_SHA_512 = "SCRAM-SHA-512", "SCRAM-SHA-512"
+    OAUTHBEARER = "OAUTHBEARER", "OAUTHBEARER (OIDC client credentials)"
+    AWS_MSK_IAM = "AWS_MSK_IAM", "AWS MSK IAM"
+    GSSAPI = "GSSAPI", "GSSAPI (Kerberos)"
 
 
 class GroupProtocol(models.TextChoices):
@@ -177,6 +180,7 @@ class NotificationKind(models.TextChoices):
 class TokenScope(models.TextChoices):
     READ = "read", "Read"
     INGEST = "ingest", "Ingest"
+    ACK = "ack", "Acknowledge alerts"
 
 
 class FlowNodeKind(models.TextChoices):

@@ -36,7 +36,7 @@ __all__ = ["EventReporter", "new_traceparent", "child_traceparent", "parse_trace
 
 log = logging.getLogger("monitor.client")
 
-STAGES = ("published", "consumed", "processed", "failed", "dead_lettered")
+STAGES = ("outbox", "published", "consumed", "processed", "failed", "dead_lettered")  # = monitor.choices.Stage (tested)
 # Statuses worth retrying: the server or something in front of it is busy or restarting.
 _RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 

@@ -249,6 +249,7 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = MONITOR_HEARTBEAT_INTERVAL_SECONDS
 # Delivery: a claim's lease must outlast any send (timeouts apply per network step).
 MONITOR_NOTIFY_TIMEOUT_SECONDS = env_int("MONITOR_NOTIFY_TIMEOUT_SECONDS", 10, minimum=1)
 MONITOR_DELIVERY_LEASE_SECONDS = env_int("MONITOR_DELIVERY_LEASE_SECONDS", 60, minimum=5)
+MONITOR_DELIVERY_BACKOFF_SECONDS = env_int("MONITOR_DELIVERY_BACKOFF_SECONDS", 15, minimum=1)
 if MONITOR_DELIVERY_LEASE_SECONDS < 3 * MONITOR_NOTIFY_TIMEOUT_SECONDS:
     raise ImproperlyConfigured("MONITOR_DELIVERY_LEASE_SECONDS must be at least 3 x MONITOR_NOTIFY_TIMEOUT_SECONDS "
                                "(a send may wait for connect, write and read)")
@@ -272,10 +273,14 @@ if MONITOR_METRICS_GRANULARITY not in ("partition", "topic", "group"):
     raise ImproperlyConfigured("MONITOR_METRICS_GRANULARITY must be partition, topic or group")
 MONITOR_EVENT_RETENTION_DAYS = env_int("MONITOR_EVENT_RETENTION_DAYS", 7, minimum=1)
 MONITOR_INGEST_MAX_ATTRIBUTES_BYTES = env_int("MONITOR_INGEST_MAX_ATTRIBUTES_BYTES", 8192, minimum=2)
+# Slack/webhook receivers on loopback, private or link-local addresses are refused unless true.
+MONITOR_ALLOW_PRIVATE_WEBHOOKS = env_bool("MONITOR_ALLOW_PRIVATE_WEBHOOKS", False)
 MONITOR_OTLP_MAX_LINKS_PER_SPAN = env_int("MONITOR_OTLP_MAX_LINKS_PER_SPAN", 128, minimum=1)
 # Detectors (monitor/events/config.py DetectorConfig): windows in seconds, storm thresholds.
 MONITOR_DETECTOR_LOOKBACK_SECONDS = env_int("MONITOR_DETECTOR_LOOKBACK_SECONDS", 3600, minimum=60)
 MONITOR_LOST_AFTER_SECONDS = env_int("MONITOR_LOST_AFTER_SECONDS", 300, minimum=1)
+# Produce rates (alert metrics produce_rate and produce_rate_vs_baseline) are judged over this window.
+MONITOR_PRODUCE_RATE_WINDOW_SECONDS = env_int("MONITOR_PRODUCE_RATE_WINDOW_SECONDS", 600, minimum=60)
 MONITOR_SCHEMA_LOOKBACK_SECONDS = env_int("MONITOR_SCHEMA_LOOKBACK_SECONDS", 86400, minimum=60)
 MONITOR_STORM_MAX_EVENTS = env_int("MONITOR_STORM_MAX_EVENTS", 1000, minimum=2)
 MONITOR_STORM_MAX_FANOUT = env_int("MONITOR_STORM_MAX_FANOUT", 100, minimum=2)

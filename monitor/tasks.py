@@ -85,6 +85,22 @@ def tap_cluster(cluster_id: int) -> None:
     run_tap(cluster_id)
 
 
+@shared_task(name="monitor.sync_schema_registries", ignore_result=True, soft_time_limit=240, time_limit=280)
+def sync_schema_registries() -> int:
+    """Every few minutes: each enabled cluster's Schema Registry, read into the database."""
+    from monitor.models import Cluster
+    from monitor.schemas.registry import sync_cluster_registry
+
+    synced = 0
+    for cluster_id in Cluster.objects.filter(enabled=True).exclude(schema_registry_url="").values_list("id", flat=True):
+        result = sync_cluster_registry(cluster_id)
+        if result.error:
+            logging.getLogger(__name__).warning("schema registry of cluster %s: %s", cluster_id, result.error)
+        else:
+            synced += 1
+    return synced
+
+
 @shared_task(name="monitor.evaluate_rules", ignore_result=True, soft_time_limit=120, time_limit=150)
 def evaluate_rules() -> int:
     """Every MONITOR_EVALUATE_INTERVAL_SECONDS: evaluate the alert rules; queue deliveries."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from monitor.models import Cluster, ConsumerGroup, Event, TopicLagSample
+from monitor.models import Cluster, ConsumerGroup, Event
+from tests.lag_rows import lag_snapshot
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -73,13 +74,12 @@ def cluster(name: str) -> Cluster:
 
 def group_with_lag(on: Cluster, name: str, topic_lags: dict[str, int | None], polled_at: datetime, *,
                    status: str = "ok", total_lag: int | None = None) -> ConsumerGroup:
-    group = ConsumerGroup.objects.create(
+    """A group's latest poll with one partition per topic, through the one poll builder
+    (tests/lag_rows.py). ``total_lag`` alone (no topics) is a group whose poll stored no
+    topic sample, for the read side's fallback to the group's total."""
+    if topic_lags or total_lag is None:
+        return lag_snapshot(on, name, polled_at, {topic: {0: lag} for topic, lag in topic_lags.items()}, status=status)
+    return ConsumerGroup.objects.create(
         cluster=on, name=name, status=status, first_seen_at=polled_at - timedelta(hours=1), last_seen_at=polled_at,
-        last_sample_at=polled_at, topics=list(topic_lags),
-        total_lag=total_lag if total_lag is not None else sum(v or 0 for v in topic_lags.values()),
+        last_sample_at=polled_at, topics=[], total_lag=total_lag,
     )
-    TopicLagSample.objects.bulk_create([
-        TopicLagSample(group=group, topic=topic, polled_at=polled_at, lag=lag, partitions=1)
-        for topic, lag in topic_lags.items()
-    ])
-    return group

@@ -107,14 +107,17 @@ def listens_on(pid: int, port: int) -> bool:
         return False
 
 
-def start_broker(port: int | None = None, log_path: Path | None = None) -> Broker:
-    """tansu on ``port`` (a free one unless given), once it listens there itself."""
+def start_broker(port: int | None = None, log_path: Path | None = None, advertised: str | None = None) -> Broker:
+    """tansu on ``port`` (a free one unless given), once it listens there itself.
+    ``advertised`` (host:port): what it tells clients to connect to, e.g. a TLS proxy in
+    front of it; its own address by default."""
     for _attempt in range(5):
         chosen = port or free_port()
         url = f"tcp://127.0.0.1:{chosen}"
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [tansu_binary(), "broker", "--listener-url", url,
+             "--advertised-listener-url", f"tcp://{advertised}" if advertised else url,
              "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=subprocess.STDOUT,
         )

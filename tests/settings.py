@@ -24,3 +24,6 @@ STATIC_ROOT = BASE_DIR / "var" / f"test-static-{os.getpid()}"  # noqa: F405
 
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":  # noqa: F405
     CACHES["default"]["BACKEND"] = "tests.isolated_cache.RunScopedRedisCache"  # noqa: F405
+# The tests' Slack/webhook receivers listen on 127.0.0.1; the refusal of internal targets
+# is tested with this turned off (tests/test_notify_targets.py).
+MONITOR_ALLOW_PRIVATE_WEBHOOKS = True

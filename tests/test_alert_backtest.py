@@ -8,7 +8,8 @@ from django.utils import timezone
 from monitor.alerts.backtest import backtest, replay
 from monitor.alerts.metrics import merge_resolutions
 from monitor.alerts.rules import RuleSpec, Subject
-from monitor.models import ConsumerGroup, TopicLagSample
+from monitor.models import ConsumerGroup
+from tests.lag_rows import Part, record_poll
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 BILLING = Subject("prod", "billing", "payments")
@@ -78,14 +79,12 @@ def test_backtest_reads_the_stored_history_of_matching_groups(cluster):
     now = timezone.now()
     group = ConsumerGroup.objects.create(cluster=cluster, name="billing", first_seen_at=now, last_seen_at=now)
     other = ConsumerGroup.objects.create(cluster=cluster, name="orders", first_seen_at=now, last_seen_at=now)
-    rows = []
     for i in range(30):
         at = now - timedelta(minutes=30 - i)
         lag = 5000 if 10 <= i < 20 else 10
-        rows.append(TopicLagSample(group=group, topic="payments", resolution=0, polled_at=at, lag=lag))
-        rows.append(TopicLagSample(group=other, topic="orders", resolution=0, polled_at=at, lag=5000))
-    rows.append(TopicLagSample(group=group, topic="payments", resolution=0, polled_at=now - timedelta(days=9), lag=1e6))
-    TopicLagSample.objects.bulk_create(rows)
+        record_poll(group, at, [Part("payments", 0, 0, lag, lag)], latest=False)
+        record_poll(other, at, [Part("orders", 0, 0, 5000, 5000)], latest=False)
+    record_poll(group, now - timedelta(days=9), [Part("payments", 0, 0, 10**6, 10**6)], latest=False)
 
     result = backtest(rule(cluster=cluster.name, group="bill*", threshold=1000, for_seconds=120), now)
     assert result.fired == 1 and result.subjects == 1 and result.samples == 30

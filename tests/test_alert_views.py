@@ -265,3 +265,20 @@ def test_an_event_alert_links_its_example_traces_here_and_to_the_trace_backend(l
     assert 'href="/traces/4bf92f35%3Cx%3E/"' in html
     assert 'href="https://tempo.example/trace/4bf92f35%3Cx%3E"' in html
     assert "<x>" not in html
+
+
+def test_silence_this_subject_silences_exactly_a_hostile_subject(logged_in_client, rules):
+    from urllib.parse import parse_qs, urlsplit
+
+    from monitor.alerts.rules import glob_matches
+
+    group = "billing&rule=&cluster=*&group=*"
+    alert = make_alert(rules["critical"], AlertState.FIRING, group=group, topic="pay?ments[1]")
+    page = logged_in_client.get(f"/alerts/{alert.id}/")
+    assert page.status_code == 200
+    url = page.context["silence_url"]
+    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    assert query["rule"] == [str(rules["critical"].id)]
+    assert query["cluster"] == ["prod"]
+    assert glob_matches(query["group"][0], group) and not glob_matches(query["group"][0], "billing&rule=x")
+    assert glob_matches(query["topic"][0], "pay?ments[1]") and not glob_matches(query["topic"][0], "payXments1")

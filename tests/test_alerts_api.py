@@ -116,16 +116,25 @@ def test_a_logged_in_session_may_read(logged_in_client, rule):
     assert len(logged_in_client.get("/api/v1/alerts").json()) == 1
 
 
-def test_acknowledging_with_a_token_records_who_when_and_the_note(client, read_token, rule):
+def test_acknowledging_with_a_token_records_who_when_and_the_note(client, ack_token, rule):
     alert = make_alert(rule)
     response = client.post(f"/api/v1/alerts/{alert.id}/ack", {"note": "on it"}, content_type="application/json",
-                           **bearer(read_token))
+                           **bearer(ack_token))
     assert response.status_code == 200
     body = response.json()
-    assert (body["acknowledged_by"], body["acknowledgement_note"]) == ("token reader", "on it")
+    assert (body["acknowledged_by"], body["acknowledgement_note"]) == ("token acknowledger", "on it")
     assert body["acknowledged_at"] is not None
     alert.refresh_from_db()
-    assert alert.acknowledged_by == "token reader"
+    assert alert.acknowledged_by == "token acknowledger"
+
+
+def test_acknowledging_needs_the_ack_scope_not_read(client, read_token, ingest_token, rule):
+    alert = make_alert(rule)
+    for token in (read_token, ingest_token):
+        response = client.post(f"/api/v1/alerts/{alert.id}/ack", **bearer(token))
+        assert response.status_code == 403 and "'ack' scope" in response.json()["detail"]
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is None
 
 
 def test_acknowledging_with_a_session_needs_the_csrf_token(rule, user):
@@ -142,26 +151,26 @@ def test_acknowledging_with_a_session_needs_the_csrf_token(rule, user):
     assert response.status_code == 200 and response.json()["acknowledged_by"] == "oncall"
 
 
-def test_acknowledging_a_resolved_alert_is_409_and_an_unknown_one_404(client, read_token, rule):
+def test_acknowledging_a_resolved_alert_is_409_and_an_unknown_one_404(client, ack_token, rule):
     resolved = make_alert(rule, AlertState.RESOLVED)
-    assert client.post(f"/api/v1/alerts/{resolved.id}/ack", **bearer(read_token)).status_code == 409
-    response = client.post("/api/v1/alerts/987654/ack", **bearer(read_token))
+    assert client.post(f"/api/v1/alerts/{resolved.id}/ack", **bearer(ack_token)).status_code == 409
+    response = client.post("/api/v1/alerts/987654/ack", **bearer(ack_token))
     assert response.status_code == 404 and response.json()["detail"] == "there is no alert 987654"
 
 
-def test_a_bad_acknowledgement_body_is_400(client, read_token, rule):
+def test_a_bad_acknowledgement_body_is_400(client, ack_token, rule):
     alert = make_alert(rule)
     response = client.post(f"/api/v1/alerts/{alert.id}/ack", "{not json", content_type="application/json",
-                           **bearer(read_token))
+                           **bearer(ack_token))
     assert response.status_code == 400
     response = client.post(f"/api/v1/alerts/{alert.id}/ack", {"note": 5}, content_type="application/json",
-                           **bearer(read_token))
+                           **bearer(ack_token))
     assert response.status_code == 400 and response.json()["errors"] == [{"loc": ["body", "note"],
                                                                            "msg": "must be text"}]
     alert.refresh_from_db()
     assert alert.acknowledged_at is None
 
 
-def test_acknowledging_is_a_post(client, read_token, rule):
+def test_acknowledging_is_a_post(client, ack_token, rule):
     alert = make_alert(rule)
-    assert client.get(f"/api/v1/alerts/{alert.id}/ack", **bearer(read_token)).status_code == 405
+    assert client.get(f"/api/v1/alerts/{alert.id}/ack", **bearer(ack_token)).status_code == 405

@@ -88,3 +88,77 @@ def test_the_command_exits_2_from_the_shell(db, tmp_path):
                                capture_output=True, text=True, env=env, cwd=settings.BASE_DIR, timeout=60)
     assert completed.returncode == 2
     assert f"{bad}:2: rules[0].metric: unknown metric 'nope'" in completed.stderr
+
+
+def test_a_webhook_resolving_to_an_internal_address_exits_2_naming_the_field(db, config_file, settings):
+    settings.MONITOR_ALLOW_PRIVATE_WEBHOOKS = False
+    config_file.write_text(CONTRACT_EXAMPLE.replace("https://hooks.slack.com/services/T000/B000/XXXX",
+                                                    "http://169.254.169.254/latest/meta-data/"))
+    with pytest.raises(CommandError) as error:
+        run(str(config_file))
+    assert error.value.returncode == 2
+    assert "channels[0].webhook_url" in str(error.value) and "internal address 169.254.169.254" in str(error.value)
+    assert not Channel.objects.exists()
+
+
+def test_clusters_take_every_auth_method_with_secrets_from_the_environment_or_files(db, tmp_path, monkeypatch):
+    monkeypatch.setenv("OIDC_SECRET", "oidc-s3cret")
+    (tmp_path / "registry-password").write_text("registry-s3cret\n")
+    config = tmp_path / "clusters.yaml"
+    config.write_text(f"""
+clusters:
+  - name: cloud
+    bootstrap: ["pkc-1.example.cloud:9092"]
+    security_protocol: SASL_SSL
+    sasl_mechanism: OAUTHBEARER
+    oauth_token_url: https://idp.example/oauth2/token
+    oauth_client_id: kafka-monitor
+    oauth_client_secret: ${{OIDC_SECRET}}
+    oauth_scope: kafka
+    schema_registry_url: https://registry.example
+    schema_registry_username: monitor
+    schema_registry_password_file: {tmp_path / "registry-password"}
+  - name: msk
+    bootstrap: ["b-1.demo.abc.c2.kafka.eu-west-1.amazonaws.com:9098"]
+    security_protocol: SASL_SSL
+    sasl_mechanism: AWS_MSK_IAM
+    aws_region: eu-west-1
+  - name: kerberos
+    bootstrap: ["kafka-1.corp:9093"]
+    security_protocol: SASL_SSL
+    sasl_mechanism: GSSAPI
+    sasl_kerberos_service_name: kafka-prod
+  - name: mtls
+    bootstrap: ["kafka-1.internal:9093"]
+    security_protocol: SSL
+    ssl_cafile: /etc/kafka-monitor/ca.pem
+    ssl_certfile: /etc/kafka-monitor/client.pem
+    ssl_keyfile: /etc/kafka-monitor/client.key
+""")
+    output = run(str(config))
+    assert "oidc-s3cret" not in output and "registry-s3cret" not in output
+    cloud = Cluster.objects.get(name="cloud")
+    assert (cloud.sasl_mechanism, cloud.oauth_client_secret, cloud.schema_registry_password) == (
+        "OAUTHBEARER", "oidc-s3cret", "registry-s3cret")
+    assert Cluster.objects.get(name="msk").aws_region == "eu-west-1"
+    assert Cluster.objects.get(name="kerberos").sasl_kerberos_service_name == "kafka-prod"
+    assert Cluster.objects.get(name="mtls").ssl_keyfile == "/etc/kafka-monitor/client.key"
+    monkeypatch.setenv("OIDC_SECRET", "rotated-s3cret")
+    output = run(str(config))
+    assert "updated cluster 'cloud': oauth_client_secret changed" in output and "rotated" not in output
+
+
+def test_a_secret_file_that_cannot_be_read_exits_2_naming_the_field(db, tmp_path):
+    config = tmp_path / "clusters.yaml"
+    config.write_text(f"""
+clusters:
+  - name: cloud
+    bootstrap: ["pkc-1.example.cloud:9092"]
+    sasl_mechanism: OAUTHBEARER
+    oauth_client_secret_file: {tmp_path / "missing"}
+""")
+    with pytest.raises(CommandError) as error:
+        run(str(config))
+    assert error.value.returncode == 2
+    assert "clusters[0].oauth_client_secret_file: cannot read" in str(error.value)
+    assert not Cluster.objects.exists()

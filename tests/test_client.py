@@ -173,3 +173,12 @@ def test_traceparent_helpers_follow_the_w3c_rules():
     assert tp.parse(root).trace_id == tp.parse(child).trace_id
     assert tp.parse(root).parent_id != tp.parse(child).parent_id
     assert tp.parse(event_client.child_traceparent("garbage")).version == "00"
+
+
+def test_the_client_knows_exactly_the_stages_the_server_accepts():
+    """The client is copied into services without this package: its stage list is a copy,
+    kept equal to the server's by this test."""
+    from monitor.choices import Stage
+    from monitor.client import STAGES
+
+    assert set(STAGES) == set(Stage.values)

@@ -42,7 +42,8 @@ def process_exists(pid: int) -> bool:
         return False
 
 
-def wait_until(predicate, timeout: float = 10.0) -> bool:
+def wait_until(predicate, timeout: float = 60.0) -> bool:
+    """Polls ``predicate``; ``timeout`` only bounds a condition that never comes true."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -289,7 +290,7 @@ def test_stopping_a_child_also_stops_its_own_children(tmp_path):
     supervisor.stop_all(report=lambda name, seconds, code: reported.append(name))
     assert reported == ["parent"]
     assert not child.alive()
-    assert wait_until(lambda: not process_exists(grandchild_pid), timeout=5)
+    assert wait_until(lambda: not process_exists(grandchild_pid))
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_its_timeout(tmp_path):
@@ -324,8 +325,8 @@ def test_children_do_not_outlive_a_demo_that_is_killed(tmp_path):
         sleeper_pid = int(demo.stdout.readline())
         assert process_exists(sleeper_pid)
         demo.kill()
-        demo.wait(timeout=10)
-        assert wait_until(lambda: not process_exists(sleeper_pid), timeout=10)
+        demo.wait(timeout=60)
+        assert wait_until(lambda: not process_exists(sleeper_pid))
     finally:
         demo.kill()
         demo.stdout.close()

@@ -136,3 +136,31 @@ def test_schedule_task_starts_a_tap_run_for_each_tapped_cluster(tapped, kafka_se
     with KafkaAdapter(kafka_settings) as admin:  # the run committed the tap group's start positions
         committed = admin.committed_offsets([cluster.tap_group]).offsets.get(cluster.tap_group, {})
     assert set(committed) == {(topic, 0), (topic, 1)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tap_learns_schema_ids_from_the_wire_format_and_versions_from_the_registry(tapped, kafka_settings):
+    from monitor.models import Event, SchemaSubject, TopicSchemaId
+    from django.utils import timezone
+
+    cluster, topic = tapped
+    cluster.schema_registry_url = "http://registry.invalid"  # synced rows below stand for the registry
+    cluster.save()
+    SchemaSubject.objects.create(cluster=cluster, subject=f"{topic}-value", compatibility="BACKWARD",
+                                 versions=[{"version": 1, "schema_id": 11}, {"version": 2, "schema_id": 12}],
+                                 synced_at=timezone.now())
+    tap_cluster(cluster.id, CONFIG)  # starts at the end
+    producer = Producer(kafka_settings)
+    try:
+        producer.send(topic, b"\x00\x00\x00\x00\x0cavro-bytes", headers={"event-id": "framed-v2"}, partition=0)
+        producer.send(topic, b"\x00\x00\x00\x00\x63avro-bytes", headers={"event-id": "framed-unknown"}, partition=0)
+        producer.send(topic, b'{"plain": "json"}', headers={"event-id": "plain"}, partition=1)
+    finally:
+        producer.close()
+    assert run_until(cluster.id, 3) == 3
+
+    assert Event.objects.get(event_id="framed-v2").schema_version == 2  # id 12 is version 2 of <topic>-value
+    assert Event.objects.get(event_id="framed-unknown").schema_version is None
+    assert Event.objects.get(event_id="plain").schema_version is None
+    seen = {(r.topic, r.schema_id): r.messages for r in TopicSchemaId.objects.filter(cluster=cluster)}
+    assert seen == {(topic, 12): 1, (topic, 99): 1}

@@ -283,3 +283,22 @@ def test_trace_ids_link_to_the_trace_backend_when_a_template_is_set(logged_in_cl
     assert f'<a class="trace-backend" href="https://jaeger.example/trace/{saga}"' in page
     listing = logged_in_client.get(f"/traces/?{WINDOW}").content.decode()
     assert f'href="https://jaeger.example/trace/{saga}"' in listing
+
+
+def test_the_event_topic_page_shows_registered_published_and_handled_versions(logged_in_client, saga):
+    from monitor.models import SchemaSubject, TopicSchemaId
+
+    prod = cluster("prod")
+    SchemaSubject.objects.create(cluster=prod, subject="orders.events-value", compatibility="NONE", synced_at=T0,
+                                 versions=[{"version": 1, "schema_id": 11}, {"version": 2, "schema_id": 12}])
+    TopicSchemaId.objects.create(cluster=prod, topic="orders.events", schema_id=77, messages=1,
+                                 first_seen_at=T0, last_seen_at=T0)
+    save(event("v2-a", "published", "orders", 1.0, topic="orders.events", schema_version=2),
+         event("v2-a", "processed", "payments", 2.0, topic="orders.events", group="payments", schema_version=1))
+    html = logged_in_client.get(f"/event-topics/orders.events/?{WINDOW}").content.decode()
+    assert 'id="topic-registry-1" data-subject="orders.events-value"' in html
+    assert 'title="Any change is accepted: consumers can break on the next registration">NONE</span>' in html
+    assert "schema id 77 seen on the topic, not in the registry" in html
+    assert "not on the newest version: payments" in html
+    newest = re.search(r'<tr data-newest="true">(.*?)</tr>', html, re.S).group(1)
+    assert "v2" in newest and ">12<" in newest and ">1</td>" in newest  # id 12, published once

@@ -280,3 +280,24 @@ def test_real_apache_kafka_describes_every_listed_group():
     for group in listed:
         if group.protocol != "share":
             assert membership[group.group_id].known, (group, membership[group.group_id].error)
+
+
+def test_msk_iam_signs_with_the_clusters_region_and_environment_credentials_without_botocore(monkeypatch):
+    import json as json_module
+
+    from monitor.kafka.adapter import MskIamMechanism
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token")
+    settings = ConnectionSettings(["b-1.demo.abc123.c2.kafka.eu-west-1.amazonaws.com:9098"],
+                                  security_protocol="SASL_SSL", sasl_mechanism="AWS_MSK_IAM", aws_region="eu-west-1")
+    assert settings.client_config()["sasl_mechanism"] == "AWS_MSK_IAM"
+    mechanism = MskIamMechanism(host="b-1.demo.abc123.c2.kafka.eu-west-1.amazonaws.com", security_protocol="SASL_SSL")
+    payload = json_module.loads(mechanism.auth_bytes())
+    assert payload["action"] == "kafka-cluster:Connect"
+    assert payload["x-amz-credential"].startswith("AKIDEXAMPLE/") and "/eu-west-1/kafka-cluster/aws4_request" in payload["x-amz-credential"]
+    assert payload["x-amz-security-token"] == "session-token"
+    assert len(payload["x-amz-signature"]) == 64 and "wJalrXUtnFEMI" not in json_module.dumps(payload)
+    with pytest.raises(Exception, match="requires security_protocol SASL_SSL"):
+        MskIamMechanism(host="b-1", security_protocol="SASL_PLAINTEXT")

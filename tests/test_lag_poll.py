@@ -595,14 +595,16 @@ def test_window_holds_three_polls_when_the_poll_interval_is_longer_than_the_wind
     assert group.status_reason == "lag grew from 100 to 2,100 messages in the last 10 min"
 
 
-@pytest.mark.parametrize("state, expected", [("Empty", GroupStatus.STOPPED), ("", GroupStatus.STALLED)])
-def test_poll_with_unknown_lag_never_counts_as_progress(cluster, state, expected):
+@pytest.mark.parametrize("described, expected", [(True, GroupStatus.STOPPED), (False, GroupStatus.STALLED)])
+def test_poll_with_unknown_lag_never_counts_as_progress(cluster, described, expected):
     """Committed offset frozen for 20 minutes with lag 100; the poll 3 minutes ago could
-    not read the log offsets."""
+    not read the log offsets. Stopped only where the coordinator described the group as
+    having no members; where it could not (tansu), stalled with membership unknown."""
+    membership = {"frozen": GroupMembership("frozen", "classic", "Empty", (), known=described)}
     for minute in range(21):
         offsets = {("orders", 0): None if minute == 17 else (0, 1100)}
         record_at(cluster, reading_at(T0 + timedelta(minutes=minute), "frozen", {("orders", 0): 1000},
-                                      {"orders": 1}, offsets, state=state))
+                                      {"orders": 1}, offsets, state="Empty", membership=membership))
 
     group = ConsumerGroup.objects.get(cluster=cluster, name="frozen")
     assert group.status == expected

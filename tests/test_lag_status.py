@@ -108,8 +108,8 @@ def test_polls_older_than_the_window_do_not_count_for_growing():
     assert status(history).status == GroupStatus.OK
 
 
-def test_group_without_active_members_is_empty():
-    history = polls((30, 1000, 10, 1010), (0, 1005, 10, 1015))
+def test_group_without_active_members_whose_offsets_do_not_move_is_empty():
+    history = polls((30, 1000, 10, 1010), (0, 1000, 10, 1010))
     verdict = status(history, broker_state="Empty")
     assert verdict.status == GroupStatus.EMPTY
     assert verdict.reason == "no active members; 10 messages waiting"
@@ -127,3 +127,8 @@ def test_caught_up_group_on_a_busy_topic_is_ok():
     history = polls((60, 1000, 0, 1000), (0, 2000, 0, 2000))
     verdict = status(history)
     assert (verdict.status, verdict.reason) == (GroupStatus.OK, "caught up")
+
+
+def test_group_without_members_whose_offsets_move_is_a_manually_assigned_consumer_not_empty():
+    history = polls((30, 1000, 10, 1010), (0, 1005, 10, 1015))
+    assert status(history, broker_state="Empty").status == GroupStatus.OK

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.lag.throughput import per_minute, throughput, topic_produce_throughput
-from monitor.models import Cluster, LogOffsetSample
+from monitor.models import Cluster, LogOffsetSample, Topic
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -72,3 +72,19 @@ def test_the_produce_rate_of_a_topic_reads_the_stored_log_end_offsets(db):
     result = topic_produce_throughput(cluster.id, "orders.events", now)
     assert result.rate == pytest.approx(40)
     assert result.baseline is None and result.baseline_method == ""
+
+
+def test_the_topic_page_says_how_much_was_produced_and_charts_it(logged_in_client):
+    from django.utils import timezone
+
+    cluster = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:1")
+    now = timezone.now()
+    Topic.objects.create(cluster=cluster, name="orders.events", partitions=1, first_seen_at=now, last_seen_at=now)
+    LogOffsetSample.objects.bulk_create([
+        LogOffsetSample(cluster=cluster, topic="orders.events", partition=0, polled_at=now - timedelta(seconds=30 * k),
+                        log_start_offset=0, log_end_offset=10_000)  # nothing produced lately
+        for k in range(25)
+    ])
+    page = logged_in_client.get("/clusters/prod/topics/orders.events/").content.decode()
+    assert "orders.events: 0 messages in 10 min" in page
+    assert 'id="throughput-figure"' in page

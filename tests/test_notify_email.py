@@ -101,3 +101,13 @@ def test_every_attempt_of_one_notification_has_the_same_message_id(channel, smtp
     ids = [m["Message-ID"] for m in smtp_server.messages]
     assert ids[0] == ids[1] == f"<notification-{sent.idempotency_key}@kafka-monitor>" != ids[2]
     assert smtp_server.messages[0]["Idempotency-Key"] == str(sent.idempotency_key)
+
+
+def test_line_breaks_in_names_inject_no_header_and_the_mail_is_sent(channel, smtp_server):
+    hostile = "billing\r\nBcc: victim@example.com\nX-Evil: 1"
+    EmailNotifier(channel).send(notification(items=[item(group=hostile, subject=f"prod/{hostile}/payments")]))
+    [message] = smtp_server.messages
+    assert message["Bcc"] is None and message["X-Evil"] is None
+    assert "billing  Bcc: victim@example.com X-Evil: 1" in message["Subject"]
+    assert smtp_server.envelopes[0][1] == ["oncall@example.com", "lead@example.com"]
+

@@ -74,6 +74,15 @@ def test_production_refuses_to_start_without_a_secret_key_in_one_line():
     assert result.stderr.strip() == "Configuration error: SECRET_KEY must be set when DEBUG is off"
 
 
+def test_the_celery_worker_also_refuses_a_missing_secret_key_in_one_line():
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY", "DJANGO_"))}
+    result = subprocess.run([sys.executable, "-m", "celery", "-A", "monitor", "report"], cwd=REPO,
+                            env={**clean, "SECRET_KEY": "", "DATABASE_URL": POSTGRES},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip() == "Configuration error: SECRET_KEY must be set when DEBUG is off"
+
+
 def test_a_bad_detector_setting_stops_the_process_at_start_up_naming_the_variable():
     result = run_manage("check", DEBUG="true", MONITOR_STORM_FACTOR="ten")
     assert result.returncode != 0

@@ -312,6 +312,9 @@ def test_reports_cover_every_stage_and_name_group_partition_and_offset(story):
     stages = Counter(event["stage"] for event in events)
     assert set(stages) == set(Stage.values)
     for event in events:
+        if event["stage"] == Stage.OUTBOX:  # written to the outbox table: not in Kafka yet
+            assert "partition" not in event and "consumer_group" not in event
+            continue
         if event["stage"] != Stage.PUBLISHED:
             assert event["consumer_group"].startswith(story["namespace"] + ".")
         assert isinstance(event["partition"], int) and isinstance(event["offset"], int)
@@ -441,3 +444,12 @@ def test_the_command_line_runs_for_a_while_and_stops_cleanly(broker, unique, sin
     assert sim.READY_LINE in result.stderr and "simulator stopped" in result.stderr
     assert sink.events and sink.authorizations == {"Bearer kmon_from-env"}
     assert "kmon_from-env" not in result.stderr
+
+
+def test_every_order_is_written_to_the_outbox_before_it_is_published(story):
+    events = story["events"]
+    written = {e["event_id"]: e["timestamp"] for e in events if e["stage"] == Stage.OUTBOX}
+    published = {e["event_id"]: e["timestamp"] for e in events
+                 if e["stage"] == Stage.PUBLISHED and e["type"] == "OrderPlaced"}
+    assert written and set(published) <= set(written)
+    assert all(written[event_id] <= published[event_id] for event_id in published)

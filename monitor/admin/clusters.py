@@ -1,25 +1,50 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from monitor.kafka.check import check_connection
+from monitor.lag.clusters import connection_settings
 
 from monitor.models import ApiToken, Cluster, ConsumerGroup, GroupEvent, Topic
 
 
-class ClusterForm(forms.ModelForm):
-    # Write-only: the saved password is never rendered back into the page.
-    sasl_password = forms.CharField(
+SECRET_FIELDS = ("sasl_password", "oauth_client_secret", "schema_registry_password")
+
+
+def _secret_field() -> forms.CharField:
+    # Write-only: a saved secret is never rendered back into the page.
+    return forms.CharField(
         required=False, widget=forms.PasswordInput(render_value=False),
-        help_text="Leave empty to keep the current password.",
+        help_text="Write-only. Leave empty to keep the current value; ${NAME} reads the environment "
+                  "variable NAME when connecting.",
     )
+
+
+class ClusterForm(forms.ModelForm):
+    sasl_password = _secret_field()
+    oauth_client_secret = _secret_field()
+    schema_registry_password = _secret_field()
 
     class Meta:
         model = Cluster
         fields = "__all__"
 
-    def clean_sasl_password(self) -> str:
-        value = self.cleaned_data.get("sasl_password", "")
+    def _keep_secret(self, name: str) -> str:
+        value = self.cleaned_data.get(name, "")
         if not value and self.instance.pk:
-            return self.instance.sasl_password
-        return value
+            return str(getattr(self.instance, name))
+        return str(value)
+
+    def clean_sasl_password(self) -> str:
+        return self._keep_secret("sasl_password")
+
+    def clean_oauth_client_secret(self) -> str:
+        return self._keep_secret("oauth_client_secret")
+
+    def clean_schema_registry_password(self) -> str:
+        return self._keep_secret("schema_registry_password")
 
 
 @admin.register(Cluster)
@@ -29,6 +54,51 @@ class ClusterAdmin(admin.ModelAdmin):
     list_filter = ["status", "enabled"]
     search_fields = ["name", "bootstrap_servers"]
     readonly_fields = ["status", "last_poll_at", "last_success_at", "last_error", "next_poll_at", "created_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "bootstrap_servers", "enabled", "poll_interval_seconds",
+                           "group_include", "group_exclude"]}),
+        ("Security", {"fields": ["security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_mechanism",
+                                 "sasl_username", "sasl_password", "oauth_token_url", "oauth_client_id",
+                                 "oauth_client_secret", "oauth_scope", "aws_region", "sasl_kerberos_service_name"],
+                      "description": "PLAIN/SCRAM: username and password. OAUTHBEARER: token URL, client id and "
+                                     "secret, scope. AWS_MSK_IAM: region (credentials from the workers' "
+                                     "environment). GSSAPI: service name (ticket from the workers' keytab)."}),
+        ("Schema Registry", {"fields": ["schema_registry_url", "schema_registry_username",
+                                        "schema_registry_password"]}),
+        ("Header tap", {"fields": ["tap_enabled", "tap_topics", "tap_group", "tap_sample_percent"]}),
+        ("State", {"fields": readonly_fields}),
+    ]
+    change_form_template = "admin/monitor/cluster/change_form.html"
+
+    def get_fieldsets(self, request: HttpRequest, obj: Cluster | None = None) -> list:  # type: ignore[override]
+        """The sections above, plus any field not placed in one (added later) in the first."""
+        placed = {name for _, options in self.fieldsets for name in options["fields"]}
+        form_fields = list(self._get_form_for_get_fields(request, obj).base_fields) + list(self.readonly_fields)
+        rest = [name for name in form_fields if name not in placed]
+        sections = [(title, dict(options)) for title, options in self.fieldsets]
+        sections[0][1]["fields"] = list(sections[0][1]["fields"]) + rest
+        return sections
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [path("<int:cluster_id>/test-connection/", self.admin_site.admin_view(self.test_connection),
+                    name="monitor_cluster_test_connection")]
+        return own + super().get_urls()
+
+    def test_connection(self, request: HttpRequest, cluster_id: int) -> HttpResponse:
+        """POST: check_cluster's steps, shown as messages on the change page."""
+        cluster = Cluster.objects.filter(pk=cluster_id).first()
+        if cluster is None or not self.has_change_permission(request, cluster):
+            raise Http404("no such cluster")
+        back = reverse("admin:monitor_cluster_change", args=[cluster_id])
+        if request.method != "POST":
+            return HttpResponseRedirect(back)
+        report = check_connection(cluster.name, connection_settings(cluster))
+        failed = report.failed_step
+        summary = "Every step passed." if failed is None else f"{failed.step} failed: {failed.detail}"
+        level = messages.SUCCESS if failed is None else messages.ERROR
+        self.message_user(request, format_html("Test connection: {}<pre>{}</pre>", summary,
+                                               "\n".join(report.lines())), level)
+        return HttpResponseRedirect(back)
 
 
 @admin.register(ConsumerGroup)

@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from monitor.notify.targets import url_target_problem
 from monitor.alerts import metrics as metric_registry
 from monitor.alerts.rules import validate_rule_fields
 from monitor.choices import ChannelKind, Operator, SaslMechanism, SecurityProtocol, Severity
@@ -28,9 +29,15 @@ from monitor.choices import ChannelKind, Operator, SaslMechanism, SecurityProtoc
 SECTIONS = ("clusters", "channels", "rules", "transactions")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+CLUSTER_TEXT_FIELDS = (
+    "ssl_certfile", "ssl_keyfile", "oauth_token_url", "oauth_client_id", "oauth_scope", "aws_region",
+    "schema_registry_url", "schema_registry_username",
+)
+CLUSTER_SECRET_FIELDS = ("sasl_password", "oauth_client_secret", "schema_registry_password")
 CLUSTER_FIELDS = {
     "name", "bootstrap", "poll_interval_seconds", "security_protocol", "sasl_mechanism", "sasl_username",
-    "sasl_password", "ssl_cafile", "group_include", "group_exclude", "enabled",
+    "ssl_cafile", "group_include", "group_exclude", "enabled", "sasl_kerberos_service_name",
+    *CLUSTER_TEXT_FIELDS, *CLUSTER_SECRET_FIELDS, *(f"{name}_file" for name in CLUSTER_SECRET_FIELDS),
 }
 CHANNEL_FIELDS = {"name", "kind", "webhook_url", "to", "enabled"}
 RULE_FIELDS = {
@@ -38,7 +45,7 @@ RULE_FIELDS = {
     "repeat_seconds", "severity", "channels", "enabled",
 }
 TRANSACTION_FIELDS = {"name", "start", "success", "compensated", "key", "slo_seconds", "enabled"}
-SECRET_FIELDS = {"webhook_url", "sasl_password"}
+SECRET_FIELDS = {"webhook_url", *CLUSTER_SECRET_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,23 @@ class _Validator:
         return items
 
     # -- sections --------------------------------------------------------------------------
+    def _secret(self, path: tuple, entry: dict, name: str) -> str:
+        """A secret given inline (``${ENV}`` expanded at load) or as ``<name>_file``: a
+        path whose content is read now (Docker/Kubernetes secrets). Never both."""
+        file_key = f"{name}_file"
+        if entry.get(file_key) is None:
+            return self._text(path + (name,), entry.get(name))
+        if entry.get(name) is not None:
+            self.problem(path + (file_key,), f"give either {name} or {file_key}, not both")
+            return ""
+        file_name = self._text(path + (file_key,), entry.get(file_key))
+        try:
+            with open(file_name, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            self.problem(path + (file_key,), f"cannot read {file_name}: {exc.strerror or exc}")
+            return ""
+
     def _text(self, path: tuple, value: Any, default: str = "", required: bool = False) -> str:
         if value is None:
             if required:
@@ -314,8 +338,11 @@ class _Validator:
             "sasl_mechanism": self._text(path + ("sasl_mechanism",), entry.get("sasl_mechanism"),
                                         SaslMechanism.NONE),
             "sasl_username": self._text(path + ("sasl_username",), entry.get("sasl_username")),
-            "sasl_password": self._text(path + ("sasl_password",), entry.get("sasl_password")),
             "ssl_cafile": self._text(path + ("ssl_cafile",), entry.get("ssl_cafile")),
+            **{name: self._text(path + (name,), entry.get(name)) for name in CLUSTER_TEXT_FIELDS},
+            **{name: self._secret(path, entry, name) for name in CLUSTER_SECRET_FIELDS},
+            "sasl_kerberos_service_name": self._text(path + ("sasl_kerberos_service_name",),
+                                                     entry.get("sasl_kerberos_service_name"), "kafka"),
             "group_include": ",".join(self._list(path + ("group_include",), entry.get("group_include"))) or "*",
             "group_exclude": ",".join(self._list(path + ("group_exclude",), entry.get("group_exclude"))),
             "enabled": self._bool(path + ("enabled",), entry.get("enabled")),
@@ -409,7 +436,7 @@ def webhook_url_problem(url: str) -> str | None:
         return "must start with https:// (or http:// for a local receiver)"
     if any(ch.isspace() for ch in url):
         return "must not contain spaces"
-    return None
+    return url_target_problem(url)
 
 
 # -- plan and apply --------------------------------------------------------------------------------

@@ -138,6 +138,16 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
         else:
             changes.extend(_close_all(spec, open_alerts.pop(rule.id, {}), RULE_DISABLED, now))
 
+    with metric_registry.shared_reads():
+        _evaluate_metrics(enabled_by_metric, open_alerts, changes, now, result)
+    if changes:
+        _apply(changes, rules_by_id, now, result)
+    return result
+
+
+def _evaluate_metrics(enabled_by_metric: dict[str, list[RuleSpec]], open_alerts: dict[int, dict[str, Alert]],
+                      changes: list[_Change], now: datetime, result: EvaluationResult) -> None:
+    """Each metric's readings (one bulk fetch per metric) stepped through its rules."""
     for metric_name, specs in enabled_by_metric.items():
         readings = _fetch(metric_name, specs, now, result)
         if readings is None:
@@ -150,10 +160,14 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
         matched: dict[Scope, list[tuple]] = {}
         for spec in specs:
             result.rules += 1
-            subjects = matched.get(spec.scope)
+            scope = spec.scope
+            subjects = matched.get(scope)
             if subjects is None:
-                subjects = [e for e in entries if spec.scope.matches(e[0], e[2].detail.get("topics", ()))]
-                matched[spec.scope] = subjects
+                if scope == EVERYTHING:
+                    subjects = entries
+                else:
+                    subjects = [e for e in entries if scope.matches(e[0], e[2].detail.get("topics", ()))]
+                matched[scope] = subjects
             current = open_alerts.pop(spec.id, {})
             holds, threshold = comparison(spec.op), spec.threshold
             for subject, key, reading, value in subjects:
@@ -169,11 +183,8 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
                 if outcome is not None:
                     changes.append(_Change(spec, Subject.from_key(key), outcome, alert))
 
-    if changes:
-        _apply(changes, rules_by_id, now, result)
-    return result
 
-
+EVERYTHING = Scope()
 RULE_DELETED = "the rule was deleted"
 RULE_DISABLED = "the rule was disabled"
 

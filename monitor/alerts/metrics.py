@@ -23,24 +23,26 @@ are shown by name everywhere (admin, messages, API).
 """
 from __future__ import annotations
 
+import contextvars
 import enum
 import importlib
 import importlib.util
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import F
 
-from monitor.alerts.rules import Reading, Scope, Subject, glob_matches, literal_values
+from monitor.alerts.rules import Reading, Scope, Subject, glob_matcher, glob_matches, literal_values
 from monitor import humanize
 from monitor.choices import ClusterStatus, GroupStatus
 
-PLUGIN_MODULES = ("monitor.events.alert_metrics", "monitor.pathways.alert_metrics")
+PLUGIN_MODULES = ("monitor.events.alert_metrics", "monitor.schemas.alert_metrics", "monitor.pathways.alert_metrics")
 
 # Health order of a group status: a higher rank is worse. Append-only: ranks are stored.
 STATUS_RANK: dict[str, int] = {
@@ -200,6 +202,32 @@ def normalise(result: FetchResult) -> dict[Subject, Reading]:
 
 # -- lag data (ConsumerGroup, TopicLagSample, Cluster) -----------------------------------------------
 
+# Reads shared by the metrics of one evaluation (lag, time lag, status ... all read the same
+# group rows and topic samples): inside ``shared_reads()`` each is read once per evaluation,
+# outside it every call reads afresh.
+_shared: contextvars.ContextVar[dict[tuple[object, ...], Any] | None] = contextvars.ContextVar(
+    "alert_metric_shared_reads", default=None)
+
+
+@contextmanager
+def shared_reads() -> Iterator[None]:
+    """One evaluation's scope: rows read by one metric are reused by the others."""
+    token = _shared.set({})
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
+def _once(key: tuple[object, ...], read: Callable[[], Any]) -> Any:
+    cache = _shared.get()
+    if cache is None:
+        return read()
+    if key not in cache:
+        cache[key] = read()
+    return cache[key]
+
+
 def stale_after_seconds(poll_interval_seconds: int) -> float:
     """A group sample older than this is no longer the group's current state."""
     return 3 * poll_interval_seconds + 60
@@ -218,24 +246,35 @@ class GroupRow:
 def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
     from monitor.models import ConsumerGroup
 
-    queryset = ConsumerGroup.objects.all()
     clusters = literal_values(scope.cluster for scope in scopes)
-    if clusters is not None:
-        queryset = queryset.filter(cluster__name__in=clusters)
-    rows = queryset.values(
-        "id", "name", "status", "status_reason", "total_lag", "catch_up_seconds", "catch_up_never",
-        "retention_risk_seconds", "topics", "partial_partitions", "stalled_partitions",
-        "last_sample_at", "gone_at", "cluster__name", "cluster__enabled", "cluster__status",
-        "cluster__poll_interval_seconds",
-    )
+
+    def read() -> list[dict[str, Any]]:
+        queryset = ConsumerGroup.objects.all()
+        if clusters is not None:
+            queryset = queryset.filter(cluster__name__in=clusters)
+        return cast(list[dict[str, Any]], list(queryset.values(
+            "id", "name", "status", "status_reason", "total_lag", "catch_up_seconds", "catch_up_never",
+            "retention_risk_seconds", "topics", "partial_partitions", "stalled_partitions",
+            "last_sample_at", "gone_at", "cluster__name", "cluster__enabled", "cluster__status",
+            "cluster__poll_interval_seconds",
+        )))
+
+    rows = _once(("groups", None if clusters is None else tuple(sorted(clusters))), read)
     groups: list[GroupRow] = []
-    for row in rows:
-        if not any(glob_matches(s.cluster, row["cluster__name"]) and glob_matches(s.group, row["name"])
-                   for s in scopes):
-            continue
-        reason, final = _group_no_data(row, now)
-        groups.append(GroupRow(row["id"], row["cluster__name"], row["name"], reason, final, row))
-    return groups
+    pairs = frozenset((scope.cluster, scope.group) for scope in scopes)
+
+    def select() -> list[GroupRow]:
+        everything = ("*", "*") in pairs
+        matchers = [(glob_matcher(cluster), glob_matcher(group)) for cluster, group in pairs]
+        for row in rows:
+            if not everything and not any(in_cluster(row["cluster__name"]) and in_group(row["name"])
+                                          for in_cluster, in_group in matchers):
+                continue
+            reason, final = _group_no_data(row, now)
+            groups.append(GroupRow(row["id"], row["cluster__name"], row["name"], reason, final, row))
+        return groups
+
+    return cast(list[GroupRow], _once(("group_rows", pairs, id(rows), now), select))
 
 
 def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool]:
@@ -274,13 +313,24 @@ def _topic_readings(scopes: Sequence[Scope], now: datetime, field_name: str) -> 
     groups = {group.id: group for group in _group_rows(scopes, now)}
     if not groups:
         return {}
-    rows = (
-        TopicLagSample.objects.filter(resolution=0, group_id__in=list(groups), polled_at=F("group__last_sample_at"))
-        .values_list("group_id", "topic", field_name, "unknown_partitions", "partial_partitions")
-    )
+    clusters = literal_values(scope.cluster for scope in scopes)
+
+    def read() -> list[tuple[Any, ...]]:
+        # Both fields at once: lag and time lag rules share one read per evaluation.
+        queryset = TopicLagSample.objects.filter(resolution=0, polled_at=F("group__last_sample_at"))
+        if clusters is not None:
+            queryset = queryset.filter(group__cluster__name__in=clusters)
+        return list(queryset.values_list("group_id", "topic", "lag", "time_lag_seconds", "unknown_partitions",
+                                         "partial_partitions"))
+
+    rows = _once(("topic_samples", None if clusters is None else tuple(sorted(clusters))), read)
+    column = {"lag": 2, "time_lag_seconds": 3}[field_name]
     readings: dict[Subject, Reading] = {}
-    for group_id, topic, value, unknown_partitions, partial_partitions in rows:
-        group = groups[group_id]
+    for row in rows:
+        group = groups.get(row[0])
+        if group is None:
+            continue  # outside every scope
+        topic, value, unknown_partitions, partial_partitions = row[1], row[column], row[4], row[5]
         subject = Subject(group.cluster, group.name, topic)
         if group.no_data_reason:
             readings[subject] = Reading.no_data(group.no_data_reason, final=group.final)

@@ -88,6 +88,11 @@ def glob_error(pattern: str) -> str | None:
     return None
 
 
+def literal_glob(name: str) -> str:
+    """A glob matching exactly ``name``: a group named ``billing*`` silences only itself."""
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in name)
+
+
 def _is_literal(pattern: str) -> bool:
     return not any(ch in pattern for ch in "*?[")
 
@@ -97,13 +102,25 @@ def _compiled(pattern: str) -> Callable[[str], re.Match[str] | None]:
     return re.compile(fnmatch.translate(pattern)).match
 
 
+def _everything(value: str) -> bool:
+    return True
+
+
+@lru_cache(maxsize=4096)
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """``glob_matches`` with the pattern bound: built once per pattern, for loops over
+    thousands of subjects."""
+    if pattern == "*":
+        return _everything
+    if _is_literal(pattern):
+        return pattern.__eq__
+    compiled = _compiled(pattern)
+    return lambda value: compiled(value) is not None
+
+
 def glob_matches(pattern: str, value: str) -> bool:
     """Case-sensitive shell glob; ``*`` also matches the empty part of a subject."""
-    if pattern == "*":
-        return True
-    if _is_literal(pattern):
-        return pattern == value
-    return _compiled(pattern)(value) is not None
+    return glob_matcher(pattern)(value)
 
 
 def literal_values(patterns: Iterable[str]) -> set[str] | None:
@@ -128,6 +145,8 @@ class Scope:
     def matches(self, subject: Subject, topics: Iterable[str] = ()) -> bool:
         """Does the subject fall under this scope? A group-level subject (no topic)
         matches a topic glob when one of the group's ``topics`` matches it."""
+        if self.cluster == self.group == self.topic == "*":
+            return True
         if not glob_matches(self.cluster, subject.cluster) or not glob_matches(self.group, subject.group):
             return False
         if subject.topic or self.topic == "*":

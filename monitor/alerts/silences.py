@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from monitor.alerts.rules import Subject, glob_error, glob_matches
+from monitor.alerts.rules import Subject, glob_error, glob_matches, literal_glob
 from monitor.choices import AlertState
 
 if TYPE_CHECKING:
@@ -119,12 +119,6 @@ class SilenceError(ValueError):
         self.message = message
 
 
-def _literal(value: str) -> str:
-    """A subject part as a glob that matches exactly it (glob characters bracketed); empty
-    stays empty, which matches only an empty part."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in value)
-
-
 def silence_alert(alert_id: int, preset: str, reason: str, by: str, now: datetime) -> Silence:
     """Silence exactly this alert's rule and subject for a preset duration, or until it
     resolves. Raises :class:`SilenceError` naming the field on bad input."""
@@ -142,8 +136,9 @@ def silence_alert(alert_id: int, preset: str, reason: str, by: str, now: datetim
         raise SilenceError("alert", f"alert {alert_id} is resolved; nothing to silence")
     until = preset == UNTIL_RESOLVED
     return Silence.objects.create(
-        rule_id=alert.rule_id, cluster=_literal(alert.cluster), group=_literal(alert.group),
-        topic=_literal(alert.topic), starts_at=now,
+        rule_id=alert.rule_id, cluster=literal_glob(alert.cluster) if alert.cluster else "*",
+        group=literal_glob(alert.group) if alert.group else "*",
+        topic=literal_glob(alert.topic) if alert.topic else "*", starts_at=now,
         ends_at=now + (UNTIL_RESOLVED_BACKSTOP if until else SILENCE_PRESETS[preset]),
         reason=reason[:2000], created_by=(by or "unknown")[:150], until_resolved=alert if until else None,
     )

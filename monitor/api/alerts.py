@@ -125,7 +125,7 @@ def _note(request: HttpRequest) -> str:
     return note
 
 
-@api_view(scope=TokenScope.READ, methods=("POST",))
+@api_view(scope=TokenScope.ACK, methods=("POST",))
 def acknowledge_alert(request: HttpRequest, alert_id: int) -> JsonResponse:
     note = _note(request)
     token = getattr(request, "api_token", None)

@@ -8,7 +8,7 @@ Usage::
     @api_view(scope=TokenScope.INGEST, methods=("POST",))
     def ingest(request): ...
 
-A session counts only for the ``read`` scope: writing needs a token. Without valid
+A session counts for the ``read`` and ``ack`` scopes (with CSRF for writes); ingest needs a token. Without valid
 credentials the answer is 401, with the wrong scope 403, both with the JSON error body
 of :mod:`monitor.api.errors`. The decorator also renders :class:`ApiError` raised by the
 view and turns a database outage into a 503 instead of an HTML error page.
@@ -40,6 +40,7 @@ from monitor.errors import QueryError
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_SCOPES = frozenset({TokenScope.READ, TokenScope.ACK})
 View = Callable[..., HttpResponse]
 
 
@@ -77,8 +78,10 @@ def authenticate(request: HttpRequest, scope: str) -> None:
         return
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        if scope != TokenScope.READ:
-            raise Forbidden(f"A login session may only read; use a token with the '{scope}' scope.")
+        # A logged-in user may read and acknowledge (as the alert page lets them); writing
+        # anything else needs a token.
+        if scope not in SESSION_SCOPES:
+            raise Forbidden(f"A login session may only read and acknowledge; use a token with the '{scope}' scope.")
         if request.method not in SAFE_METHODS:
             _check_csrf(request)
         return

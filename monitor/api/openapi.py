@@ -72,6 +72,10 @@ INGEST_ERRORS: dict[str, Any] = {
     "413": _error("Request body too large"),
     "422": _error("Invalid input; errors[].loc names each bad event's index and field"),
 }
+ACK_ERRORS: dict[str, Any] = {
+    "401": _error("No valid credentials"),
+    "403": _error("The token lacks the ack scope"),
+}
 NOT_FOUND: dict[str, Any] = {"404": _error("Unknown cluster or group name")}
 CLUSTER_PARAM: dict[str, Any] = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
 GROUP_PARAM: dict[str, Any] = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -617,7 +621,7 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": _json(_ref("Alert"), "The acknowledged alert"),
                     "400": _error("A bad body, named in errors[].loc"),
-                    **READ_ERRORS,
+                    **ACK_ERRORS,
                     "404": _error("Unknown alert"),
                     "409": _error("The alert cannot be acknowledged in its state"),
                 },

@@ -33,6 +33,8 @@ DEMO_SETTINGS = {
     "MONITOR_STATUS_WINDOW_SECONDS": "120",
     "MONITOR_STOPPED_AFTER_SECONDS": "120",
     "MONITOR_EVENT_RETENTION_DAYS": "1",
+    # The demo's producer goes quiet for 3 minutes: judge produce rates over 2.
+    "MONITOR_PRODUCE_RATE_WINDOW_SECONDS": "120",
     # Alert emails of the demo go to the worker's log (var/log/worker.log), not to an SMTP server.
     "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
 }

@@ -25,6 +25,11 @@ What it does wrong on purpose, so every status and detector has something to sho
 - ``inventory`` starts publishing ``InventoryReserved`` schema version 2 after 4 minutes;
   ``payments`` handles it, ``shipping`` never reports handling it (schema drift).
 - Now and then a catalogue re-sync fans one trace out into hundreds of events (cascade storm).
+- ``orders`` writes each OrderPlaced to its outbox first; its outbox relay stalls for a minute
+  every 8 minutes (outbox lag, unpublished rows), then catches up.
+- The order desk goes quiet for 3 minutes every 10 minutes (a silent producer on orders.events).
+- Orders whose payment was dead-lettered never ship: their business transaction gets stuck;
+  out-of-stock orders are compensated (refund, cancellation).
 
 Kafka is used only through :mod:`monitor.kafka.adapter` (``assign()`` + explicit commits:
 no group rebalances). Reports go through :mod:`monitor.client`; when the API is down the
@@ -136,6 +141,12 @@ class SimulatorConfig:
     redelivery_rate: float = 0.05
     park_timeout_seconds: float = 5.0
     stats_every_seconds: float = 30.0
+    outbox_stall_first_after: float = 200.0
+    outbox_stall_every: float = 480.0
+    outbox_stall_for: float = 60.0
+    orders_silent_first_after: float = 420.0
+    orders_silent_every: float = 600.0
+    orders_silent_for: float = 180.0
     timeout_seconds: float = 10.0
 
 
@@ -439,16 +450,37 @@ class Simulator:
             raise RuntimeError("simulator not started")
         return self._producer
 
-    def publish(self, service: str, topic: str, event_type: str, key: str, payload: dict[str, Any], *,
-                parent: Envelope | None = None, schema_version: int = 1) -> Envelope:
-        """Publish a new event (a child span of ``parent``, or a new trace) and report it."""
-        envelope = Envelope(
+    def envelope(self, service: str, event_type: str, key: str, payload: dict[str, Any], *,
+                 parent: Envelope | None = None, schema_version: int = 1) -> Envelope:
+        """A new event (a child span of ``parent``, or a new trace), not yet sent."""
+        return Envelope(
             event_id=uuid.uuid4().hex, type=event_type, key=key, source=service,
             trace_id=parent.trace_id if parent else new_trace_id(), span_id=new_span_id(),
             schema_version=schema_version, payload=payload,
         )
+
+    def publish(self, service: str, topic: str, event_type: str, key: str, payload: dict[str, Any], *,
+                parent: Envelope | None = None, schema_version: int = 1) -> Envelope:
+        """Publish a new event (a child span of ``parent``, or a new trace) and report it."""
+        envelope = self.envelope(service, event_type, key, payload, parent=parent, schema_version=schema_version)
         self.send(service, topic, envelope, parent_span_id=parent.span_id if parent else None)
         return envelope
+
+    def write_outbox(self, service: str, topic: str, envelope: Envelope) -> None:
+        """The event is stored in ``service``'s outbox table with its business change."""
+        self.count("outbox")
+        self.reporter.report(event_report(envelope, stage=Stage.OUTBOX, service=service, topic=self.topic(topic),
+                                          timestamp=utc_now()))
+
+    def outbox_stalled(self) -> bool:
+        config = self.config
+        return in_recurring_window(self.elapsed(), config.outbox_stall_first_after, config.outbox_stall_every,
+                                   config.outbox_stall_for)
+
+    def orders_silent(self) -> bool:
+        config = self.config
+        return in_recurring_window(self.elapsed(), config.orders_silent_first_after, config.orders_silent_every,
+                                   config.orders_silent_for)
 
     def send(self, service: str, topic: str, envelope: Envelope, *, parent_span_id: str | None = None,
              attributes: dict[str, Any] | None = None) -> None:
@@ -525,6 +557,10 @@ class Simulator:
         if in_recurring_window(self.elapsed(), config.shipping_slow_first_after, config.shipping_slow_every,
                                config.shipping_slow_for):
             phases.append("shipping is slow")
+        if self.outbox_stalled():
+            phases.append("the orders outbox relay is stalled")
+        if self.orders_silent():
+            phases.append("the order desk is silent")
         if self.elapsed() >= config.analytics_stops_after:
             phases.append("analytics has stopped")
         counts = ", ".join(f"{stats.get(k, 0)} {k.replace('_', '-')}" for k in
@@ -565,12 +601,23 @@ class OrderDesk(Worker):
 
     def __init__(self, sim: Simulator) -> None:
         super().__init__(sim, "orders-desk")
+        self.outbox: list[tuple[Envelope, str | None]] = []  # written, waiting for the relay
 
     def loop(self) -> None:
         config = self.sim.config
         interval = 1.0 / config.orders_per_second
         while not self.sim.stop_event.wait(self.rng.uniform(0.5, 1.5) * interval):
-            self.place_order()
+            if not self.sim.orders_silent():
+                self.place_order()
+            self.relay()
+
+    def relay(self) -> None:
+        """The outbox relay: publishes what the outbox holds, unless it is stalled."""
+        if self.sim.outbox_stalled():
+            return
+        while self.outbox:
+            envelope, parent_span_id = self.outbox.pop(0)
+            self.sim.send(ORDERS, ORDERS_TOPIC, envelope, parent_span_id=parent_span_id)
 
     def place_order(self) -> None:
         config = self.sim.config
@@ -581,17 +628,22 @@ class OrderDesk(Worker):
         out_of_order = self.rng.random() < config.out_of_order_rate
         if out_of_order:
             self.sim.plan_out_of_order(order_id)
-        placed = self.sim.publish(ORDERS, ORDERS_TOPIC, EventType.ORDER_PLACED, order_id, {
+        placed = self.sim.envelope(ORDERS, EventType.ORDER_PLACED, order_id, {
             "order_id": order_id, "customer_id": f"cus-{self.rng.randint(1, 5000):05d}",
             "items": items, "amount": amount, "currency": "EUR",
         })
-        if self.rng.random() < config.duplicate_publish_rate:
-            # A producer retry after a lost acknowledgement: the same event, published twice.
-            self.sim.send(ORDERS, ORDERS_TOPIC, placed, attributes={"producer_retry": True})
+        self.sim.write_outbox(ORDERS, ORDERS_TOPIC, placed)
+        self.outbox.append((placed, None))
         if out_of_order or self.rng.random() < config.amend_rate:
-            self.sim.publish(ORDERS, ORDERS_TOPIC, EventType.ORDER_AMENDED, order_id, {
+            amended = self.sim.envelope(ORDERS, EventType.ORDER_AMENDED, order_id, {
                 "order_id": order_id, "delivery_note": "leave at the door",
             }, parent=placed)
+            self.sim.write_outbox(ORDERS, ORDERS_TOPIC, amended)
+            self.outbox.append((amended, placed.span_id))
+        self.relay()
+        if not self.outbox and self.rng.random() < config.duplicate_publish_rate:
+            # A producer retry after a lost acknowledgement: the same event, published twice.
+            self.sim.send(ORDERS, ORDERS_TOPIC, placed, attributes={"producer_retry": True})
 
 
 class ConsumerService(Worker):

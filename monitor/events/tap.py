@@ -11,6 +11,11 @@ producing service, schema version and W3C traceparent. Recognised header names:
 * service: ``source-service``, ``service``, ``producer``, ``ce_source``; else ``unknown``;
 * schema version: ``schema-version``, ``schema_version``; trace: ``traceparent``.
 
+Values in the Confluent wire format (magic byte 0 + 4-byte schema id) also tell their
+schema id: the tap counts the ids it sees per topic (``TopicSchemaId``), and where the
+cluster's Schema Registry maps the id to a version of the topic's value subject, that
+version is the event's schema version when no header names one.
+
 On its first run a partition starts at its end (the tap samples from now on, it does not
 replay history); afterwards it continues from the tap group's committed offsets. Each
 run reads at most ``MONITOR_TAP_MAX_MESSAGES`` messages for at most ``MONITOR_TAP_SECONDS``,
@@ -38,6 +43,7 @@ from monitor.events.store import store_rows
 from monitor.kafka.adapter import AssignedConsumer, ConsumedMessage, KafkaAdapter, KafkaUnavailable
 from monitor.models import Cluster
 from monitor.models.clusters import split_patterns
+from monitor.schemas.registry import record_seen_schema_ids, version_of_ids, wire_schema_id
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +82,10 @@ def sampled(topic: str, partition: int, offset: int, percent: int) -> bool:
     return zlib.crc32(f"{topic}/{partition}/{offset}".encode()) % 100 < percent
 
 
-def message_event(message: ConsumedMessage) -> dict[str, Any]:
-    """The EVENT (contract form) a message's metadata describes."""
+def message_event(message: ConsumedMessage,
+                  registered: Mapping[tuple[str, int], int] | None = None) -> dict[str, Any]:
+    """The EVENT (contract form) a message's metadata describes. ``registered``: (topic,
+    schema id) -> version, from the cluster's Schema Registry."""
     headers = message.headers
     event: dict[str, Any] = {
         "event_id": (_header(headers, EVENT_ID_HEADERS) or f"{message.topic}/{message.partition}/{message.offset}")[:200],
@@ -95,6 +103,10 @@ def message_event(message: ConsumedMessage) -> dict[str, Any]:
     version = _header(headers, SCHEMA_HEADERS).strip()
     if version.isdigit():
         event["schema_version"] = int(version)
+    elif registered:
+        schema_id = wire_schema_id(message.value)
+        if schema_id is not None and (message.topic, schema_id) in registered:
+            event["schema_version"] = registered[(message.topic, schema_id)]
     header = _header(headers, ("traceparent",)).strip()
     if header:
         try:
@@ -106,7 +118,8 @@ def message_event(message: ConsumedMessage) -> dict[str, Any]:
 
 
 def messages_to_rows(messages: Iterable[ConsumedMessage], percent: int, now: dt.datetime,
-                     limits: IngestLimits) -> tuple[list[EventRow], int]:
+                     limits: IngestLimits, registered: Mapping[tuple[str, int], int] | None = None,
+                     ) -> tuple[list[EventRow], int]:
     """Rows for the sampled messages, and how many could not be recorded."""
     rows: list[EventRow] = []
     skipped = 0
@@ -114,7 +127,7 @@ def messages_to_rows(messages: Iterable[ConsumedMessage], percent: int, now: dt.
         if not sampled(message.topic, message.partition, message.offset, percent):
             continue
         errors: list[FieldError] = []
-        row = validate_event(message_event(message), 0, now, limits, errors)
+        row = validate_event(message_event(message, registered), 0, now, limits, errors)
         if row is None:
             skipped += 1
             log.warning("tap skipped %s/%d/%d: %s", message.topic, message.partition, message.offset,
@@ -169,7 +182,9 @@ def _run(cluster: Cluster, topics: list[str], config: TapConfig) -> TapRun:
         messages = _read(consumer, positions, targets, config)
         now = timezone.now()
         limits = IngestLimits.from_settings()
-        rows, skipped = messages_to_rows(messages, cluster.tap_sample_percent, now, limits)
+        registered = version_of_ids(cluster.id) if cluster.schema_registry_url else {}
+        rows, skipped = messages_to_rows(messages, cluster.tap_sample_percent, now, limits, registered)
+        record_seen_schema_ids(cluster.id, seen_schema_ids(messages), now)
         recorded = duplicates = 0
         for start in range(0, len(rows), STORE_CHUNK):
             result = store_rows(rows[start:start + STORE_CHUNK], now)
@@ -180,6 +195,17 @@ def _run(cluster: Cluster, topics: list[str], config: TapConfig) -> TapRun:
     finally:
         consumer.close()
     return TapRun(len(partitions), len(messages), recorded, duplicates, skipped)
+
+
+def seen_schema_ids(messages: Iterable[ConsumedMessage]) -> dict[tuple[str, int], int]:
+    """Messages per (topic, schema id) among those in the Confluent wire format (all
+    read, not only the sampled share: an unknown id must not hide behind the sample)."""
+    counts: dict[tuple[str, int], int] = {}
+    for message in messages:
+        schema_id = wire_schema_id(message.value)
+        if schema_id is not None:
+            counts[(message.topic, schema_id)] = counts.get((message.topic, schema_id), 0) + 1
+    return counts
 
 
 def _read(consumer: AssignedConsumer, positions: dict[tuple[str, int], int],

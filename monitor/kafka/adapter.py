@@ -8,6 +8,9 @@ requests it made.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -16,6 +19,9 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.admin import NewPartitions, NewTopic, OffsetSpec
+from kafka.net.sasl import register_sasl_mechanism
+from kafka.net.sasl.msk import AwsMskIamClient, SaslMechanismAwsMskIam
+from kafka.net.sasl.oauth import AbstractTokenProvider
 from kafka.protocol.admin import DescribeGroupsRequest
 from kafka.protocol.api_message import ApiMessage
 from kafka.protocol.consumer import FetchRequest, IsolationLevel
@@ -26,6 +32,7 @@ from kafka.structs import OffsetAndMetadata
 
 from monitor import telemetry
 from monitor.kafka import messages as _kafka_messages
+from monitor.kafka.oauth import ClientCredentialsTokens
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,22 @@ class ConnectionSettings:
     sasl_password: str = ""
     ssl_cafile: str = ""
     timeout_seconds: float = 10.0
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    oauth_token_url: str = ""
+    oauth_client_id: str = ""
+    oauth_client_secret: str = ""
+    oauth_scope: str = ""
+    aws_region: str = ""
+    sasl_kerberos_service_name: str = "kafka"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL") and bool(self.sasl_mechanism)
 
     def client_config(self) -> dict[str, Any]:
         timeout_ms = int(self.timeout_seconds * 1000)
@@ -64,14 +87,122 @@ class ConnectionSettings:
         }
         if self.sasl_mechanism:
             config["sasl_mechanism"] = self.sasl_mechanism
-            config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = self.sasl_password
+            if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+                config["sasl_plain_username"] = self.sasl_username
+                config["sasl_plain_password"] = self.sasl_password
+            elif self.sasl_mechanism == "OAUTHBEARER":
+                config["sasl_oauth_token_provider"] = oauth_token_provider(self)
+            elif self.sasl_mechanism == "AWS_MSK_IAM":
+                remember_msk_region(self.bootstrap_servers, self.aws_region)
+            elif self.sasl_mechanism == "GSSAPI":
+                config["sasl_kerberos_service_name"] = self.sasl_kerberos_service_name or "kafka"
         if self.ssl_cafile:
             config["ssl_cafile"] = self.ssl_cafile
+        if self.ssl_certfile:
+            config["ssl_certfile"] = self.ssl_certfile
+        if self.ssl_keyfile:
+            config["ssl_keyfile"] = self.ssl_keyfile
         return config
 
     def __repr__(self) -> str:  # never print the password
         return f"ConnectionSettings(bootstrap_servers={self.bootstrap_servers!r}, security_protocol={self.security_protocol!r})"
+
+
+# -- cloud and enterprise SASL: OAUTHBEARER (OIDC) and AWS MSK IAM --------------------------
+
+class OidcTokenProvider(AbstractTokenProvider):
+    """kafka-python's token-provider interface over :class:`ClientCredentialsTokens`."""
+
+    def __init__(self, tokens: ClientCredentialsTokens) -> None:
+        super().__init__()
+        self.tokens = tokens
+
+    def token(self) -> str:
+        return self.tokens.token()
+
+
+_TOKEN_PROVIDERS: dict[tuple[str, str, str, str], OidcTokenProvider] = {}
+_PROVIDERS_LOCK = threading.Lock()
+
+
+def oauth_token_provider(settings: ConnectionSettings) -> OidcTokenProvider:
+    """One provider per (endpoint, client, secret, scope) for the life of the process, so a
+    token is reused across poll cycles and refreshed only before it expires."""
+    key = (settings.oauth_token_url, settings.oauth_client_id, settings.oauth_client_secret, settings.oauth_scope)
+    with _PROVIDERS_LOCK:
+        provider = _TOKEN_PROVIDERS.get(key)
+        if provider is None:
+            provider = _TOKEN_PROVIDERS[key] = OidcTokenProvider(ClientCredentialsTokens(
+                settings.oauth_token_url, settings.oauth_client_id, settings.oauth_client_secret,
+                settings.oauth_scope, timeout_seconds=settings.timeout_seconds))
+        return provider
+
+
+_MSK_REGIONS: dict[str, str] = {}
+_MSK_HOST_REGION = re.compile(r"\.kafka(?:-serverless)?\.([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com$")
+
+
+def remember_msk_region(bootstrap_servers: Iterable[str], region: str) -> None:
+    for server in bootstrap_servers:
+        host = server.rsplit(":", 1)[0]
+        if region:
+            _MSK_REGIONS[host] = region
+
+
+def msk_region(host: str) -> str:
+    """The cluster's region: configured for this host, else read from an MSK broker host
+    name (``b-1.name.id.c2.kafka.eu-west-1.amazonaws.com``), else AWS_REGION."""
+    if host in _MSK_REGIONS:
+        return _MSK_REGIONS[host]
+    match = _MSK_HOST_REGION.search(host)
+    if match:
+        return match.group(1)
+    if len(set(_MSK_REGIONS.values())) == 1:
+        return next(iter(_MSK_REGIONS.values()))  # a broker found via metadata, one configured region
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+
+
+def aws_credentials() -> tuple[str, str, str | None]:
+    """Access key, secret key and session token: the standard environment variables,
+    else botocore's chain (instance profile, SSO ...) when botocore is installed."""
+    access, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if access and secret:
+        return access, secret, os.environ.get("AWS_SESSION_TOKEN") or None
+    try:
+        from botocore.session import Session  # optional: not pinned, not needed with env credentials
+    except ImportError:
+        raise kafka_errors.KafkaConfigurationError(
+            "AWS_MSK_IAM needs AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(and AWS_SESSION_TOKEN for temporary credentials), or install botocore") from None
+    credentials = Session().get_credentials()
+    if credentials is None:
+        raise kafka_errors.KafkaConfigurationError("AWS_MSK_IAM: no AWS credentials found")
+    frozen = credentials.get_frozen_credentials()
+    return frozen.access_key, frozen.secret_key, frozen.token
+
+
+class MskIamMechanism(SaslMechanismAwsMskIam):
+    """AWS_MSK_IAM with the region from the cluster's settings and credentials from the
+    environment: kafka-python's SigV4 signing (standard library), without requiring
+    botocore. Registered in place of kafka-python's own mechanism."""
+
+    def __init__(self, **config: Any) -> None:
+        if config.get("security_protocol", "") != "SASL_SSL":
+            raise kafka_errors.KafkaConfigurationError("AWS_MSK_IAM requires security_protocol SASL_SSL")
+        self.host = config["host"]
+        self._auth = None
+        self._is_done = False
+        self._is_authenticated = False
+
+    def _build_client(self) -> AwsMskIamClient:
+        region = msk_region(self.host)
+        if not region:
+            raise kafka_errors.KafkaConfigurationError("AWS_MSK_IAM needs the cluster's aws_region")
+        access, secret, token = aws_credentials()
+        return AwsMskIamClient(host=self.host, access_key=access, secret_key=secret, region=region, token=token)
+
+
+register_sasl_mechanism("AWS_MSK_IAM", MskIamMechanism, overwrite=True)
 
 
 @dataclass(frozen=True)
@@ -885,6 +1016,16 @@ class Producer:
         )
         metadata = future.get(timeout=10)
         return metadata.partition, metadata.offset
+
+    def send_many(self, topic: str, partition: int, count: int, value: bytes = b"event",
+                  timestamp_ms: int | None = None) -> None:
+        """Send ``count`` messages to one partition without waiting for each, then wait
+        for all of them (one record per batch still: see the class)."""
+        futures = [self._producer.send(topic, value=value, partition=partition, timestamp_ms=timestamp_ms)
+                   for _ in range(count)]
+        self._producer.flush(timeout=10)
+        for future in futures:
+            future.get(timeout=10)
 
     def begin_transaction(self) -> None:
         self._producer.begin_transaction()

@@ -2,6 +2,8 @@
 and the connection settings the poller derives from a cluster row."""
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -23,14 +25,32 @@ class ClusterChange:
     changed_fields: tuple[str, ...] = ()
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_secret(value: str) -> str:
+    """A stored secret may be ``${NAME}``: the environment variable NAME, read when used
+    (the database then holds no secret, and rotating it needs no edit)."""
+    match = _ENV_REFERENCE.fullmatch(value.strip()) if value else None
+    return os.environ.get(match.group(1), "") if match else value
+
+
 def connection_settings(cluster: Cluster) -> ConnectionSettings:
     return ConnectionSettings(
         bootstrap_servers=cluster.bootstrap_list,
         security_protocol=cluster.security_protocol,
         sasl_mechanism=cluster.sasl_mechanism,
         sasl_username=cluster.sasl_username,
-        sasl_password=cluster.sasl_password,
+        sasl_password=resolve_secret(cluster.sasl_password),
         ssl_cafile=cluster.ssl_cafile,
+        ssl_certfile=cluster.ssl_certfile,
+        ssl_keyfile=cluster.ssl_keyfile,
+        oauth_token_url=cluster.oauth_token_url,
+        oauth_client_id=cluster.oauth_client_id,
+        oauth_client_secret=resolve_secret(cluster.oauth_client_secret),
+        oauth_scope=cluster.oauth_scope,
+        aws_region=cluster.aws_region,
+        sasl_kerberos_service_name=cluster.sasl_kerberos_service_name,
         timeout_seconds=float(settings.MONITOR_KAFKA_TIMEOUT_SECONDS),
     )
 

@@ -76,8 +76,10 @@ def claim_due_clusters(now: datetime) -> list[int]:
     return won
 
 
-def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = no_progress) -> ClusterReading:
-    """The Kafka half of a cycle: plain data, nothing stored."""
+def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = no_progress,
+                 at: datetime | None = None) -> ClusterReading:
+    """The Kafka half of a cycle: plain data, nothing stored. ``at`` stamps the poll
+    (default: when the log offsets were read)."""
     listed = [g for g in adapter.list_groups() if cluster.watches_group(g.group_id)]
     progress(f"listed {len(listed)} groups")
     # Share groups (KIP-932) have no committed offsets to lag behind: listed, not polled.
@@ -90,7 +92,7 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     leaders = {(topic, p): leader for topic, by_partition in metadata.leaders.items()
                for p, leader in by_partition.items()}
     log_offsets, log_errors = adapter.log_offsets(partitions, leaders)
-    polled_at = timezone.now()
+    polled_at = at or timezone.now()
     progress(f"read log offsets of {len(log_offsets)} partitions")
     wanted = record_times.wanted_offsets(committed.offsets, log_offsets)
     records = record_times.read_record_times(adapter, cluster.pk, wanted, leaders)
@@ -108,9 +110,9 @@ class _KafkaRead(threading.Thread):
     """The Kafka half of a cycle on its own thread: connect, read, close. It touches no
     database; whatever it raises is kept for the caller."""
 
-    def __init__(self, cluster: Cluster, progress: Progress) -> None:
+    def __init__(self, cluster: Cluster, progress: Progress, at: datetime | None = None) -> None:
         super().__init__(name=f"kafka-read-{cluster.pk}", daemon=True)
-        self.cluster, self.progress = cluster, progress
+        self.cluster, self.progress, self.at = cluster, progress, at
         self.adapter = KafkaAdapter(connection_settings(cluster))
         self.reading: ClusterReading | None = None
         self.error: Exception | None = None
@@ -123,7 +125,7 @@ class _KafkaRead(threading.Thread):
     def _read(self) -> None:
         try:
             self.adapter.connect()
-            self.reading = read_cluster(self.adapter, self.cluster, self.progress)
+            self.reading = read_cluster(self.adapter, self.cluster, self.progress, self.at)
         except Exception as exc:  # noqa: BLE001 - handed to the caller
             self.error = exc
         finally:
@@ -139,15 +141,16 @@ class _KafkaRead(threading.Thread):
         return self.reading
 
 
-def poll_cluster(cluster_id: int, progress: Progress = no_progress) -> PollOutcome | None:
-    """One cycle of one cluster; None when the cluster no longer exists."""
+def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetime | None = None) -> PollOutcome | None:
+    """One cycle of one cluster; None when the cluster no longer exists. ``now`` stamps
+    the poll instead of the clock (scenario tests replay minutes of traffic in seconds)."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None:
         log.warning("cluster %s no longer exists; nothing to poll", cluster_id)
         return None
-    started_at = timezone.now()
+    started_at = now or timezone.now()
     clock_start = time.monotonic()
-    kafka = _KafkaRead(cluster, progress)
+    kafka = _KafkaRead(cluster, progress, now)
     kafka.start()
     try:
         # Bounds from the cycle's start reach at least as far back as the poll's own.

@@ -377,14 +377,16 @@ def _evaluate_group(
                          partial=totals.partial_partitions)
     group_history = [p for p in past_points if p.polled_at < now] + [current]
     state_name = listing.state if listing else row.state
-    told = members.member_count(membership)
-    member_count = told if told is not None else (0 if state_name.lower() == "empty" else None)
+    # Membership is evidence only where the coordinator described the group (DescribeGroups,
+    # ConsumerGroupDescribe); the listing's state alone does not say who is there.
+    member_count = members.member_count(membership)
+    described_state = membership.state if membership is not None and membership.known else ""
     verdict = group_status(StatusInputs(
         now=now, history=group_history, window_seconds=window,
         stopped_after_seconds=settings.MONITOR_STOPPED_AFTER_SECONDS,
         lost_messages=totals.lost_messages, data_loss_partitions=totals.lost_partitions,
         rewinds=rewinds, members=member_count, broker_state=state_name, partitions=states,
-        members_live=members_live(state_name, member_count),
+        members_live=members_live(described_state, member_count),
     ))
     in_window = comparable_window(group_history, now, window)
     if totals.partial_partitions:
@@ -409,7 +411,7 @@ def _evaluate_group(
     retention = forecast.retention_risk(_retention_inputs(parts, tables))
 
     row.state = state_name[:40]
-    row.members = member_count
+    row.members = member_count if member_count is not None else (0 if state_name.lower() == "empty" else None)
     if row.status != verdict.status or row.status_since is None:
         row.status_since = now
     row.status, row.status_reason = verdict.status, verdict.reason[:500]

@@ -10,7 +10,7 @@ The first rule that matches wins; every status comes with a one-line reason.
 | stopped   | every lagging partition without progress for MONITOR_STOPPED_AFTER_SECONDS and the broker reports no live members | stopped-after |
 | stalled   | every lagging partition without progress for the window (after stopped-after: members live, or membership unknown); or some partitions stuck for the window while others move (named) | one window |
 | growing   | >= 3 comparable polls, lag trend up by more than the noise of the commit sawtooth | one window |
-| empty     | the broker reports no active members                                 | next poll      |
+| empty     | lag > 0, the broker reports no active members and the committed offsets did not move (>= 2 polls) | next poll |
 | idle      | lag 0 and the log end did not move over the window (>= 2 polls)      | one window     |
 | ok        | otherwise                                                            | next poll      |
 
@@ -329,9 +329,11 @@ def group_status(inputs: StatusInputs) -> Verdict:
                        f"lag grew from {humanize.count(window[0].lag or 0)} to {humanize.count(window[-1].lag or 0)} "
                        f"messages in the last {humanize.duration(span)}")
 
-    if inputs.members == 0 or inputs.broker_state.lower() == "empty":
-        waiting = f"; {humanize.count(lag)} messages waiting" if lag else ""
-        return Verdict(GroupStatus.EMPTY, f"no active members{waiting}")
+    if lag and (inputs.members == 0 or inputs.broker_state.lower() == "empty") and len(window) >= 2 \
+            and len({p.committed_total for p in window}) == 1:
+        # A consumer with manually assigned partitions is no member yet commits: an empty
+        # group is only news when nothing moves.
+        return Verdict(GroupStatus.EMPTY, f"no active members; {humanize.count(lag)} messages waiting")
 
     ends = [p.log_end_total for p in window]
     if lag == 0 and len(window) >= 2 and len(set(ends)) == 1:

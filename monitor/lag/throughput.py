@@ -97,5 +97,9 @@ def throughput(minutes_of: MinutesOf, now: datetime, window: timedelta = RECENT)
     return Throughput(rate, None, "", window.total_seconds())
 
 
-def topic_produce_throughput(cluster_id: int, topic: str, now: datetime) -> Throughput:
-    return throughput(lambda since, until: produce_minutes(cluster_id, topic, since, until), now)
+def topic_produce_throughput(cluster_id: int, topic: str, now: datetime, window: timedelta | None = None) -> Throughput:
+    """The topic's produce rate over ``window`` (default: MONITOR_PRODUCE_RATE_WINDOW_SECONDS)."""
+    from django.conf import settings
+
+    window = window or timedelta(seconds=settings.MONITOR_PRODUCE_RATE_WINDOW_SECONDS)
+    return throughput(lambda since, until: produce_minutes(cluster_id, topic, since, until), now, window)

@@ -5,6 +5,7 @@ from monitor.models.channels import Channel
 from monitor.models.clusters import Cluster, ConsumerGroup, Topic
 from monitor.models.events import Event, EventType, ExpectedSubscription, Finding, Service
 from monitor.models.lag import GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, TopicLagSample
+from monitor.models.schemas import SchemaSubject, TopicSchemaId
 from monitor.models.pathways import BusinessFlow, BusinessTransaction, Pathway, ProcessingCursor, TracePathway
 from monitor.models.tokens import ApiToken
 
@@ -14,4 +15,5 @@ __all__ = [
     "MaintenanceWindow", "Notification", "PartitionLagSample", "PollRun", "Service", "Silence",
     "Topic", "TopicLagSample",
     "BusinessFlow", "BusinessTransaction", "Pathway", "ProcessingCursor", "TracePathway",
+    "SchemaSubject", "TopicSchemaId",
 ]

@@ -49,6 +49,23 @@ class Cluster(models.Model):
     sasl_username = models.CharField(max_length=255, blank=True)
     sasl_password = models.CharField(max_length=1000, blank=True, help_text="Write-only; never shown.")
     ssl_cafile = models.CharField(max_length=1000, blank=True, help_text="Path to a CA bundle on the workers")
+    ssl_certfile = models.CharField(max_length=1000, blank=True,
+                                    help_text="mTLS: path to the client certificate (PEM) on the workers")
+    ssl_keyfile = models.CharField(max_length=1000, blank=True,
+                                   help_text="mTLS: path to the client certificate's private key (PEM) on the workers")
+    oauth_token_url = models.CharField(max_length=1000, blank=True,
+                                       help_text="OAUTHBEARER: the OIDC token endpoint (client-credentials grant)")
+    oauth_client_id = models.CharField(max_length=255, blank=True)
+    oauth_client_secret = models.CharField(max_length=1000, blank=True, help_text="Write-only; never shown.")
+    oauth_scope = models.CharField(max_length=500, blank=True, help_text="OAUTHBEARER: space-separated scopes")
+    aws_region = models.CharField(max_length=40, blank=True,
+                                  help_text="AWS_MSK_IAM: the cluster's region; credentials from the environment")
+    sasl_kerberos_service_name = models.CharField(max_length=100, blank=True, default="kafka",
+                                                  help_text="GSSAPI: the brokers' Kerberos service name")
+    schema_registry_url = models.CharField(max_length=1000, blank=True,
+                                           help_text="Confluent-compatible Schema Registry (optional)")
+    schema_registry_username = models.CharField(max_length=255, blank=True)
+    schema_registry_password = models.CharField(max_length=1000, blank=True, help_text="Write-only; never shown.")
     poll_interval_seconds = models.PositiveIntegerField(default=30, validators=[MinValueValidator(5)])
     group_include = models.TextField(blank=True, default="*", help_text="Globs, comma or newline separated")
     group_exclude = models.TextField(blank=True, default="", help_text="Globs, comma or newline separated")

@@ -17,11 +17,16 @@ from collections.abc import Iterable
 
 
 class NotifierError(Exception):
+    """``permanent``: retrying cannot help. ``of_message``: the fault is in this one
+    message (a header it cannot carry), not the channel: it fails alone and the channel
+    stays healthy, so later messages are not held back."""
+
     def __init__(self, message: str, permanent: bool = False, status_code: int | None = None,
-                 retry_after_seconds: float | None = None) -> None:
+                 retry_after_seconds: float | None = None, of_message: bool = False) -> None:
         super().__init__(message)
         self.message = message
-        self.permanent = permanent
+        self.permanent = permanent or of_message
+        self.of_message = of_message
         self.status_code = status_code
         self.retry_after_seconds = retry_after_seconds
 

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE_SECONDS = 15.0
 BACKOFF_MAX_SECONDS = 900.0
 GIVE_UP_AFTER = timedelta(hours=24)
 SWEEP_LIMIT = 200
@@ -82,11 +81,13 @@ class DeliveryResult:
 
 
 def backoff_seconds(attempts: int, retry_after_seconds: float | None = None) -> float:
-    """Wait before attempt ``attempts + 1``: 15 s, 30 s, 60 s ... capped at 15 min; a
+    """Wait before attempt ``attempts + 1``: 15 s, 30 s, 60 s ... (``MONITOR_DELIVERY_BACKOFF_SECONDS``
+    doubling) capped at 15 min; a
     receiver's ``Retry-After`` is honoured as asked."""
     if retry_after_seconds is not None and retry_after_seconds > 0:
         return max(retry_after_seconds, 1.0)
-    return min(BACKOFF_BASE_SECONDS * (2 ** max(attempts - 1, 0)), BACKOFF_MAX_SECONDS)
+    base = float(settings.MONITOR_DELIVERY_BACKOFF_SECONDS)
+    return min(base * (2 ** max(attempts - 1, 0)), BACKOFF_MAX_SECONDS)
 
 
 def _claimable(now: datetime) -> Q:
@@ -148,14 +149,17 @@ def deliver(notification_id: int, now: datetime | None = None) -> DeliveryResult
     except NotifierError as exc:
         message = redact(exc.message, notifier.secrets())
         if exc.permanent:
-            result = DeliveryResult(Outcome.FAILED, status_code=exc.status_code, error=message, channel_broken=True)
+            result = DeliveryResult(Outcome.FAILED, status_code=exc.status_code, error=message,
+                                    channel_broken=not exc.of_message)
         else:
             result = DeliveryResult(Outcome.RETRY, status_code=exc.status_code, error=message)
             result.retry_at = clock() + timedelta(seconds=backoff_seconds(attempt.number, exc.retry_after_seconds))
-    except Exception as exc:  # noqa: BLE001 - a bug in one notifier must not lose the message
+    except Exception as exc:  # noqa: BLE001 - a bug in one notifier must not stop the channel
+        # Not about the connection (those are NotifierErrors): retrying the same message
+        # fails the same way and, since a channel delivers in order, would hold back every
+        # later one for a day. It fails alone; the channel stays healthy.
         log.exception("notifier %s crashed on notification %s", channel.kind, notification.pk)
-        result = DeliveryResult(Outcome.RETRY, error=redact(f"{type(exc).__name__}: {exc}", notifier.secrets()))
-        result.retry_at = clock() + timedelta(seconds=backoff_seconds(attempt.number))
+        result = DeliveryResult(Outcome.FAILED, error=redact(f"{type(exc).__name__}: {exc}", notifier.secrets()))
     result.duration_seconds = time.monotonic() - started
     if result.outcome == Outcome.RETRY and claimed_at - notification.created_at >= GIVE_UP_AFTER:
         result.outcome = Outcome.FAILED

@@ -10,9 +10,10 @@ if TYPE_CHECKING:
 
 import smtplib
 import socket
+import unicodedata
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import BadHeaderError, EmailMultiAlternatives, get_connection
 
 from monitor.notify import render
 from monitor.notify.base import Notifier, NotifierError
@@ -30,17 +31,21 @@ class EmailNotifier(Notifier):
         payload = notification.payload
         key = self.idempotency_key(notification)
         # One Message-ID for every attempt: mail systems and clients drop the repeat.
-        headers = {"Auto-Submitted": "auto-generated", "X-Kafka-Monitor-Kind": payload["kind"],
+        headers = {"Auto-Submitted": "auto-generated", "X-Kafka-Monitor-Kind": header_text(str(payload["kind"])),
                    "Message-ID": render.email_message_id(key), "Idempotency-Key": key}
         thread = render.email_thread_id(payload)
         if thread:
-            headers["References"] = thread
-            headers["In-Reply-To"] = thread
-        message = EmailMultiAlternatives(
-            subject=render.email_subject(payload), body=render.email_text(payload),
-            from_email=settings.DEFAULT_FROM_EMAIL, to=recipients, headers=headers,
-        )
-        message.attach_alternative(render.email_html(payload), "text/html")
+            headers["References"] = header_text(thread)
+            headers["In-Reply-To"] = header_text(thread)
+        try:
+            message = EmailMultiAlternatives(
+                subject=header_text(render.email_subject(payload)), body=render.email_text(payload),
+                from_email=settings.DEFAULT_FROM_EMAIL, to=recipients, headers=headers,
+            )
+            message.attach_alternative(render.email_html(payload), "text/html")
+            message.message()  # build it now: a header it cannot carry fails this message alone
+        except (BadHeaderError, ValueError) as exc:
+            raise NotifierError(f"the message cannot be built: {exc}", of_message=True) from None
         try:
             connection = get_connection(fail_silently=False, timeout=self.timeout_seconds)
             message.connection = connection
@@ -57,6 +62,12 @@ class EmailNotifier(Notifier):
         except (smtplib.SMTPException, OSError, socket.timeout) as exc:
             raise NotifierError(f"SMTP server unavailable: {_describe(exc)}") from None
         self.last_status_code = 250
+
+
+def header_text(value: str) -> str:
+    """A header value without line breaks or other control characters: a group named
+    ``x\r\nBcc: ...`` injects no header (Django would refuse the whole message)."""
+    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value)
 
 
 def _first_code(recipients: dict) -> int | None:

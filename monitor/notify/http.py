@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from monitor.models import Notification
 
 import email.utils
+import http.client
 import json
 import socket
 import urllib.error
@@ -20,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from monitor.notify import targets
 from monitor.notify.base import Notifier, NotifierError
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -40,7 +42,46 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a redirect is answered as the 3xx it is, never followed with our payload
 
 
-_opener = urllib.request.build_opener(_NoRedirect())
+def _check_peer(connection: http.client.HTTPConnection) -> None:
+    """Refuse an internal receiver by the address actually connected to (after DNS)."""
+    sock = connection.sock
+    peer = sock.getpeername()[0] if sock is not None else ""
+    problem = targets.address_problem(str(peer))
+    if problem is not None:
+        connection.close()
+        raise _RefusedTarget(f"the webhook URL {problem}")
+
+
+class _RefusedTarget(OSError):
+    pass
+
+
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _check_peer(self)
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        # The TCP connection first, checked, then TLS over it: nothing is sent to a refused peer.
+        http.client.HTTPConnection.connect(self)
+        _check_peer(self)
+        server_hostname = self._tunnel_host or self.host
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=server_hostname)  # type: ignore[attr-defined]
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_CheckedHTTPConnection, req)
+
+
+class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_CheckedHTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+_opener = urllib.request.build_opener(_NoRedirect(), _CheckedHTTPHandler(), _CheckedHTTPSHandler())
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -78,6 +119,8 @@ def post_json(url: str, body: dict, timeout_seconds: float = DEFAULT_TIMEOUT_SEC
         raise NotifierError(f"no answer within {timeout_seconds:g}s (timeout)") from None
     except urllib.error.URLError as exc:
         reason = exc.reason
+        if isinstance(reason, _RefusedTarget):
+            raise NotifierError(str(reason), permanent=True) from None
         if isinstance(reason, (TimeoutError, socket.timeout)):
             raise NotifierError(f"no answer within {timeout_seconds:g}s (timeout)") from None
         raise NotifierError(f"cannot connect: {_reason(reason)}") from None
@@ -124,8 +167,9 @@ class HttpNotifier(Notifier):
         status = response.status
         if 200 <= status < 300:
             return
-        snippet = " ".join(response.body.split())[:200]
-        message = f"HTTP {status}" + (f": {snippet}" if snippet else "")
+        # Never the receiver's body: it is shown to every user of the alert page, and a
+        # receiver (or whatever the URL reaches) decides what it says.
+        message = f"HTTP {status}"
         if status == 429 or status == 408 or status >= 500:
             retry_after = parse_retry_after(_header(response.headers, "Retry-After"))
             raise NotifierError(message, permanent=False, status_code=status, retry_after_seconds=retry_after)

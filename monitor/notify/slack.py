@@ -2,6 +2,7 @@
 permanent (the webhook will never work again as configured) or temporary."""
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,6 +20,9 @@ PERMANENT_ERRORS = frozenset({
 })
 
 
+_ERROR_WORD = re.compile(r"[a-z_]{1,64}")
+
+
 class SlackNotifier(HttpNotifier):
     def body(self, notification: Notification) -> dict:
         message = render.slack_message(notification.payload)
@@ -34,5 +38,7 @@ class SlackNotifier(HttpNotifier):
                                 status_code=response.status)
         if 200 <= response.status < 300 and word not in ("", "ok"):
             # Slack answers 200 with an error word for some failures.
-            raise NotifierError(f"Slack answered: {word[:200]}", permanent=False, status_code=response.status)
+            # Only Slack's own error words are repeated, never free text from the receiver.
+            shown = word if _ERROR_WORD.fullmatch(word) else "an unexpected answer"
+            raise NotifierError(f"Slack answered: {shown}", permanent=False, status_code=response.status)
         super().classify(response)

@@ -62,7 +62,7 @@ def _topics(scopes: Sequence[Scope]) -> list[tuple[int, str, str]]:
 
 
 @metric("produce_rate", unit="messages/s", level=Level.TOPIC,
-        description="messages written to the topic per second over the last 10 minutes (from log-end offsets)")
+        description="messages written to the topic per second over the last MONITOR_PRODUCE_RATE_WINDOW_SECONDS (10 min; from log-end offsets)")
 def produce_rate(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
     from monitor.lag.throughput import topic_produce_throughput
 
@@ -71,14 +71,14 @@ def produce_rate(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Readin
         found = topic_produce_throughput(cluster_id, topic, now)
         subject = Subject(cluster, "", topic)
         if found.rate is None:
-            readings[subject] = Reading.no_data("fewer than two polls in the last 10 minutes")
+            readings[subject] = Reading.no_data("no polls of the topic in the window")
         else:
             readings[subject] = Reading(found.rate, detail={"summary": f"{topic}: {found.text}"})
     return readings
 
 
 @metric("produce_rate_vs_baseline", unit="× usual", level=Level.TOPIC,
-        description="produce rate over the last 10 minutes divided by the usual rate at this time "
+        description="produce rate over the window divided by the usual rate at this time "
                     "(same time last week, else the 24 h median); 0 = silent producer")
 def produce_rate_vs_baseline(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
     from monitor.lag.throughput import topic_produce_throughput

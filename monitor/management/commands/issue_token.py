@@ -1,4 +1,4 @@
-"""`issue_token NAME --scopes ingest,read`: create (or rotate) an API token and print it once.
+"""`issue_token NAME --scopes read,ingest,ack`: create (or rotate) an API token and print it once.
 
 Only the token is written to stdout, so scripts can capture it
 (``TOKEN=$(python manage.py issue_token billing --scopes ingest)``); only its hash is stored.

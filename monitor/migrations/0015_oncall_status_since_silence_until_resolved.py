@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitor', '0012_trust_partial_totals_stuck_partitions'),
+        ('monitor', '0014_enterprise_schema_registry'),
     ]
 
     operations = [
