@@ -104,7 +104,6 @@ class Demo:
     def start_everything(self) -> None:
         self.check_environment()
         self.migrate()
-        self.collect_static()
         self.create_admin()
         self.start_broker()
         token = self.register_cluster()
@@ -140,14 +139,9 @@ class Demo:
             pending = orch.pending_migrations()
             call_command("migrate", interactive=False, verbosity=0)
             note.detail = f"{pending} migrations applied" if pending else "up to date"
-            (self.base_dir / "staticfiles").mkdir(exist_ok=True)  # whitenoise warns without it
-
-    def collect_static(self) -> None:
-        """Hashed, gzip- and brotli-compressed static files (monitor/staticfiles.py): a
-        chart page loads its Plotly bundle once, compressed, then from the browser's cache."""
-        with self.progress.step("collecting static files (hashed, gzip + brotli)") as note:
+            # Hashed, gzip- and brotli-compressed static files (monitor/staticfiles.py): a chart
+            # page loads its Plotly bundle once, compressed, then from the browser's cache.
             call_command("collectstatic", interactive=False, verbosity=0)
-            note.detail = "staticfiles/ up to date"
 
     def create_admin(self) -> None:
         with self.progress.step(f'creating the admin user "{ADMIN_USERNAME}"') as note:
