@@ -302,3 +302,19 @@ def test_the_event_topic_page_shows_registered_published_and_handled_versions(lo
     assert "not on the newest version: payments" in html
     newest = re.search(r'<tr data-newest="true">(.*?)</tr>', html, re.S).group(1)
     assert "v2" in newest and ">12<" in newest and ">1</td>" in newest  # id 12, published once
+
+
+def test_the_traces_list_shows_each_traces_key_and_sorts_by_duration(logged_in_client, saga):
+    longer = new_trace_id()
+    save(*order_saga(longer, start=20, fail_payment=True))
+    html = logged_in_client.get(f"/traces/?{WINDOW}").content.decode()
+    assert '<a href="/traces/?q=order-1" class="trace-key">order-1</a>' in html
+    assert 'id="sort-duration"' in html
+    recent = logged_in_client.get(f"/traces/?{WINDOW}").content.decode()
+    longest = logged_in_client.get(f"/traces/?{WINDOW}&sort=duration").content.decode()
+    from monitor.events.traces import summarise_traces
+
+    durations = {s.trace_id: s.duration_seconds for s in summarise_traces([saga, longer])}
+    first, second = sorted(durations, key=lambda t: -durations[t])
+    assert longest.index(first) < longest.index(second)
+    assert "sort=recent" in longest and "sort=duration" in recent
