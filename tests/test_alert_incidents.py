@@ -98,7 +98,7 @@ def test_a_detector_alert_subject_links_to_the_lag_pages_when_a_cluster_knows_th
     assert roles["group"] == f"/clusters/{cluster.name}/groups/payments/"
     assert roles["topic"] == f"/clusters/{cluster.name}/topics/orders.events/"
     assert roles["event-topic"] == "/event-topics/orders.events/"
-    assert roles["traces"] == "/traces/?topic=orders.events&failed=1&group=payments"
+    assert roles["traces"] == "/traces/?group=payments&topic=orders.events&failed=1"
 
 
 def test_the_alert_chart_starts_when_the_group_was_first_seen_and_carries_the_threshold(cluster, lag_rule):

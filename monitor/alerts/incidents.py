@@ -124,10 +124,9 @@ def alert_links(alert: Alert, group_clusters: dict[str, str] | None = None,
             result.append(Link(f"Kafka topic {topic}", links.topic_path(topic_clusters[topic], topic), "topic"))
     if group and not storm:
         result.append(Link("flow edge", links.flow_path(group=group), "flow"))
-    traces_filter: dict[str, object] = {"topic": topic, "failed": "1"}
-    traces_filter["service" if storm else "group"] = group
-    if storm:
-        traces_filter.pop("failed")
+    # Storms are traced from their starting service; the rest to the group's failures.
+    traces_filter: dict[str, object] = ({"service": group, "topic": topic} if storm
+                                        else {"group": group, "topic": topic, "failed": "1"})
     result.append(Link("failed traces" if not storm else "traces", links.traces_path(**traces_filter), "traces"))
     return result
 
