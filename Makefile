@@ -43,6 +43,9 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/flow.py
+	$(BIN)/python bench/pathways.py --events 200000
+	$(BIN)/python bench/timelag.py
+	$(BIN)/python bench/scale.py --runs 3
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/celery staticfiles

@@ -15,7 +15,9 @@ mix of statuses). Then it measures, each as the median of ``--runs``:
 - a burst: 10,000 alerts fire at once under two rules; each channel (Slack and webhook,
   a real HTTP receiver on loopback) must get one message per rule (4 POSTs), never one
   per alert;
-- the trace list (``/traces/``) with one trace of 6,000 events against one of 60 events,
+- the flow page with 10,000 services (goal: <= 1 s, <= 1 MB; the busiest nodes drawn,
+  the rest folded into "others");
+- the trace list (``/traces/``) with one trace of 6,000 events against one of 60 events
   (goal: linear in events, i.e. the same page time within noise).
 
 Server time is measured in-process through Django's test client (the whole request:
@@ -269,12 +271,82 @@ def measure_burst(report: Report, cluster: str) -> None:
     del result
 
 
+def _analyze() -> None:
+    """Statistics for the planner, as autovacuum gathers them within a minute of a bulk load."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def measure_events(report: Report, runs: int, services: int) -> None:
+    """The flow page with ``services`` services (10 ingest requests' worth: two reports
+    each over half as many topics), and the trace list with one trace of 6,000 events
+    against the same list with a trace of 60."""
+    import uuid
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.utils import timezone
+
+    from monitor.models import Event
+
+    now = timezone.now()
+    rows = []
+    for n in range(services):
+        at = now - timedelta(seconds=n % 600)
+        common = {"type": "OrderPlaced", "timestamp": at, "received_at": at, "topic": f"topic-{n // 2}"}
+        rows.append(Event(event_id=f"flow-{n}", service=f"service-{n:05d}", stage="published",
+                          report_hash=uuid.uuid4(), **common))
+        rows.append(Event(event_id=f"flow-{n}", service=f"service-{(n + 1) % services:05d}", stage="consumed",
+                          consumer_group=f"group-{n}", report_hash=uuid.uuid4(), **common))
+    Event.objects.bulk_create(rows, batch_size=5000)
+    _analyze()
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="bench"))
+
+    def get(url: str) -> Callable[[], bytes]:
+        def call() -> bytes:
+            response = client.get(url, secure=True)
+            assert response.status_code == 200, (url, response.status_code)
+            return response.content
+        return call
+
+    cold_started = time.perf_counter()
+    body = get("/flow/?range=1h")()
+    cold = time.perf_counter() - cold_started
+    seconds, _ = timed(get("/flow/?range=1h"), runs)
+    report.add(f"flow page, {services:,} services, first (cold cache)", f"{cold * 1000:.0f} ms", "<= 1000 ms",
+               cold <= 1.0)
+    report.add(f"flow page, {services:,} services, cached", f"{seconds * 1000:.0f} ms", "<= 1000 ms", seconds <= 1.0)
+    report.add(f"flow page, {services:,} services: size", f"{len(body) / KIB:.0f} KiB", "<= 1024 KiB",
+               len(body) <= 1024 * KIB)
+
+    def trace(trace_id: str, count: int) -> None:
+        Event.objects.bulk_create(
+            (Event(event_id=f"{trace_id}-{n}", type=f"Step{n % 7}", service=f"svc-{n % 5}", stage="published",
+                   timestamp=now - timedelta(milliseconds=count - n), received_at=now, topic="trace-topic",
+                   trace_id=trace_id, report_hash=uuid.uuid4()) for n in range(count)),
+            batch_size=5000)
+
+    trace("a" * 32, 60)
+    _analyze()
+    small, _ = timed(get("/traces/?range=1h"), runs)
+    trace("b" * 32, 6000)
+    _analyze()
+    large, _ = timed(get("/traces/?range=1h"), runs)
+    report.add("trace list with a 6,000-event trace / with 60 events", f"{large / small:.2f}x "
+               f"({large * 1000:.0f} ms)", "linear (~1x)", large / small <= 2.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=10, help="partitions per group")
     parser.add_argument("--topics", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--services", type=int, default=10_000, help="services on the flow page")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     args = parser.parse_args()
     from tests.services import ensure_postgresql
@@ -299,6 +371,8 @@ def main() -> None:
         print("alerts:")
         measure_alerts(report, cluster, args.runs)
         measure_burst(report, cluster)
+        print("events:")
+        measure_events(report, args.runs, args.services)
     finally:
         connection.close()
         connection.creation.destroy_test_db(test_db, verbosity=0)

@@ -25,7 +25,7 @@ from monitor.errors import QueryError
 from monitor.events import traces as trace_reads
 from monitor.events.timeline import build_timeline, causal_order
 from monitor.flow import stats as flow_stats
-from monitor.flow.graph import FlowEdge, FlowNode, Tolerances
+from monitor.flow.graph import DEFAULT_TOP_NODES, FlowEdge, FlowNode, Tolerances
 from monitor.flow.queries import flow_graph
 from monitor.flow.shaping import HIDE_HUBS, HIDE_NONE, configured_tolerances, focus_services, hidden_names, shape_graph
 from monitor.readcache import CacheOutcome
@@ -103,6 +103,8 @@ def render_page(request: HttpRequest, template: str, context: dict[str, Any], ac
 
 # --------------------------------------------------------------------------- flow graph
 
+MAX_SERVICE_CHOICES = 300
+
 def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
     problems: list[str] = []
     time_range = request_range(request, problems)
@@ -113,22 +115,27 @@ def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
     focus = (request.GET.get("focus") or "").strip()
     group = (request.GET.get("group") or "").strip() if not focus else ""
     try:
-        graph = shape_graph(full, request.GET, hidden)
+        graph = shape_graph(full, request.GET, hidden, default_top=DEFAULT_TOP_NODES)
     except QueryError as error:
         problems.append(f"Bad query parameter '{error.field}': {error.message}; showing the whole graph.")
-        graph = shape_graph(full, {}, [])
+        graph = shape_graph(full, {}, [], default_top=DEFAULT_TOP_NODES)
     if focus and not graph.nodes:
         problems.append(f"No service called {focus!r} reported events in this range.")
     if group and not graph.nodes:
         problems.append(f"No service reported consuming as group {group!r} in this range.")
 
+    folded_names = {node.name for node in graph.nodes.values() if node.folded}
+
     def node_url(node: FlowNode) -> str:
+        if node.folded:  # "N other services": the same page with more nodes drawn
+            return with_range(reverse("flow"), time_range, top=str(min(10_000, 4 * max(len(graph.nodes), 2))))
         path = service_path(node.name) if node.kind == FlowNodeKind.SERVICE else event_topic_path(node.name)
         return with_range(path, time_range)
 
     def edge_url(edge: FlowEdge) -> str:
-        return with_range(reverse("flow-traces"), time_range, service=edge.service, topic=edge.topic,
-                          group=edge.consumer_group)
+        return with_range(reverse("flow-traces"), time_range,
+                          service="" if edge.service in folded_names else edge.service,
+                          topic="" if edge.topic in folded_names else edge.topic, group=edge.consumer_group)
 
     layout = layered_layout(list(graph.nodes), [(e.source, e.target) for e in graph.edges])
     figure = flow_charts.flow_figure(graph, layout, node_url, edge_url)
@@ -142,7 +149,10 @@ def _flow_view_model(request: HttpRequest) -> dict[str, Any]:
         "traces_url": edge_url(edge),
         "examples": [(t, with_range(trace_path(t), time_range)) for t in edge.examples],
     } for edge in edges]
-    services = sorted(n.name for n in full.nodes.values() if n.kind == FlowNodeKind.SERVICE)
+    # The focus menu: every service on a small system, the busiest ones on a large one.
+    busiest = sorted((n for n in full.nodes.values() if n.kind == FlowNodeKind.SERVICE),
+                     key=lambda n: -(n.events_in + n.events_out))[:MAX_SERVICE_CHOICES]
+    services = sorted({n.name for n in busiest} | ({focus} if focus else set()))
     hubs = sorted(full.nodes[k].name for k in full.nodes if full.nodes[k].hub)
     return {
         "time_range": time_range,

@@ -22,6 +22,7 @@ from monitor.lag import series as lag_series
 from monitor.choices import STATUS_SEVERITY_RANK, GroupStatus, SeriesMetric
 from monitor.models import Cluster, ConsumerGroup
 
+MAX_CONSUMER_SERIES = 8  # consume-rate lines on a topic page; the rest are in the readers table
 GROUP_FRAGMENTS = {"summary": "fragments/group_summary.html", "partitions": "fragments/group_partitions.html"}
 
 
@@ -221,7 +222,10 @@ def topic(request: HttpRequest, cluster: str, topic: str) -> HttpResponse:
         "readers": readers,
         "throughput": throughput.topic_produce_throughput(found_cluster.id, topic, now),
         "throughput_figure": pathway_charts.throughput_figure(
-            {f"{topic} (produced)": produced}, {m + throughput.WEEK: v for m, v in usual.items()}, since, now),
+            {f"{topic} (produced)": produced,
+             **{f"{r.group.name} (consumed)": throughput.consume_minutes(r.group.id, topic, since, now)
+                for r in readers[:MAX_CONSUMER_SERIES]}},
+            {m + throughput.WEEK: v for m, v in usual.items()}, since, now),
         "charts": [{"id": "chart-readers", "topic": topic, "figure": figure}],
         "event_topic_url": links.event_topic_path(topic),
         "findings_url": links.path("findings", query={"topic": topic}),

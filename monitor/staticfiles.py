@@ -12,7 +12,7 @@ used whenever a manifest exists, DEBUG or not.
 from __future__ import annotations
 
 from django.conf import settings
-from whitenoise.storage import CompressedManifestStaticFilesStorage
+from whitenoise.storage import CompressedManifestStaticFilesStorage  # type: ignore[import-untyped]
 
 
 class HashedStaticFiles(CompressedManifestStaticFilesStorage):

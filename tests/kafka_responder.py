@@ -39,6 +39,8 @@ class ScriptedMember:
     client_id: str
     client_host: str
     partitions: dict[str, list[int]]
+    assignment_sent: bool = True
+    """False: DescribeGroups carries no assignment bytes (as for a group mid-rebalance)."""
 
 
 @dataclass
@@ -166,7 +168,8 @@ class KafkaResponder:
                 member_id=m.member_id, group_instance_id=None, client_id=m.client_id, client_host=m.client_host,
                 member_metadata=b"",
                 member_assignment=ConsumerProtocolAssignment(
-                    version=0, assigned_partitions=sorted(m.partitions.items()), user_data=None).encode(),
+                    version=0, assigned_partitions=sorted(m.partitions.items()), user_data=None).encode()
+                if m.assignment_sent else b"",
             ) for m in group.members]
             described.append(Group(error_code=0, error_message=None, group_id=group_id, group_state=group.state,
                                    protocol_type=group.protocol_type, protocol_data="range", members=members))

@@ -143,8 +143,9 @@ def test_group_detail_names_members_and_the_owner_of_each_partition(api, cluster
     assert body["member_count"] == 2
     assert body["members"] == [
         {"member_id": "m-1", "client_id": "billing-7f9c", "host": "10.2.3.4",
-         "partitions": [{"topic": "orders", "partition": 0}]},
-        {"member_id": "m-2", "client_id": "billing-a1b2", "host": "10.2.3.5", "partitions": []},
+         "partitions": [{"topic": "orders", "partition": 0}], "partitions_known": True},
+        {"member_id": "m-2", "client_id": "billing-a1b2", "host": "10.2.3.5", "partitions": [],
+         "partitions_known": True},
     ]
     owners = {(p["topic"], p["partition"]): (p["owner"], p["owner_client_id"], p["owner_host"])
               for p in body["partitions"]}

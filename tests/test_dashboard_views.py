@@ -10,7 +10,7 @@ from django.db import connections
 from django.utils import timezone
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
-from monitor.models import Cluster, ConsumerGroup, GroupEvent, PollRun, Topic
+from monitor.models import Cluster, ConsumerGroup, GroupEvent, PartitionLagSample, PollRun, Topic
 from tests.lag_rows import Part, make_group, record_poll
 from tests.services import free_port
 
@@ -332,6 +332,23 @@ def test_a_stopped_groups_forecast_says_it_is_not_consuming_and_its_alerts_sit_b
     assert "billing stopped" in firing
     assert html.index('id="group-firing"') < html.index('id="charts"')
 
+
+def test_group_page_shows_each_partitions_time_lag_method_and_flags_clock_skew(logged_in_client, cluster):
+    group = make_group(cluster, "payments")
+    skew = "producer clock skew: record at offset 7 is 600.0 s in the future; shown as 0 s (at least)"
+    record_poll(group, timezone.now(), [
+        Part("orders", 0, 7, 9, 2, 0.0, TimeLagMethod.RECORD, reason=skew),
+        Part("orders", 1, 3, 9, 6, 95.0, TimeLagMethod.RECORD),
+        Part("orders", 2, 1, 9, 8, 80.0, TimeLagMethod.INTERPOLATED_BUDGET,
+             reason="record not read this cycle: the fetch budget went to partitions further behind"),
+    ])
+    html = page(logged_in_client, f"/clusters/{cluster.name}/groups/payments/?part=partitions")
+    methods = [m.strip() for m in re.findall(r"<td class=\"muted method\"[^>]*>([^<]*)", html)]
+    assert methods == ["record", "record", "interpolated (budget)"]
+    assert f'<span class="status status-warning" title="{skew}">clock skew</span>' in html
+    assert html.count(">clock skew</span>") == 1
+
+
 def test_overview_pages_are_links_that_keep_the_filters(logged_in_client, cluster):
     for index in range(55):
         make_group(cluster, f"bulk-{index:03d}", status=GroupStatus.STALLED if index < 3 else GroupStatus.OK)
@@ -340,3 +357,16 @@ def test_overview_pages_are_links_that_keep_the_filters(logged_in_client, cluste
     assert 'data-status="stalled">Stalled 3</a>' in html  # counts per status over every page
     html = page(logged_in_client, "/?q=bulk&page=2")
     assert "Page 2 of 2" in html and html.count('<tr data-status=') == 5
+
+
+def test_group_page_marks_a_partial_total_and_stalled_partitions(logged_in_client, cluster):
+    group = make_group(cluster, "billing", status=GroupStatus.STALLED, partial_partitions=1, stalled_partitions=1)
+    record_poll(group, timezone.now(), [Part("orders", 0, 100, 150, 50), Part("orders", 1, 5, None, None)])
+    ConsumerGroup.objects.filter(pk=group.pk).update(partial_partitions=1, stalled_partitions=1)
+    PartitionLagSample.objects.filter(group=group, partition=0).update(stalled=True)
+
+    html = logged_in_client.get(f"/clusters/{cluster.name}/groups/billing/").content.decode()
+
+    assert "partial: 1 unknown" in html
+    assert "1 partition stalled" in html
+    assert '<span class="status status-stalled"' in html

@@ -67,7 +67,8 @@ def test_the_scrape_config_is_valid(tmp_path):
 
 @pytest.mark.django_db
 def test_metrics_pass_promtool_check_metrics():
-    cluster = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:9", status=ClusterStatus.OK)
+    cluster = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:9", status=ClusterStatus.OK,
+                                     last_success_at=timezone.now(), poll_interval_seconds=3600)
     lag_snapshot(cluster, "billing", timezone.now(), {"orders": {0: 5, 1: None}}, time_lag={"orders": 12.0})
     result = promtool("check", "metrics", stdin=render([*collect(), *liveness_families()]))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -144,7 +145,8 @@ def prometheus(tmp_path, live_server) -> Iterator[tuple[str, str]]:
 
 def test_prometheus_scrapes_metrics_with_the_token_and_fires_the_shipped_rules(transactional_db, prometheus):
     base, target = prometheus
-    cluster = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:9", status=ClusterStatus.OK)
+    cluster = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:9", status=ClusterStatus.OK,
+                                     last_success_at=timezone.now(), poll_interval_seconds=3600)
     lag_snapshot(cluster, "billing", timezone.now(), {"orders": {0: 1500, 1: 7}}, status=GroupStatus.STALLED,
                  time_lag={"orders": 42.5})
 

@@ -2,6 +2,7 @@
 import datetime as dt
 
 import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from monitor.events import store
 from monitor.events.config import IngestLimits
@@ -233,3 +234,41 @@ def test_concurrent_identical_retries_store_each_report_once_and_count_exactly()
     assert sum(r.accepted for r in results) == 300
     assert sum(r.duplicates for r in results) == 900
     assert Event.objects.count() == 300
+
+
+# -- properties: arbitrary JSON is refused with a 4xx or stored, never raises (issue 11) ---------
+
+_ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)  # surrogates and controls too
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | _ANY_TEXT
+JSON = st.recursive(_SCALARS, lambda children: st.lists(children, max_size=4)
+                    | st.dictionaries(_ANY_TEXT, children, max_size=4), max_leaves=20)
+_FIELD_VALUES = {
+    "event_id": _ANY_TEXT, "type": _ANY_TEXT, "service": _ANY_TEXT, "consumer_group": _ANY_TEXT, "key": _ANY_TEXT,
+    "stage": st.sampled_from(["published", "consumed", "processed", "failed", "bogus"]) | JSON,
+    "timestamp": st.sampled_from(["2024-05-01T12:00:00Z", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00",
+                                  "2024-05-01T12:00:00"]) | _ANY_TEXT | JSON,
+    "topic": st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True) | _ANY_TEXT,
+    "partition": st.integers() | JSON, "offset": st.integers() | JSON, "schema_version": st.integers() | JSON,
+    "trace_id": st.from_regex(r"[0-9a-f]{32}\n?", fullmatch=True) | _ANY_TEXT,
+    "span_id": st.from_regex(r"[0-9a-f]{16}", fullmatch=True) | _ANY_TEXT,
+    "traceparent": _ANY_TEXT, "attributes": JSON,
+}
+EVENTS = st.fixed_dictionaries({}, optional=_FIELD_VALUES) | JSON
+_NOW = dt.datetime(2024, 5, 1, 12, 5, tzinfo=dt.timezone.utc)
+
+
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=st.fixed_dictionaries({"events": st.lists(EVENTS, max_size=5)}) | JSON)
+def test_any_json_is_refused_naming_fields_or_normalised_never_raises(payload):
+    try:
+        rows = validate_payload(payload, _NOW, IngestLimits(1000, 10**6, 8192))
+    except IngestError as error:
+        assert 400 <= error.status < 500
+        assert all(e.loc for e in error.errors)
+        return
+    for row in rows:
+        for name in ("event_id", "type", "service", "consumer_group"):
+            value = getattr(row, name)
+            value.encode()  # storable: no lone surrogate
+            assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in value), (name, value)
+        assert row.trace_id == "" or len(row.trace_id) == 32 and "\n" not in row.trace_id

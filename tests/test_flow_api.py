@@ -142,3 +142,14 @@ def test_url_tolerances_change_the_colours(client, read_token):
     assert consume["health"] == "critical"
     relaxed = get_flow(client, read_token, **WINDOW).json()
     assert next(e for e in relaxed["edges"] if e["target"] == "service:payments")["health"] == "ok"
+
+
+def test_top_folds_the_quiet_nodes_into_others_and_a_bad_top_is_400(client, read_token):
+    save(*[event(f"e{n}", "published", f"svc{n:02d}", 1.0, topic="orders.events") for n in range(12)])
+    body = get_flow(client, read_token, top=5, **WINDOW).json()
+    assert_valid("Flow", body)
+    folded = [n for n in body["nodes"] if n["folded"]]
+    assert len(body["nodes"]) == 6 and [n["folded"] for n in folded] == [8]
+    assert len(get_flow(client, read_token, **WINDOW).json()["nodes"]) == 13  # without top: everything
+    response = get_flow(client, read_token, top=1, **WINDOW)
+    assert response.status_code == 400 and response.json()["errors"][0]["loc"] == ["query", "top"]

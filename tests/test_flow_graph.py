@@ -11,6 +11,8 @@ from monitor.flow.graph import (
     consumers_of_group,
     find_hubs,
     focus,
+    fold_to_top,
+    others_id,
     hide,
     hot_keys,
     node_id,
@@ -155,3 +157,33 @@ def test_a_key_carrying_a_quarter_of_the_traffic_is_hot():
     keys = hot_keys([("order-1", 60), ("order-2", 5)], total=100)
     assert [(k.key, k.hot) for k in keys] == [("order-1", True), ("order-2", False)]
     assert keys[0].share == pytest.approx(0.6)
+
+
+def many_services_graph(count: int = 40):
+    """One topic published by ``count`` producers; producer n publishes n+1 events."""
+    publishes = [PublishAggregate(f"svc{n:02d}", "orders.events", n + 1, failed=1 if n == 0 else 0)
+                 for n in range(count)]
+    consumes = [ConsumeAggregate("orders.events", "billing", "billing-svc", consumed=5000, processed=5000)]
+    return build_flow_graph(publishes, consumes, span_seconds=10.0)
+
+
+def test_folding_keeps_the_busiest_nodes_and_sums_the_rest_into_others():
+    graph = many_services_graph()
+    folded = fold_to_top(graph, top=5)
+    others = folded.nodes[others_id("service")]
+    kept = {n.name for n in folded.nodes.values() if not n.folded}
+    assert kept == {"orders.events", "billing", "svc39", "svc38", "svc37"}
+    assert others.folded == 37 and others.name == "37 other services"
+    into_topic = [e for e in folded.edges if e.source == others.id]
+    assert len(into_topic) == 1  # 37 publish edges merged into one
+    assert into_topic[0].events == sum(range(1, 38)) and into_topic[0].failed == 1
+    assert others.events_out == into_topic[0].events
+    # No traffic is lost: the topic receives what it received before.
+    assert sum(e.events for e in folded.edges if e.target == node_id("topic", "orders.events")) == \
+        sum(e.events for e in graph.edges if e.target == node_id("topic", "orders.events"))
+
+
+def test_a_graph_within_the_limit_is_not_folded_and_names_never_collide_with_others():
+    graph = many_services_graph(3)
+    assert fold_to_top(graph, top=10) is graph
+    assert others_id("service") not in {node_id("service", name) for name in ("others", "others:service")}

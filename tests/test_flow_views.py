@@ -318,3 +318,14 @@ def test_the_traces_list_shows_each_traces_key_and_sorts_by_duration(logged_in_c
     first, second = sorted(durations, key=lambda t: -durations[t])
     assert longest.index(first) < longest.index(second)
     assert "sort=recent" in longest and "sort=duration" in recent
+
+def test_a_large_system_draws_its_busiest_nodes_and_folds_the_rest_into_others(logged_in_client):
+    save(*[event(f"e{n}", "published", f"svc{n:03d}", n % 50, topic=f"t{n % 3}") for n in range(130)])
+    html = logged_in_client.get(f"/flow/?{WINDOW}").content.decode()
+    names = {text for trace in figure_in(html, "flow-figure")["data"] if trace["meta"]["part"] == "node"
+             for text in trace["text"]}
+    assert len(names) == 61 and "73 other services" in names  # the 60 busiest and one node for the rest
+    html = logged_in_client.get(f"/flow/?{WINDOW}&top=all").content.decode()
+    names = {text for trace in figure_in(html, "flow-figure")["data"] if trace["meta"]["part"] == "node"
+             for text in trace["text"]}
+    assert len(names) == 133

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from monitor.kafka.adapter import (
-    ConnectionSettings, KafkaAdapter, KafkaUnavailable, LogOffsets, Producer, commit_offsets, create_topics,
+    ConnectionSettings, KafkaAdapter, KafkaUnavailable, LogOffsets, Producer, TopicRetention, commit_offsets,
+    create_topics,
 )
 from tests.services import free_port
 
@@ -192,6 +193,18 @@ def test_partitions_without_a_leader_or_past_the_log_end_are_missing_with_a_reas
 # so these run against tests/kafka_responder.py: a real socket answering with responses
 # encoded by the same protocol classes the adapter decodes with (see its docstring).
 
+def test_topic_retention_settings_come_from_describe_configs(kafka_settings, unique):
+    kept, plain = unique("kept"), unique("plain")
+    create_topics(kafka_settings, {kept: 1}, {kept: {"retention.ms": "3600000", "retention.bytes": "-1"}})
+    create_topics(kafka_settings, {plain: 1})
+
+    with KafkaAdapter(kafka_settings) as adapter:
+        found = adapter.topic_retention([kept, plain])
+
+    assert found[kept] == TopicRetention(retention_ms=3_600_000, retention_bytes=None)  # -1: unlimited
+    assert found.get(plain, TopicRetention(None, None)).retention_ms in (None, 604_800_000)
+
+
 from tests.kafka_responder import KafkaResponder, ScriptedGroup, ScriptedMember  # noqa: E402
 
 SCRIPTED_GROUPS = [
@@ -233,6 +246,16 @@ def test_classic_group_members_come_from_describe_groups_with_decoded_assignment
     ]
 
 
+def test_a_classic_member_without_an_assignment_owns_nothing_known():
+    groups = [ScriptedGroup("rebalancing", "classic", state="PreparingRebalance", members=[
+        ScriptedMember("c-9", "worker-9", "/10.0.0.7", {"orders": [1]}, assignment_sent=False)])]
+    with KafkaResponder(groups) as responder:
+        _, membership = _membership(responder)
+    [member] = membership["rebalancing"].members
+    assert (member.member_id, member.client_id, member.host, member.partitions) == ("c-9", "worker-9", "10.0.0.7", None)
+    assert membership["rebalancing"].owners() == {}
+
+
 def test_share_groups_are_listed_as_such_and_never_described_as_consumer_groups():
     with KafkaResponder(SCRIPTED_GROUPS) as responder:
         listed, membership = _membership(responder)
@@ -266,7 +289,7 @@ def test_tansu_groups_are_described_without_authorized_operations(kafka_settings
     with KafkaAdapter(kafka_settings) as adapter:
         listed = [g for g in adapter.list_groups() if g.group_id == group]
         membership = adapter.group_membership(listed)
-    assert membership[group].known and membership[group].members == ()
+    assert membership[group].known and membership[group].members == ()  # assign() + commit(): no members
 
 
 @pytest.mark.skipif(not os.environ.get("KAFKA_BOOTSTRAP"), reason="opt-in: set KAFKA_BOOTSTRAP to a real Apache Kafka")

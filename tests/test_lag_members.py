@@ -31,5 +31,15 @@ def test_api_members_have_the_contract_shape():
     assert members.api_members(members.stored_members(BILLING))[0] == {
         "member_id": "m-1", "client_id": "billing-a", "host": "10.2.3.4",
         "partitions": [{"topic": "orders", "partition": 7}, {"topic": "refunds", "partition": 1}],
+        "partitions_known": True,
     }
     assert members.api_members(None) == []
+
+
+def test_a_member_whose_assignment_the_broker_did_not_send_owns_nothing_known():
+    told = GroupMembership("legacy", "classic", "Stable", (GroupMember("c-1", "legacy-1", "", None),), known=True)
+    stored = members.stored_members(told)
+    assert stored == [{"member_id": "c-1", "client_id": "legacy-1", "host": "", "partitions": None}]
+    assert not members.assignments_known(stored) and members.owners(stored) == {}
+    assert members.api_members(stored)[0]["partitions_known"] is False
+    assert members.assignments_known(members.stored_members(BILLING))

@@ -40,7 +40,7 @@ def latest_rows(cluster, group_id: str) -> dict[tuple[str, int], PartitionLagSam
 
 
 def test_a_group_first_seen_behind_has_its_time_lag_within_a_second_of_the_truth_on_its_first_poll(
-        cluster, prefix, unique, kafka_settings, producer):
+        cluster, prefix, unique, kafka_settings, producer, logged_in_client):
     topic = unique("backlog")
     create_topics(kafka_settings, {topic: 1})
     # A night's backlog at an uneven rate: 60 messages over the last two hours, bunched.
@@ -59,6 +59,9 @@ def test_a_group_first_seen_behind_has_its_time_lag_within_a_second_of_the_truth
     assert row.time_lag_method == TimeLagMethod.RECORD
     assert abs(row.time_lag_seconds - truth) <= 1.0
     assert outcome.record_reads.fetched_partitions == 1 and outcome.record_reads.bytes > 0
+    detail = logged_in_client.get(f"/api/v1/clusters/{cluster.name}/groups/{group_id}").json()
+    assert [(p["lag"], p["time_lag_method"]) for p in detail["partitions"]] == [(55, "record")]
+    assert abs(detail["partitions"][0]["time_lag_seconds"] - truth) <= 1.0
 
 
 def test_a_stuck_consumer_costs_one_fetch_then_the_cached_timestamp(cluster, prefix, unique, kafka_settings,

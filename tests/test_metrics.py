@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from monitor.api.metrics import escape_label_value, format_value
 from monitor.choices import ClusterStatus, GroupStatus, TimeLagMethod
-from monitor.models import Cluster, PollRun
+from monitor.models import Cluster, ConsumerGroup, PollRun, TopicLagSample
 from tests.lag_rows import Part, make_group, record_poll
 
 # name{label="value",...} value  (label values may hold escaped quotes)
@@ -25,6 +25,14 @@ def scrape(client, read_token):
         return response.content.decode()
 
     return get
+
+
+@pytest.fixture
+def cluster(cluster):
+    """A cluster polled successfully just now (a stale cluster's series are not exported)."""
+    cluster.status, cluster.last_success_at = ClusterStatus.OK, timezone.now()
+    cluster.save()
+    return cluster
 
 
 def lines_of(text: str, name: str) -> list[str]:
@@ -184,3 +192,46 @@ def test_heartbeats_last_polls_and_the_outbox_are_exported_for_a_dead_man_alert(
     assert lines_of(text, "kafka_monitor_outbox_due_notifications") == ["kafka_monitor_outbox_due_notifications 0"]
     assert lines_of(text, "kafka_monitor_outbox_oldest_due_age_seconds") == [
         "kafka_monitor_outbox_oldest_due_age_seconds 0"]
+
+
+def test_an_unreachable_clusters_lag_is_not_exported_after_one_missed_poll(scrape, cluster):
+    group = make_group(cluster, "billing")
+    record_poll(group, timezone.now(), [Part("orders", 0, 90, 100, 10, 4.5)])
+    assert lines_of(scrape(), "kafka_consumergroup_lag")
+    assert f'kafka_monitor_cluster_up{{cluster="{cluster.name}"}} 1' in scrape()
+
+    cluster.status = ClusterStatus.UNREACHABLE
+    cluster.save()
+    text = scrape()
+
+    for family in ("kafka_consumergroup_lag", "kafka_consumergroup_lag_seconds", "kafka_consumergroup_topic_lag",
+                   "kafka_consumergroup_total_lag", "kafka_consumergroup_status"):
+        assert lines_of(text, family) == [], family
+    assert f'kafka_monitor_cluster_up{{cluster="{cluster.name}"}} 0' in text
+    [age] = lines_of(text, "kafka_monitor_cluster_poll_age_seconds")
+    assert age.startswith(f'kafka_monitor_cluster_poll_age_seconds{{cluster="{cluster.name}"}} ')
+
+
+def test_a_cluster_whose_poller_stopped_is_stale_after_two_intervals(scrape, cluster):
+    group = make_group(cluster, "billing")
+    record_poll(group, timezone.now(), [Part("orders", 0, 90, 100, 10, 4.5)])
+    cluster.last_success_at = timezone.now() - timedelta(seconds=2 * cluster.poll_interval_seconds + 5)
+    cluster.save()
+
+    text = scrape()
+
+    assert lines_of(text, "kafka_consumergroup_lag") == []
+    assert f'kafka_monitor_cluster_up{{cluster="{cluster.name}"}} 0' in text
+
+
+def test_a_partial_total_is_absent_never_a_lower_value(scrape, cluster):
+    group = make_group(cluster, "billing", partial_partitions=1)
+    record_poll(group, timezone.now(), [Part("orders", 0, 200, 1000, 800), Part("orders", 1, 200, None, None)])
+    TopicLagSample.objects.filter(group=group).update(partial_partitions=1)
+    ConsumerGroup.objects.filter(pk=group.pk).update(partial_partitions=1)
+
+    text = scrape()
+
+    assert lines_of(text, "kafka_consumergroup_topic_lag") == []
+    assert lines_of(text, "kafka_consumergroup_total_lag") == []
+    assert len(lines_of(text, "kafka_consumergroup_lag")) == 1  # the partition whose lag is known

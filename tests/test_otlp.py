@@ -355,3 +355,52 @@ def test_otlp_service_names_with_control_characters_are_rejected_naming_the_fiel
     assert parsed.partial_success.rejected_spans == 1
     assert "service must not contain control characters" in parsed.partial_success.error_message
     assert events() == []
+
+
+# -- properties: any body is refused (400) or mapped, never raises (issue 11) --------------------
+
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st  # noqa: E402
+
+from monitor.events import otlp as otlp_module  # noqa: E402
+from monitor.events.config import IngestLimits  # noqa: E402
+
+_TEXT = st.text(st.characters(exclude_categories=()), max_size=20)
+_SCALAR = st.none() | st.booleans() | st.integers() | st.floats() | _TEXT
+_JSON = st.recursive(_SCALAR, lambda c: st.lists(c, max_size=3) | st.dictionaries(_TEXT, c, max_size=3), max_leaves=15)
+_VALUE = st.fixed_dictionaries({}, optional={"stringValue": _JSON, "intValue": _JSON, "boolValue": _JSON,
+                                             "doubleValue": _JSON, "bytesValue": _JSON, "arrayValue": _JSON,
+                                             "kvlistValue": _JSON}) | _JSON
+_ATTRS = st.lists(st.fixed_dictionaries({"key": st.sampled_from(
+    ["messaging.system", "messaging.operation.type", "messaging.destination.name", "messaging.kafka.offset",
+     "messaging.consumer.group.name", "service.name", "event.stage"]) | _TEXT, "value": _VALUE}), max_size=6) | _JSON
+_SPAN = st.fixed_dictionaries({}, optional={
+    "traceId": st.from_regex(r"[0-9a-f]{32}", fullmatch=True) | _JSON, "spanId": st.from_regex(
+        r"[0-9a-f]{16}", fullmatch=True) | _JSON, "parentSpanId": _JSON, "name": _JSON,
+    "kind": st.sampled_from([4, 5, "SPAN_KIND_PRODUCER"]) | _JSON, "startTimeUnixNano": st.integers() | _JSON,
+    "status": _JSON, "attributes": _ATTRS, "links": st.lists(_JSON | st.fixed_dictionaries(
+        {"traceId": _JSON, "spanId": _JSON}), max_size=3) | _JSON}) | _JSON
+_EXPORT = st.fixed_dictionaries({"resourceSpans": st.lists(st.fixed_dictionaries({}, optional={
+    "resource": st.fixed_dictionaries({"attributes": _ATTRS}) | _JSON,
+    "scopeSpans": st.lists(st.fixed_dictionaries({"spans": st.lists(_SPAN, max_size=3)}) | _JSON, max_size=2) | _JSON,
+}) | _JSON, max_size=2) | _JSON}) | _JSON
+
+
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=_EXPORT)
+def test_any_otlp_json_is_refused_or_mapped_never_raises(payload):
+    try:
+        spans = otlp_module.decode_json(payload)
+    except otlp_module.OtlpDecodeError:
+        return
+    otlp_module.span_events(spans, IngestLimits(1000, 10**6, 8192), dt.datetime.now(dt.timezone.utc))
+
+
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.binary(max_size=300) | _EXPORT.map(lambda _: export(
+    "orders", span("send", Span.SPAN_KIND_PRODUCER, PRODUCER_NEW, PRODUCER_SPAN)).SerializeToString()))
+def test_any_bytes_are_refused_or_mapped_never_raise(body):
+    try:
+        spans = otlp_module.decode_protobuf(body)
+    except otlp_module.OtlpDecodeError:
+        return
+    otlp_module.span_events(spans, IngestLimits(1000, 10**6, 8192), dt.datetime.now(dt.timezone.utc))

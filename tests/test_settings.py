@@ -132,6 +132,8 @@ ENVIRONMENT_READERS = {
     "monitor/wsgi.py": "DJANGO_SETTINGS_MODULE default",
     "manage.py": "DJANGO_SETTINGS_MODULE default",
     "monitor/alerts/config.py": "${ENV_VAR} references inside the alerting YAML file",
+    "monitor/lag/clusters.py": "${NAME} references in a cluster's stored secrets, read when used (rotation)",
+    "monitor/kafka/adapter.py": "AWS's standard credential variables for MSK IAM (rotated session tokens)",
     "monitor/management/commands/demo.py": "passes the environment on to the processes it starts",
     "monitor/demo/simulator.py": "a stand-alone client program with its own --api/--token defaults",
 }

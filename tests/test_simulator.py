@@ -453,3 +453,26 @@ def test_every_order_is_written_to_the_outbox_before_it_is_published(story):
                  if e["stage"] == Stage.PUBLISHED and e["type"] == "OrderPlaced"}
     assert written and set(published) <= set(written)
     assert all(written[event_id] <= published[event_id] for event_id in published)
+
+
+def test_the_audit_service_joins_its_group_so_the_broker_reports_a_member(broker, unique):
+    """The other services use assign() (no group membership); audit subscribes, so the
+    demo's group pages have a member to show where the broker tells."""
+    from monitor.kafka.adapter import ConnectionSettings
+
+    namespace = unique("members")
+    simulator = sim.Simulator(fast_config(broker.bootstrap, namespace), sim.NullReporter())
+    kafka = ConnectionSettings([broker.bootstrap], timeout_seconds=5)
+    group = f"{namespace}.audit"
+    simulator.start()
+    try:
+        deadline, members = time.monotonic() + 180, ()
+        while not members and time.monotonic() < deadline:  # joining takes a rebalance
+            with KafkaAdapter(kafka) as adapter:
+                listed = [g for g in adapter.list_groups() if g.group_id == group]
+                membership = adapter.group_membership(listed).get(group)
+            members = membership.members if membership is not None else ()
+            simulator.stop_event.wait(1.0)
+    finally:
+        simulator.stop()
+    assert members and members[0].member_id.startswith("audit-")

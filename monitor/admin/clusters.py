@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -5,9 +7,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from monitor.kafka.check import check_connection
-from monitor.lag.clusters import connection_settings
+from monitor.lag.clusters import cluster_secrets, connection_settings
 
 from monitor.models import ApiToken, Cluster, ConsumerGroup, GroupEvent, Topic
+from monitor.redaction import redact
 
 
 SECRET_FIELDS = ("sasl_password", "oauth_client_secret", "schema_registry_password")
@@ -47,36 +50,47 @@ class ClusterForm(forms.ModelForm):
         return self._keep_secret("schema_registry_password")
 
 
+# last_error is shown redacted (shown_last_error), never as stored.
+READ_ONLY = ["status", "last_poll_at", "last_success_at", "shown_last_error", "next_poll_at", "created_at"]
+SECTIONS: list[tuple[str | None, list[str], str]] = [
+    (None, ["name", "bootstrap_servers", "enabled", "poll_interval_seconds", "group_include", "group_exclude"], ""),
+    ("Security", ["security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_mechanism", "sasl_username",
+                  "sasl_password", "oauth_token_url", "oauth_client_id", "oauth_client_secret", "oauth_scope",
+                  "aws_region", "sasl_kerberos_service_name"],
+     "PLAIN/SCRAM: username and password. OAUTHBEARER: token URL, client id and secret, scope. AWS_MSK_IAM: "
+     "region (credentials from the workers' environment). GSSAPI: service name (ticket from the workers' keytab)."),
+    ("Schema Registry", ["schema_registry_url", "schema_registry_username", "schema_registry_password"], ""),
+    ("Header tap", ["tap_enabled", "tap_topics", "tap_group", "tap_sample_percent"], ""),
+    ("State", READ_ONLY, ""),
+]
+
+
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
     form = ClusterForm
     list_display = ["name", "bootstrap_servers", "status", "last_poll_at", "poll_interval_seconds", "enabled"]
     list_filter = ["status", "enabled"]
     search_fields = ["name", "bootstrap_servers"]
-    readonly_fields = ["status", "last_poll_at", "last_success_at", "last_error", "next_poll_at", "created_at"]
-    fieldsets = [
-        (None, {"fields": ["name", "bootstrap_servers", "enabled", "poll_interval_seconds",
-                           "group_include", "group_exclude"]}),
-        ("Security", {"fields": ["security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_mechanism",
-                                 "sasl_username", "sasl_password", "oauth_token_url", "oauth_client_id",
-                                 "oauth_client_secret", "oauth_scope", "aws_region", "sasl_kerberos_service_name"],
-                      "description": "PLAIN/SCRAM: username and password. OAUTHBEARER: token URL, client id and "
-                                     "secret, scope. AWS_MSK_IAM: region (credentials from the workers' "
-                                     "environment). GSSAPI: service name (ticket from the workers' keytab)."}),
-        ("Schema Registry", {"fields": ["schema_registry_url", "schema_registry_username",
-                                        "schema_registry_password"]}),
-        ("Header tap", {"fields": ["tap_enabled", "tap_topics", "tap_group", "tap_sample_percent"]}),
-        ("State", {"fields": readonly_fields}),
-    ]
+    readonly_fields = READ_ONLY
     change_form_template = "admin/monitor/cluster/change_form.html"
+    exclude = ["last_error"]  # shown redacted (shown_last_error), never as stored
 
-    def get_fieldsets(self, request: HttpRequest, obj: Cluster | None = None) -> list:  # type: ignore[override]
-        """The sections above, plus any field not placed in one (added later) in the first."""
-        placed = {name for _, options in self.fieldsets for name in options["fields"]}
-        form_fields = list(self._get_form_for_get_fields(request, obj).base_fields) + list(self.readonly_fields)
-        rest = [name for name in form_fields if name not in placed]
-        sections = [(title, dict(options)) for title, options in self.fieldsets]
-        sections[0][1]["fields"] = list(sections[0][1]["fields"]) + rest
+    @admin.display(description="Last error")
+    def shown_last_error(self, obj: Cluster) -> str:
+        """The last poll error with the cluster's secrets cut out: an error stored before
+        redaction, or quoting a secret in a new way, still shows none."""
+        return redact(obj.last_error or "", cluster_secrets(obj)) or "—"
+
+    def get_fieldsets(self, request: HttpRequest, obj: Cluster | None = None) -> list[Any]:
+        """:data:`SECTIONS`, plus any field not placed in one (added later) in the first."""
+        placed = {name for _, fields, _ in SECTIONS for name in fields}
+        rest = [str(name) for name in super().get_fields(request, obj) if name not in placed]
+        sections: list[Any] = []
+        for index, (title, fields, description) in enumerate(SECTIONS):
+            options: dict[str, Any] = {"fields": fields + rest if index == 0 else fields}
+            if description:
+                options["description"] = description
+            sections.append((title, options))
         return sections
 
     def get_urls(self) -> list[URLPattern]:

@@ -525,14 +525,14 @@ def worst_partitions(subjects: Iterable[Subject], limit: int = 5) -> dict[Subjec
     from monitor.lag import members as group_members
     from monitor.models import ConsumerGroup
 
-    rows = list(rows)
+    latest = list(rows)
     owners = {
         group_id: group_members.owners(details)
         for group_id, details in ConsumerGroup.objects.filter(
-            pk__in={row[6] for row in rows}, member_details__isnull=False).values_list("id", "member_details")
+            pk__in={row[6] for row in latest}, member_details__isnull=False).values_list("id", "member_details")
     }
     found: dict[Subject, list[dict[str, object]]] = defaultdict(list)
-    for cluster, group, topic, partition, lag_value, time_lag, group_id in rows:
+    for cluster, group, topic, partition, lag_value, time_lag, group_id in latest:
         # Who owns the partition, where the broker told: "billing-7f9c on 10.2.3.4".
         owner = group_members.owner_label(owners.get(group_id, {}).get((topic, partition)))
         for subject in (Subject(cluster, group, topic), Subject(cluster, group, "")):

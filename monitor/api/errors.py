@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,8 @@ def error_response(status: int, detail: str, errors: list[FieldError] | None = N
 
 def render_api_error(error: ApiError) -> JsonResponse:
     return error_response(error.status, error.detail, error.errors)
+
+
+@csrf_exempt  # a 404 whatever the method: no form is processed
+def not_found_view(request: HttpRequest) -> JsonResponse:
+    return error_response(404, f"No API endpoint at {request.path!r}.")

@@ -32,7 +32,7 @@ def serialise_graph(graph: FlowGraph) -> dict[str, Any]:
         "until": format_iso(graph.until),
         "nodes": [
             {"id": n.id, "kind": n.kind, "name": n.name, "health": n.health, "hub": n.hub,
-             "events_in": n.events_in, "events_out": n.events_out, "failed": n.failed}
+             "events_in": n.events_in, "events_out": n.events_out, "failed": n.failed, "folded": n.folded}
             for n in graph.nodes.values()
         ],
         "edges": [

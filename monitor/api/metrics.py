@@ -10,6 +10,12 @@ kafka-minion: ``partition`` (default) exports per-partition and per-topic series
 ``topic`` only per-topic ones, ``group`` neither; the per-group series are always there.
 At 100,000 group-partitions the partition series are most of the answer: the lag rows
 come from one query and are formatted with each group's label prefix escaped once.
+
+Stale values are not exported: once a cluster has missed one poll (its last poll failed,
+or its last success is more than two intervals old) its groups' series disappear, and
+``kafka_monitor_cluster_up`` is 0 and ``kafka_monitor_cluster_poll_age_seconds`` says
+how old its data is. A total over partially unknown partitions (the group's or a
+topic's) is absent too, never a lowered value.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from monitor import liveness
 from monitor.api.auth import api_view, authenticate
@@ -84,7 +91,16 @@ def _float_text(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
-def _detail_families(granularity: str) -> Iterator[Family]:
+def fresh_cluster_ids(clusters: Iterable[Cluster], now: datetime) -> set[int]:
+    """Clusters whose latest poll succeeded and is at most one missed interval old."""
+    return {
+        c.id for c in clusters
+        if c.status == ClusterStatus.OK and c.last_success_at is not None
+        and (now - c.last_success_at).total_seconds() <= 2 * c.poll_interval_seconds
+    }
+
+
+def _detail_families(granularity: str, fresh: set[int]) -> Iterator[Family]:
     """Per-partition (``partition``) and per-topic (``partition``, ``topic``) lag of each
     group's latest poll, as pre-formatted lines: one query each, joined to the group's
     row, ordered by group id (Prometheus does not care about order; sorting 100,000
@@ -92,7 +108,7 @@ def _detail_families(granularity: str) -> Iterator[Family]:
     if granularity == Granularity.GROUP:
         return
     prefixes = {group_id: _escaped_prefix(cluster, group) for group_id, cluster, group in ConsumerGroup.objects
-                .filter(gone_at__isnull=True, last_sample_at__isnull=False)
+                .filter(gone_at__isnull=True, last_sample_at__isnull=False, cluster_id__in=fresh)
                 .values_list("id", "cluster__name", "name").iterator(chunk_size=10_000)}
     topic_labels: dict[str, str] = {}
     group_table = ConsumerGroup._meta.db_table
@@ -106,6 +122,8 @@ def _detail_families(granularity: str) -> Iterator[Family]:
             f"WHERE g.gone_at IS NULL ORDER BY s.group_id, s.topic, s.partition"
         )
         for group_id, topic, partition, lag_value, time_lag in rows:
+            if group_id not in prefixes:
+                continue  # its cluster's data is stale
             topic_label = topic_labels.get(topic)
             if topic_label is None:
                 topic_label = topic_labels[topic] = escape_label_value(topic)
@@ -122,11 +140,15 @@ def _detail_families(granularity: str) -> Iterator[Family]:
     topic_seconds: list[str] = []
     topic_table = TopicLagSample._meta.db_table
     rows = _rows(
-        f"SELECT s.group_id, s.topic, s.lag, s.time_lag_seconds FROM {topic_table} s "
+        f"SELECT s.group_id, s.topic, s.lag, s.time_lag_seconds, s.partial_partitions FROM {topic_table} s "
         f"JOIN {group_table} g ON g.id = s.group_id AND s.polled_at = g.last_sample_at "
         f"WHERE g.gone_at IS NULL AND s.resolution = 0 ORDER BY s.group_id, s.topic"
     )
-    for group_id, topic, lag_value, time_lag in rows:
+    for group_id, topic, lag_value, time_lag, partial in rows:
+        if group_id not in prefixes:
+            continue
+        if partial:
+            lag_value = None  # a partial total is not a lower total: absent
         topic_label = topic_labels.get(topic)
         if topic_label is None:
             topic_label = topic_labels[topic] = escape_label_value(topic)
@@ -142,17 +164,20 @@ def _detail_families(granularity: str) -> Iterator[Family]:
                  "The group's largest time lag on the topic (latest poll).", [], topic_seconds)
 
 
-def collect(granularity: str = "partition") -> Iterator[Family]:
+def collect(granularity: str = "partition", now: datetime | None = None) -> Iterator[Family]:
+    now = now or timezone.now()
     clusters = list(Cluster.objects.order_by("name"))
     names = {c.id: c.name for c in clusters}
+    fresh = fresh_cluster_ids(clusters, now)
 
-    yield from _detail_families(granularity)
+    yield from _detail_families(granularity, fresh)
 
-    groups = list(
-        ConsumerGroup.objects.order_by("cluster__name", "name").values_list(
-            "cluster_id", "name", "status", "total_lag", "members"
-        )
-    )
+    groups = [
+        (cid, name, status, None if partial else total, members)
+        for cid, name, status, total, members, partial in ConsumerGroup.objects.filter(cluster_id__in=fresh)
+        .order_by("cluster__name", "name")
+        .values_list("cluster_id", "name", "status", "total_lag", "members", "partial_partitions")
+    ]
     group_prefix = [_escaped_prefix(names[cid], name) for cid, name, _, _, _ in groups]
     statuses = [(status, escape_label_value(status)) for status in GroupStatus.values]
     yield Family(
@@ -186,12 +211,20 @@ def collect(granularity: str = "partition") -> Iterator[Family]:
     yield Family(
         "kafka_monitor_cluster_up",
         "gauge",
-        "1 when the cluster's last poll succeeded, 0 when it was unreachable.",
+        "1 when the cluster's last poll succeeded and is at most one missed interval old, else 0 (its lag "
+        "series are then not exported).",
         [
-            ((("cluster", c.name),), 1.0 if c.status == ClusterStatus.OK else 0.0)
+            ((("cluster", c.name),), 1.0 if c.id in fresh else 0.0)
             for c in clusters
             if c.status != ClusterStatus.UNKNOWN
         ],
+    )
+    yield Family(
+        "kafka_monitor_cluster_poll_age_seconds",
+        "gauge",
+        "Seconds since the cluster's last successful poll: how old its exported (or withheld) lag is.",
+        [((("cluster", c.name),), round((now - c.last_success_at).total_seconds(), 3))
+         for c in clusters if c.last_success_at is not None],
     )
     latest_ids = PollRun.objects.values("cluster_id").annotate(latest=Max("id")).values_list("latest", flat=True)
     runs = sorted(PollRun.objects.filter(id__in=list(latest_ids)), key=lambda r: names[r.cluster_id])

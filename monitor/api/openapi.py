@@ -76,6 +76,24 @@ ACK_ERRORS: dict[str, Any] = {
     "401": _error("No valid credentials"),
     "403": _error("The token lacks the ack scope"),
 }
+
+def _otlp_status(description: str) -> dict[str, Any]:
+    """An OTLP error: a google.rpc.Status, in the request's encoding."""
+    status = {"type": "object", "required": ["code", "message"],
+              "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}
+    return {"description": description, "content": {
+        "application/json": {"schema": status},
+        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}
+
+
+OTLP_ERRORS: dict[str, Any] = {
+    "400": _otlp_status("Not an OTLP ExportTraceServiceRequest; the message says where"),
+    "401": _error("No valid credentials"),
+    "403": _error("The token lacks the ingest scope"),
+    "411": _otlp_status("A chunked body the server did not de-chunk; send Content-Length"),
+    "413": _otlp_status("Request body too large"),
+    "415": _otlp_status("Content-Type is neither application/x-protobuf nor application/json"),
+}
 NOT_FOUND: dict[str, Any] = {"404": _error("Unknown cluster or group name")}
 CLUSTER_PARAM: dict[str, Any] = {"name": "cluster", "in": "path", "required": True, "schema": {"type": "string"}}
 GROUP_PARAM: dict[str, Any] = {"name": "group", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -96,7 +114,7 @@ _GROUP_PROPERTIES: dict[str, Any] = {
         "number", description="Forecast: time until retention deletes unread messages; null = no risk"
     ),
     "retention_risk_method": {
-        "type": "string", "enum": ["", "retention_ms", "log_start_rate"],
+        "type": "string", "enum": ["", "retention_ms", "log_start_rate", "deleting"],
         "description": "How the retention forecast was made (empty when there is nothing to forecast)"},
     "lost_messages": {"type": "integer"},
     "partial_partitions": {
@@ -163,6 +181,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "object", "required": ["topic", "partition"],
                 "properties": {"topic": {"type": "string"}, "partition": {"type": "integer"}},
             }},
+            "partitions_known": {"type": "boolean",
+                                 "description": "false: the broker did not say what this member owns"},
         },
     },
     "Partition": {
@@ -327,6 +347,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "id": {"type": "string"},
                         "kind": {"type": "string", "enum": ["service", "topic"]},
                         "name": {"type": "string"},
+                        "folded": {"type": "integer", "description": "0, or for the \"others\" node of a "
+                                                                     "graph cut with top: the nodes it stands for"},
                     },
                 },
             },
@@ -508,7 +530,7 @@ DOCUMENT: dict[str, Any] = {
                             "application/json": {"schema": {"type": "object"}},
                         },
                     },
-                    **INGEST_ERRORS,
+                    **OTLP_ERRORS,
                 },
             }
         },
@@ -565,7 +587,13 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "getFlow",
                 "summary": "Services and topics with the events between them",
                 "tags": ["events"],
-                "parameters": [SINCE_PARAM, UNTIL_PARAM],
+                "parameters": [
+                    SINCE_PARAM, UNTIL_PARAM,
+                    {"name": "top", "in": "query", "required": False,
+                     "description": "Keep the n busiest nodes and fold the rest into one \"others\" service and "
+                                    "topic (node field folded: how many nodes it stands for). Default: every node.",
+                     "schema": {"type": "integer", "minimum": 2, "maximum": 10000}},
+                ],
                 "responses": {
                     "200": _json(_ref("Flow"), "The flow graph"),
                     "400": _error("A bad query parameter, named in errors[].loc"),

@@ -60,6 +60,7 @@ from monitor.kafka.adapter import (
     ConnectionSettings,
     ConsumedMessage,
     Producer,
+    SubscribedConsumer,
     create_topics,
 )
 
@@ -87,6 +88,7 @@ PAYMENTS = "payments"
 INVENTORY = "inventory"
 SHIPPING = "shipping"
 ANALYTICS = "analytics"
+AUDIT = "audit"
 
 
 class EventType:
@@ -505,6 +507,7 @@ class Simulator:
             ShippingService(self),
             OrdersService(self),
             AnalyticsService(self),
+            AuditTrail(self),
             CatalogResync(self),
         ]
         for thread in self._threads:
@@ -901,6 +904,23 @@ class AnalyticsService(ConsumerService):
 
     def active(self) -> bool:
         return self.sim.elapsed() < self.sim.config.analytics_stops_after
+
+
+class AuditTrail(Worker):
+    """The audit service: a consumer that joins its group (``subscribe()``), unlike the
+    others (``assign()``), so the broker has a member to report on the group page."""
+
+    def __init__(self, sim: Simulator) -> None:
+        super().__init__(sim, "audit")
+
+    def loop(self) -> None:
+        consumer = SubscribedConsumer(self.sim.connection, self.sim.group(AUDIT), [self.sim.topic(ORDERS_TOPIC)],
+                                      client_id=f"{AUDIT}-{uuid.uuid4().hex[:4]}")
+        try:
+            while not self.sim.stop_event.is_set():
+                self.sim.count("audit_messages", consumer.poll(timeout_seconds=0.5))
+        finally:
+            consumer.close()
 
 
 class CatalogResync(Worker):

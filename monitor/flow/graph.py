@@ -156,6 +156,8 @@ class FlowNode:
     failed: int = 0
     health: str = Health.UNKNOWN
     hub: bool = False
+    folded: int = 0
+    """For the "others" node of a folded graph: how many nodes it stands for (0 = a real node)."""
 
 
 @dataclass
@@ -318,6 +320,76 @@ def find_hubs(graph: FlowGraph, min_degree: int | None = None) -> set[str]:
 
 def hide(graph: FlowGraph, node_ids: set[str]) -> FlowGraph:
     return subgraph(graph, set(graph.nodes) - node_ids)
+
+
+DEFAULT_TOP_NODES = 60
+
+
+def others_id(kind: str) -> str:
+    """The id of the node that stands for the folded nodes of ``kind``: outside the
+    ``kind:name`` ids of real nodes, so no service or topic name can collide with it."""
+    return f"others:{kind}"
+
+
+def fold_to_top(graph: FlowGraph, top: int = DEFAULT_TOP_NODES) -> FlowGraph:
+    """The ``top`` nodes with the most traffic (events in + out) stay; the rest fold into
+    one "others" service and one "others" topic, their edges to the kept nodes merged per
+    (source, target, kind): events and failures summed, the slowest p95, the worst health.
+    A graph with at most ``top`` nodes is returned unchanged. Pages with 10,000 services
+    stay readable and small; the numbers of the folded part are still all there."""
+    if len(graph.nodes) <= top:
+        return graph
+    ranked = sorted(graph.nodes.values(), key=lambda n: (-(n.events_in + n.events_out), n.kind, n.name))
+    keep = {n.id for n in ranked[:top]}
+    folded_count: dict[str, int] = defaultdict(int)
+    for node in ranked[top:]:
+        folded_count[node.kind] += 1
+    nodes = {key: node for key, node in graph.nodes.items() if key in keep}
+    for kind, count in folded_count.items():
+        key = others_id(kind)
+        noun = "services" if kind == FlowNodeKind.SERVICE else "topics"
+        nodes[key] = FlowNode(id=key, kind=kind, name=f"{count:,} other {noun}", folded=count)
+
+    def placed(key: str) -> str:
+        return key if key in keep else others_id(graph.nodes[key].kind)
+
+    merged: dict[tuple[str, str, str, str], FlowEdge] = {}
+    edges: list[FlowEdge] = []
+    for edge in graph.edges:
+        source, target = placed(edge.source), placed(edge.target)
+        if source == edge.source and target == edge.target:
+            edges.append(edge)
+            continue
+        service_kept = node_id(FlowNodeKind.SERVICE, edge.service) in keep
+        group = edge.consumer_group if service_kept else ""  # folded services: one edge, not one per group
+        edge_key = (source, target, edge.kind, group)
+        into = merged.get(edge_key)
+        if into is None:
+            service_node = nodes[placed(node_id(FlowNodeKind.SERVICE, edge.service))]
+            topic_node = nodes[placed(node_id(FlowNodeKind.TOPIC, edge.topic))]
+            merged[edge_key] = replace(
+                edge, source=source, target=target, consumer_group=group, service=service_node.name,
+                topic=topic_node.name, lag=None, lag_status=None, lag_clusters=(), reasons=list(edge.reasons),
+                examples=[],
+            )
+            continue
+        into.events += edge.events
+        into.failed += edge.failed
+        into.rate_per_second += edge.rate_per_second
+        into.failed_share = min(1.0, into.failed / into.events) if into.events else 0.0
+        if edge.p95_latency_seconds is not None:
+            into.p95_latency_seconds = max(into.p95_latency_seconds or 0.0, edge.p95_latency_seconds)
+        into.health = worst([into.health, edge.health])
+        into.reasons = sorted(set(into.reasons) | set(edge.reasons))[:5]
+    edges.extend(merged.values())
+    for node in nodes.values():
+        if node.folded:
+            members = [n for n in ranked[top:] if n.kind == node.kind]
+            node.events_in = sum(n.events_in for n in members)
+            node.events_out = sum(n.events_out for n in members)
+            node.failed = sum(n.failed for n in members)
+            node.health = worst(n.health for n in members)
+    return replace(graph, nodes=nodes, edges=edges)
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,25 @@ def focus_services(graph: FlowGraph, params: Mapping[str, str]) -> list[str]:
     return flow_graph.consumers_of_group(graph, group) if group else []
 
 
-def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str]) -> FlowGraph:
-    """Apply ``focus=<service>`` / ``group=<consumer group>`` (a neighbourhood) and
-    ``hide=hubs`` / ``hide=<service>`` (``hide=none`` hides nothing)."""
+def top_nodes(params: Mapping[str, str], default: int | None) -> int | None:
+    """``top=<n>``: keep the n busiest nodes and fold the rest into "others"
+    (``top=all``: fold nothing); ``default`` when absent (None: fold nothing)."""
+    raw = (params.get("top") or "").strip()
+    if not raw:
+        return default
+    if raw == "all":
+        return None
+    if not raw.isdigit() or not 2 <= int(raw) <= 10_000:
+        raise QueryError("top", "must be a whole number from 2 to 10000, or all")
+    return int(raw)
+
+
+def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str],
+                default_top: int | None = None) -> FlowGraph:
+    """Apply ``focus=<service>`` / ``group=<consumer group>`` (a neighbourhood),
+    ``hide=hubs`` / ``hide=<service>`` (``hide=none`` hides nothing) and ``top=<n>``
+    (the busiest nodes; the rest folded into "others", by default ``default_top``)."""
+    top = top_nodes(params, default_top)
     hubs = flow_graph.find_hubs(graph)
     for key in hubs:
         graph.nodes[key].hub = True
@@ -60,6 +76,8 @@ def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str]) 
         if not 1 <= depth <= 5:
             raise QueryError("depth", "must be between 1 and 5")
         graph = flow_graph.focus(graph, focused, depth)
+    if top is not None:
+        graph = flow_graph.fold_to_top(graph, top)
     return graph
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
-from kafka.admin import NewPartitions, NewTopic, OffsetSpec
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic, OffsetSpec
 from kafka.net.sasl import register_sasl_mechanism
 from kafka.net.sasl.msk import AwsMskIamClient, SaslMechanismAwsMskIam
 from kafka.net.sasl.oauth import AbstractTokenProvider
@@ -169,7 +169,7 @@ def aws_credentials() -> tuple[str, str, str | None]:
     if access and secret:
         return access, secret, os.environ.get("AWS_SESSION_TOKEN") or None
     try:
-        from botocore.session import Session  # optional: not pinned, not needed with env credentials
+        from botocore.session import Session  # type: ignore[import-not-found]  # optional, not pinned
     except ImportError:
         raise kafka_errors.KafkaConfigurationError(
             "AWS_MSK_IAM needs AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -203,6 +203,38 @@ class MskIamMechanism(SaslMechanismAwsMskIam):
 
 
 register_sasl_mechanism("AWS_MSK_IAM", MskIamMechanism, overwrite=True)
+
+
+@dataclass(frozen=True)
+class TopicRetention:
+    """A topic's retention settings; None when unlimited (-1) or not told."""
+
+    retention_ms: int | None
+    retention_bytes: int | None
+
+
+def _positive(value: object) -> int | None:
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _config_values(entries: object) -> dict[str, object]:
+    """``{config name: value}`` from a DescribeConfigs answer in any of the shapes the
+    client returns (a dict of dicts with ``value``, or a list of entries)."""
+    values: dict[str, object] = {}
+    if isinstance(entries, dict):
+        for key, entry in entries.items():
+            values[str(key)] = entry.get("value") if isinstance(entry, dict) else entry
+    elif isinstance(entries, (list, tuple)):
+        for entry in entries:
+            if isinstance(entry, dict):
+                name = entry.get("name") or entry.get("config_name")
+                if name:
+                    values[str(name)] = entry.get("value") if "value" in entry else entry.get("config_value")
+    return values
 
 
 @dataclass(frozen=True)
@@ -682,7 +714,8 @@ class KafkaAdapter:
         A partition appears once per request, at its lowest wanted offset; the other
         wanted offsets of that partition are answered when the bytes read reach them.
         ``partition_max_bytes`` bounds each partition and ``max_bytes`` the whole
-        read, split between the leaders (Kafka honours both; a broker that sends more
+        read, split between the leaders (Kafka honours both, except that the first
+        batch of an answer comes whole even when larger, KIP-74; a broker that sends more
         is still counted in ``RecordTimestamps.bytes``). Read-committed isolation:
         control batches and the records of aborted transactions are skipped, as a
         consumer skips them; a committed offset that no longer exists (compaction)
@@ -733,9 +766,9 @@ class KafkaAdapter:
             for topic in response.responses:
                 for part in topic.partitions:
                     key = (topic.topic, part.partition_index)
-                    offsets = by_partition.get(key)
-                    if offsets is None:
+                    if key not in by_partition:
                         continue
+                    offsets = by_partition[key]
                     answered.add(key)
                     if part.error_code:
                         for offset in offsets:
@@ -776,6 +809,29 @@ class KafkaAdapter:
         """Members, hosts and assigned partitions per group (see :func:`read_group_membership`)."""
         return read_group_membership(self, listings)
 
+    def topic_retention(self, topics: Iterable[str]) -> dict[str, TopicRetention]:
+        """``retention.ms`` and ``retention.bytes`` per topic (DescribeConfigs, one request
+        for all topics); topics the broker does not answer for are left out, and any
+        failure leaves them all out (the forecast then falls back to the log-start rate)."""
+        names = sorted(set(topics))
+        if not names:
+            return {}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name, configs=None) for name in names]
+        try:
+            raw = self._call("describe_configs", self.admin.describe_configs, resources, config_filter="all")
+        except Exception as exc:  # noqa: BLE001 - optional detail
+            log.debug("describe_configs failed: %s", _describe_error(exc))
+            return {}
+        found: dict[str, TopicRetention] = {}
+        for resource_type, by_name in (raw or {}).items() if isinstance(raw, dict) else ():
+            if not isinstance(by_name, dict):
+                continue
+            for name, entries in by_name.items():
+                values = _config_values(entries)
+                found[str(name)] = TopicRetention(_positive(values.get("retention.ms")),
+                                                  _positive(values.get("retention.bytes")))
+        return found
+
     def topic_partition_counts(self, topics: Iterable[str] | None = None) -> dict[str, int]:
         """Partition count per topic from cluster metadata (internal topics excluded)."""
         raw = self._call("describe_topics", self.admin.describe_topics, list(topics) if topics else None)
@@ -807,7 +863,9 @@ class GroupMember:
     member_id: str
     client_id: str
     host: str
-    partitions: tuple[TopicPartitionKey, ...]
+    partitions: tuple[TopicPartitionKey, ...] | None
+    """None when the broker did not say (a classic group between rebalances, or a broker
+    that sends no assignment): unknown, not "nothing assigned"."""
     instance_id: str | None = None
 
 
@@ -826,8 +884,8 @@ class GroupMembership:
     error: str = ""
 
     def owners(self) -> dict[TopicPartitionKey, str]:
-        """Member id per assigned partition."""
-        return {tp: member.member_id for member in self.members for tp in member.partitions}
+        """Member id per assigned partition (of the members whose assignment is known)."""
+        return {tp: member.member_id for member in self.members for tp in member.partitions or ()}
 
 
 def _host(client_host: str | None) -> str:
@@ -836,11 +894,11 @@ def _host(client_host: str | None) -> str:
     return host[1:] if host.startswith("/") else host
 
 
-def _classic_partitions(protocol_type: str, assignment: bytes | None) -> tuple[TopicPartitionKey, ...]:
-    """Partitions in a classic member's assignment; only the ``consumer`` protocol's
-    assignment format is known (Connect and others carry their own)."""
+def _classic_partitions(protocol_type: str, assignment: bytes | None) -> tuple[TopicPartitionKey, ...] | None:
+    """Partitions in a classic member's assignment; None when there is none to read (only
+    sent for Stable groups) or its format is not the ``consumer`` protocol's."""
     if protocol_type != "consumer" or not assignment:
-        return ()
+        return None
     decoded = ConsumerProtocolAssignment.decode(bytes(assignment))
     return tuple(sorted((topic, partition) for topic, partitions in decoded.assigned_partitions
                         for partition in partitions))
@@ -858,7 +916,7 @@ def _classic_memberships(response: Any, protocols: dict[str, str]) -> dict[str, 
             try:
                 partitions = _classic_partitions(group.protocol_type, member.member_assignment)
             except Exception:  # noqa: BLE001 - a member we cannot read still counts as present
-                partitions = ()
+                partitions = None
             members.append(GroupMember(
                 member_id=member.member_id, client_id=member.client_id or "", host=_host(member.client_host),
                 partitions=partitions, instance_id=getattr(member, "group_instance_id", None),
@@ -968,13 +1026,16 @@ def read_group_membership(adapter: "KafkaAdapter", listings: Iterable[GroupListi
 
 # -- producer / consumer helpers (demo simulator, header tap, tests) ------------------
 
-def create_topics(settings: ConnectionSettings, partitions_by_topic: dict[str, int]) -> None:
-    """Create topics that do not exist yet; grow partition counts that are too small."""
+def create_topics(settings: ConnectionSettings, partitions_by_topic: dict[str, int],
+                  configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create topics that do not exist yet (with ``configs`` per topic, e.g.
+    ``retention.ms``); grow partition counts that are too small."""
     admin = KafkaAdminClient(bootstrap_timeout_ms=int(settings.timeout_seconds * 1000), **settings.client_config())
     try:
         existing = {t["topic"] if "topic" in t else t["name"]: len(t.get("partitions") or [])
                     for t in admin.describe_topics()}
-        new = [NewTopic(name, count, 1) for name, count in partitions_by_topic.items() if name not in existing]
+        new = [NewTopic(name, count, 1, topic_configs=(configs or {}).get(name, {}))
+               for name, count in partitions_by_topic.items() if name not in existing]
         if new:
             try:
                 admin.create_topics(new)
@@ -1089,6 +1150,25 @@ class AssignedConsumer:
         self._consumer.close(autocommit=False)
 
 
+class SubscribedConsumer:
+    """A consumer that joins its group with ``subscribe()`` (demo): the coordinator knows
+    it as a member and assigns it partitions, so DescribeGroups has someone to name.
+    Offsets are committed automatically; joining takes a rebalance (seconds)."""
+
+    def __init__(self, settings: ConnectionSettings, group_id: str, topics: Iterable[str], client_id: str) -> None:
+        config = {**settings.client_config(), "client_id": client_id}
+        self._consumer = KafkaConsumer(*topics, group_id=group_id, enable_auto_commit=True,
+                                       auto_offset_reset="latest", **config)
+
+    def poll(self, timeout_seconds: float = 1.0) -> int:
+        """Read what is there; returns how many messages."""
+        batches = self._consumer.poll(timeout_ms=int(timeout_seconds * 1000), max_records=500)
+        return sum(len(records) for records in batches.values())
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def commit_offsets(settings: ConnectionSettings, group_id: str, offsets: dict[TopicPartitionKey, int]) -> None:
     """Set a group's committed offsets directly (tests, demo)."""
     consumer = AssignedConsumer(settings, group_id, offsets.keys())
@@ -1096,6 +1176,48 @@ def commit_offsets(settings: ConnectionSettings, group_id: str, offsets: dict[To
         consumer.commit(offsets)
     finally:
         consumer.close()
+
+
+def commit_offsets_of_many_groups(settings: ConnectionSettings,
+                                  offsets_by_group: dict[str, dict[TopicPartitionKey, int]]) -> None:
+    """Set the committed offsets of many groups at once (benchmarks seeding thousands of
+    groups): one admin connection, every OffsetCommit in flight together, as a consumer
+    outside any group generation commits (generation -1, no member id)."""
+    from kafka.protocol.consumer import OffsetCommitRequest
+
+    admin = KafkaAdminClient(bootstrap_timeout_ms=int(settings.timeout_seconds * 1000), **settings.client_config())
+    topic_type, partition_type = (OffsetCommitRequest.OffsetCommitRequestTopic,
+                                  OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition)
+
+    def request(group_id: str, offsets: dict[TopicPartitionKey, int]) -> Any:
+        by_topic: dict[str, list[Any]] = {}
+        for (topic, partition), offset in sorted(offsets.items()):
+            by_topic.setdefault(topic, []).append(partition_type(
+                partition_index=partition, committed_offset=offset, committed_leader_epoch=-1,
+                commit_timestamp=-1, committed_metadata=""))
+        return OffsetCommitRequest(
+            group_id=group_id, generation_id_or_member_epoch=-1, member_id="", group_instance_id=None,
+            retention_time_ms=-1, topics=[topic_type(name=t, partitions=p) for t, p in by_topic.items()],
+            max_version=7,  # v8+ name topics by id
+        )
+
+    async def commit_all() -> list[Any]:
+        coordinators = await admin._find_coordinator_ids(list(offsets_by_group))
+        groups, responses = list(offsets_by_group.items()), []
+        for start in range(0, len(groups), 4):  # within the client's in-flight limit per connection
+            in_flight = [admin._manager.send(request(group, offsets), node_id=coordinators[group])
+                         for group, offsets in groups[start:start + 4]]
+            responses.extend([await future for future in in_flight])
+        return responses
+
+    try:
+        for response in admin._manager.run(commit_all):
+            for topic in response.topics:
+                for part in topic.partitions:
+                    if part.error_code:
+                        raise kafka_errors.for_code(part.error_code)(f"{topic.name}/{part.partition_index}")
+    finally:
+        admin.close()
 
 
 def delete_groups(settings: ConnectionSettings, group_ids: list[str]) -> None:

@@ -68,7 +68,7 @@ def _dns(settings: ConnectionSettings) -> str:
     for server in settings.bootstrap_servers:
         host, port = _host_port(server)
         try:
-            addresses = sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+            addresses = sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
             found.append(f"{host} -> {', '.join(addresses[:3])}")
         except OSError as exc:
             failed.append(f"cannot resolve {host}: {exc.strerror or exc}")
@@ -126,7 +126,11 @@ def _tls(settings: ConnectionSettings) -> str:
         raise StepFailed(f"{host}:{port}: TLS handshake failed: {reason}{hint}") from None
     except OSError as exc:
         raise StepFailed(f"{host}:{port}: {exc.strerror or exc}") from None
-    subject = dict(item[0] for item in certificate.get("subject", ()) if item)
+    subject: dict[str, str] = {}
+    for entry in certificate.get("subject", ()):
+        for pair in entry:
+            if isinstance(pair, tuple) and len(pair) == 2:
+                subject[str(pair[0])] = str(pair[1])
     return (f"{version} with {host}:{port}, certificate of {subject.get('commonName', '?')} "
             f"valid until {certificate.get('notAfter', '?')}" + (", client certificate accepted" if settings.ssl_certfile else ""))
 

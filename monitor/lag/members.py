@@ -18,7 +18,8 @@ class MemberRow(TypedDict):
     member_id: str
     client_id: str
     host: str
-    partitions: list[list[Any]]
+    partitions: list[list[Any]] | None
+    """None: the broker did not say what this member owns."""
 
 
 def stored_members(membership: GroupMembership | None) -> list[MemberRow] | None:
@@ -27,7 +28,7 @@ def stored_members(membership: GroupMembership | None) -> list[MemberRow] | None
         return None
     return [
         MemberRow(member_id=m.member_id, client_id=m.client_id, host=m.host,
-                  partitions=[[topic, partition] for topic, partition in m.partitions])
+                  partitions=None if m.partitions is None else [[topic, partition] for topic, partition in m.partitions])
         for m in sorted(membership.members, key=lambda m: (m.client_id, m.member_id))
     ]
 
@@ -45,11 +46,17 @@ def owners(members: Iterable[Mapping[str, Any]] | None) -> dict[TopicPartitionKe
     return found
 
 
+def assignments_known(members: Iterable[Mapping[str, Any]] | None) -> bool:
+    """Whether the broker said who owns what: members told, each with its assignment."""
+    return members is not None and all(m.get("partitions") is not None for m in members)
+
+
 def api_members(members: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """CONTRACT shape: ``[{member_id, client_id, host, partitions: [{topic, partition}]}]``."""
     return [
         {"member_id": m.get("member_id", ""), "client_id": m.get("client_id", ""), "host": m.get("host", ""),
-         "partitions": [{"topic": t, "partition": p} for t, p in m.get("partitions") or ()]}
+         "partitions": [{"topic": t, "partition": p} for t, p in m.get("partitions") or ()],
+         "partitions_known": m.get("partitions") is not None}
         for m in members or ()
     ]
 

@@ -20,6 +20,7 @@ from django.db.models.functions import Cast
 from monitor.choices import PROBLEM_STATUSES, STATUS_SEVERITY, ClusterStatus, GroupStatus
 from monitor.lag.series import Value, time_bucket
 from monitor.redaction import redact
+from monitor.lag import members as group_members
 from monitor.lag import snapshot
 from monitor.models import (
     Cluster,
@@ -138,6 +139,8 @@ class PartitionRow:
     owner_host: str | None = None
     owner_known: bool = False
     """Whether the broker told the group's members at the last poll."""
+    stalled: bool = False
+    """The committed offset has not moved for the status window while the partition lags."""
 
 
 @dataclass(frozen=True)
@@ -343,7 +346,8 @@ def latest_partitions(group: ConsumerGroup) -> list[PartitionRow]:
             owner=p.get("owner"),
             owner_client_id=p.get("owner_client_id"),
             owner_host=p.get("owner_host"),
-            owner_known=detail.get("member_details") is not None,
+            owner_known=group_members.assignments_known(detail.get("member_details")),
+            stalled=bool(p.get("stalled")),
         )
         for p in detail.get("partitions", [])
     ]

@@ -74,7 +74,7 @@ def stuck_since(previous_committed: int | None, previous_stuck_since: datetime |
     if committed is None:
         return None
     if previous_committed is None or committed != previous_committed:
-        return now if lag else None
+        return None if lag == 0 else now  # unknown lag may be lagging: the stretch starts
     if lag is None:
         return previous_stuck_since
     if lag == 0:

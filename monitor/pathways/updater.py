@@ -13,11 +13,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 
 from monitor.choices import TransactionKey
+from monitor.lag.series import EpochSeconds
 from monitor.models import BusinessFlow, BusinessTransaction, Event, Pathway, ProcessingCursor, TracePathway
 from monitor.pathways import histogram
 from monitor.pathways.routes import RouteEvent, TraceRoute, trace_route
@@ -47,6 +48,12 @@ def _chunks(items: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
             batch = []
     if batch:
         yield batch
+
+
+def _moment(epoch: float) -> datetime:
+    """Timestamps are read as epoch seconds: parsing a float is ~50x cheaper than a
+    timestamp's text, which dominated the cost of a run (to the microsecond, as stored)."""
+    return datetime.fromtimestamp(float(epoch), tz=UTC)
 
 
 def flow_spec(flow: BusinessFlow) -> FlowSpec:
@@ -100,9 +107,10 @@ def update_traces(trace_ids: Iterable[str], now: datetime) -> int:
     count = 0
     for chunk in _chunks(sorted(trace_ids)):
         by_trace: dict[str, list[RouteEvent]] = defaultdict(list)
-        for trace_id, service, stage, timestamp, topic in Event.objects.filter(trace_id__in=chunk).values_list(
-                "trace_id", "service", "stage", "timestamp", "topic"):
-            by_trace[trace_id].append(RouteEvent(service, stage, timestamp, topic))
+        rows = Event.objects.filter(trace_id__in=chunk).annotate(epoch=EpochSeconds("timestamp")).values_list(
+            "trace_id", "service", "stage", "epoch", "topic")
+        for trace_id, service, stage, epoch, topic in rows:
+            by_trace[trace_id].append(RouteEvent(service, stage, _moment(epoch), topic))
         routes = {trace_id: route for trace_id, events in by_trace.items()
                   if (route := trace_route(events)) is not None}
         _store_routes(routes, now)
@@ -155,9 +163,10 @@ def update_transactions(flows: Sequence[BusinessFlow], keys: set[str], trace_ids
         field = "trace_id" if by_trace else "key"
         for chunk in _chunks(sorted(identifiers)):
             events: dict[str, list[KeyEvent]] = defaultdict(list)
-            for identifier, event_type, service, timestamp, trace_id in Event.objects.filter(
-                    **{f"{field}__in": chunk}).values_list(field, "type", "service", "timestamp", "trace_id"):
-                events[identifier].append(KeyEvent(event_type, service, timestamp, trace_id))
+            rows = Event.objects.filter(**{f"{field}__in": chunk}).annotate(epoch=EpochSeconds("timestamp")) \
+                .values_list(field, "type", "service", "epoch", "trace_id")
+            for identifier, event_type, service, epoch, trace_id in rows:
+                events[identifier].append(KeyEvent(event_type, service, _moment(epoch), trace_id))
             rows = []
             for identifier, items in events.items():
                 view = transaction_state(spec, items)

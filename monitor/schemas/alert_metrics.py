@@ -73,11 +73,13 @@ def schema_newest_not_processed(scopes: Sequence[Scope], now: datetime) -> dict[
     reports = Event.objects.filter(timestamp__gte=since, topic__in=list(newest), schema_version__isnull=False)
     published: dict[str, set[int]] = defaultdict(set)
     for topic, version in reports.filter(stage=Stage.PUBLISHED).values_list("topic", "schema_version").distinct():
-        published[topic].add(version)
+        if version is not None:
+            published[topic].add(version)
     processed: dict[tuple[str, str], set[int]] = defaultdict(set)
     for group, service, topic, version in reports.filter(stage__in=list(CONSUMER_STAGES)).values_list(
             "consumer_group", "service", "topic", "schema_version").distinct():
-        processed[(group or service, topic)].add(version)
+        if version is not None:
+            processed[(group or service, topic)].add(version)
     behind = {(b.group, b.topic): b for b in findings.groups_behind_newest(newest, published, processed)}
     readings = {}
     for group, topic in processed:

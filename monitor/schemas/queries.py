@@ -48,11 +48,14 @@ def topic_registry(topic: str, since: datetime, until: datetime) -> list[Subject
                                    schema_version__isnull=False)
     published: dict[int, int] = defaultdict(int)
     for version, in reports.filter(stage=Stage.PUBLISHED).values_list("schema_version"):
-        published[version] += 1
+        if version is not None:
+            published[version] += 1
     handled: dict[int, set[str]] = defaultdict(set)
     handled_versions: dict[str, set[int]] = defaultdict(set)
     for group, service, version in reports.filter(stage__in=list(CONSUMER_STAGES)).values_list(
             "consumer_group", "service", "schema_version").distinct():
+        if version is None:
+            continue
         handled[version].add(group or service)
         handled_versions[group or service].add(version)
     seen = defaultdict(set)
