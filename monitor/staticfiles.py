@@ -11,16 +11,21 @@ used whenever a manifest exists, DEBUG or not.
 """
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit
+
 from django.conf import settings
 from whitenoise.storage import CompressedManifestStaticFilesStorage  # type: ignore[import-untyped]
 
 
 class HashedStaticFiles(CompressedManifestStaticFilesStorage):
     def url(self, name: str | None, force: bool = False) -> str:
-        return super().url(name, force=force or bool(settings.DEBUG and self.hashed_files))
+        return str(super().url(name, force=force or bool(settings.DEBUG and self.hashed_files)))
 
     def stored_name(self, name: str) -> str:
-        try:
-            return super().stored_name(name)
-        except ValueError:  # not collected: the unhashed name, which the finders serve
+        # Only names the manifest lists are hashed: a file missing from it (never
+        # collected, or collected before hashing was on) keeps its plain name, which the
+        # finders serve, instead of a hashed name that exists nowhere.
+        path = urlsplit(unquote(name)).path.strip()
+        if self.hashed_files.get(self.hash_key(self.clean_name(path))) is None:
             return name
+        return str(super().stored_name(name))

@@ -56,3 +56,13 @@ def test_in_debug_pages_use_the_hashed_names_once_collected(settings, tmp_path, 
         assert staticfiles_storage.url("js/not-collected.js") == "/static/js/not-collected.js"
     finally:
         staticfiles_storage._wrapped = empty
+
+
+def test_files_collected_before_hashing_was_on_keep_their_plain_names(logged_in_client, settings, tmp_path):
+    """An old STATIC_ROOT without a manifest must not produce hashed names that exist nowhere."""
+    settings.STATIC_ROOT = tmp_path / "old"
+    call_command("collectstatic", "--noinput", "--verbosity", "0", "--ignore", "plotly*", "--no-post-process")
+    page = logged_in_client.get("/").content.decode()
+    css = re.findall(r'/static/[^"]*\.css', page)
+    assert css and not any(re.search(r"\.[0-9a-f]{12}\.css$", c) for c in css)
+    assert all(logged_in_client.get(c).status_code == 200 for c in css)

@@ -287,9 +287,11 @@ class CommittedOffsets:
 PartitionOffset = tuple[str, int, int]
 """(topic, partition, offset)."""
 
-FETCH_MAX_WAIT_MS = 50
-"""How long a leader may wait for data when none of the asked offsets is readable yet
-(e.g. all behind an open transaction): the answer is wanted now, not more data."""
+FETCH_MAX_WAIT_MS = 500
+"""How long a leader may wait for data. Kafka answers at once when any asked record is
+readable (min_bytes 1), so this is spent only when none is (e.g. all behind open
+transactions); a Kafka-protocol broker under load was seen to answer part of the
+partitions when a 50 ms wait ran out."""
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ per table."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 from functools import cached_property
 from datetime import datetime, timedelta
 
@@ -161,7 +162,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
             for name, parts in sorted(lags.items()):
                 result = evaluated[name] if name in evaluated else evaluate(existing[name], parts)
                 results.append(result)
-                if parts:
+                if parts and write is not None:  # None only when no group has a partition
                     _write_partition_rows(write, result, now)
         progress(f"computed the lag of {len(results)} groups")
         insert_rows(TopicLagSample, _TOPIC_COLUMNS, (
@@ -499,7 +500,7 @@ _TOPIC_COLUMNS = ("group_id", "topic", "resolution", "polled_at", "lag", "time_l
 _LOG_OFFSET_COLUMNS = ("cluster_id", "topic", "partition", "polled_at", "log_start_offset", "log_end_offset")
 
 
-def _write_partition_rows(write: Callable[[tuple], None], result: GroupResult, now: datetime) -> None:
+def _write_partition_rows(write: Callable[[Sequence[Any]], None], result: GroupResult, now: datetime) -> None:
     head = (result.group.id, now)
     for row in result.partition_rows:
         reason = row[_REASON_INDEX]
