@@ -32,10 +32,11 @@ USER app
 
 EXPOSE 8000
 
+# gunicorn trusts X-Forwarded-* only from FORWARDED_ALLOW_IPS (default 127.0.0.1,::1): set it
+# to the TLS proxy's address.
 CMD ["gunicorn", "monitor.wsgi:application", \
      "--bind", "0.0.0.0:8000", \
      "--workers", "3", \
      "--timeout", "60", \
      "--graceful-timeout", "20", \
-     "--forwarded-allow-ips", "*", \
      "--access-logfile", "-"]

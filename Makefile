@@ -31,6 +31,8 @@ test: $(VENV)/.dev
 	@tools/ensure-debian-packages $(TEST_PROGRAMS)
 	@echo "==> import contracts (.importlinter)"
 	PYTHONPATH=. $(BIN)/lint-imports --no-cache
+	@echo "==> types (mypy.ini: monitor/ and dashboards/, zero errors)"
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fault suite: the stack as processes with a PostgreSQL, Redis and broker of its own,

@@ -88,7 +88,7 @@ def cycle(cluster_id: int, mode: str) -> dict[str, float]:
     return {"seconds": outcome.duration_seconds, "kafka": outcome.kafka_seconds, "requests": outcome.requests,
             "fetch_requests": reads.requests if reads else 0, "bytes": reads.bytes if reads else 0,
             "read_partitions": reads.fetched_partitions if reads else 0, "cached": reads.cached if reads else 0,
-            "timed": len(reads.times) if reads else 0, "record_seconds": reads.seconds if reads else 0.0, "groups": outcome.groups, "partitions": outcome.partitions}
+            "timed": len(reads.times) if reads else 0, "not_read": len(reads.not_read) if reads else 0, "record_seconds": reads.seconds if reads else 0.0, "groups": outcome.groups, "partitions": outcome.partitions}
 
 
 def methods(cluster_id: int) -> dict[str, int]:
@@ -162,6 +162,7 @@ def main() -> None:
         ("  of which Fetch (record times)", lambda m: f"{int(m['fetch_requests'])}"),
         ("lagging offsets timed by record", lambda m: f"{int(m['timed'])}"),
         ("  from the cache", lambda m: f"{int(m['cached'])}"),
+        ("lagging offsets not read", lambda m: f"{int(m['not_read'])}"),
         ("partitions read", lambda m: f"{int(m['read_partitions'])}"),
         ("record bytes fetched per cycle", lambda m: f"{int(m['bytes']):,}"),
     ]

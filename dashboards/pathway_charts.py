@@ -48,12 +48,14 @@ def throughput_figure(series: Mapping[str, Mapping[datetime, float]], baseline: 
                       since: datetime, until: datetime, theme: Mapping[str, str] = LIGHT, height: int = 260) -> Figure:
     """Messages per second per minute, one line per series, the baseline dashed."""
     data: list[dict[str, Any]] = []
-    for name, minutes in series.items():
+    for index, (name, minutes) in enumerate(series.items()):
         ordered = sorted(minutes.items())
+        role = "accent" if index == 0 else "ok"  # produced first, then each group's consumption
         data.append({
             "type": "scatter", "mode": "lines", "name": escape(name), "x": [_iso(m) for m, _ in ordered],
-            "y": [v / 60 for _, v in ordered], "line": {"color": theme["accent"], "width": 2, "shape": "hv"},
-            "meta": {"role": "accent"},
+            "y": [v / 60 for _, v in ordered], "line": {"color": theme[role], "width": 2 if index == 0 else 1,
+                                                        "shape": "hv"},
+            "meta": {"role": role},
         })
     if baseline:
         ordered = sorted(baseline.items())

@@ -43,6 +43,16 @@ class LockedScheduler(PersistentScheduler):
             return interval  # standby: another beat sends the tasks
         return min(super().tick(*args, **kwargs), max(self._next_check - time.monotonic(), 0.1))
 
+    def close(self) -> None:
+        super().close()
+        if self._holding:
+            from monitor import liveness
+
+            try:
+                liveness.release_scheduler_lock(self.owner)
+            except Exception:  # noqa: BLE001 - the lease expires by itself
+                log.warning("could not release the scheduler lock; another beat takes over after its lease")
+
     def _refresh(self, now: float, interval: float) -> None:
         from django.db import close_old_connections, connection
 

@@ -55,11 +55,19 @@ def hold_scheduler_lock(owner: str, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     with transaction.atomic():
         taken = Heartbeat.objects.filter(
-            Q(owner=owner) | Q(at__lt=now - stale_after()), component=SCHEDULER).update(at=now, owner=owner[:200])
+            Q(owner=owner[:200]) | Q(owner="") | Q(at__lt=now - stale_after()),
+            component=SCHEDULER).update(at=now, owner=owner[:200])
         if taken:
             return True
         _, created = Heartbeat.objects.get_or_create(component=SCHEDULER, defaults={"at": now, "owner": owner[:200]})
         return created
+
+
+def release_scheduler_lock(owner: str) -> None:
+    """A beat that stops cleanly hands the lock over at once (the last tick stays)."""
+    from monitor.models import Heartbeat
+
+    Heartbeat.objects.filter(component=SCHEDULER, owner=owner[:200]).update(owner="")
 
 
 @dataclass(frozen=True)

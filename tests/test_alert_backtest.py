@@ -93,6 +93,27 @@ def test_backtest_reads_the_stored_history_of_matching_groups(cluster):
     assert incident.firing_seconds(now) == 8 * 60
 
 
+def test_backtest_skips_partial_totals_as_the_live_evaluation_does(cluster):
+    """Two partitions at lag 800 each, rule lag > 1000: one poll with a partition unknown
+    is no new data, not a drop to 800 (which would resolve and fire again)."""
+    from monitor.models import TopicLagSample
+
+    now = timezone.now()
+    group = ConsumerGroup.objects.create(cluster=cluster, name="billing", first_seen_at=now, last_seen_at=now)
+    for i in range(10):
+        at = now - timedelta(minutes=10 - i)
+        parts = [Part("payments", 0, 200, 1000, 800), Part("payments", 1, 200, 1000, 800)]
+        if i == 5:
+            parts[1] = Part("payments", 1, 200, None, None)
+        record_poll(group, at, parts, latest=False)
+        if i == 5:
+            TopicLagSample.objects.filter(group=group, polled_at=at).update(partial_partitions=1)
+
+    result = backtest(rule(cluster=cluster.name, group="billing", threshold=1000, for_seconds=0), now)
+
+    assert result.fired == 1 and result.samples == 9
+
+
 def test_a_metric_without_history_says_so(db):
     result = backtest(rule(metric="status", threshold=5), timezone.now())
     assert result.fired == 0 and result.note == "the metric status keeps no history to backtest against"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.forms.models import model_to_dict
 
-from monitor.models import Cluster
+from monitor.models import Cluster, PollRun
 from tests.services import free_port
 
 SECRETS = {"sasl_password": "sasl-s3cret", "oauth_client_secret": "oidc-s3cret",
@@ -54,3 +54,28 @@ def test_test_connection_says_which_step_failed(admin_client, db):
     html = response.content.decode()
     assert "Test connection: TCP failed: no bootstrap server accepts connections" in html
     assert "[skip] metadata" in html
+
+
+def test_the_last_error_is_shown_without_the_clusters_secrets(admin_client, cluster, monkeypatch):
+    monkeypatch.setenv("KAFKA_SASL_PW", "env-sasl-s3cret")
+    Cluster.objects.filter(pk=cluster.pk).update(
+        sasl_mechanism="PLAIN", sasl_username="monitor", sasl_password="${KAFKA_SASL_PW}",
+        oauth_client_secret="oidc-s3cret",
+        last_error="SaslAuthenticationFailed: password env-sasl-s3cret rejected; oauth oidc-s3cret")
+    page = admin_client.get(f"/admin/monitor/cluster/{cluster.pk}/change/").content.decode()
+    assert "env-sasl-s3cret" not in page and "oidc-s3cret" not in page
+    assert "SaslAuthenticationFailed: password •••••• rejected; oauth ••••••" in page
+    assert 'name="last_error"' not in page
+
+
+def test_a_poll_failure_stores_its_error_without_the_clusters_secrets(cluster):
+    from django.utils import timezone
+
+    from monitor.lag.poll import _record_failure
+
+    Cluster.objects.filter(pk=cluster.pk).update(sasl_password="sasl-s3cret")
+    cluster.refresh_from_db()
+    _record_failure(cluster, timezone.now(), 0.0, 1, "SaslAuthenticationFailed: sasl-s3cret is wrong")
+    cluster.refresh_from_db()
+    assert cluster.last_error == "SaslAuthenticationFailed: •••••• is wrong"
+    assert "sasl-s3cret" not in PollRun.objects.get(cluster=cluster).error

@@ -17,3 +17,19 @@ def test_the_compose_file_is_valid():
         env={**os.environ, "SECRET_KEY": "compose-check", "POSTGRES_PASSWORD": "compose-check"}, timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_gunicorn_trusts_forwarded_headers_only_from_the_proxy():
+    for name in ("docker-compose.yml", "Dockerfile", "deploy/systemd/kafka-monitor-web.service"):
+        text = (REPO / name).read_text()
+        assert "--forwarded-allow-ips=*" not in text and '"--forwarded-allow-ips", "*"' not in text, name
+        assert "forwarded-allow-ips *" not in text, name
+    assert "--forwarded-allow-ips=${FORWARDED_ALLOW_IPS:-127.0.0.1,::1}" in (REPO / "docker-compose.yml").read_text()
+
+
+def test_django_does_not_believe_x_forwarded_proto_by_itself(rf):
+    from django.conf import settings
+
+    assert getattr(settings, "SECURE_PROXY_SSL_HEADER", None) is None
+    request = rf.get("/", HTTP_X_FORWARDED_PROTO="https")
+    assert not request.is_secure()

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from monitor.kafka.adapter import (
-    ConnectionSettings, KafkaAdapter, KafkaUnavailable, LogOffsets, Producer, commit_offsets, create_topics,
+    ConnectionSettings, KafkaAdapter, KafkaUnavailable, LogOffsets, Producer, TopicRetention, commit_offsets,
+    create_topics,
 )
 from tests.services import free_port
 
@@ -191,6 +192,18 @@ def test_partitions_without_a_leader_or_past_the_log_end_are_missing_with_a_reas
 # tansu answers DescribeGroups without members and does not serve ConsumerGroupDescribe,
 # so these run against tests/kafka_responder.py: a real socket answering with responses
 # encoded by the same protocol classes the adapter decodes with (see its docstring).
+
+def test_topic_retention_settings_come_from_describe_configs(kafka_settings, unique):
+    kept, plain = unique("kept"), unique("plain")
+    create_topics(kafka_settings, {kept: 1}, {kept: {"retention.ms": "3600000", "retention.bytes": "-1"}})
+    create_topics(kafka_settings, {plain: 1})
+
+    with KafkaAdapter(kafka_settings) as adapter:
+        found = adapter.topic_retention([kept, plain])
+
+    assert found[kept] == TopicRetention(retention_ms=3_600_000, retention_bytes=None)  # -1: unlimited
+    assert found.get(plain, TopicRetention(None, None)).retention_ms in (None, 604_800_000)
+
 
 from tests.kafka_responder import KafkaResponder, ScriptedGroup, ScriptedMember  # noqa: E402
 

@@ -49,3 +49,29 @@ def test_retention_already_deleting_unread_messages_is_zero():
 def test_log_start_that_does_not_move_is_no_risk():
     forecast = retention_risk([PartitionRetention(1000, 0, 50, 0.0), PartitionRetention(1000, 0, 50, None)])
     assert forecast.seconds is None
+
+
+def test_retention_risk_from_retention_ms_is_what_is_left_of_the_oldest_unread_messages_life():
+    forecast = retention_risk([
+        PartitionRetention(committed_offset=1000, log_start_offset=0, lag=50, log_start_rate=0.0,
+                           time_lag_seconds=3000.0, retention_ms=3_600_000),
+    ])
+    assert (forecast.seconds, forecast.method) == (600.0, "retention_ms")
+    assert forecast.reason == ("the oldest unread message is 50 min old and retention.ms is 1 h: "
+                               "deleted in about 10 min")
+
+
+def test_retention_risk_ignores_the_stepwise_log_start_rate_where_retention_ms_is_known():
+    """Kafka deletes whole segments: a burst of the log start is no forecast when the
+    topic's retention says how long the unread message has left."""
+    forecast = retention_risk([
+        PartitionRetention(committed_offset=1000, log_start_offset=990, lag=50, log_start_rate=500.0,
+                           time_lag_seconds=60.0, retention_ms=86_400_000),
+    ])
+    assert forecast.method == "retention_ms" and forecast.seconds == pytest.approx(86_340.0)
+
+
+def test_retention_risk_falls_back_to_the_log_start_rate_and_says_so():
+    forecast = retention_risk([PartitionRetention(1000, 400, 50, 2.0, time_lag_seconds=30.0, retention_ms=None)])
+    assert (forecast.seconds, forecast.method) == (pytest.approx(300.0), "log_start_rate")
+    assert retention_risk([PartitionRetention(100, 600, 400, 1.0)]).method == "deleting"

@@ -494,6 +494,23 @@ def test_membership_the_broker_did_not_tell_is_unknown_not_empty(cluster):
     assert detail["partitions"][0]["owner"] is None
 
 
+def test_status_since_is_when_the_status_last_changed(cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-since"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 3})
+    poll_cluster(cluster.id)
+    assert ConsumerGroup.objects.get(name=group_id).status_since is not None
+    poll_cluster(cluster.id)  # the status has its history now (a brand-new group may read differently)
+    first = ConsumerGroup.objects.get(name=group_id)
+
+    poll_cluster(cluster.id)
+    same = ConsumerGroup.objects.get(name=group_id)
+    assert same.status == first.status and same.status_since == first.status_since
+
+    delete_groups(kafka_settings, [group_id])
+    poll_cluster(cluster.id)
+    gone = ConsumerGroup.objects.get(name=group_id)
+    assert gone.status == GroupStatus.GONE and gone.status_since == gone.gone_at > first.status_since
+
 # -- numbers you can trust at the edges (issue 9), through the recording path -----------
 
 T0 = timezone.now().replace(microsecond=0) - timedelta(hours=3)
@@ -638,3 +655,37 @@ def test_rewind_reason_measures_the_drop_from_the_highest_offset_of_the_window(c
     assert group.status_reason.startswith(
         "orders/0: committed offset went back from 190 (the highest in the last 10 min) to 0 "
         "(190 messages to read again)")
+
+
+def test_retention_risk_comes_from_the_topics_retention_ms_and_the_age_of_the_oldest_unread_message(
+        cluster, prefix, kafka_settings, unique, client, read_token):
+    """The broker reports retention.ms (DescribeConfigs); the oldest unread message was
+    written 50 minutes ago: about 10 minutes are left before retention deletes it."""
+    topic = unique("audit")
+    create_topics(kafka_settings, {topic: 1}, {topic: {"retention.ms": "3600000"}})
+    producer = Producer(kafka_settings)
+    written = int((timezone.now() - timedelta(minutes=50)).timestamp() * 1000)
+    try:
+        producer.send_many(topic, 0, 5, timestamp_ms=written)
+    finally:
+        producer.close()
+    group_id = f"{prefix}-audit"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 0})
+
+    poll_cluster(cluster.id)
+
+    group = ConsumerGroup.objects.get(cluster=cluster, name=group_id)
+    assert group.retention_risk_method == "retention_ms"
+    assert group.retention_risk_seconds == pytest.approx(600, abs=60)
+    body = client.get(f"/api/v1/clusters/{cluster.name}/groups/{group_id}",
+                      HTTP_AUTHORIZATION=f"Bearer {read_token}").json()
+    assert body["retention_risk_method"] == "retention_ms"
+
+
+def test_retention_risk_without_retention_settings_falls_back_to_the_log_start_rate(cluster):
+    for step, start in enumerate((0, 100)):
+        record_at(cluster, reading_at(T0 + timedelta(seconds=100 * step), "billing", {("orders", 0): 300},
+                                      {"orders": 1}, {("orders", 0): (start, 1000)}))
+
+    group = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    assert (group.retention_risk_method, group.retention_risk_seconds) == ("log_start_rate", pytest.approx(200.0))

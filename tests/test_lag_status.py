@@ -2,7 +2,9 @@
 from datetime import datetime, timedelta, timezone
 
 from monitor.choices import GroupStatus
-from monitor.lag.status import GroupPoint, Rewind, StatusInputs, group_status
+from monitor.lag.status import (
+    GroupPoint, PartitionState, Rewind, StatusInputs, comparable_window, group_status, stuck_since,
+)
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 WINDOW = 600
@@ -132,3 +134,40 @@ def test_caught_up_group_on_a_busy_topic_is_ok():
 def test_group_without_members_whose_offsets_move_is_a_manually_assigned_consumer_not_empty():
     history = polls((30, 1000, 10, 1010), (0, 1005, 10, 1015))
     assert status(history, broker_state="Empty").status == GroupStatus.OK
+
+
+def test_partition_stuck_for_the_window_is_named_with_offset_lag_and_owner_while_the_others_move():
+    history = polls((60, 1000, 60, 1060), (30, 1030, 60, 1090), (0, 1060, 60, 1120))
+    stuck = PartitionState("orders", 0, 100, 50, NOW - timedelta(seconds=WINDOW + 30), "billing-7f9c on 10.2.3.4")
+    moving = PartitionState("orders", 1, 960, 10, NOW)
+
+    verdict = status(history, partitions=[stuck, moving])
+
+    assert verdict.status == GroupStatus.STALLED
+    assert verdict.reason == ("orders/0 stuck at offset 100 for 10 min 30 s with 50 messages behind, owner billing-7f9c "
+                              "on 10.2.3.4; 1 other partition progressing")
+
+
+def test_a_poll_with_unknown_lag_neither_moves_nor_resets_a_stuck_partition():
+    since = NOW - timedelta(minutes=5)
+    assert stuck_since(100, since, 100, None, NOW) == since  # unknown: the stretch goes on
+    assert stuck_since(100, since, 100, 40, NOW) == since
+    assert stuck_since(100, since, 100, 0, NOW) is None  # caught up
+    assert stuck_since(100, since, 120, 40, NOW) == NOW  # moved: a new stretch from this poll
+    assert stuck_since(None, None, 100, None, NOW) == NOW  # first seen, lag unknown: may be lagging
+
+
+def test_a_healthy_consumers_commit_sawtooth_is_not_growing():
+    """8 messages/s, commits every 5-7 s, polls every 10 s: the polled lag is anywhere
+    between 0 and ~56 depending on where the poll falls between two commits."""
+    lags = [3, 52, 10, 41, 0, 56, 22, 48, 5, 50, 30, 55]
+    rows = [(ago, 10_000 + 80 * n - lag, lag, 10_000 + 80 * n) for n, (ago, lag) in
+            enumerate(zip(range(110, -1, -10), lags))]
+    assert status(polls(*rows)).status == GroupStatus.OK
+
+
+def test_partial_polls_are_not_compared_with_full_ones():
+    history = [GroupPoint(NOW - timedelta(seconds=60), 1000, 1600, 2600, 2, 0),
+               GroupPoint(NOW - timedelta(seconds=30), 500, 800, 1300, 1, 1),
+               GroupPoint(NOW, 1000, 1600, 2600, 2, 0)]
+    assert comparable_window(history, NOW, WINDOW) == [history[0], history[2]]

@@ -24,11 +24,13 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from monitor.choices import GroupStatus
+from monitor.alerts.engine import evaluate
+from monitor.alerts.metrics import STATUS_RANK
+from monitor.choices import AlertState, GroupStatus
 from monitor.kafka.adapter import AssignedConsumer, Producer, create_topics
 from monitor.lag import snapshot
 from monitor.lag.poll import poll_cluster
-from monitor.models import ConsumerGroup
+from monitor.models import Alert, AlertRule, ConsumerGroup
 
 WINDOW = 60
 STOPPED_AFTER = 90
@@ -133,6 +135,9 @@ def test_verdicts_over_time_match_each_scenario(world, capsys):
                 s.ends[p] += s.backlog[p]
         s.consumer.commit({(s.topic, p): s.positions[p] for p in (0, 1)})
 
+    # A status rule on every group: it must never fire for the healthy, idle and drained ones.
+    AlertRule.objects.create(name="problems", cluster=cluster.name, group="*", topic="*", metric="status",
+                             op=">=", threshold=STATUS_RANK[GroupStatus.GROWING], for_seconds=0)
     verdicts: dict[str, list[tuple[int, str, str]]] = {s.name: [] for s in found}
     for t in range(DURATION + 1):
         at_ms = int((start + timedelta(seconds=t)).timestamp() * 1000)
@@ -154,6 +159,7 @@ def test_verdicts_over_time_match_each_scenario(world, capsys):
             for row in ConsumerGroup.objects.filter(cluster=cluster):
                 name = row.name.removesuffix("-group").split("-", 2)[-1]
                 verdicts[name].append((t, row.status, row.status_reason))
+            evaluate(start + timedelta(seconds=t))
 
     report = []
     problems = []
@@ -194,6 +200,13 @@ def test_verdicts_over_time_match_each_scenario(world, capsys):
     if not (last[1] == GroupStatus.STOPPED or last[2].endswith("(membership unknown)")
             or "no active members" in last[2]):
         problems.append(f"stopped: last verdict {last}")
+    alerted = {a.group for a in Alert.objects.filter(rule__name="problems")}
+    for s in found:
+        if s.name in CONTROL and s.group in alerted:
+            problems.append(f"{s.name}: a status alert fired on a healthy group")
+    firing = Alert.objects.filter(rule__name="problems", state=AlertState.FIRING).count()
+    report.append(f"status alerts (>= growing): {len(alerted & {s.group for s in found if s.name in CONTROL})} "
+                  f"on healthy/idle/drained groups; {firing} firing on the problem groups at the end")
     with capsys.disabled():
         print("\n" + "\n".join(report))
     assert not problems, "\n".join(problems)

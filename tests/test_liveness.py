@@ -29,6 +29,13 @@ def test_one_scheduler_holds_the_lock_and_a_second_waits_until_the_first_stops_t
     assert (row.owner, row.at) == ("beat-b", t0 + 2 * stale + timedelta(seconds=1))
 
 
+def test_a_beat_that_stops_cleanly_hands_the_lock_over_at_once(db, t0):
+    assert liveness.hold_scheduler_lock("beat-a", t0)
+    liveness.release_scheduler_lock("beat-a")
+    assert liveness.hold_scheduler_lock("beat-b", t0 + timedelta(seconds=1))
+    assert Heartbeat.objects.get(component=liveness.SCHEDULER).owner == "beat-b"
+
+
 def test_nothing_is_reported_before_a_component_first_ticks(db, t0):
     state = liveness.read(t0)
     assert (state.scheduler_at, state.worker_at, state.outbox_due, state.oldest_due_age_seconds) == (None, None, 0, 0)

@@ -7,9 +7,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from monitor.kafka.check import check_connection
-from monitor.lag.clusters import connection_settings
+from monitor.lag.clusters import cluster_secrets, connection_settings
 
 from monitor.models import ApiToken, Cluster, ConsumerGroup, GroupEvent, Topic
+from monitor.redaction import redact
 
 
 SECRET_FIELDS = ("sasl_password", "oauth_client_secret", "schema_registry_password")
@@ -49,7 +50,8 @@ class ClusterForm(forms.ModelForm):
         return self._keep_secret("schema_registry_password")
 
 
-READ_ONLY = ["status", "last_poll_at", "last_success_at", "last_error", "next_poll_at", "created_at"]
+# last_error is shown redacted (shown_last_error), never as stored.
+READ_ONLY = ["status", "last_poll_at", "last_success_at", "shown_last_error", "next_poll_at", "created_at"]
 SECTIONS: list[tuple[str | None, list[str], str]] = [
     (None, ["name", "bootstrap_servers", "enabled", "poll_interval_seconds", "group_include", "group_exclude"], ""),
     ("Security", ["security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_mechanism", "sasl_username",
@@ -71,6 +73,13 @@ class ClusterAdmin(admin.ModelAdmin):
     search_fields = ["name", "bootstrap_servers"]
     readonly_fields = READ_ONLY
     change_form_template = "admin/monitor/cluster/change_form.html"
+    exclude = ["last_error"]  # shown redacted (shown_last_error), never as stored
+
+    @admin.display(description="Last error")
+    def shown_last_error(self, obj: Cluster) -> str:
+        """The last poll error with the cluster's secrets cut out: an error stored before
+        redaction, or quoting a secret in a new way, still shows none."""
+        return redact(obj.last_error or "", cluster_secrets(obj)) or "—"
 
     def get_fieldsets(self, request: HttpRequest, obj: Cluster | None = None) -> list[Any]:
         """:data:`SECTIONS`, plus any field not placed in one (added later) in the first."""

@@ -118,6 +118,20 @@ class _Change:
     step: Step
     alert: Alert | None  # None until created
 
+    @property
+    def rule_id(self) -> int:
+        """The stored rule's id (the engine evaluates saved rules only)."""
+        if self.rule.id is None:
+            raise ValueError(f"rule {self.rule.name!r} is not saved")
+        return self.rule.id
+
+    @property
+    def stored(self) -> Alert:
+        """The alert row, once it exists: _apply creates the missing ones before anything reads them."""
+        if self.alert is None:
+            raise ValueError(f"no alert yet for rule {self.rule.name!r} on {self.subject.key}")
+        return self.alert
+
 
 def _evaluate_locked(now: datetime) -> EvaluationResult:
     from monitor.models import Alert, AlertRule
@@ -125,7 +139,7 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
     result = EvaluationResult()
     rules = list(AlertRule.objects.prefetch_related("channels"))
     rules_by_id = {rule.id: rule for rule in rules}
-    open_alerts: dict[int, dict[str, Alert]] = defaultdict(dict)
+    open_alerts: dict[int | None, dict[str, Alert]] = defaultdict(dict)
     for alert in Alert.objects.filter(state__in=[AlertState.PENDING, AlertState.FIRING]):
         open_alerts[alert.rule_id][alert.subject] = alert
 
@@ -145,7 +159,7 @@ def _evaluate_locked(now: datetime) -> EvaluationResult:
     return result
 
 
-def _evaluate_metrics(enabled_by_metric: dict[str, list[RuleSpec]], open_alerts: dict[int, dict[str, Alert]],
+def _evaluate_metrics(enabled_by_metric: dict[str, list[RuleSpec]], open_alerts: dict[int | None, dict[str, Alert]],
                       changes: list[_Change], now: datetime, result: EvaluationResult) -> None:
     """Each metric's readings (one bulk fetch per metric) stepped through its rules."""
     for metric_name, specs in enabled_by_metric.items():
@@ -166,7 +180,7 @@ def _evaluate_metrics(enabled_by_metric: dict[str, list[RuleSpec]], open_alerts:
                 if scope == EVERYTHING:
                     subjects = entries
                 else:
-                    subjects = [e for e in entries if scope.matches(e[0], e[2].detail.get("topics", ()))]
+                    subjects = [e for e in entries if scope.matches(e[0], _reading_topics(e[2]))]
                 matched[scope] = subjects
             current = open_alerts.pop(spec.id, {})
             holds, threshold = comparison(spec.op), spec.threshold
@@ -238,6 +252,12 @@ def _close_all(spec: RuleSpec, alerts: dict[str, Alert], reason: str, now: datet
     return changes
 
 
+def _reading_topics(reading: Reading) -> list[str]:
+    """The topics a group-level reading carries (a topic scope matches a group through them)."""
+    topics = reading.detail.get("topics")
+    return topics if isinstance(topics, list) else []
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -257,7 +277,7 @@ def _apply(changes: list[_Change], rules_by_id: dict[int, AlertRule], now: datet
     for change in changes:
         by_action[change.step.action].append(change)
 
-    dropped = [c.alert.id for c in by_action[Action.DROP_PENDING]]
+    dropped = [c.stored.id for c in by_action[Action.DROP_PENDING]]
     if dropped:
         _, deleted = Alert.objects.filter(pk__in=dropped, state=AlertState.PENDING).delete()
         if deleted.get(Alert._meta.label, 0) != len(dropped):
@@ -276,7 +296,7 @@ def _apply(changes: list[_Change], rules_by_id: dict[int, AlertRule], now: datet
         assert status is not None
         if change.alert is None:
             change.alert = Alert(
-                rule_id=change.rule.id, subject=change.subject.key, cluster=change.subject.cluster,
+                rule_id=change.rule_id, subject=change.subject.key, cluster=change.subject.cluster,
                 group=change.subject.group, topic=change.subject.topic, state=status.state,
                 started_at=status.started_at, fired_at=status.fired_at, value=None,
                 threshold=change.rule.threshold, last_evaluated_at=now,
@@ -290,7 +310,7 @@ def _apply(changes: list[_Change], rules_by_id: dict[int, AlertRule], now: datet
         alert.threshold = change.rule.threshold
         alert.no_data = status.no_data
         alert.clear_since = status.clear_since
-        alert.detail = _detail(change.step, previous=alert.detail)
+        alert.detail = _with_worst(_detail(change.step, previous=alert.detail), alert.value, change.rule.op)
         alert.last_evaluated_at = now
     if new_alerts:
         try:
@@ -302,10 +322,10 @@ def _apply(changes: list[_Change], rules_by_id: dict[int, AlertRule], now: datet
     notifications = _notifications(kept, rules_by_id, now)
     # Only rows whose content changed are rewritten; the evaluation time of the others is
     # one plain UPDATE (a steady state of many open alerts costs a single statement).
-    changed = [c.alert for c in kept if _tracked(c.alert) != before.get(id(c.alert))]
+    changed = [c.stored for c in kept if _tracked(c.stored) != before.get(id(c.alert))]
     _write_fields(changed, list(_TRACKED_FIELDS) + ["last_evaluated_at"])
     changed_ids = {id(alert) for alert in changed}
-    unchanged = [c.alert.pk for c in kept if id(c.alert) in before and id(c.alert) not in changed_ids]
+    unchanged = [c.stored.pk for c in kept if id(c.alert) in before and id(c.alert) not in changed_ids]
     for start in range(0, len(unchanged), 5000):
         Alert.objects.filter(pk__in=unchanged[start:start + 5000]).update(last_evaluated_at=now)
     _store_notifications(notifications, now, result)
@@ -333,7 +353,7 @@ def _write_fields(alerts: list[Alert], names: list[str]) -> None:
 def _cas(changes: list[_Change], expected_state: str, values: dict[str, object]) -> None:
     from monitor.models import Alert
 
-    ids = [change.alert.id for change in changes]
+    ids = [change.stored.id for change in changes]
     for start in range(0, len(ids), _WRITE_BATCH):
         batch = ids[start:start + _WRITE_BATCH]
         if Alert.objects.filter(pk__in=batch, state=expected_state).update(**values) != len(batch):
@@ -341,6 +361,17 @@ def _cas(changes: list[_Change], expected_state: str, values: dict[str, object])
     for change in changes:
         for name, value in values.items():
             setattr(change.alert, name, value)
+
+
+def _with_worst(detail: dict, value: float | None, op: str) -> dict:
+    """Keep the worst value seen while the alert was open (``detail["worst"]``): a resolved
+    alert shows its peak, not the final reading that resolved it."""
+    pick = {">": max, ">=": max, "<": min, "<=": min}.get(op)
+    if value is None or pick is None:
+        return detail
+    previous = detail.get("worst")
+    worst = pick(previous, value) if isinstance(previous, (int, float)) else value
+    return {**detail, "worst": worst}
 
 
 def _detail(outcome: Step, previous: dict | None = None) -> dict:
@@ -404,17 +435,17 @@ def _notifications(changes: list[_Change], rules_by_id: dict[int, AlertRule], no
     worst = metric_registry.worst_partitions(c.subject for c, kind, _ in wanted if kind != NotificationKind.RESOLVED)
     groups: dict[tuple, _Pending] = {}
     for change, kind, mute in wanted:
-        item = render.alert_item(change.alert, change.rule, now, worst.get(change.subject, []))
+        item = render.alert_item(change.stored, change.rule, now, worst.get(change.subject, []))
         if not mute:
-            change.alert.last_notified_at = now
-        for channel in rules_by_id[change.rule.id].channels.all():
+            change.stored.last_notified_at = now
+        for channel in rules_by_id[change.rule_id].channels.all():
             if not channel.enabled:
                 continue
             per_rule = None if channel.kind == ChannelKind.EMAIL else change.rule.id
             key = (channel.id, kind, bool(mute), per_rule)
             pending = groups.setdefault(key, _Pending(channel.id, kind, bool(mute), muted_by=mute))
             pending.items.append(item)
-            pending.alerts.append(change.alert)
+            pending.alerts.append(change.stored)
     return list(groups.values())
 
 

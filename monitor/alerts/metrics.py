@@ -369,6 +369,7 @@ def _topic_history(field_name: str) -> History:
             return {}
         rows = (
             TopicLagSample.objects.filter(group_id__in=list(groups), polled_at__gte=since, polled_at__lt=until)
+            .exclude(partial_partitions__gt=0)  # a partial total is no new data: the replay skips it too
             .order_by("group_id", "topic", "polled_at")
             .values_list("group_id", "topic", "resolution", "polled_at", field_name)
         )

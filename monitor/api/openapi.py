@@ -114,7 +114,7 @@ _GROUP_PROPERTIES: dict[str, Any] = {
         "number", description="Forecast: time until retention deletes unread messages; null = no risk"
     ),
     "retention_risk_method": {
-        "type": "string", "enum": ["", "retention_ms", "log_start_rate"],
+        "type": "string", "enum": ["", "retention_ms", "log_start_rate", "deleting"],
         "description": "How the retention forecast was made (empty when there is nothing to forecast)"},
     "lost_messages": {"type": "integer"},
     "partial_partitions": {

@@ -18,7 +18,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
-from kafka.admin import NewPartitions, NewTopic, OffsetSpec
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic, OffsetSpec
 from kafka.net.sasl import register_sasl_mechanism
 from kafka.net.sasl.msk import AwsMskIamClient, SaslMechanismAwsMskIam
 from kafka.net.sasl.oauth import AbstractTokenProvider
@@ -206,6 +206,38 @@ register_sasl_mechanism("AWS_MSK_IAM", MskIamMechanism, overwrite=True)
 
 
 @dataclass(frozen=True)
+class TopicRetention:
+    """A topic's retention settings; None when unlimited (-1) or not told."""
+
+    retention_ms: int | None
+    retention_bytes: int | None
+
+
+def _positive(value: object) -> int | None:
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _config_values(entries: object) -> dict[str, object]:
+    """``{config name: value}`` from a DescribeConfigs answer in any of the shapes the
+    client returns (a dict of dicts with ``value``, or a list of entries)."""
+    values: dict[str, object] = {}
+    if isinstance(entries, dict):
+        for key, entry in entries.items():
+            values[str(key)] = entry.get("value") if isinstance(entry, dict) else entry
+    elif isinstance(entries, (list, tuple)):
+        for entry in entries:
+            if isinstance(entry, dict):
+                name = entry.get("name") or entry.get("config_name")
+                if name:
+                    values[str(name)] = entry.get("value") if "value" in entry else entry.get("config_value")
+    return values
+
+
+@dataclass(frozen=True)
 class GroupListing:
     group_id: str
     state: str
@@ -255,9 +287,11 @@ class CommittedOffsets:
 PartitionOffset = tuple[str, int, int]
 """(topic, partition, offset)."""
 
-FETCH_MAX_WAIT_MS = 50
-"""How long a leader may wait for data when none of the asked offsets is readable yet
-(e.g. all behind an open transaction): the answer is wanted now, not more data."""
+FETCH_MAX_WAIT_MS = 500
+"""How long a leader may wait for data. Kafka answers at once when any asked record is
+readable (min_bytes 1), so this is spent only when none is (e.g. all behind open
+transactions); a Kafka-protocol broker under load was seen to answer part of the
+partitions when a 50 ms wait ran out."""
 
 
 @dataclass(frozen=True)
@@ -777,6 +811,29 @@ class KafkaAdapter:
         """Members, hosts and assigned partitions per group (see :func:`read_group_membership`)."""
         return read_group_membership(self, listings)
 
+    def topic_retention(self, topics: Iterable[str]) -> dict[str, TopicRetention]:
+        """``retention.ms`` and ``retention.bytes`` per topic (DescribeConfigs, one request
+        for all topics); topics the broker does not answer for are left out, and any
+        failure leaves them all out (the forecast then falls back to the log-start rate)."""
+        names = sorted(set(topics))
+        if not names:
+            return {}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name, configs=None) for name in names]
+        try:
+            raw = self._call("describe_configs", self.admin.describe_configs, resources, config_filter="all")
+        except Exception as exc:  # noqa: BLE001 - optional detail
+            log.debug("describe_configs failed: %s", _describe_error(exc))
+            return {}
+        found: dict[str, TopicRetention] = {}
+        for resource_type, by_name in (raw or {}).items() if isinstance(raw, dict) else ():
+            if not isinstance(by_name, dict):
+                continue
+            for name, entries in by_name.items():
+                values = _config_values(entries)
+                found[str(name)] = TopicRetention(_positive(values.get("retention.ms")),
+                                                  _positive(values.get("retention.bytes")))
+        return found
+
     def topic_partition_counts(self, topics: Iterable[str] | None = None) -> dict[str, int]:
         """Partition count per topic from cluster metadata (internal topics excluded)."""
         raw = self._call("describe_topics", self.admin.describe_topics, list(topics) if topics else None)
@@ -971,13 +1028,16 @@ def read_group_membership(adapter: "KafkaAdapter", listings: Iterable[GroupListi
 
 # -- producer / consumer helpers (demo simulator, header tap, tests) ------------------
 
-def create_topics(settings: ConnectionSettings, partitions_by_topic: dict[str, int]) -> None:
-    """Create topics that do not exist yet; grow partition counts that are too small."""
+def create_topics(settings: ConnectionSettings, partitions_by_topic: dict[str, int],
+                  configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create topics that do not exist yet (with ``configs`` per topic, e.g.
+    ``retention.ms``); grow partition counts that are too small."""
     admin = KafkaAdminClient(bootstrap_timeout_ms=int(settings.timeout_seconds * 1000), **settings.client_config())
     try:
         existing = {t["topic"] if "topic" in t else t["name"]: len(t.get("partitions") or [])
                     for t in admin.describe_topics()}
-        new = [NewTopic(name, count, 1) for name, count in partitions_by_topic.items() if name not in existing]
+        new = [NewTopic(name, count, 1, topic_configs=(configs or {}).get(name, {}))
+               for name, count in partitions_by_topic.items() if name not in existing]
         if new:
             try:
                 admin.create_topics(new)

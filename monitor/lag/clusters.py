@@ -35,6 +35,20 @@ def resolve_secret(value: str) -> str:
     return os.environ.get(match.group(1), "") if match else value
 
 
+# Every field of a cluster holding a secret (SASL, OAuth, schema registry).
+CLUSTER_SECRET_FIELDS = ("sasl_password", "oauth_client_secret", "schema_registry_password")
+
+
+def cluster_secrets(cluster: Cluster) -> list[str]:
+    """The secret values of ``cluster`` (as stored and as resolved from ``${ENV}``): cut
+    out of every error the poller stores or logs, and of what the admin shows."""
+    values: list[str] = []
+    for name in CLUSTER_SECRET_FIELDS:
+        stored = str(getattr(cluster, name, "") or "")
+        values += [value for value in (stored, resolve_secret(stored)) if len(value) >= 3]
+    return sorted(set(values), key=len, reverse=True)
+
+
 def connection_settings(cluster: Cluster) -> ConnectionSettings:
     return ConnectionSettings(
         bootstrap_servers=cluster.bootstrap_list,

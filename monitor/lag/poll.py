@@ -31,10 +31,11 @@ from django.utils import timezone
 from monitor.choices import ClusterStatus
 from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
 from monitor.lag import history, record_times, snapshot
-from monitor.lag.clusters import connection_settings
+from monitor.lag.clusters import cluster_secrets, connection_settings
 from monitor.lag.compute import covered_partitions_of_groups
 from monitor.lag.record import ClusterReading, Progress, no_progress, record_cycle
 from monitor.models import Cluster, PollRun
+from monitor.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
                for p, leader in by_partition.items()}
     log_offsets, log_errors = adapter.log_offsets(partitions, leaders)
     polled_at = at or timezone.now()
+    retention = adapter.topic_retention(counts)
     progress(f"read log offsets of {len(log_offsets)} partitions")
     wanted = record_times.wanted_offsets(committed.offsets, log_offsets)
     records = record_times.read_record_times(adapter, cluster.pk, wanted, leaders)
@@ -102,7 +104,7 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     return ClusterReading(
         polled_at=polled_at, groups=listed, committed=committed.offsets, group_errors=committed.errors,
         partition_counts=counts, topic_errors=metadata.errors, log_offsets=log_offsets, log_errors=log_errors,
-        requests=adapter.requests, membership=membership, record_reads=records,
+        requests=adapter.requests, membership=membership, record_reads=records, retention=retention,
     )
 
 
@@ -163,7 +165,8 @@ def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetim
     except KafkaUnavailable as exc:
         return _record_failure(cluster, started_at, clock_start, kafka.adapter.requests, str(exc))
     except Exception as exc:  # noqa: BLE001 - a broker answer we cannot use must not stop the poller
-        log.error("polling cluster %s failed", cluster.name, exc_info=exc)
+        log.error("polling cluster %s failed: %s", cluster.name,
+                  redact(f"{type(exc).__name__}: {exc}", cluster_secrets(cluster)))
         return _record_failure(cluster, started_at, clock_start, kafka.adapter.requests,
                                f"{type(exc).__name__}: {exc}")
     result = record_cycle(cluster, reading, started_at, clock_start, progress, stored)
@@ -179,6 +182,7 @@ def _record_failure(cluster: Cluster, started_at: datetime, clock_start: float, 
                     error: str) -> PollOutcome:
     now = timezone.now()
     duration = time.monotonic() - clock_start
+    error = redact(error, cluster_secrets(cluster))  # a SASL error may quote the password
     log.warning("cluster %s unreachable: %s", cluster.name, error)
     PollRun.objects.create(cluster=cluster, started_at=started_at, duration_seconds=duration, requests=requests,
                            ok=False, error=error)

@@ -139,6 +139,8 @@ class PartitionRow:
     owner_host: str | None = None
     owner_known: bool = False
     """Whether the broker told the group's members at the last poll."""
+    stalled: bool = False
+    """The committed offset has not moved for the status window while the partition lags."""
 
 
 @dataclass(frozen=True)
@@ -345,6 +347,7 @@ def latest_partitions(group: ConsumerGroup) -> list[PartitionRow]:
             owner_client_id=p.get("owner_client_id"),
             owner_host=p.get("owner_host"),
             owner_known=group_members.assignments_known(detail.get("member_details")),
+            stalled=bool(p.get("stalled")),
         )
         for p in detail.get("partitions", [])
     ]

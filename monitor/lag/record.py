@@ -4,9 +4,10 @@ per table."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 from functools import cached_property
 from datetime import datetime, timedelta
 
@@ -14,9 +15,10 @@ from django.conf import settings
 from django.db import transaction
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
-from monitor.kafka.adapter import GroupListing, GroupMembership, LogOffsets
+from monitor.kafka.adapter import GroupListing, GroupMembership, LogOffsets, TopicRetention
 from monitor.lag import forecast, history, members
 from monitor.lag.bulk import insert_rows, row_writer, update_rows
+from monitor.lag.clusters import cluster_secrets
 from monitor import humanize
 from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, rewind_detail
 from monitor.lag.compute import (
@@ -32,6 +34,7 @@ from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, over_bud
 from monitor.models import (
     Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
 )
+from monitor.redaction import redact
 
 BULK_BATCH_SIZE = 2000
 GONE_REASON = "no longer listed by the cluster"
@@ -52,6 +55,8 @@ class ClusterReading:
     log_offsets: dict[TopicPartitionKey, LogOffsets] = field(default_factory=dict)
     log_errors: dict[TopicPartitionKey, str] = field(default_factory=dict)
     requests: int = 0
+    retention: dict[str, TopicRetention] = field(default_factory=dict)
+    """retention.ms / retention.bytes per topic (DescribeConfigs), where the broker told."""
     membership: dict[str, GroupMembership] = field(default_factory=dict)
     """Members and assignments per group, where the coordinator told (see the adapter)."""
     record_reads: RecordReads = field(default_factory=RecordReads)
@@ -157,7 +162,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
             for name, parts in sorted(lags.items()):
                 result = evaluated[name] if name in evaluated else evaluate(existing[name], parts)
                 results.append(result)
-                if parts:
+                if parts and write is not None:  # None only when no group has a partition
                     _write_partition_rows(write, result, now)
         progress(f"computed the lag of {len(results)} groups")
         insert_rows(TopicLagSample, _TOPIC_COLUMNS, (
@@ -179,7 +184,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         _write_topics(cluster, topics, reading.partition_counts, now)
         created = {id(g) for g in new_groups}
         update_rows(ConsumerGroup, [r.group for r in results if id(r.group) not in created] + gone, _SNAPSHOT_FIELDS)
-        error = _partial_errors(reading)
+        error = redact(_partial_errors(reading), cluster_secrets(cluster))
         poll_run = PollRun.objects.create(
             cluster=cluster, started_at=started_at, duration_seconds=time.monotonic() - clock_start,
             requests=reading.requests, groups=len(results), partitions=len(reading.partitions), ok=True,
@@ -237,6 +242,7 @@ class _LogTables:
                     needed.setdefault((part.topic, part.partition), set()).add(part.committed_offset)
         self.points = history.offset_points(cluster.id, needed, reading.log_offsets, recent)
         self.log_offsets = reading.log_offsets
+        self.retention = reading.retention
         self.record_reads = reading.record_reads
         self._record_lags: dict[tuple[str, int, int], TimeLag] = {}
         self.now = now
@@ -300,6 +306,8 @@ class _LogTables:
 def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
     """Groups the cluster no longer lists: their series ends, the row stays."""
     for row in rows:
+        if row.status != GroupStatus.GONE:
+            row.status_since = now
         row.status, row.status_reason = GroupStatus.GONE, GONE_REASON
         row.gone_at = now
         row.total_lag = row.max_time_lag_seconds = row.catch_up_seconds = row.retention_risk_seconds = None
@@ -307,9 +315,9 @@ def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
 
 
 _SNAPSHOT_FIELDS = [
-    "state", "members", "protocol", "member_details", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
+    "state", "members", "protocol", "member_details", "status", "status_reason", "status_since", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
     "catch_up_seconds", "retention_risk_seconds", "last_seen_at", "gone_at", "last_sample_at",
-    "catch_up_never", "partial_partitions", "stalled_partitions", "lost_counted_to",
+    "catch_up_never", "partial_partitions", "stalled_partitions", "lost_counted_to", "retention_risk_method",
 ]
 
 
@@ -406,10 +414,12 @@ def _evaluate_group(
         forecast.rate([(p.polled_at, p.committed_total) for p in in_window]),
         forecast.rate([(p.polled_at, p.log_end_total) for p in in_window]),
     )
-    retention = forecast.retention_risk(_retention_inputs(parts, tables))
+    retention = forecast.retention_risk(_retention_inputs(parts, partition_rows, tables))
 
     row.state = state_name[:40]
     row.members = member_count if member_count is not None else (0 if state_name.lower() == "empty" else None)
+    if row.status != verdict.status or row.status_since is None:
+        row.status_since = now
     row.status, row.status_reason = verdict.status, verdict.reason[:500]
     row.total_lag = totals.lag
     row.max_time_lag_seconds = totals.max_time_lag_seconds
@@ -419,6 +429,7 @@ def _evaluate_group(
     row.catch_up_seconds = catch_up.seconds
     row.catch_up_never = catch_up.never
     row.retention_risk_seconds = retention.seconds
+    row.retention_risk_method = retention.method
     row.partial_partitions = totals.partial_partitions
     row.stalled_partitions = stalled_count
     row.last_seen_at = now
@@ -464,18 +475,22 @@ def _apply_membership(result: GroupResult, listing: GroupListing | None, members
             row.status_reason = f"{row.status_reason}; {note}"[:500]
 
 
-def _retention_inputs(parts: list[PartitionLag], tables: _LogTables) -> Iterator[forecast.PartitionRetention]:
-    """The partitions retention risk can depend on: those losing messages now, and those
-    with unread messages while the log start advances. The rest could only be skipped."""
-    for part in parts:
+def _retention_inputs(parts: list[PartitionLag], rows: list[tuple], tables: _LogTables
+                      ) -> Iterator[forecast.PartitionRetention]:
+    """The partitions retention risk can depend on: those losing messages now, those with
+    unread messages on a topic with a known retention.ms, and those with unread messages
+    while the log start advances. The rest could only be skipped."""
+    for part, row in zip(parts, rows):
         committed, start, lag = part.committed_offset, part.log_start_offset, part.lag
         if committed is None or start is None or (committed >= start and not lag):
             continue
+        settings_of_topic = tables.retention.get(part.topic)
+        retention_ms = settings_of_topic.retention_ms if settings_of_topic is not None else None
         rate = tables.log_start_rate((part.topic, part.partition))
-        if committed >= start and (not rate or rate <= 0):
+        if committed >= start and retention_ms is None and (not rate or rate <= 0):
             continue
         yield forecast.PartitionRetention(committed_offset=committed, log_start_offset=start, lag=lag,
-                                          log_start_rate=rate)
+                                          log_start_rate=rate, time_lag_seconds=row[6], retention_ms=retention_ms)
 
 
 _PARTITION_COLUMNS = ("group_id", "polled_at") + PARTITION_ROW_FIELDS[:_STORED_ROW_LENGTH]
@@ -485,7 +500,7 @@ _TOPIC_COLUMNS = ("group_id", "topic", "resolution", "polled_at", "lag", "time_l
 _LOG_OFFSET_COLUMNS = ("cluster_id", "topic", "partition", "polled_at", "log_start_offset", "log_end_offset")
 
 
-def _write_partition_rows(write: Callable[[tuple], None], result: GroupResult, now: datetime) -> None:
+def _write_partition_rows(write: Callable[[Sequence[Any]], None], result: GroupResult, now: datetime) -> None:
     head = (result.group.id, now)
     for row in result.partition_rows:
         reason = row[_REASON_INDEX]

@@ -169,7 +169,7 @@ def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
         for s in samples
     ]
     topics = TopicLagSample.objects.filter(group=row, resolution=0, polled_at=row.last_sample_at).order_by("topic") \
-        if samples else []
+        if samples and row.last_sample_at is not None else []
     body["topic_lags"] = [
         {"topic": t.topic, "lag": t.lag, "time_lag_seconds": t.time_lag_seconds, "partitions": t.partitions,
          "unknown_partitions": t.unknown_partitions, "partial_partitions": t.partial_partitions}

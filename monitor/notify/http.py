@@ -67,7 +67,7 @@ class _CheckedHTTPSConnection(http.client.HTTPSConnection):
         # The TCP connection first, checked, then TLS over it: nothing is sent to a refused peer.
         http.client.HTTPConnection.connect(self)
         _check_peer(self)
-        server_hostname = self._tunnel_host or self.host
+        server_hostname = self._tunnel_host or self.host  # type: ignore[attr-defined]
         self.sock = self._context.wrap_socket(self.sock, server_hostname=server_hostname)  # type: ignore[attr-defined]
 
 

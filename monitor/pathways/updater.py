@@ -167,24 +167,24 @@ def update_transactions(flows: Sequence[BusinessFlow], keys: set[str], trace_ids
                 .values_list(field, "type", "service", "epoch", "trace_id")
             for identifier, event_type, service, epoch, trace_id in rows:
                 events[identifier].append(KeyEvent(event_type, service, _moment(epoch), trace_id))
-            rows = []
+            transactions = []
             for identifier, items in events.items():
                 view = transaction_state(spec, items)
                 if view is None:
                     continue
-                rows.append(BusinessTransaction(
+                transactions.append(BusinessTransaction(
                     flow=flow, key=identifier[:255], trace_id=view.trace_id, state=view.state,
                     started_at=view.started_at, ended_at=view.ended_at, last_event_type=view.last_event_type,
                     last_service=view.last_service, last_event_at=view.last_event_at,
                     compensations=view.compensations,
                 ))
-            if rows:
+            if transactions:
                 BusinessTransaction.objects.bulk_create(
-                    rows, update_conflicts=True, unique_fields=["flow", "key"],
+                    transactions, update_conflicts=True, unique_fields=["flow", "key"],
                     update_fields=["trace_id", "state", "started_at", "ended_at", "last_event_type",
                                    "last_service", "last_event_at", "compensations"],
                 )
-            count += len(rows)
+            count += len(transactions)
     return count
 
 
