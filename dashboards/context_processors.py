@@ -1,6 +1,8 @@
 """Template context shared by every dashboard page."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.http import HttpRequest
 
 NAV_ITEMS = [
@@ -8,6 +10,7 @@ NAV_ITEMS = [
     ("flow", "Flow", "/flow/"),
     ("traces", "Traces", "/traces/"),
     ("alerts", "Alerts", "/alerts/"),
+    ("findings", "Findings", "/findings/"),
     ("clusters", "Clusters", "/clusters/"),
 ]
 
@@ -22,4 +25,18 @@ def navigation(request: HttpRequest) -> dict[str, object]:
         from dashboards.banners import safe_page_banners
 
         context["banners"] = lambda: safe_page_banners(timezone.now())
+        # Also lazy: the badge on "Alerts" (firing, not silenced) costs two small queries per page.
+        context["firing_count"] = lambda: _safe_firing_count(timezone.now())
     return context
+
+
+def _safe_firing_count(now: datetime) -> int | None:
+    """The nav badge must never break a page (it is rendered on the outage page too)."""
+    from django.db import DatabaseError
+
+    from monitor.alerts.incidents import firing_count
+
+    try:
+        return firing_count(now)
+    except DatabaseError:
+        return None

@@ -117,6 +117,32 @@ def _width(events: int, busiest: int) -> float:
     return round(1.0 + 3.0 * math.log1p(events) / math.log1p(busiest), 1)
 
 
+def _point_at(points: Sequence[tuple[float, float]], fraction: float) -> tuple[float, float]:
+    """The point ``fraction`` of the way along a polyline (by length)."""
+    lengths = [math.dist(a, b) for a, b in zip(points, points[1:])]
+    total = sum(lengths)
+    if total == 0:
+        return points[0]
+    left = fraction * total
+    for (a, b), length in zip(zip(points, points[1:]), lengths):
+        if left <= length and length > 0:
+            share = left / length
+            return (a[0] + (b[0] - a[0]) * share, a[1] + (b[1] - a[1]) * share)
+        left -= length
+    return points[-1]
+
+
+HIT_STEP = 0.08  # layout units between the invisible hover points along an edge
+ARROW_FRACTIONS = (0.5, 0.38, 0.62)  # where an edge's arrow sits: spread so crossing edges' arrows part
+
+
+def _hit_points(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points along an edge, clear of its end nodes, close enough that the whole edge hovers."""
+    total = sum(math.dist(a, b) for a, b in zip(points, points[1:]))
+    count = max(3, int(total / HIT_STEP))
+    return [_point_at(points, 0.1 + 0.8 * i / (count - 1)) for i in range(count)]
+
+
 def _midpoint(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     middle = (len(points) - 1) / 2
     low, high = points[math.floor(middle)], points[math.ceil(middle)]
@@ -134,8 +160,12 @@ def flow_figure(
     arrow at each edge's middle carrying the hover details, nodes on top."""
     data: list[dict[str, Any]] = []
     busiest = max((e.events for e in graph.edges), default=0)
-    lines: dict[tuple[str, float], tuple[list, list]] = defaultdict(lambda: ([], []))
+    lines: dict[tuple[str, float, bool], tuple[list, list]] = defaultdict(lambda: ([], []))
     arrows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    # The whole length of every edge hovers and clicks (invisible points along it); the
+    # hovered edge's path is drawn over the rest by flow.js from ``meta.paths``.
+    hits: dict[str, list] = defaultdict(list)
+    paths: list[tuple[list[float], list[float]]] = []
     # Parallel edges (one per consumer group) share their line; their arrows fan out.
     siblings: dict[tuple[str, str], int] = defaultdict(int)
     for edge in graph.edges:
@@ -143,24 +173,44 @@ def flow_figure(
         points = layout.edge_points.get(key)
         if not points:
             continue
-        xs, ys = lines[(edge.health, _width(edge.events, busiest))]
+        back = key in layout.reversed_edges  # runs against the flow direction: drawn dotted
+        xs, ys = lines[(edge.health, _width(edge.events, busiest), back)]
         xs.extend([p[0] for p in points] + [None])
         ys.extend([p[1] for p in points] + [None])
-        x, y = _midpoint(points)
         offset = siblings[key]
         siblings[key] += 1
+        x, y = _point_at(points, ARROW_FRACTIONS[len(paths) % len(ARROW_FRACTIONS)])
+        for hx, hy in _hit_points(points):
+            hits["x"].append(hx)
+            hits["y"].append(hy - 0.2 * offset)
+            hits["text"].append(edge_hover(edge, graph))
+            hits["customdata"].append(edge_url(edge))
+            hits["edge"].append(len(paths))
+        paths.append(([round(p[0], 3) for p in points], [round(p[1] - 0.2 * offset, 3) for p in points]))
         marks = arrows[edge.health]
         marks["x"].append(x)
         marks["y"].append(y - 0.2 * offset)
         marks["symbol"].append("triangle-left" if key in layout.reversed_edges else "triangle-right")
         marks["text"].append(edge_hover(edge, graph))
         marks["customdata"].append(edge_url(edge))
-    for (health, width), (xs, ys) in sorted(lines.items()):
+    for (health, width, back), (xs, ys) in sorted(lines.items()):
         role = HEALTH_ROLE[Health(health)]
         data.append({
             "type": "scatter", "mode": "lines", "x": xs, "y": ys, "hoverinfo": "skip", "showlegend": False,
-            "line": {"color": theme[role], "width": width}, "opacity": 0.7,
-            "meta": {"role": role, "part": "edge"},
+            "line": {"color": theme[role], "width": width, "dash": "dot" if back else "solid"}, "opacity": 0.7,
+            "meta": {"role": role, "part": "edge", "back": back},
+        })
+    data.append({  # the hovered edge, drawn by flow.js
+        "type": "scatter", "mode": "lines", "x": [], "y": [], "hoverinfo": "skip", "showlegend": False,
+        "line": {"color": theme["fg"], "width": 4}, "opacity": 0.55,
+        "meta": {"role": "fg", "part": "edge-highlight"},
+    })
+    if hits:
+        data.append({
+            "type": "scatter", "mode": "markers", "x": hits["x"], "y": hits["y"], "showlegend": False,
+            "hovertext": hits["text"], "hoverinfo": "text", "customdata": hits["customdata"],
+            "marker": {"size": 14, "opacity": 0, "color": theme["fg"]},
+            "meta": {"role": "fg", "part": "edge-hit", "edge": hits["edge"], "paths": paths},
         })
     for health, marks in sorted(arrows.items()):
         role = HEALTH_ROLE[Health(health)]

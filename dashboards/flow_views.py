@@ -207,12 +207,21 @@ def traces(request: HttpRequest) -> HttpResponse:
         summaries = trace_reads.summarise_traces(
             trace_reads.recent_trace_ids(time_range.since, time_range.until, filters)
         )
+    sort = request.GET.get("sort", "recent")
+    sort = sort if sort in trace_reads.TRACE_SORTS else "recent"
+    summaries = trace_reads.sort_summaries(summaries, sort)
+    sort_query = request.GET.copy()
+    sort_query["sort"] = "recent" if sort == "duration" else "duration"
     context = {
         "time_range": time_range,
         "query": query,
         "search": search,
         "filters": filters,
-        "rows": [{"summary": s, "url": with_range(trace_path(s.trace_id), time_range)} for s in summaries],
+        "sort": sort,
+        "sort_link": "?" + sort_query.urlencode(),
+        "rows": [{"summary": s, "url": with_range(trace_path(s.trace_id), time_range),
+                  "key_url": f"{reverse('flow-traces')}?{urlencode({'q': s.key})}" if s.key else ""}
+                 for s in summaries],
         "flow_banners": banner_list(problems),
     }
     return render_page(request, "traces.html", context, "traces")

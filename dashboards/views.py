@@ -13,9 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboards import charts, pathway_charts
-from dashboards.alert_views import alerts_for_group
+from dashboards.alert_views import alerts_for_group, incident_context
 from dashboards.pages import dashboard_page, page
 from monitor import links
+from monitor.alerts.incidents import group_markers, sparkline_floor
 from monitor.lag import queries, throughput
 from monitor.lag import series as lag_series
 from monitor.choices import STATUS_SEVERITY_RANK, GroupStatus, SeriesMetric
@@ -68,10 +69,13 @@ def chart_controls(request: HttpRequest, chart_range: str, metric: str) -> dict[
 
 
 def _chart_events(group: ConsumerGroup, since: datetime, until: datetime) -> list[charts.ChartEvent]:
-    return [
+    lifecycle = [
         charts.ChartEvent(at=e.at, kind=e.kind, label=e.get_kind_display(), detail=e.detail, topic=e.topic)
         for e in queries.group_events(group, since, until)
     ]
+    markers = [charts.ChartEvent(at=m.at, kind=m.kind, label=m.label, detail=m.detail, topic=m.topic)
+               for m in group_markers(group.cluster.name, group.name, list(group.topics or []), since, until)]
+    return lifecycle + markers
 
 
 # --------------------------------------------------------------------------- pages
@@ -81,12 +85,13 @@ def _chart_events(group: ConsumerGroup, since: datetime, until: datetime) -> lis
 def overview(request: HttpRequest) -> HttpResponse:
     filters = queries.OverviewFilter.from_query(request.GET)
     data = queries.overview(filters, timezone.now())
+    floor = sparkline_floor()
     query = request.GET.copy()
     query.pop("part", None)
     context = {
         "filters": filters,
         "overview": data,
-        "rows": [{"group": r.group, "sparkline": charts.sparkline_path(r.sparkline)} for r in data.rows],
+        "rows": [{"group": r.group, "spark": charts.sparkline(r.sparkline, floor)} for r in data.rows],
         "statuses": GroupStatus.choices,
         "problem_count": sum(n for s, n in data.status_counts.items() if s in queries.PROBLEM_STATUSES),
         "sort_links": _sort_links(request, filters),
@@ -99,9 +104,11 @@ def overview(request: HttpRequest) -> HttpResponse:
         "previous_page": query_link(request, page=str(data.page - 1)) if data.page > 1 else "",
         "next_page": query_link(request, page=str(data.page + 1)) if data.page < data.pages else "",
     }
+    if request.GET.get("part") == "incidents":
+        return render(request, "fragments/incident_strip.html", {"now": timezone.now(), **incident_context()})
     if request.GET.get("part") == "table":
         return render(request, "fragments/overview_table.html", {"now": timezone.now(), **context})
-    return page(request, "overview.html", context, "overview")
+    return page(request, "overview.html", {**context, **incident_context()}, "overview")
 
 
 def _by_severity(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -220,6 +227,8 @@ def topic(request: HttpRequest, cluster: str, topic: str) -> HttpResponse:
                 for r in readers[:MAX_CONSUMER_SERIES]}},
             {m + throughput.WEEK: v for m, v in usual.items()}, since, now),
         "charts": [{"id": "chart-readers", "topic": topic, "figure": figure}],
+        "event_topic_url": links.event_topic_path(topic),
+        "findings_url": links.path("findings", query={"topic": topic}),
         **chart_controls(request, chart_range, metric),
     }
     return page(request, "topic.html", context, "overview")

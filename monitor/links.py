@@ -56,6 +56,15 @@ def trace_path(trace_id: str) -> str:
     return path("flow-trace", trace_id)
 
 
+def traces_path(**filters: object) -> str:
+    """The traces list filtered by ``filters`` (service, topic, group, failed, q...)."""
+    return path("flow-traces", query=filters)
+
+
+def flow_path(**filters: object) -> str:
+    """The flow graph, focused or filtered by ``filters`` (focus, group...)."""
+    return path("flow", query=filters)
+
 class AnyNameConverter:
     """A URL segment holding any name at all, ``/`` and line breaks included.
 

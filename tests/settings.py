@@ -18,6 +18,10 @@ from monitor.settings import *  # noqa: E402,F403
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+# Never the checkout's staticfiles/ (the end-to-end tests collect into it): pages under test
+# name static files plainly unless a test collects into its own folder.
+STATIC_ROOT = BASE_DIR / "var" / f"test-static-{os.getpid()}"  # noqa: F405
+
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":  # noqa: F405
     CACHES["default"]["BACKEND"] = "tests.isolated_cache.RunScopedRedisCache"  # noqa: F405
 # The tests' Slack/webhook receivers listen on 127.0.0.1; the refusal of internal targets

@@ -221,3 +221,25 @@ def test_maintenance_window_weekdays_are_validated(admin_client, db):
         "'7' is not a weekday number 0 (Monday) to 6 (Sunday)"]
     assert admin_client.post("/admin/monitor/maintenancewindow/add/", {**fields, "weekdays": "6, 5"}).status_code == 302
     assert MaintenanceWindow.objects.get().weekdays == "5,6"
+
+
+def test_the_channel_page_has_a_test_button_that_sends_one(admin_client, webhook_server):
+    channel = Channel.objects.create(name="oncall", kind=ChannelKind.SLACK, webhook_url=webhook_server.url())
+    page = admin_client.get(f"/admin/monitor/channel/{channel.id}/change/").content.decode()
+    assert f'action="/admin/monitor/channel/{channel.id}/test/"' in page and 'id="channel-test"' in page
+    assert admin_client.get(f"/admin/monitor/channel/{channel.id}/test/").status_code == 405
+    response = admin_client.post(f"/admin/monitor/channel/{channel.id}/test/", follow=True)
+    [message] = messages_of(response)
+    assert message.startswith("oncall: delivered (HTTP 200, ")
+    assert response.redirect_chain[-1][0] == f"/admin/monitor/channel/{channel.id}/change/"
+    assert webhook_server.received[0].json()["text"].startswith("Test notification from kafka-monitor")
+
+
+def test_a_new_rule_defaults_to_lag_and_suggests_the_known_groups(admin_client, cluster):
+    now = timezone.now()
+    ConsumerGroup.objects.create(cluster=cluster, name="billing", first_seen_at=now, last_seen_at=now)
+    page = admin_client.get("/admin/monitor/alertrule/add/").content.decode()
+    assert '<option value="lag" selected>' in page
+    assert 'list="rule-group-names"' in page and '<option value="billing">' in page
+    response = admin_client.post("/admin/monitor/alertrule/add/", rule_form(name="glob still goes", group="bill*"))
+    assert response.status_code == 302 and AlertRule.objects.get(name="glob still goes").group == "bill*"

@@ -420,6 +420,14 @@ def test_event_metric_subjects_have_no_cluster_and_carry_the_detector_summary(ma
         metrics._REGISTRY.pop("test_lost")
 
 
+def test_a_resolved_alert_keeps_the_worst_value_it_reached(reachable, make_rule, t0):
+    make_rule(for_seconds=0)
+    for seconds, lag in ((0, 1500), (60, 3860), (120, 2000), (180, 0)):
+        poll(reachable, t0 + timedelta(seconds=seconds), {"billing": lag})
+        evaluate(t0 + timedelta(seconds=seconds))
+    alert = Alert.objects.get()
+    assert alert.state == AlertState.RESOLVED and alert.value == 0.0 and alert.detail["worst"] == 3860.0
+
 # -- values you can trust at the edges (issue 9) --------------------------------------
 
 def record_poll(cluster, at, committed: dict, offsets: dict, group: str = "billing"):

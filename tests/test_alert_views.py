@@ -56,7 +56,8 @@ def test_the_page_shows_firing_pending_recently_resolved_and_silences(logged_in_
     MaintenanceWindow.objects.create(name="nightly", start_time=(now - timedelta(minutes=5)).time(),
                                      duration_minutes=30)
     html = logged_in_client.get("/alerts/").content.decode()
-    assert (rows(html, "firing"), rows(html, "pending"), rows(html, "resolved")) == (1, 1, 1)
+    # The silence covers the firing alert: it is shown apart, muted, not under "Firing".
+    assert (rows(html, "firing"), rows(html, "silenced"), rows(html, "pending"), rows(html, "resolved")) == (0, 1, 1, 1)
     assert "billing falls behind" in html and "5,000 messages" in html and "&gt; 1,000 messages" in html
     assert "billing-old" not in html
     assert "deploy" in html and "ana" in html
@@ -147,6 +148,90 @@ def test_event_metric_alerts_name_their_subject_without_an_empty_cluster(logged_
     assert "shipping / inventory.events" in html
     assert "/shipping/inventory.events" not in html
 
+
+def test_an_open_alert_is_acknowledged_with_one_click_from_the_table(logged_in_client, rules):
+    alert = make_alert(rules["critical"], AlertState.FIRING)
+    html = logged_in_client.get("/alerts/").content.decode()
+    assert f'action="/alerts/{alert.id}/ack/"' in html
+    response = logged_in_client.post(f"/alerts/{alert.id}/ack/", {"next": "/alerts/"})
+    assert response.status_code == 302 and response.url == "/alerts/"
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is not None and alert.acknowledgement_note == ""
+
+
+def test_silencing_from_the_alert_page_mutes_it_and_shows_it_apart(logged_in_client, rules):
+    alert = make_alert(rules["critical"], AlertState.FIRING)
+    response = logged_in_client.post(f"/alerts/{alert.id}/silence/", {"duration": "4h", "reason": "deploy"})
+    assert response.status_code == 302
+    silence = Silence.objects.get()
+    assert (silence.rule_id, silence.group, silence.reason) == (rules["critical"].id, "billing", "deploy")
+    assert timedelta(hours=3, minutes=59) < silence.ends_at - silence.starts_at <= timedelta(hours=4)
+    html = logged_in_client.get("/alerts/").content.decode()
+    assert (rows(html, "firing"), rows(html, "silenced")) == (0, 1)
+    assert 'id="alert-silenced"' in logged_in_client.get(f"/alerts/{alert.id}/").content.decode()
+
+
+def test_a_silence_until_resolved_ends_when_the_alert_resolves(logged_in_client, rules):
+    alert = make_alert(rules["critical"], AlertState.FIRING)
+    logged_in_client.post(f"/alerts/{alert.id}/silence/", {"duration": "resolved", "reason": "known"})
+    assert rows(logged_in_client.get("/alerts/").content.decode(), "silenced") == 1
+    Alert.objects.filter(pk=alert.id).update(state=AlertState.RESOLVED, resolved_at=timezone.now())
+    again = make_alert(rules["critical"], AlertState.FIRING)
+    html = logged_in_client.get("/alerts/").content.decode()
+    assert rows(html, "firing") == 1 and 'data-state="silenced"' not in html and f'data-alert-id="{again.id}"' in html
+
+
+def test_a_silence_needs_a_reason_and_a_known_duration(logged_in_client, rules):
+    alert = make_alert(rules["critical"], AlertState.FIRING)
+    page = logged_in_client.post(f"/alerts/{alert.id}/silence/", {"duration": "4h", "reason": " "}, follow=True)
+    assert "Not silenced: reason" in page.content.decode()
+    page = logged_in_client.post(f"/alerts/{alert.id}/silence/", {"duration": "2y", "reason": "x"}, follow=True)
+    assert "Not silenced: duration" in page.content.decode()
+    assert not Silence.objects.exists()
+    assert logged_in_client.post("/alerts/999999/silence/", {"duration": "1h", "reason": "x"}).status_code == 404
+
+
+def test_the_alert_page_links_to_the_group_topic_and_failed_traces_and_charts_the_lag(logged_in_client, rules,
+                                                                                       cluster):
+    from monitor.models import ConsumerGroup
+
+    ConsumerGroup.objects.create(cluster=cluster, name="billing", first_seen_at=timezone.now() - timedelta(hours=1),
+                                 last_seen_at=timezone.now())
+    alert = make_alert(rules["critical"], AlertState.FIRING, cluster=cluster.name)
+    html = logged_in_client.get(f"/alerts/{alert.id}/").content.decode()
+    assert f'href="/clusters/{cluster.name}/groups/billing/" data-role="group"' in html
+    assert f'href="/clusters/{cluster.name}/topics/payments/" data-role="topic"' in html
+    assert 'href="/traces/?group=billing&amp;topic=payments&amp;failed=1"' in html
+    assert 'id="chart-data"' in html and "threshold 1,000" in html
+
+
+def test_a_detector_alert_links_its_subject_and_shows_the_finding_and_example_traces(logged_in_client, db):
+    from monitor.models import Finding
+
+    rule = AlertRule.objects.create(name="drift", metric="schema_drift_events", op=">", threshold=0)
+    now = timezone.now()
+    Finding.objects.create(kind="schema_drift", fingerprint="f1", consumer_group="inventory", topic="inventory.events",
+                           value=3, summary="3 events in v2, never handled by inventory",
+                           examples=[{"event_id": "e1", "trace_id": "ab" * 16}], first_seen_at=now, last_seen_at=now)
+    alert = make_alert(rule, AlertState.FIRING, cluster="", group="inventory", topic="inventory.events")
+    html = logged_in_client.get(f"/alerts/{alert.id}/").content.decode()
+    assert "inventory / inventory.events" in html and "/inventory/inventory.events" not in html
+    assert 'href="/event-topics/inventory.events/" data-role="event-topic"' in html
+    assert 'href="/flow/?group=inventory" data-role="flow"' in html
+    assert "never handled by inventory" in html and f'href="/traces/{"ab" * 16}/"' in html
+
+
+def test_a_resolved_alert_shows_its_peak_and_a_clearing_one_says_why_it_still_fires(logged_in_client, rules):
+    resolved = make_alert(rules["critical"], AlertState.RESOLVED, value=0.0, detail={"worst": 3860.0},
+                          resolved_at=timezone.now())
+    html = logged_in_client.get("/alerts/").content.decode()
+    assert "peak 3,860 messages" in html
+    assert "peak 3,860 messages" in logged_in_client.get(f"/alerts/{resolved.id}/").content.decode()
+    AlertRule.objects.filter(pk=rules["critical"].pk).update(keep_firing_seconds=300)
+    clearing = make_alert(rules["critical"], AlertState.FIRING, group="billing-eu",
+                          clear_since=timezone.now() - timedelta(minutes=1))
+    html = logged_in_client.get(f"/alerts/{clearing.id}/").content.decode()
+    assert 'id="alert-keep-firing"' in html and "keeps firing until clear for 5 min" in html
 
 def test_the_alerts_page_pages_each_table_and_counts_over_every_page(logged_in_client, rules, now):
     rule = rules["critical"]

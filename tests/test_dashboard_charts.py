@@ -27,7 +27,10 @@ def test_one_line_per_series_with_utc_times_and_unknown_values_as_gaps():
     assert trace["y"] == [5, None, 7]
     assert trace["connectgaps"] is False
     assert trace["customdata"] == ["5 messages", "unknown", "7 messages"]
-    assert figure["layout"]["xaxis"]["range"] == ["2024-05-01 11:00:00.000", "2024-05-01 12:05:00.000"]
+    # Fitted to the data, and the same from refresh to refresh so a drag-zoom survives it.
+    assert figure["layout"]["xaxis"]["autorange"] is True and "range" not in figure["layout"]["xaxis"]
+    assert figure["layout"]["uirevision"] == "lag::lag"
+    assert "%{x|%Y-%m-%d %H:%M:%S} UTC" in trace["hovertemplate"]
     assert figure["layout"]["yaxis"]["title"]["text"] == "messages behind"
     json.dumps(figure)  # the browser gets it as JSON
 
@@ -55,7 +58,7 @@ def test_lifecycle_events_of_the_topic_and_the_whole_group_are_marked():
     assert [s["x0"] for s in shapes] == ["2024-05-01 12:00:00.000", "2024-05-01 12:01:00.000"]
     assert all(s["yref"] == "paper" and s["type"] == "line" for s in shapes)
     markers = figure["data"][-1]
-    assert markers["name"] == "lifecycle events"
+    assert markers["name"] == "events, alerts, findings"
     assert markers["text"] == ["Offset reset: to earliest", "Group appeared"]
     assert markers["yaxis"] == "y2"
 
@@ -76,6 +79,7 @@ def test_partition_breakdown_adds_thin_dotted_lines_after_the_topic_line():
 def test_an_empty_range_says_so_on_the_chart():
     figure = lag_figure([], SeriesMetric.LAG, SINCE, UNTIL)
     assert figure["layout"]["annotations"][0]["text"] == "No samples in this range"
+    assert figure["layout"]["xaxis"]["range"] == ["2024-05-01 11:00:00.000", "2024-05-01 12:05:00.000"]
     assert "annotations" not in lag_figure([Series("o", [(T0, 0)])], SeriesMetric.LAG, SINCE, UNTIL)["layout"]
 
 
@@ -95,3 +99,15 @@ def test_sparkline_needs_two_known_values():
     assert sparkline_path([]) == ""
     assert sparkline_path([5]) == ""
     assert sparkline_path([None, 5, None]) == ""
+
+
+def test_sparklines_share_a_floor_so_a_tiny_lag_draws_flat_and_grey():
+    from dashboards.charts import sparkline
+
+    tiny = sparkline([0, 1, 0, 1], floor=100, width=100, height=24)
+    assert tiny.quiet and tiny.peak == 1
+    assert all(float(point.split(",")[1]) > 22 for point in tiny.path[1:].replace("L", "M").split("M"))
+    spike = sparkline([0, 386, 10], floor=100, width=100, height=24)
+    assert not spike.quiet and spike.peak == 386 and spike.path == "M0.0,23.0L50.0,1.0L100.0,22.4"
+    assert sparkline([None, None], floor=100) == sparkline([None, None], floor=100)
+    assert sparkline([None, None], floor=100).path == ""

@@ -208,11 +208,11 @@ def test_demo_alert_rules_are_created_once_and_rules_edited_later_are_kept(db):
     from monitor.management.commands.demo import apply_demo_alert_rules
     from monitor.models import AlertRule, Channel
 
-    assert apply_demo_alert_rules() == "5 alert rules created"
+    assert apply_demo_alert_rules() == "10 alert rules created"
     assert Channel.objects.get(name="demo-oncall-email").recipients == ["oncall@example.com"]
     rule = AlertRule.objects.get(name="shipping falls behind")
     assert (rule.metric, rule.op, rule.threshold, rule.for_seconds) == ("lag", ">", 50, 30)
     AlertRule.objects.filter(pk=rule.pk).update(threshold=500)
 
-    assert apply_demo_alert_rules() == "5 alert rules kept"
+    assert apply_demo_alert_rules() == "10 alert rules kept"
     assert AlertRule.objects.get(pk=rule.pk).threshold == 500

@@ -164,6 +164,27 @@ def test_an_empty_trace_has_no_timeline():
         build_timeline([])
 
 
+def test_the_stop_carries_its_error_and_the_saga_keeps_an_earlier_failed_attempt():
+    dead = build_timeline(causal_order([
+        report("e1", "published", "orders", 0),
+        report("e1", "consumed", "payments", 1, group="payments"),
+        report("e1", "failed", "payments", 2, group="payments", attributes={"error": "card declined"}),
+        report("e1", "consumed", "payments", 3, group="payments"),
+        report("e1", "dead_lettered", "payments", 4, group="payments"),
+    ]))
+    assert dead.stuck == "dead-lettered by payments (payments)" and dead.stuck_error == "card declined"
+    retried = build_timeline(causal_order([
+        report("e1", "published", "orders", 0),
+        report("e1", "consumed", "payments", 1, group="payments"),
+        report("e1", "failed", "payments", 2, group="payments", attributes={"error": "timeout"}),
+        report("e1", "consumed", "payments", 3, group="payments"),
+        report("e1", "processed", "payments", 4, group="payments"),
+        report("e2", "published", "payments", 5, type="PaymentCaptured"),
+    ]))
+    [outcome] = retried.saga[0].outcomes
+    assert (outcome.stage, outcome.failed_attempts) == ("processed", 1)
+    assert retried.stuck == "" and retried.stuck_error == ""
+
 def test_an_outbox_write_comes_before_its_publication_and_its_wait_is_a_step():
     events = [report("e1", "processed", "billing", 9, group="billing"),
               report("e1", "published", "orders", 8),

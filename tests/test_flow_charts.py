@@ -103,3 +103,25 @@ def test_the_rate_chart_has_one_line_per_stage_and_zeros_for_quiet_buckets():
     assert published["x"][0] == "2024-05-01T12:00:00Z"
     assert published["y"] == [5, 0, 7, 0]
     assert figure["layout"]["xaxis"]["range"] == ["2024-05-01T12:00:00Z", "2024-05-01T12:04:00Z"]
+
+
+def test_the_whole_length_of_an_edge_hovers_and_clicks_and_back_edges_are_dotted():
+    graph, layout = small_graph()
+    figure = figure_of(graph, layout)
+    [hit] = traces_by_part(figure, "edge-hit")
+    assert hit["marker"]["opacity"] == 0 and len(hit["x"]) >= 3 * len(graph.edges)
+    assert set(hit["customdata"]) == {"/edge/payments", *[u for t in traces_by_part(figure, "edge-arrow")
+                                                          for u in t["customdata"]]}
+    # Every hit point names its edge's path, which flow.js draws over the rest on hover.
+    assert len(hit["meta"]["paths"]) == len(graph.edges) and max(hit["meta"]["edge"]) == len(graph.edges) - 1
+    [highlight] = traces_by_part(figure, "edge-highlight")
+    assert highlight["x"] == []
+    for line in traces_by_part(figure, "edge"):
+        assert line["line"]["dash"] == ("dot" if line["meta"]["back"] else "solid")
+
+
+def test_arrows_of_crossing_edges_sit_at_different_points_along_them():
+    from dashboards.flow_charts import _point_at
+
+    assert _point_at([(0, 0), (2, 0)], 0.5) == (1, 0)
+    assert _point_at([(0, 0), (1, 0), (1, 1)], 0.75) == (1, 0.5)

@@ -47,7 +47,7 @@ def test_the_flow_page_draws_the_graph_and_lists_its_edges(logged_in_client, sag
     assert f"/services/payments/?{WINDOW.replace(':', '%3A')}" in links
     assert 'id="flow-edges-table"' in html and "payments.events" in html
     scripts = re.findall(r'<script src="([^"]+)"', html)
-    assert "/static/vendor/plotly.min.js" in scripts
+    assert "/static/vendor/plotly-basic.min.js" in scripts
     assert all(src.startswith("/static/") for src in scripts)  # served locally, no CDN
 
 
@@ -303,6 +303,21 @@ def test_the_event_topic_page_shows_registered_published_and_handled_versions(lo
     newest = re.search(r'<tr data-newest="true">(.*?)</tr>', html, re.S).group(1)
     assert "v2" in newest and ">12<" in newest and ">1</td>" in newest  # id 12, published once
 
+
+def test_the_traces_list_shows_each_traces_key_and_sorts_by_duration(logged_in_client, saga):
+    longer = new_trace_id()
+    save(*order_saga(longer, start=20, fail_payment=True))
+    html = logged_in_client.get(f"/traces/?{WINDOW}").content.decode()
+    assert '<a href="/traces/?q=order-1" class="trace-key">order-1</a>' in html
+    assert 'id="sort-duration"' in html
+    recent = logged_in_client.get(f"/traces/?{WINDOW}").content.decode()
+    longest = logged_in_client.get(f"/traces/?{WINDOW}&sort=duration").content.decode()
+    from monitor.events.traces import summarise_traces
+
+    durations = {s.trace_id: s.duration_seconds for s in summarise_traces([saga, longer])}
+    first, second = sorted(durations, key=lambda t: -durations[t])
+    assert longest.index(first) < longest.index(second)
+    assert "sort=recent" in longest and "sort=duration" in recent
 
 def test_a_large_system_draws_its_busiest_nodes_and_folds_the_rest_into_others(logged_in_client):
     save(*[event(f"e{n}", "published", f"svc{n:03d}", n % 50, topic=f"t{n % 3}") for n in range(130)])

@@ -494,6 +494,23 @@ def test_membership_the_broker_did_not_tell_is_unknown_not_empty(cluster):
     assert detail["partitions"][0]["owner"] is None
 
 
+def test_status_since_is_when_the_status_last_changed(cluster, prefix, topic, kafka_settings):
+    group_id = f"{prefix}-since"
+    commit_offsets(kafka_settings, group_id, {(topic, 0): 3})
+    poll_cluster(cluster.id)
+    assert ConsumerGroup.objects.get(name=group_id).status_since is not None
+    poll_cluster(cluster.id)  # the status has its history now (a brand-new group may read differently)
+    first = ConsumerGroup.objects.get(name=group_id)
+
+    poll_cluster(cluster.id)
+    same = ConsumerGroup.objects.get(name=group_id)
+    assert same.status == first.status and same.status_since == first.status_since
+
+    delete_groups(kafka_settings, [group_id])
+    poll_cluster(cluster.id)
+    gone = ConsumerGroup.objects.get(name=group_id)
+    assert gone.status == GroupStatus.GONE and gone.status_since == gone.gone_at > first.status_since
+
 # -- numbers you can trust at the edges (issue 9), through the recording path -----------
 
 T0 = timezone.now().replace(microsecond=0) - timedelta(hours=3)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, RequestFactory
+from django.utils.functional import empty
 
 
 def test_collected_static_files_have_hashed_names_and_far_future_caching(settings, tmp_path, user):
@@ -24,6 +25,37 @@ def test_without_collectstatic_pages_still_render_with_plain_names(logged_in_cli
     settings.STATIC_ROOT = tmp_path / "never-collected"
     page = logged_in_client.get("/").content.decode()
     assert re.search(r'/static/[a-z_/.-]+\.css"', page)
+
+
+def test_the_partial_plotly_bundle_is_collected_with_gzip_and_brotli_copies_and_served_as_brotli(
+        settings, tmp_path, user):
+    settings.STATIC_ROOT = tmp_path / "static"
+    call_command("collectstatic", "--noinput", "--verbosity", "0")
+    vendor = settings.STATIC_ROOT / "vendor"
+    [hashed] = [p.name for p in vendor.iterdir() if re.fullmatch(r"plotly-basic\.min\.[0-9a-f]{12}\.js", p.name)]
+    assert (vendor / f"{hashed}.gz").exists() and (vendor / f"{hashed}.br").exists()
+    assert (vendor / f"{hashed}.br").stat().st_size < (vendor / hashed).stat().st_size / 3
+    from whitenoise.middleware import WhiteNoiseMiddleware
+
+    settings.WHITENOISE_USE_FINDERS = False
+    middleware = WhiteNoiseMiddleware(lambda request: None)
+    response = middleware(RequestFactory().get(f"/static/vendor/{hashed}", HTTP_ACCEPT_ENCODING="gzip, br"))
+    assert response.status_code == 200 and response["Content-Encoding"] == "br"
+    assert "immutable" in response["Cache-Control"]
+
+
+def test_in_debug_pages_use_the_hashed_names_once_collected(settings, tmp_path, user):
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    settings.STATIC_ROOT = tmp_path / "static"
+    call_command("collectstatic", "--noinput", "--verbosity", "0", "--ignore", "plotly*")
+    staticfiles_storage._wrapped = empty  # read the new manifest
+    settings.DEBUG = True
+    try:
+        assert re.fullmatch(r"/static/css/base\.[0-9a-f]{12}\.css", staticfiles_storage.url("css/base.css"))
+        assert staticfiles_storage.url("js/not-collected.js") == "/static/js/not-collected.js"
+    finally:
+        staticfiles_storage._wrapped = empty
 
 
 def test_files_collected_before_hashing_was_on_keep_their_plain_names(logged_in_client, settings, tmp_path):

@@ -14,7 +14,9 @@ from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -26,7 +28,9 @@ from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import RuleSpec, validate_rule_fields
 from monitor.alerts.silences import matcher_problems, parse_weekdays
 from monitor.choices import AlertState, ChannelKind, NotificationKind
-from monitor.models import Alert, AlertRule, Channel, DeliveryAttempt, MaintenanceWindow, Notification, Silence
+from monitor.models import (
+    Alert, AlertRule, Channel, Cluster, ConsumerGroup, DeliveryAttempt, MaintenanceWindow, Notification, Silence,
+)
 from monitor.notify import render
 from monitor.notify.delivery import Outcome, deliver
 
@@ -95,6 +99,24 @@ class ChannelAdmin(admin.ModelAdmin):
             obj.failing = False  # the failing flag was about the previous configuration
         super().save_model(request, obj, form, change)
 
+    change_form_template = "admin/monitor/channel/change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        return [path("<int:channel_id>/test/", self.admin_site.admin_view(self.test_view),
+                     name="monitor_channel_test"), *super().get_urls()]
+
+    def test_view(self, request: HttpRequest, channel_id: int) -> HttpResponse:
+        """The "Send a test notification" button on a channel's page (POST only)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        channel = Channel.objects.filter(pk=channel_id).first()
+        if channel is None:
+            raise Http404(f"No channel {channel_id}")
+        if not self.has_change_permission(request, channel):
+            raise PermissionDenied
+        self.send_test_notification(request, Channel.objects.filter(pk=channel_id))
+        return redirect(reverse("admin:monitor_channel_change", args=[channel_id]))
+
     @admin.action(description="Send a test notification")
     def send_test_notification(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         now = timezone.now()
@@ -136,7 +158,8 @@ def threshold_text(metric_name: str, value: float | None) -> str:
 
 
 class AlertRuleForm(forms.ModelForm):
-    metric = forms.ChoiceField(choices=metric_registry.choices)
+    # A new rule starts on the metric most rules watch.
+    metric = forms.ChoiceField(choices=metric_registry.choices, initial="lag")
     threshold = forms.CharField(
         max_length=100,
         help_text="A number (messages, seconds ...). For status: a status name, e.g. stopped; "
@@ -147,9 +170,12 @@ class AlertRuleForm(forms.ModelForm):
         model = AlertRule
         fields = ["name", "enabled", "cluster", "group", "topic", "metric", "op", "threshold", "for_seconds",
                   "keep_firing_seconds", "repeat_seconds", "severity", "channels"]
+        # The known names as suggestions (a datalist in the change form); any glob still goes.
+        widgets = {"cluster": forms.TextInput(attrs={"list": "rule-cluster-names"}),
+                   "group": forms.TextInput(attrs={"list": "rule-group-names"})}
         help_texts = {
             "cluster": "Glob, e.g. prod or prod-*; * for every cluster.",
-            "group": "Glob, e.g. billing*; * for every group.",
+            "group": "Pick a group from the list or type a glob, e.g. billing*; * for every group.",
             "topic": "Glob; * for every topic. Topic-level metrics alert per (cluster, group, topic).",
             "for_seconds": "The condition must hold this long before the alert fires (0 = at once).",
             "keep_firing_seconds": "The condition must stay clear this long before the alert resolves "
@@ -208,6 +234,16 @@ def backtest_context(result: BacktestResult) -> dict[str, Any]:
     }
 
 
+def known_group_names(limit: int = 2000) -> list[str]:
+    """Names of the groups the poller knows (not gone), for the rule form's suggestions."""
+    return list(ConsumerGroup.objects.filter(gone_at=None).order_by("name").values_list("name", flat=True)
+                .distinct()[:limit])
+
+
+def known_cluster_names() -> list[str]:
+    return list(Cluster.objects.order_by("name").values_list("name", flat=True))
+
+
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
     form = AlertRuleForm
@@ -242,7 +278,8 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
     def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "backtest_days": DEFAULT_DAYS}
+        extra_context = {**(extra_context or {}), "backtest_days": DEFAULT_DAYS,
+                         "group_names": known_group_names(), "cluster_names": known_cluster_names()}
         if request.method == "POST" and "_backtest" in request.POST:
             return self._backtest_unsaved(request, object_id, form_url, extra_context)
         if object_id and request.method == "GET":

@@ -310,7 +310,7 @@ def _apply(changes: list[_Change], rules_by_id: dict[int, AlertRule], now: datet
         alert.threshold = change.rule.threshold
         alert.no_data = status.no_data
         alert.clear_since = status.clear_since
-        alert.detail = _detail(change.step, previous=alert.detail)
+        alert.detail = _with_worst(_detail(change.step, previous=alert.detail), alert.value, change.rule.op)
         alert.last_evaluated_at = now
     if new_alerts:
         try:
@@ -361,6 +361,17 @@ def _cas(changes: list[_Change], expected_state: str, values: dict[str, object])
     for change in changes:
         for name, value in values.items():
             setattr(change.alert, name, value)
+
+
+def _with_worst(detail: dict, value: float | None, op: str) -> dict:
+    """Keep the worst value seen while the alert was open (``detail["worst"]``): a resolved
+    alert shows its peak, not the final reading that resolved it."""
+    pick = {">": max, ">=": max, "<": min, "<=": min}.get(op)
+    if value is None or pick is None:
+        return detail
+    previous = detail.get("worst")
+    worst = pick(previous, value) if isinstance(previous, (int, float)) else value
+    return {**detail, "worst": worst}
 
 
 def _detail(outcome: Step, previous: dict | None = None) -> dict:

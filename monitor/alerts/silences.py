@@ -8,8 +8,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 
-from monitor.alerts.rules import Subject, glob_error, glob_matches
+from monitor.alerts.rules import Subject, glob_error, glob_matches, literal_glob
+from monitor.choices import AlertState
+
+if TYPE_CHECKING:
+    from monitor.models import Silence
+
+# Silence presets offered on the alert page; "resolved" lasts until the alert resolves.
+SILENCE_PRESETS: dict[str, timedelta] = {"1h": timedelta(hours=1), "4h": timedelta(hours=4),
+                                         "24h": timedelta(hours=24)}
+UNTIL_RESOLVED = "resolved"
+UNTIL_RESOLVED_BACKSTOP = timedelta(days=30)  # a silence never outlives this, whatever the alert does
 
 
 @dataclass(frozen=True)
@@ -70,12 +81,15 @@ def matcher_problems(cluster: str, group: str, topic: str) -> dict[str, str]:
 
 def active_mutes(now: datetime) -> list[Mute]:
     """Every silence and maintenance window in force at ``now``."""
+    from django.db.models import Q
+
     from monitor.models import MaintenanceWindow, Silence
 
     mutes = [
         Mute(label=f"silence #{s.id} by {s.created_by}: {s.reason}"[:200], cluster=s.cluster, group=s.group,
              topic=s.topic, rule_id=s.rule_id)
-        for s in Silence.objects.filter(starts_at__lte=now, ends_at__gt=now)
+        for s in Silence.objects.filter(starts_at__lte=now, ends_at__gt=now).filter(
+            Q(until_resolved=None) | Q(until_resolved__state__in=[AlertState.PENDING, AlertState.FIRING]))
     ]
     for window in MaintenanceWindow.objects.filter(enabled=True):
         try:
@@ -94,3 +108,37 @@ def muted_by(mutes: Iterable[Mute], rule_id: int | None, subject: Subject) -> st
         if mute.matches(rule_id, subject):
             return mute.label
     return ""
+
+
+class SilenceError(ValueError):
+    """Bad silence input; ``field`` names the form field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def silence_alert(alert_id: int, preset: str, reason: str, by: str, now: datetime) -> Silence:
+    """Silence exactly this alert's rule and subject for a preset duration, or until it
+    resolves. Raises :class:`SilenceError` naming the field on bad input."""
+    from monitor.models import Alert, Silence
+
+    reason = (reason or "").strip()
+    if preset != UNTIL_RESOLVED and preset not in SILENCE_PRESETS:
+        raise SilenceError("duration", f"choose one of {', '.join([*SILENCE_PRESETS, UNTIL_RESOLVED])}")
+    if not reason:
+        raise SilenceError("reason", "say why (it is shown next to the silence)")
+    alert = Alert.objects.filter(pk=alert_id).first()
+    if alert is None:
+        raise SilenceError("alert", f"there is no alert {alert_id}")
+    if alert.state == AlertState.RESOLVED:
+        raise SilenceError("alert", f"alert {alert_id} is resolved; nothing to silence")
+    until = preset == UNTIL_RESOLVED
+    return Silence.objects.create(
+        rule_id=alert.rule_id, cluster=literal_glob(alert.cluster) if alert.cluster else "*",
+        group=literal_glob(alert.group) if alert.group else "*",
+        topic=literal_glob(alert.topic) if alert.topic else "*", starts_at=now,
+        ends_at=now + (UNTIL_RESOLVED_BACKSTOP if until else SILENCE_PRESETS[preset]),
+        reason=reason[:2000], created_by=(by or "unknown")[:150], until_resolved=alert if until else None,
+    )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,6 +86,7 @@ class Step:
 class SagaOutcome:
     consumer: str  # "service (group)"
     stage: str
+    failed_attempts: int = 0  # failures reported by this consumer before its final stage
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Timeline:
     slowest: Step | None
     stuck: str
     saga: list[SagaStep] = field(default_factory=list)
+    stuck_error: str = ""  # the error message behind ``stuck`` (dead-lettering's or last failure's)
 
     @property
     def duration_seconds(self) -> float:
@@ -274,8 +276,9 @@ def build_timeline(
     slowest = max(timed, key=lambda s: s.duration_seconds, default=None)
     if slowest is not None:
         slowest.slowest = True
+    stuck = _stuck_at(steps)
     return Timeline(start=start, end=end, rows=rows, steps=steps, slowest=slowest,
-                    stuck=_stuck_at(steps), saga=saga_steps(ordered))
+                    stuck=stuck, saga=saga_steps(ordered), stuck_error=_stuck_error(steps) if stuck else "")
 
 
 def _consumer_steps(service: str, group: str, reports: list[TraceEvent], publish: TraceEvent | None) -> list[Step]:
@@ -378,15 +381,28 @@ def _stuck_at(steps: list[Step]) -> str:
     return ""
 
 
+def _stuck_error(steps: list[Step]) -> str:
+    """The error message where the trace stopped: of the dead-lettered event's failures (or
+    its dead-lettering), else of the last failure; empty when none was reported."""
+    dead = next((s for s in steps if s.kind == StepKind.DEAD_LETTERED), None)
+    reasons = [s.detail for s in steps if s.kind in (StepKind.FAILED, StepKind.DEAD_LETTERED) and s.detail
+               and (dead is None or (s.event_id, s.row) == (dead.event_id, dead.row))]
+    return reasons[-1] if reasons else ""
+
+
 def saga_steps(ordered: Sequence[TraceEvent]) -> list[SagaStep]:
     """The business events of the trace in causal order; empty for single-event traces."""
     first_seen: dict[str, TraceEvent] = {}
     finals: dict[str, dict[str, str]] = defaultdict(dict)
+    failures: dict[str, Counter[str]] = defaultdict(Counter)
     for item in ordered:
         # causal order puts an event's first publication before any of its receipts
         first_seen.setdefault(item.event_id, item)
         if item.stage not in (Stage.PUBLISHED, Stage.OUTBOX):
-            finals[item.event_id][consumer_label(item.service, item.consumer_group)] = item.stage
+            consumer = consumer_label(item.service, item.consumer_group)
+            finals[item.event_id][consumer] = item.stage
+            if item.stage == Stage.FAILED:
+                failures[item.event_id][consumer] += 1
     if len(first_seen) < 2:
         return []
     result = []
@@ -395,6 +411,8 @@ def saga_steps(ordered: Sequence[TraceEvent]) -> list[SagaStep]:
         result.append(SagaStep(
             number=number, event_id=event_id, type=head.type, service=head.service, topic=head.topic,
             compensation=compensation, compensates=compensates,
-            outcomes=tuple(SagaOutcome(consumer, stage) for consumer, stage in finals[event_id].items()),
+            # An earlier failed attempt stays visible even when a retry succeeded.
+            outcomes=tuple(SagaOutcome(consumer, stage, failures[event_id][consumer] - (stage == Stage.FAILED))
+                           for consumer, stage in finals[event_id].items()),
         ))
     return result

@@ -55,6 +55,7 @@ class TraceSummary:
     failed: int
     dead_lettered: int
     first_type: str
+    key: str = ""  # an aggregate key the trace's events carry (the largest, when several)
 
     @property
     def duration_seconds(self) -> float:
@@ -91,12 +92,24 @@ def summarise_traces(trace_ids: list[str]) -> list[TraceSummary]:
         .annotate(first_at=Min("timestamp"), last_at=Max("timestamp"), events=Count("id"),
                   services=Count("service", distinct=True),
                   failed=Count("id", filter=Q(stage=Stage.FAILED)),
-                  dead_lettered=Count("id", filter=Q(stage=Stage.DEAD_LETTERED)))
+                  dead_lettered=Count("id", filter=Q(stage=Stage.DEAD_LETTERED)),
+                  key=Max("key", filter=~Q(key="")))
         .order_by()
     )
     first_types = _first_types(trace_ids)
-    by_id = {row["trace_id"]: TraceSummary(**row, first_type=first_types.get(row["trace_id"], "")) for row in rows}
+    by_id = {row["trace_id"]: TraceSummary(**{**row, "key": row["key"] or ""},
+                                           first_type=first_types.get(row["trace_id"], "")) for row in rows}
     return [by_id[t] for t in trace_ids if t in by_id]
+
+
+TRACE_SORTS = ("recent", "duration")
+
+
+def sort_summaries(summaries: list[TraceSummary], sort: str) -> list[TraceSummary]:
+    """The listed traces most recent first (as found) or longest first (``duration``)."""
+    if sort == "duration":
+        return sorted(summaries, key=lambda s: (-s.duration_seconds, s.trace_id))
+    return summaries
 
 
 def _first_types(trace_ids: list[str]) -> dict[str, str]:

@@ -306,6 +306,8 @@ class _LogTables:
 def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
     """Groups the cluster no longer lists: their series ends, the row stays."""
     for row in rows:
+        if row.status != GroupStatus.GONE:
+            row.status_since = now
         row.status, row.status_reason = GroupStatus.GONE, GONE_REASON
         row.gone_at = now
         row.total_lag = row.max_time_lag_seconds = row.catch_up_seconds = row.retention_risk_seconds = None
@@ -313,7 +315,7 @@ def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
 
 
 _SNAPSHOT_FIELDS = [
-    "state", "members", "protocol", "member_details", "status", "status_reason", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
+    "state", "members", "protocol", "member_details", "status", "status_reason", "status_since", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
     "catch_up_seconds", "retention_risk_seconds", "last_seen_at", "gone_at", "last_sample_at",
     "catch_up_never", "partial_partitions", "stalled_partitions", "lost_counted_to", "retention_risk_method",
 ]
@@ -416,6 +418,8 @@ def _evaluate_group(
 
     row.state = state_name[:40]
     row.members = member_count if member_count is not None else (0 if state_name.lower() == "empty" else None)
+    if row.status != verdict.status or row.status_since is None:
+        row.status_since = now
     row.status, row.status_reason = verdict.status, verdict.reason[:500]
     row.total_lag = totals.lag
     row.max_time_lag_seconds = totals.max_time_lag_seconds

@@ -139,6 +139,9 @@ class Silence(models.Model):
     reason = models.TextField()
     created_by = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True)
+    until_resolved = models.ForeignKey(
+        Alert, on_delete=models.CASCADE, null=True, blank=True, related_name="silences",
+        help_text="Set: the silence ends when this alert resolves (ends_at is only a backstop)")
 
     class Meta:
         ordering = ["-ends_at"]

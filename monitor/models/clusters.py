@@ -119,6 +119,7 @@ class ConsumerGroup(models.Model):
                   "[{member_id, client_id, host, partitions: [[topic, partition], ...]}]; null = not told")
     status = models.CharField(max_length=20, choices=GroupStatus.choices, default=GroupStatus.UNKNOWN)
     status_reason = models.CharField(max_length=500, blank=True)
+    status_since = models.DateTimeField(null=True, blank=True, help_text="When the status last changed")
     total_lag = models.BigIntegerField(null=True, blank=True)
     max_time_lag_seconds = models.FloatField(null=True, blank=True)
     topics = models.JSONField(default=list, blank=True)

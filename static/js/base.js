@@ -9,6 +9,19 @@
       document.dispatchEvent(new CustomEvent('themechange', { detail: next }));
     });
   }
+  // Until the user picks a theme, follow the operating system's, also when it changes.
+  if (window.matchMedia) {
+    var query = window.matchMedia('(prefers-color-scheme: dark)');
+    var follow = function () {
+      if (localStorage.getItem('theme')) { return; }
+      var theme = query.matches ? 'dark' : 'light';
+      if (document.documentElement.dataset.theme !== theme) {
+        document.documentElement.dataset.theme = theme;
+        document.dispatchEvent(new CustomEvent('themechange', { detail: theme }));
+      }
+    };
+    if (query.addEventListener) { query.addEventListener('change', follow); }
+  }
   // Any element with data-refresh-url is replaced by that URL's HTML every data-refresh-seconds.
   function refresh(el) {
     var url = el.dataset.refreshUrl;

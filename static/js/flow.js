@@ -101,6 +101,7 @@
     charts = charts.filter(function (c) { return document.body.contains(c.el); });
     charts.push(chart);
     draw(chart, false).then(function () {
+      highlightOnHover(el);
       el.on('plotly_click', function (event) {
         var point = event.points && event.points[0];
         var target = point && point.customdata;
@@ -114,6 +115,26 @@
       var seconds = parseInt(el.dataset.refreshSeconds || '30', 10);
       setInterval(function () { refresh(chart); }, seconds * 1000);
     }
+  }
+
+  // Hovering anywhere along an edge (its invisible hit points) draws that edge's whole path
+  // over the others, so crossing edges are told apart; touch devices get it on tap.
+  function highlightOnHover(el) {
+    function traceIndex(part) {
+      return (el.data || []).findIndex(function (t) { return t.meta && t.meta.part === part; });
+    }
+    el.on('plotly_hover', function (event) {
+      var point = event.points && event.points[0];
+      var meta = point && point.data && point.data.meta;
+      var target = traceIndex('edge-highlight');
+      if (!meta || meta.part !== 'edge-hit' || target < 0) { return; }
+      var path = meta.paths[meta.edge[point.pointNumber]];
+      if (path) { Plotly.restyle(el, { x: [path[0]], y: [path[1]] }, [target]); }
+    });
+    el.on('plotly_unhover', function () {
+      var target = traceIndex('edge-highlight');
+      if (target >= 0) { Plotly.restyle(el, { x: [[]], y: [[]] }, [target]); }
+    });
   }
 
   function scan(root) { root.querySelectorAll('[data-figure]').forEach(setUp); }

@@ -70,6 +70,7 @@
         if (!same) { rebuild(next); }
         charts = next;
         draw(charts, same);
+        root.dataset.refreshes = String(parseInt(root.dataset.refreshes || '0', 10) + 1);
       })
       .catch(function (err) {
         if (window.monitorUI) { window.monitorUI.showBanner('Chart refresh failed (' + err.message + '); showing the last data.'); }
@@ -79,5 +80,8 @@
   draw(charts, false);
   document.addEventListener('themechange', function () { draw(charts, true); });
   var seconds = parseInt(root.dataset.refreshSeconds || '30', 10);
-  if (root.dataset.chartsUrl) { setInterval(refresh, seconds * 1000); }
+  if (root.dataset.chartsUrl) {
+    setInterval(refresh, seconds * 1000);
+    document.addEventListener('monitor:refresh', refresh);  // "refresh now" (also used by the tests)
+  }
 })();

@@ -34,6 +34,9 @@ GROUPS = tuple(f"{NAMESPACE}.{service}" for service in SERVICES)  # each service
 STOPPED_GROUP = f"{NAMESPACE}.analytics"
 LAG_RULE = "analytics stopped reading orders"
 FAILURE_RULE = "payments keeps failing"
+STOPPED_RULE = "analytics stalled or stopped"
+STORM_RULE = "cascade storm"
+DRIFT_RULE = "schema drift"
 USERNAME = "oncall"
 PASSWORD = "e2e-correct-horse-battery-staple"
 
@@ -94,6 +97,9 @@ def start_web_server(database: str, redis_url: str, log_path: Path, timeout: flo
         "LOG_LEVEL": "WARNING",
     }
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    # As deployed: hashed, compressed static files (monitor/staticfiles.py) need collectstatic.
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+                   cwd=PROJECT_DIR, env=env, check=True, timeout=300)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")
     process = subprocess.Popen(
@@ -158,6 +164,7 @@ def seed_configuration(broker_bootstrap: str) -> str:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+    from monitor.alerts.metrics import STATUS_RANK
     from monitor.choices import Operator, Severity
     from monitor.models import AlertRule, ApiToken, Cluster
 
@@ -174,6 +181,14 @@ def seed_configuration(broker_bootstrap: str) -> str:
     AlertRule.objects.create(name=FAILURE_RULE, cluster="*", group=f"{NAMESPACE}.payments", topic="*",
                              metric="failed_events", op=Operator.GT, threshold=0, for_seconds=0,
                              severity=Severity.WARNING)
+    # The demo's other rules (monitor/demo/alerts.yaml), on this world's names.
+    AlertRule.objects.create(name=STOPPED_RULE, cluster=CLUSTER, group=STOPPED_GROUP, topic="*", metric="status",
+                             op=Operator.GE, threshold=STATUS_RANK["stalled"], for_seconds=0,
+                             severity=Severity.CRITICAL)
+    AlertRule.objects.create(name=STORM_RULE, cluster="*", group="*", topic="*", metric="cascade_storm_events",
+                             op=Operator.GT, threshold=0, for_seconds=0, severity=Severity.WARNING)
+    AlertRule.objects.create(name=DRIFT_RULE, cluster="*", group="*", topic="*", metric="schema_drift_events",
+                             op=Operator.GT, threshold=0, for_seconds=0, severity=Severity.WARNING)
     _, secret = ApiToken.issue("e2e-simulator", ["ingest"])
     return secret
 
@@ -234,15 +249,18 @@ def settle(world: World) -> None:
 
     from monitor.alerts.engine import evaluate
     from monitor.choices import AlertState, Stage
+    from monitor.events.config import DetectorConfig
     from monitor.events.runner import run_detectors
     from monitor.models import Alert, Event
 
-    run_detectors(timezone.now())
+    # The world's storm is 60 events (the demo's 300): a fan-out of 40 makes it one here.
+    run_detectors(timezone.now(), replace(DetectorConfig.from_settings(), storm_max_fanout=40))
     world.notes["evaluations"] = [evaluate().summary(), evaluate().summary()]
     lag_alert = Alert.objects.filter(rule__name=LAG_RULE, state=AlertState.FIRING).first()
     if lag_alert is None:
         raise RuntimeError(f"the lag alert did not fire: {world.notes}")
     world.firing_alert_id = lag_alert.id
+    world.notes["firing"] = sorted(Alert.objects.filter(state=AlertState.FIRING).values_list("rule__name", flat=True))
     world.failed_trace_id = (Event.objects.filter(stage=Stage.DEAD_LETTERED).exclude(trace_id="")
                              .values_list("trace_id", flat=True).first()
                              or Event.objects.filter(stage=Stage.FAILED).exclude(trace_id="")

@@ -139,7 +139,9 @@ class Demo:
             pending = orch.pending_migrations()
             call_command("migrate", interactive=False, verbosity=0)
             note.detail = f"{pending} migrations applied" if pending else "up to date"
-            (self.base_dir / "staticfiles").mkdir(exist_ok=True)  # whitenoise warns without it
+            # Hashed, gzip- and brotli-compressed static files (monitor/staticfiles.py): a chart
+            # page loads its Plotly bundle once, compressed, then from the browser's cache.
+            call_command("collectstatic", interactive=False, verbosity=0)
 
     def create_admin(self) -> None:
         with self.progress.step(f'creating the admin user "{ADMIN_USERNAME}"') as note:
