@@ -94,7 +94,7 @@ def test_invalid_events_answer_422_naming_each_index_and_field_and_store_nothing
     body = response.json()
     assert body["errors"] == [
         {"loc": ["events", 1, "timestamp"], "msg": "is not an ISO-8601 date-time, e.g. 2024-05-01T12:00:00.123Z"},
-        {"loc": ["events", 2, "stage"], "msg": "must be one of published, consumed, processed, failed, dead_lettered"},
+        {"loc": ["events", 2, "stage"], "msg": "must be one of outbox, published, consumed, processed, failed, dead_lettered"},
         {"loc": ["events", 2, "offset"], "msg": "must be between 0 and 9223372036854775807"},
     ]
     assert "nothing was stored" in body["detail"]
