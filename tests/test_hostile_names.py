@@ -249,3 +249,11 @@ def test_nul_in_a_query_or_path_is_400_naming_it_not_a_database_outage(logged_in
         assert "NUL" in response.json()["errors"][0]["msg"]
     assert logged_in_client.get("/traces/?q=%00").status_code == 400
     assert logged_in_client.get("/services/a%00b/").status_code == 400
+
+
+@pytest.mark.django_db
+def test_an_alert_id_past_the_column_is_404_not_a_database_error(logged_in_client, ack_token):
+    response = logged_in_client.post("/api/v1/alerts/1492008971085/ack", HTTP_AUTHORIZATION=f"Bearer {ack_token}")
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert logged_in_client.get("/alerts/1492008971085/").status_code == 404
+    assert logged_in_client.get("/alerts/2147483647/").status_code == 404
