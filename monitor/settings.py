@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "monitor.middleware.DatabaseUnavailableMiddleware",
+    "monitor.middleware.RefuseNulMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
@@ -309,6 +310,10 @@ MONITOR_EVENT_RETENTION_DAYS = env_int("MONITOR_EVENT_RETENTION_DAYS", 7, minimu
 MONITOR_INGEST_MAX_ATTRIBUTES_BYTES = env_int("MONITOR_INGEST_MAX_ATTRIBUTES_BYTES", 8192, minimum=2)
 # Slack/webhook receivers on loopback, private or link-local addresses are refused unless true.
 MONITOR_ALLOW_PRIVATE_WEBHOOKS = env_bool("MONITOR_ALLOW_PRIVATE_WEBHOOKS", False)
+# Per ingest token (0 = no limit): requests per minute, and new distinct names (services,
+# topics, event types never seen before) per hour, each kind on its own; beyond: 429.
+MONITOR_INGEST_RATE_PER_MINUTE = env_int("MONITOR_INGEST_RATE_PER_MINUTE", 600, minimum=0)
+MONITOR_NEW_NAMES_PER_HOUR = env_int("MONITOR_NEW_NAMES_PER_HOUR", 1000, minimum=0)
 MONITOR_OTLP_MAX_LINKS_PER_SPAN = env_int("MONITOR_OTLP_MAX_LINKS_PER_SPAN", 128, minimum=1)
 # Detectors (monitor/events/config.py DetectorConfig): windows in seconds, storm thresholds.
 MONITOR_DETECTOR_LOOKBACK_SECONDS = env_int("MONITOR_DETECTOR_LOOKBACK_SECONDS", 3600, minimum=60)
