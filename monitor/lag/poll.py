@@ -172,7 +172,7 @@ def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetim
     kafka.start()
     try:
         # Bounds from the cycle's start reach at least as far back as the poll's own.
-        stored = history.read_stored(cluster, started_at)
+        stored = history.read_stored(cluster, started_at, shard.owns if shard is not None else None)
         history_seconds = time.monotonic() - clock_start
     finally:
         kafka.join()

@@ -119,7 +119,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     now = reading.polled_at
     _set_aside_unstorable_groups(reading)
     if stored is None:
-        stored = history.read_stored(cluster, now)
+        stored = history.read_stored(cluster, now, shard.owns if shard is not None else None)
     history_since = now - timedelta(seconds=history.status_history_seconds(cluster))
     window_start = now - timedelta(seconds=history.status_window_seconds(cluster))
     existing, topics = stored.groups, stored.topics
