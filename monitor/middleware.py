@@ -39,3 +39,32 @@ class DatabaseUnavailableMiddleware:
             response = HttpResponse(PAGE.format(reason=escape(reason)), status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+
+
+class RefuseNulMiddleware:
+    """A NUL in the path or a query parameter is a 400 naming where it is.
+
+    PostgreSQL text cannot hold NUL: a filter ``?cluster=%00`` or a group URL with ``%00``
+    made the database refuse the query, which read as an outage (503). Nothing stored can
+    contain NUL, so such a request can only be refused."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        where = None
+        if "\x00" in request.path:
+            where = ["path"]
+        else:
+            for key, values in request.GET.lists():
+                if "\x00" in key or any("\x00" in value for value in values):
+                    where = ["query", key.replace("\x00", "\\0")]
+                    break
+        if where is None:
+            return self.get_response(request)
+        message = "must not contain NUL characters"
+        if request.path.startswith(("/api/", "/v1/", "/metrics")):
+            return JsonResponse({"detail": f"{where[-1]} {message}.", "errors": [{"loc": where, "msg": message}]},
+                                status=400)
+        return HttpResponse(f"Bad request: {escape(where[-1])} {message}.", status=400,
+                            content_type="text/plain; charset=utf-8")

@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "monitor.middleware.DatabaseUnavailableMiddleware",
+    "monitor.middleware.RefuseNulMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
@@ -272,6 +273,9 @@ MONITOR_STOPPED_AFTER_SECONDS = env_int("MONITOR_STOPPED_AFTER_SECONDS", 900, mi
 # A batch header is 61 bytes: a partition budget below that cannot read any timestamp.
 MONITOR_TIME_LAG_FETCH_PARTITION_BYTES = env_int("MONITOR_TIME_LAG_FETCH_PARTITION_BYTES", 1024, minimum=64)
 MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = env_int("MONITOR_TIME_LAG_FETCH_CYCLE_BYTES", 1024 * 1024, minimum=0)
+# At most this many consumer groups per poll task: a cluster with more is polled in shards,
+# one Celery task per shard (0: never shard). See "Polling in shards" in the README.
+MONITOR_POLL_SHARD_GROUPS = env_int("MONITOR_POLL_SHARD_GROUPS", 0, minimum=0)
 MONITOR_EVALUATE_INTERVAL_SECONDS = env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1)
 # The outbox sweep: delivers retries and the notifications of workers that died.
 MONITOR_SWEEP_INTERVAL_SECONDS = env_int("MONITOR_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
@@ -309,6 +313,10 @@ MONITOR_EVENT_RETENTION_DAYS = env_int("MONITOR_EVENT_RETENTION_DAYS", 7, minimu
 MONITOR_INGEST_MAX_ATTRIBUTES_BYTES = env_int("MONITOR_INGEST_MAX_ATTRIBUTES_BYTES", 8192, minimum=2)
 # Slack/webhook receivers on loopback, private or link-local addresses are refused unless true.
 MONITOR_ALLOW_PRIVATE_WEBHOOKS = env_bool("MONITOR_ALLOW_PRIVATE_WEBHOOKS", False)
+# Per ingest token (0 = no limit): requests per minute, and new distinct names (services,
+# topics, event types never seen before) per hour, each kind on its own; beyond: 429.
+MONITOR_INGEST_RATE_PER_MINUTE = env_int("MONITOR_INGEST_RATE_PER_MINUTE", 600, minimum=0)
+MONITOR_NEW_NAMES_PER_HOUR = env_int("MONITOR_NEW_NAMES_PER_HOUR", 1000, minimum=0)
 MONITOR_OTLP_MAX_LINKS_PER_SPAN = env_int("MONITOR_OTLP_MAX_LINKS_PER_SPAN", 128, minimum=1)
 # Detectors (monitor/events/config.py DetectorConfig): windows in seconds, storm thresholds.
 MONITOR_DETECTOR_LOOKBACK_SECONDS = env_int("MONITOR_DETECTOR_LOOKBACK_SECONDS", 3600, minimum=60)

@@ -6,9 +6,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from monitor.models import Cluster, ConsumerGroup, Event
+from monitor.timerange import CUSTOM, TimeRange
 from tests.lag_rows import lag_snapshot
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+SINCE, UNTIL = T0 - timedelta(minutes=5), T0 + timedelta(minutes=5)  # the read tests' usual window
+WINDOW = TimeRange(SINCE, UNTIL, CUSTOM)
 
 
 def event(event_id: str, stage: str, service: str, at: datetime | float, *, type: str = "OrderPlaced",
@@ -83,3 +86,38 @@ def group_with_lag(on: Cluster, name: str, topic_lags: dict[str, int | None], po
         cluster=on, name=name, status=status, first_seen_at=polled_at - timedelta(hours=1), last_seen_at=polled_at,
         last_sample_at=polled_at, topics=[], total_lag=total_lag,
     )
+
+
+def varied_reports(sagas: int) -> list[dict]:
+    """Traffic for both databases (kwargs of ``event``): latencies at awkward fractions of
+    a second (0.9997 s, microseconds), failures and dead letters, a second topic, keys,
+    partitions and two schema versions; one publication before the range, one receipt
+    without a publication and one reported before its publication (clock skew)."""
+    reports = [
+        dict(event_id="early", stage="published", service="orders", at=-7200.25, topic="orders.events"),
+        dict(event_id="early", stage="consumed", service="payments", at=1.5, topic="orders.events", group="payments"),
+        dict(event_id="orphan", stage="consumed", service="payments", at=2, topic="orders.events", group="payments"),
+        dict(event_id="skewed", stage="published", service="orders", at=3.25, topic="orders.events"),
+        dict(event_id="skewed", stage="consumed", service="analytics", at=3.0, topic="orders.events",
+             group="analytics"),
+    ]
+    for n in range(sagas):
+        start, placed, paid = n * 0.7 + (n % 7) * 0.000_1, f"placed-{n}", f"paid-{n}"
+        reports.append(dict(event_id=placed, stage="published", service="orders", at=start, topic="orders.events",
+                            partition=n % 3 if n % 4 else 0, key=f"order-{n % 9 if n % 2 else 0}",
+                            schema_version=1 + n % 2))
+        for group, lag in (("payments", 0.9997 + (n % 13) * 0.31), ("analytics", 0.000_003 * n)):
+            for stage, after in (("consumed", 0.0), ("processed", 0.05)):
+                reports.append(dict(event_id=placed, stage=stage, service=group, at=start + lag + after,
+                                    topic="orders.events", group=group, partition=n % 3))
+        if n % 5 == 0:
+            reports.append(dict(event_id=placed, stage="failed", service="payments", at=start + 2,
+                                topic="orders.events", group="payments"))
+            reports.append(dict(event_id=placed, stage="dead_lettered", service="payments", at=start + 2.1,
+                                topic="orders.events", group="payments"))
+            continue
+        reports.append(dict(event_id=paid, stage="published", service="payments", at=start + 2,
+                            type="PaymentAuthorised", topic="payments.events", key=f"order-{n}"))
+        reports.append(dict(event_id=paid, stage="consumed", service="shipping", at=start + 2 + (n % 17) * 0.013,
+                            type="PaymentAuthorised", topic="payments.events", group="shipping"))
+    return reports

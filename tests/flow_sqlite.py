@@ -3,6 +3,8 @@ suite's own database is PostgreSQL).
 
     python -m tests.flow_sqlite < scenario.json > results.json
 
+(:func:`on_sqlite` runs it so from a test.)
+
 ``DATABASE_URL`` names a SQLite file (migrated here). The scenario is
 ``{"events": [kwargs of tests.flow_data.event], "since": s, "until": s, "ask": [...]}``
 (seconds after :data:`tests.flow_data.T0`); each name in ``ask`` adds one result:
@@ -16,14 +18,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 PROGRESS_STEPS = 100
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def page_numbers(stats: Any) -> dict[str, Any]:
@@ -37,6 +42,23 @@ def page_numbers(stats: Any) -> dict[str, Any]:
     if hasattr(stats, "keys"):
         numbers["keys"] = [asdict(key) for key in stats.keys]
     return json.loads(json.dumps(numbers, default=str, sort_keys=True))
+
+
+def on_sqlite(tmp_path: Path, reports: list[dict], since: float, until: float, ask: list[str]) -> dict:
+    """Runs this module in a child process on a fresh SQLite file with these reports."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("REDIS_URL", "MONITOR_TEST_DB_NAME", "DJANGO_SETTINGS_MODULE")}
+    environment.update(DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}", DEBUG="true")
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.flow_sqlite"], input=json.dumps({"events": reports, "since": since,
+                                                                      "until": until, "ask": ask}),
+        capture_output=True, text=True, cwd=ROOT, env=environment, timeout=300,
+    )
+    assert child.returncode == 0, child.stderr
+    results = json.loads(child.stdout)
+    assert results["vendor"] == "sqlite"
+    return results
 
 
 def _interrupted_after(budget_seconds: float, stop: threading.Event | None = None) -> float | None:

@@ -94,7 +94,7 @@ def test_invalid_events_answer_422_naming_each_index_and_field_and_store_nothing
     body = response.json()
     assert body["errors"] == [
         {"loc": ["events", 1, "timestamp"], "msg": "is not an ISO-8601 date-time, e.g. 2024-05-01T12:00:00.123Z"},
-        {"loc": ["events", 2, "stage"], "msg": "must be one of published, consumed, processed, failed, dead_lettered"},
+        {"loc": ["events", 2, "stage"], "msg": "must be one of outbox, published, consumed, processed, failed, dead_lettered"},
         {"loc": ["events", 2, "offset"], "msg": "must be between 0 and 9223372036854775807"},
     ]
     assert "nothing was stored" in body["detail"]
@@ -200,3 +200,32 @@ def test_deeply_nested_json_and_overflowing_timestamps_are_4xx_naming_the_field(
     response = post(client, {"events": [event(0, trace_id="a" * 31 + "\n", span_id="b" * 16)]}, ingest_token)
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["events", 0, "trace_id"]
+
+
+@pytest.mark.django_db
+def test_an_ingest_token_over_its_request_rate_gets_429_naming_the_limit(client, ingest_token, settings):
+    settings.MONITOR_INGEST_RATE_PER_MINUTE = 3
+    # 8 requests: even across a minute boundary at most 6 fit in two windows.
+    answers = [post(client, {"events": [event(i)]}, ingest_token) for i in range(8)]
+    assert {a.status_code for a in answers} == {202, 429}
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited, [a.status_code for a in answers]
+    body = limited[0].json()
+    assert body["errors"][0]["loc"] == ["limit", "ingest_requests_per_minute"]
+    assert 1 <= int(limited[0]["Retry-After"]) <= 60
+
+
+@pytest.mark.django_db
+def test_new_names_beyond_the_tokens_hourly_budget_get_429_and_nothing_is_stored(client, ingest_token, settings):
+    from monitor.models import Event
+
+    settings.MONITOR_NEW_NAMES_PER_HOUR = 3
+    first = post(client, {"events": [event(i, service=f"svc-{i}") for i in range(3)]}, ingest_token)
+    assert first.status_code == 202
+    again = post(client, {"events": [event(10, service="svc-0")]}, ingest_token)
+    assert again.status_code == 202  # a known service costs nothing
+    over = post(client, {"events": [event(20, service="svc-new")]}, ingest_token)
+    assert over.status_code == 429
+    assert over.json()["errors"][0]["loc"] == ["limit", "new_services_per_hour"]
+    assert 1 <= int(over["Retry-After"]) <= 3600
+    assert not Event.objects.filter(service="svc-new").exists()

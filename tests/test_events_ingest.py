@@ -62,7 +62,7 @@ def test_missing_required_field_is_named(field):
     ("event_id", 17, "must be a string"),
     ("event_id", "x" * 201, "at most 200 characters"),
     ("service", "svc\x00", "NUL"),
-    ("stage", "delivered", "must be one of published, consumed, processed, failed, dead_lettered"),
+    ("stage", "delivered", "must be one of outbox, published, consumed, processed, failed, dead_lettered"),
     ("stage", ["published"], "must be one of"),
     ("timestamp", "yesterday", "not an ISO-8601"),
     ("timestamp", "2024-05-01T12:00:00", "must include a timezone"),

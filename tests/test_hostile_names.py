@@ -218,3 +218,34 @@ def test_events_stored_before_names_were_checked_still_render(logged_in_client):
                 links.event_topic_path("orders")):
         response = _get(logged_in_client, url)
         assert response.status_code == 200, url
+
+
+def test_hostile_names_in_slack_email_and_webhook_messages_are_escaped_never_links():
+    from monitor.notify import render
+    from monitor.notify.email import header_text
+    from tests.test_notify_slack import item
+
+    names = ["<https://evil.example|CLICK>"] + KAFKA_NAMES + [LONG]
+    items = [item(group=name, topic=name, subject=f"prod/{name}/{name}", rule=name) for name in names]
+    payload = render.payload("firing", items)
+    slack = json.dumps(render.slack_message(payload))
+    assert "<https://evil" not in slack and "&lt;https://evil.example|CLICK" in slack
+    html_body = render.email_html(payload)
+    assert_escaped(html_body, "email html")
+    subject = header_text(render.email_subject(payload))
+    assert "\n" not in subject and "\r" not in subject
+    single = render.payload("firing", [item(group="billing\r\nBcc: x@example.com")])
+    assert "\n" not in header_text(render.email_subject(single))
+    body = render.webhook_body(payload)
+    assert json.loads(json.dumps(body))["alerts"][0]["group"] == names[0]  # JSON carries names as sent
+
+
+@pytest.mark.django_db
+def test_nul_in_a_query_or_path_is_400_naming_it_not_a_database_outage(logged_in_client, read_token):
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {read_token}"}
+    for url in ("/api/v1/alerts?cluster=%00", "/api/v1/alerts?rule=a%00b", "/api/v1/traces/%00"):
+        response = logged_in_client.get(url, **auth)
+        assert response.status_code == 400, url
+        assert "NUL" in response.json()["errors"][0]["msg"]
+    assert logged_in_client.get("/traces/?q=%00").status_code == 400
+    assert logged_in_client.get("/services/a%00b/").status_code == 400

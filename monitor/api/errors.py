@@ -26,10 +26,12 @@ class FieldError:
 class ApiError(Exception):
     status = 400
 
-    def __init__(self, detail: str, errors: list[FieldError] | None = None, status: int | None = None):
+    def __init__(self, detail: str, errors: list[FieldError] | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        self.headers = headers or {}
         if status is not None:
             self.status = status
 
@@ -70,7 +72,10 @@ def error_response(status: int, detail: str, errors: list[FieldError] | None = N
 
 
 def render_api_error(error: ApiError) -> JsonResponse:
-    return error_response(error.status, error.detail, error.errors)
+    response = error_response(error.status, error.detail, error.errors)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
 
 
 @csrf_exempt  # a 404 whatever the method: no form is processed

@@ -1,7 +1,8 @@
 """POST /api/v1/events: event reports from services (scope ``ingest``).
 
 Thin: authenticate, read a bounded body, decode JSON, hand it to
-:func:`monitor.events.ingest.ingest_payload`, answer 202 ``{accepted, duplicates}``.
+:func:`monitor.events.ingest.validate_payload`, check the token's limits
+(:mod:`monitor.api.limits`), store, answer 202 ``{accepted, duplicates}``.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from monitor.api.auth import api_view
 from monitor.api.errors import ApiError, FieldError
 from monitor.choices import TokenScope
 from monitor.events.config import IngestLimits
-from monitor.events.ingest import IngestError
-from monitor.events.store import ingest_payload
+from monitor.api.limits import check_new_names, check_request_rate
+from monitor.events.ingest import IngestError, validate_payload
+from monitor.events.store import store_rows
 
 
 def read_body(request: HttpRequest, max_bytes: int) -> bytes:
@@ -92,12 +94,22 @@ def decode_json(body: bytes) -> object:
         raise ApiError("The body is nested too deeply.", status=400) from None
 
 
+def token_id_of(request: HttpRequest) -> int | None:
+    token = getattr(request, "api_token", None)
+    return int(token.pk) if token is not None else None
+
+
 @api_view(scope=TokenScope.INGEST, methods=("POST",))
 def ingest_events(request: HttpRequest) -> JsonResponse:
     limits = IngestLimits.from_settings()
+    now = timezone.now()
+    token_id = token_id_of(request)
+    check_request_rate(token_id, now)
     payload = decode_json(read_body(request, limits.max_bytes))
     try:
-        result = ingest_payload(payload, timezone.now(), limits)
+        rows = validate_payload(payload, now, limits)
     except IngestError as error:
         raise ApiError(error.detail, [FieldError(e.loc, e.msg) for e in error.errors], status=error.status) from None
+    check_new_names(token_id, rows, now)
+    result = store_rows(rows, now)
     return JsonResponse({"accepted": result.accepted, "duplicates": result.duplicates}, status=202)

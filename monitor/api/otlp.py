@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from monitor.api.auth import api_view
 from monitor.api.errors import ApiError
-from monitor.api.events import decode_json, read_body
+from monitor.api.events import token_id_of, decode_json, read_body
+from monitor.api.limits import LimitExceeded, check_new_names, check_request_rate
 from monitor.choices import TokenScope
 from monitor.events import otlp
 from monitor.events.config import IngestLimits
@@ -28,13 +29,21 @@ def _content_type(request: HttpRequest) -> str:
     return (request.content_type or "").split(";")[0].strip().lower()
 
 
-def _status_response(status: int, message: str, content_type: str) -> HttpResponse:
-    """An OTLP error: a google.rpc.Status in the request's encoding."""
+def _status_response(status: int, message: str, content_type: str,
+                     headers: dict[str, str] | None = None) -> HttpResponse:
+    """An OTLP error: a google.rpc.Status in the request's encoding (code 8,
+    RESOURCE_EXHAUSTED, for a limit; 3, INVALID_ARGUMENT, otherwise)."""
+    code = 8 if status == 429 else 3
     if content_type == PROTOBUF:
         from google.rpc.status_pb2 import Status
 
-        return HttpResponse(Status(code=3, message=message).SerializeToString(), status=status, content_type=PROTOBUF)
-    return HttpResponse(json.dumps({"code": 3, "message": message}), status=status, content_type=JSON)
+        response = HttpResponse(Status(code=code, message=message).SerializeToString(), status=status,
+                                content_type=PROTOBUF)
+    else:
+        response = HttpResponse(json.dumps({"code": code, "message": message}), status=status, content_type=JSON)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
 
 
 def _export_response(rejected: int, message: str, content_type: str) -> HttpResponse:
@@ -58,17 +67,23 @@ def export_traces(request: HttpRequest) -> HttpResponse:
     if content_type not in (PROTOBUF, JSON):
         return _status_response(415, f"Content-Type must be {PROTOBUF} or {JSON}", JSON)
     limits = IngestLimits.from_settings()
+    now = timezone.now()
+    token_id = token_id_of(request)
     try:
+        check_request_rate(token_id, now)
         body = read_body(request, limits.max_bytes)
         spans = otlp.decode_protobuf(body) if content_type == PROTOBUF else otlp.decode_json(decode_json(body))
     except ApiError as error:
-        return _status_response(error.status, error.detail, content_type)
+        return _status_response(error.status, error.detail, content_type, error.headers)
     except otlp.OtlpDecodeError as exc:
         return _status_response(400, str(exc), content_type)
     except RecursionError:
         return _status_response(400, "attribute values are nested too deeply", content_type)
-    now = timezone.now()
     mapped = otlp.span_events(spans, limits, now)
+    try:
+        check_new_names(token_id, mapped.rows, now)
+    except LimitExceeded as error:
+        return _status_response(error.status, error.detail, content_type, error.headers)
     store_rows(mapped.rows, now)
     message = ""
     if mapped.rejected:

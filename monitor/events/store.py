@@ -144,3 +144,19 @@ def ingest_payload(payload: object, now: dt.datetime, limits: IngestLimits | Non
     limits = limits or IngestLimits.from_settings()
     rows = validate_payload(payload, now, limits)
     return store_rows(rows, now)
+
+
+def unknown_names(rows: Sequence[EventRow]) -> dict[str, set[str]]:
+    """The services, event types and topics of ``rows`` never reported before (three
+    indexed lookups): what a per-token budget of new names counts."""
+    services = {row.service for row in rows}
+    types = {row.type for row in rows}
+    topics = {row.topic for row in rows if row.topic}
+    known_services = set(Service.objects.filter(name__in=services).values_list("name", flat=True))
+    known_types = set(EventType.objects.filter(name__in=types).values_list("name", flat=True))
+    # One index probe per topic (a DISTINCT over the events would read them all); a batch
+    # with more topics than any real one holds is counted as all new.
+    known_topics = set() if len(topics) > 100 else {
+        topic for topic in topics if Event.objects.filter(topic=topic).exists()}
+    return {"services": services - known_services, "event_types": types - known_types,
+            "topics": topics - known_topics}

@@ -267,7 +267,9 @@ def slack_message(payload_: dict) -> dict:
     if len(items) > len(shown):
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"... and {len(items) - len(shown)} more: see {site_links.absolute_url('alerts')}"}]})
-    return {"text": text, "attachments": [{"color": colour, "blocks": blocks}]}
+    # The fallback text is mrkdwn too: without "<" no name can open a link or a mention
+    # (">" stays, so "threshold > 1,000" reads as written).
+    return {"text": text.replace("<", "&lt;"), "attachments": [{"color": colour, "blocks": blocks}]}
 
 
 # -- email ------------------------------------------------------------------------------------
