@@ -175,3 +175,29 @@ def test_a_cluster_is_planned_in_shards_only_beyond_the_groups_one_shard_may_pol
     assert planned_shards(cluster.id) == 1
     settings.MONITOR_POLL_SHARD_GROUPS = 5
     assert planned_shards(cluster.id) == 3
+
+
+def test_the_scheduler_fans_a_big_cluster_out_in_shard_tasks_and_polls_a_small_one_whole(seeded, settings):
+    """Tasks run eagerly (inline): the fan-out is under test, not the Celery broker."""
+    from monitor.celery import app
+    from monitor.tasks import schedule_polls
+
+    big, small, names = seeded
+    assert poll_cluster(big.id).ok  # the big cluster's groups are known; the small one has none stored yet
+    PollRun.objects.filter(cluster=big).delete()
+    Cluster.objects.filter(pk__in=[big.pk, small.pk]).update(next_poll_at=None)
+    settings.MONITOR_POLL_SHARD_GROUPS = 5
+    app.conf.task_always_eager = True
+    try:
+        assert schedule_polls() >= 2
+    finally:
+        app.conf.task_always_eager = False
+
+    shard_runs = list(PollRun.objects.filter(cluster=big))
+    assert len(shard_runs) == 3 and len({r.started_at for r in shard_runs}) == 1
+    assert all(r.ok for r in shard_runs) and sum(r.groups for r in shard_runs) == len(names)
+    [whole] = PollRun.objects.filter(cluster=small)
+    assert whole.ok and whole.groups == len(names)
+    # (statuses may differ: the big cluster has one more poll of history)
+    lags = {g.name: g.total_lag for g in ConsumerGroup.objects.filter(cluster=big)}
+    assert lags == {g.name: g.total_lag for g in ConsumerGroup.objects.filter(cluster=small)}
