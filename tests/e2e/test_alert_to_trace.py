@@ -34,11 +34,8 @@ def test_from_a_lag_alert_to_its_group_and_on_to_a_trace(page, world):
 def test_from_a_failure_alert_to_the_trace_of_a_dead_lettered_order(page, world):
     page.goto("/alerts/")
     page.locator(".alerts-table[data-state=firing] a", has_text=FAILURE_RULE).click()
-    page.click("#alert-traces")
-    page.wait_for_url("**/traces/?group=**")
-    page.check("input[name=failed]")
-    page.click("#trace-filters button[type=submit]")
-    page.wait_for_url("**failed=1**")
+    page.click("#alert-traces")  # the alert's traces link is already filtered to failures
+    page.wait_for_url("**/traces/?group=**failed=1**")
     dead_lettered = page.locator("#traces-table tbody tr").filter(has=page.locator("td.bad")).first
     dead_lettered.locator("a").first.click()
     page.wait_for_url(TRACE_PAGE)

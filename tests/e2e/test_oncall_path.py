@@ -202,3 +202,15 @@ def test_dark_mode_follows_the_operating_system_until_the_user_chooses(browser, 
         assert page.get_attribute("html", "data-theme") == "light"
     finally:
         context.close()
+
+
+def test_the_flow_focus_applies_as_soon_as_it_is_picked_and_a_whole_edge_hovers(page, world):
+    page.goto("/flow/")
+    page.wait_for_function("() => document.querySelector('#flow-graph')._fullLayout")
+    hit = page.evaluate("""() => document.querySelector('#flow-graph').data
+        .filter(t => t.meta && t.meta.part === 'edge-hit').map(t => t.x.length)""")
+    assert hit and hit[0] > 0
+    service = page.locator("#flow-focus option").nth(1).get_attribute("value")
+    page.select_option("#flow-focus", service)
+    page.wait_for_url(re.compile(r"focus="))
+    assert service in page.locator("h1").inner_text()
