@@ -14,7 +14,10 @@ stored history, computation, one transaction, the snapshot cache) and reports me
   partitions, the least any lag poll has to do, measured between the cycles;
 - cycle / floor (the goal: within 3x), Kafka half / floor, and the part after Kafka;
 - Kafka requests and SQL statements per cycle at both sizes: they must not grow with
-  partitions.
+  partitions;
+- at the larger size, the same cluster polled in ``--shards`` shards (default 3, 0 skips
+  it): the shards one after the other (one worker) and all at once on threads (as many
+  workers as shards), against the unsharded cycle measured alternately with them.
 
 Database: ``--database-url`` (or BENCH_DATABASE_URL), default the local PostgreSQL
 (started if this machine can); a throwaway ``test_bench_poll_<pid>`` database is
@@ -145,6 +148,68 @@ def measure(kafka, broker_bootstrap: str, name: str, partitions_per_topic: int, 
     return result
 
 
+def sharded_cycle(cluster_id: int, shards: int, parallel: bool) -> float:
+    """One sharded cycle as ``shards`` poll_cluster_shard tasks run it; its wall time."""
+    import threading
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from monitor.lag.poll import poll_cluster
+    from monitor.lag.shards import Shard
+
+    started_at = timezone.now()
+    failures: list[object] = []
+
+    def run(index: int) -> None:
+        try:
+            outcome = poll_cluster(cluster_id, shard=Shard(index, shards), cycle_started_at=started_at)
+            if outcome is None or not outcome.ok:
+                failures.append(outcome)
+        finally:
+            if parallel:
+                connection.close()  # each thread's own connection
+
+    clock = time.monotonic()
+    if parallel:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(shards)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    else:
+        for index in range(shards):
+            run(index)
+    elapsed = time.monotonic() - clock
+    assert not failures, failures
+    return elapsed
+
+
+def measure_shards(name: str, shards: int, repeat: int) -> dict[str, float]:
+    """Unsharded, sharded one after the other and sharded at once, alternating."""
+    from monitor.models import Cluster
+
+    cluster_id = Cluster.objects.get(name=name).pk
+    runs = []
+    for _ in range(repeat):
+        unsharded = cycle(cluster_id)["seconds"]
+        runs.append({"unsharded": unsharded, "sequential": sharded_cycle(cluster_id, shards, parallel=False),
+                     "parallel": sharded_cycle(cluster_id, shards, parallel=True)})
+    result = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    result["sequential_ratio"] = statistics.median(run["sequential"] / run["unsharded"] for run in runs)
+    result["parallel_ratio"] = statistics.median(run["parallel"] / run["unsharded"] for run in runs)
+    return result
+
+
+def report_shards(result: dict[str, float], shards: int, repeat: int) -> None:
+    print(f"\nsharded cycle of the 200-partition cluster, {shards} shards (medians of {repeat})")
+    print(f"{'unsharded cycle':<36}{result['unsharded']:>10.3f} s")
+    print(f"{'shards one after the other':<36}{result['sequential']:>10.3f} s  "
+          f"({result['sequential_ratio']:.2f}x the unsharded cycle: the cost of sharding)")
+    print(f"{'shards at once (threads)':<36}{result['parallel']:>10.3f} s  "
+          f"({result['parallel_ratio']:.2f}x the unsharded cycle, on {os.cpu_count()} CPUs)")
+
+
 def report(large: dict[str, float], small: dict[str, float], repeat: int) -> None:
     rows = [
         ("group-partitions", lambda r: f"{int(r['groups'])} x {int(r['partitions'])} = {int(r['groups'] * r['partitions']):,}"),
@@ -178,6 +243,7 @@ def main() -> None:
     parser.add_argument("--repeat", "--cycles", type=int, default=7, help="measured cycles per size (median)")
     parser.add_argument("--history-polls", type=int, default=32,
                         help="earlier polls seeded per group (default: the status window of a 30 s poll)")
+    parser.add_argument("--shards", type=int, default=3, help="shards of the sharded cycle (0: not measured)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     args = parser.parse_args()
     if args.repeat < 1:
@@ -203,11 +269,14 @@ def main() -> None:
         print(f"database: {connection.vendor} ({test_db}); broker: tansu at {broker.bootstrap}; "
               f"{args.history_polls} earlier polls of history per group")
         large = measure(kafka, broker.bootstrap, "large", 20, args.repeat, args.history_polls)
+        sharded = measure_shards("large", args.shards, args.repeat) if args.shards > 1 else None
         small = measure(kafka, broker.bootstrap, "small", 4, args.repeat, args.history_polls)
     finally:
         broker.stop()
         connection.creation.destroy_test_db(test_db, verbosity=0)
     report(large, small, args.repeat)
+    if sharded is not None:
+        report_shards(sharded, args.shards, args.repeat)
     print(f"(bench ran {time.monotonic() - started:.0f} s)")
 
 

@@ -43,6 +43,7 @@ class AlertRow:
     group_path: str
     no_data_reason: str
     silenced_by: str = ""
+    subject_url: str = ""  # the subject's page: the group, or for detector alerts the service or event topic
     worst_text: str = ""  # the worst value while open: a resolved alert shows its peak
     keep_firing_note: str = ""  # why a firing alert whose condition cleared still fires
 
@@ -63,6 +64,7 @@ def alert_row(alert: Alert, silenced_by: str = "") -> AlertRow:
         group_path=message_render.group_path(alert.cluster, alert.group) if alert.cluster and alert.group else "",
         no_data_reason=detail.get("no_data_reason", "") if alert.no_data else "",
         silenced_by=silenced_by,
+        subject_url=incidents.subject_path(alert),
         worst_text=message_render.format_value(rule.metric, detail["worst"])
         if isinstance(detail.get("worst"), (int, float)) else "",
         keep_firing_note=_keep_firing_note(alert),

@@ -273,6 +273,9 @@ MONITOR_STOPPED_AFTER_SECONDS = env_int("MONITOR_STOPPED_AFTER_SECONDS", 900, mi
 # A batch header is 61 bytes: a partition budget below that cannot read any timestamp.
 MONITOR_TIME_LAG_FETCH_PARTITION_BYTES = env_int("MONITOR_TIME_LAG_FETCH_PARTITION_BYTES", 1024, minimum=64)
 MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = env_int("MONITOR_TIME_LAG_FETCH_CYCLE_BYTES", 1024 * 1024, minimum=0)
+# At most this many consumer groups per poll task: a cluster with more is polled in shards,
+# one Celery task per shard (0: never shard). See "Polling in shards" in the README.
+MONITOR_POLL_SHARD_GROUPS = env_int("MONITOR_POLL_SHARD_GROUPS", 0, minimum=0)
 MONITOR_EVALUATE_INTERVAL_SECONDS = env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1)
 # The outbox sweep: delivers retries and the notifications of workers that died.
 MONITOR_SWEEP_INTERVAL_SECONDS = env_int("MONITOR_SWEEP_INTERVAL_SECONDS", 30, minimum=1)

@@ -25,14 +25,22 @@ def _on_worker_shutting_down(**_kwargs: object) -> None:
 
 @shared_task(name="monitor.schedule_polls", ignore_result=True)
 def schedule_polls() -> int:
-    """Every few seconds: start a poll for each cluster whose interval has elapsed."""
+    """Every few seconds: start a poll for each cluster whose interval has elapsed; a
+    cluster with more groups than MONITOR_POLL_SHARD_GROUPS gets one task per shard."""
     from monitor.lag.clusters import ensure_bootstrap_clusters
     from monitor.lag.poll import claim_due_clusters
+    from monitor.lag.shards import planned_shards
 
     ensure_bootstrap_clusters()
-    cluster_ids = claim_due_clusters(timezone.now())
+    now = timezone.now()
+    cluster_ids = claim_due_clusters(now)
     for cluster_id in cluster_ids:
-        poll_cluster.delay(cluster_id)
+        shards = planned_shards(cluster_id)
+        if shards == 1:
+            poll_cluster.delay(cluster_id)
+            continue
+        for shard in range(shards):  # one cycle: every shard stamped with the same start
+            poll_cluster_shard.delay(cluster_id, shard, shards, now.isoformat())
     return len(cluster_ids)
 
 
@@ -41,6 +49,17 @@ def poll_cluster(cluster_id: int) -> None:
     from monitor.lag.poll import poll_cluster as run_poll
 
     run_poll(cluster_id)
+
+
+@shared_task(name="monitor.poll_cluster_shard", ignore_result=True, soft_time_limit=120, time_limit=150)
+def poll_cluster_shard(cluster_id: int, shard: int, shards: int, cycle_started_at: str) -> None:
+    """One shard of a sharded cycle: the groups whose id hashes to ``shard`` of ``shards``."""
+    from datetime import datetime
+
+    from monitor.lag.poll import poll_cluster as run_poll
+    from monitor.lag.shards import Shard
+
+    run_poll(cluster_id, shard=Shard(shard, shards), cycle_started_at=datetime.fromisoformat(cycle_started_at))
 
 
 @shared_task(name="monitor.prune_lag", ignore_result=True)

@@ -243,3 +243,12 @@ def test_a_new_rule_defaults_to_lag_and_suggests_the_known_groups(admin_client, 
     assert 'list="rule-group-names"' in page and '<option value="billing">' in page
     response = admin_client.post("/admin/monitor/alertrule/add/", rule_form(name="glob still goes", group="bill*"))
     assert response.status_code == 302 and AlertRule.objects.get(name="glob still goes").group == "bill*"
+
+
+def test_the_alert_list_shows_a_detector_subject_without_a_leading_slash(admin_client, db):
+    rule = AlertRule.objects.create(name="drift", metric="schema_drift_events", op=">", threshold=0)
+    now = timezone.now()
+    Alert.objects.create(rule=rule, subject="/inventory/inventory.events", group="inventory", topic="inventory.events",
+                         state=AlertState.FIRING, threshold=0, started_at=now, last_evaluated_at=now)
+    html = admin_client.get("/admin/monitor/alert/").content.decode()
+    assert "inventory / inventory.events" in html and ">/inventory/inventory.events<" not in html

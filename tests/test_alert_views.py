@@ -282,3 +282,11 @@ def test_silence_this_subject_silences_exactly_a_hostile_subject(logged_in_clien
     assert query["cluster"] == ["prod"]
     assert glob_matches(query["group"][0], group) and not glob_matches(query["group"][0], "billing&rule=x")
     assert glob_matches(query["topic"][0], "pay?ments[1]") and not glob_matches(query["topic"][0], "payXments1")
+
+
+def test_a_detector_alerts_subject_links_to_its_event_topic_without_a_stray_slash(logged_in_client, db):
+    rule = AlertRule.objects.create(name="drift", metric="schema_drift_events", op=">", threshold=0)
+    make_alert(rule, AlertState.FIRING, cluster="", group="inventory", topic="inventory.events")
+    html = logged_in_client.get("/alerts/").content.decode()
+    assert '<a href="/event-topics/inventory.events/">inventory / inventory.events</a>' in html
+    assert "/inventory/inventory.events" not in html

@@ -131,6 +131,13 @@ def alert_links(alert: Alert, group_clusters: dict[str, str] | None = None,
     return result
 
 
+def subject_path(alert: Alert) -> str:
+    """The page of an alert's subject, without a query: the group for lag alerts; for
+    detector alerts the starting service (storms) or the event topic."""
+    found = alert_links(alert, group_clusters={}, topic_clusters={})
+    return found[0].url if found else ""
+
+
 def alert_evidence(alert: Alert) -> Evidence:
     found = finding_queries.findings_for_alert(alert.rule.metric, alert.group, alert.topic)
     return Evidence(findings=found, trace_ids=finding_queries.example_trace_ids(found))

@@ -9,7 +9,7 @@ Kafka requests are in flight.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -90,11 +90,12 @@ class StoredHistory:
         return {key: [p for p in points if p.polled_at >= since] for key, points in self.offset_points.items()}
 
 
-def read_stored(cluster: Cluster, as_of: datetime) -> StoredHistory:
+def read_stored(cluster: Cluster, as_of: datetime, owns: Callable[[str], bool] | None = None) -> StoredHistory:
     """Groups, topics and the history of the groups the cluster still lists, as of a
-    time at or before the poll: a fixed number of queries whatever the cluster's size."""
+    time at or before the poll: a fixed number of queries whatever the cluster's size.
+    With ``owns`` (one shard of a sharded cycle), the history of the groups it owns only."""
     groups = {g.name: g for g in ConsumerGroup.objects.filter(cluster=cluster)}
-    live = [g for g in groups.values() if g.gone_at is None]
+    live = [g for g in groups.values() if g.gone_at is None and (owns is None or owns(g.name))]
     ids = [g.id for g in live]
     points_since = as_of - timedelta(seconds=status_history_seconds(cluster))
     window_start = as_of - timedelta(seconds=status_window_seconds(cluster))

@@ -15,6 +15,12 @@ two wait on different servers, so a cycle need not wait for one after the other.
 
 A cluster that cannot be reached is marked unreachable with the error and a failed
 PollRun; :func:`poll_cluster` never raises for that.
+
+A cluster with more groups than ``MONITOR_POLL_SHARD_GROUPS`` is polled in shards
+(:mod:`monitor.lag.shards`): one task per shard, each listing the groups, keeping those
+it owns and reading and recording only them, with a PollRun of its own stamped with the
+cycle's start. A shard that cannot read Kafka marks its own groups unknown, not gone;
+the cluster becomes unreachable only when every shard of the cycle failed.
 """
 from __future__ import annotations
 
@@ -25,16 +31,19 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from monitor.choices import ClusterStatus
+from monitor.choices import ClusterStatus, GroupStatus
 from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
 from monitor.lag import history, record_times, snapshot
 from monitor.lag.clusters import cluster_secrets, connection_settings
 from monitor.lag.compute import covered_partitions_of_groups
+from monitor.lag.bulk import update_rows
 from monitor.lag.record import ClusterReading, Progress, no_progress, record_cycle
-from monitor.models import Cluster, PollRun
+from monitor.lag.shards import Shard
+from monitor.models import Cluster, ConsumerGroup, PollRun
 from monitor.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -78,10 +87,12 @@ def claim_due_clusters(now: datetime) -> list[int]:
 
 
 def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = no_progress,
-                 at: datetime | None = None) -> ClusterReading:
+                 at: datetime | None = None, shard: Shard | None = None) -> ClusterReading:
     """The Kafka half of a cycle: plain data, nothing stored. ``at`` stamps the poll
-    (default: when the log offsets were read)."""
-    listed = [g for g in adapter.list_groups() if cluster.watches_group(g.group_id)]
+    (default: when the log offsets were read). With ``shard``, only the groups that
+    shard owns, and the topics they read."""
+    listed = [g for g in adapter.list_groups()
+              if cluster.watches_group(g.group_id) and (shard is None or shard.owns(g.group_id))]
     progress(f"listed {len(listed)} groups")
     # Share groups (KIP-932) have no committed offsets to lag behind: listed, not polled.
     committed = adapter.committed_offsets([g.group_id for g in listed if g.protocol != "share"])
@@ -112,9 +123,10 @@ class _KafkaRead(threading.Thread):
     """The Kafka half of a cycle on its own thread: connect, read, close. It touches no
     database; whatever it raises is kept for the caller."""
 
-    def __init__(self, cluster: Cluster, progress: Progress, at: datetime | None = None) -> None:
+    def __init__(self, cluster: Cluster, progress: Progress, at: datetime | None = None,
+                 shard: Shard | None = None) -> None:
         super().__init__(name=f"kafka-read-{cluster.pk}", daemon=True)
-        self.cluster, self.progress, self.at = cluster, progress, at
+        self.cluster, self.progress, self.at, self.shard = cluster, progress, at, shard
         self.adapter = KafkaAdapter(connection_settings(cluster))
         self.reading: ClusterReading | None = None
         self.error: Exception | None = None
@@ -127,7 +139,7 @@ class _KafkaRead(threading.Thread):
     def _read(self) -> None:
         try:
             self.adapter.connect()
-            self.reading = read_cluster(self.adapter, self.cluster, self.progress, self.at)
+            self.reading = read_cluster(self.adapter, self.cluster, self.progress, self.at, self.shard)
         except Exception as exc:  # noqa: BLE001 - handed to the caller
             self.error = exc
         finally:
@@ -143,33 +155,37 @@ class _KafkaRead(threading.Thread):
         return self.reading
 
 
-def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetime | None = None) -> PollOutcome | None:
+def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetime | None = None,
+                 shard: Shard | None = None, cycle_started_at: datetime | None = None) -> PollOutcome | None:
     """One cycle of one cluster; None when the cluster no longer exists. ``now`` stamps
-    the poll instead of the clock (scenario tests replay minutes of traffic in seconds)."""
+    the poll instead of the clock (scenario tests replay minutes of traffic in seconds).
+
+    With ``shard``, one shard of a sharded cycle: only the groups it owns are read and
+    recorded; its PollRun starts at ``cycle_started_at``, the same for every shard."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None:
         log.warning("cluster %s no longer exists; nothing to poll", cluster_id)
         return None
-    started_at = now or timezone.now()
+    started_at = now or cycle_started_at or timezone.now()
     clock_start = time.monotonic()
-    kafka = _KafkaRead(cluster, progress, now)
+    kafka = _KafkaRead(cluster, progress, now, shard)
     kafka.start()
     try:
         # Bounds from the cycle's start reach at least as far back as the poll's own.
-        stored = history.read_stored(cluster, started_at)
+        stored = history.read_stored(cluster, started_at, shard.owns if shard is not None else None)
         history_seconds = time.monotonic() - clock_start
     finally:
         kafka.join()
     try:
         reading = kafka.result()
     except KafkaUnavailable as exc:
-        return _record_failure(cluster, started_at, clock_start, kafka.adapter.requests, str(exc))
+        return _record_failure(cluster, started_at, clock_start, kafka.adapter.requests, str(exc), shard)
     except Exception as exc:  # noqa: BLE001 - a broker answer we cannot use must not stop the poller
         log.error("polling cluster %s failed: %s", cluster.name,
                   redact(f"{type(exc).__name__}: {exc}", cluster_secrets(cluster)))
         return _record_failure(cluster, started_at, clock_start, kafka.adapter.requests,
-                               f"{type(exc).__name__}: {exc}")
-    result = record_cycle(cluster, reading, started_at, clock_start, progress, stored)
+                               f"{type(exc).__name__}: {exc}", shard)
+    result = record_cycle(cluster, reading, started_at, clock_start, progress, stored, shard)
     snapshot.store_cycle(result)
     run = result.poll_run
     return PollOutcome(cluster=cluster.name, ok=True, groups=run.groups, partitions=run.partitions,
@@ -179,10 +195,12 @@ def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetim
 
 
 def _record_failure(cluster: Cluster, started_at: datetime, clock_start: float, requests: int,
-                    error: str) -> PollOutcome:
+                    error: str, shard: Shard | None = None) -> PollOutcome:
     now = timezone.now()
     duration = time.monotonic() - clock_start
     error = redact(error, cluster_secrets(cluster))  # a SASL error may quote the password
+    if shard is not None:
+        return _record_shard_failure(cluster, shard, started_at, now, duration, requests, error)
     log.warning("cluster %s unreachable: %s", cluster.name, error)
     PollRun.objects.create(cluster=cluster, started_at=started_at, duration_seconds=duration, requests=requests,
                            ok=False, error=error)
@@ -191,4 +209,35 @@ def _record_failure(cluster: Cluster, started_at: datetime, clock_start: float, 
     cluster.status, cluster.last_poll_at, cluster.last_error = ClusterStatus.UNREACHABLE, now, error
     snapshot.store_cluster_status(cluster)
     return PollOutcome(cluster=cluster.name, ok=False, groups=0, partitions=0, requests=requests,
+                       duration_seconds=duration, error=error)
+
+
+def _record_shard_failure(cluster: Cluster, shard: Shard, started_at: datetime, now: datetime, duration: float,
+                          requests: int, error: str) -> PollOutcome:
+    """One shard could not read Kafka: its groups, and only they, become unknown (not
+    gone, their lag not 0), in one transaction with the shard's failed PollRun. The
+    cluster keeps the status the other shards give it (unreachable once every shard of
+    the cycle failed); its last error names the shard."""
+    error = f"{shard.label}: {error}"
+    log.warning("cluster %s: %s", cluster.name, error)
+    reason = f"not read in the latest poll ({error})"[:500]
+    owned = [g for g in ConsumerGroup.objects.filter(cluster=cluster, gone_at__isnull=True) if shard.owns(g.name)]
+    for group in owned:
+        if group.status != GroupStatus.UNKNOWN:
+            group.status_since = now
+        group.status, group.status_reason = GroupStatus.UNKNOWN, reason
+        group.total_lag = group.max_time_lag_seconds = group.catch_up_seconds = group.retention_risk_seconds = None
+    with transaction.atomic():
+        update_rows(ConsumerGroup, owned, ["status", "status_reason", "status_since", "total_lag",
+                                           "max_time_lag_seconds", "catch_up_seconds", "retention_risk_seconds"])
+        PollRun.objects.create(cluster=cluster, started_at=started_at, duration_seconds=duration, requests=requests,
+                               ok=False, error=error)
+        # Every shard of the cycle failed: the cluster as a whole could not be read.
+        failed = PollRun.objects.filter(cluster=cluster, started_at=started_at, ok=False).count()
+        status = ClusterStatus.UNREACHABLE if failed >= shard.count else cluster.status
+        Cluster.objects.filter(pk=cluster.pk).update(status=status, last_poll_at=now, last_error=error)
+    cluster.status, cluster.last_poll_at, cluster.last_error = status, now, error
+    snapshot.store_groups(cluster, owned)
+    snapshot.store_cluster_status(cluster)
+    return PollOutcome(cluster=cluster.name, ok=False, groups=len(owned), partitions=0, requests=requests,
                        duration_seconds=duration, error=error)

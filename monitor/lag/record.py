@@ -29,6 +29,7 @@ from monitor.lag.status import (
     GroupPoint, PartitionState, Rewind, StatusInputs, Verdict, comparable_window, group_status, is_stalled,
     members_live, stuck_since,
 )
+from monitor.lag.shards import Shard
 from monitor.lag.record_times import OVER_BUDGET, RecordReads, fetch_offset
 from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, over_budget, record_time_lag, time_lag
 from monitor.models import (
@@ -104,8 +105,12 @@ def no_progress(_: str) -> None:
 
 
 def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime, clock_start: float,
-                 progress: Progress = no_progress, stored: history.StoredHistory | None = None) -> CycleResult:
+                 progress: Progress = no_progress, stored: history.StoredHistory | None = None,
+                 shard: Shard | None = None) -> CycleResult:
     """Compute everything about this poll, then store it in one transaction.
+
+    With ``shard``, the reading holds only that shard's groups: only they can be found
+    gone (another shard's groups are not listed here because that shard owns them).
 
     ``stored`` is what the database held before the poll, read while Kafka answered
     (:func:`history.read_stored` with a time at or before ``reading.polled_at``); it is
@@ -114,7 +119,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     now = reading.polled_at
     _set_aside_unstorable_groups(reading)
     if stored is None:
-        stored = history.read_stored(cluster, now)
+        stored = history.read_stored(cluster, now, shard.owns if shard is not None else None)
     history_since = now - timedelta(seconds=history.status_history_seconds(cluster))
     window_start = now - timedelta(seconds=history.status_window_seconds(cluster))
     existing, topics = stored.groups, stored.topics
@@ -150,7 +155,8 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     new_groups = [ConsumerGroup(cluster=cluster, name=name, first_seen_at=now, last_seen_at=now)
                   for name in sorted(lags) if name not in existing]
     evaluated = {row.name: evaluate(row, lags[row.name]) for row in new_groups}
-    gone = _mark_gone([row for name, row in existing.items() if row.gone_at is None and name not in listed], now)
+    gone = _mark_gone([row for name, row in existing.items()
+                       if row.gone_at is None and name not in listed and (shard is None or shard.owns(name))], now)
 
     with transaction.atomic():
         ConsumerGroup.objects.bulk_create(new_groups, batch_size=BULK_BATCH_SIZE)
@@ -185,6 +191,8 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         created = {id(g) for g in new_groups}
         update_rows(ConsumerGroup, [r.group for r in results if id(r.group) not in created] + gone, _SNAPSHOT_FIELDS)
         error = redact(_partial_errors(reading), cluster_secrets(cluster))
+        if shard is not None and error:
+            error = f"{shard.label}: {error}"
         poll_run = PollRun.objects.create(
             cluster=cluster, started_at=started_at, duration_seconds=time.monotonic() - clock_start,
             requests=reading.requests, groups=len(results), partitions=len(reading.partitions), ok=True,

@@ -118,6 +118,17 @@ def store_cycle(result: CycleResult) -> None:
         log.warning("could not cache the lag snapshot of %s", cluster.name, exc_info=True)
 
 
+def store_groups(cluster: Cluster, groups: list[ConsumerGroup]) -> None:
+    """Cache groups whose state changed outside a successful cycle (a failed shard's
+    groups, now unknown): their partition detail is not known any more."""
+    values = {_group_key(cluster.name, g.name): {**group_summary(g), "partition_rows": [], "topic_lags": []}
+              for g in groups}
+    try:
+        cache.set_many(values, timeout=TTL_SECONDS)
+    except Exception:  # noqa: BLE001
+        log.warning("could not cache the lag snapshot of %s", cluster.name, exc_info=True)
+
+
 def store_cluster_status(cluster: Cluster) -> None:
     """After a failed poll: groups keep their last snapshot, the cluster shows its state."""
     try:

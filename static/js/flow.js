@@ -145,5 +145,12 @@
   });
   // base.js swaps fragments in (service and topic pages): draw the charts they carry.
   document.addEventListener('fragment:refreshed', function (event) { scan(event.detail || document); });
+  // The flow page's focus, hops and hub choices apply at once (no separate Apply click).
+  var filters = document.getElementById('flow-filters');
+  if (filters) {
+    filters.addEventListener('change', function (event) {
+      if (event.target.tagName === 'SELECT') { filters.requestSubmit ? filters.requestSubmit() : filters.submit(); }
+    });
+  }
   window.flowCharts = { themed: themed, scan: scan };
 })();

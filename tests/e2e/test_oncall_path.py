@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.e2e.browser import plotted_points, screenshot
+from tests.e2e.browser import PAGE_TIMEOUT_MS, plotted_points, screenshot
 from tests.e2e.world import (
     DRIFT_RULE, FAILURE_RULE, LAG_RULE, STOPPED_GROUP, STOPPED_RULE, STORM_RULE, TRACE_PAGE,
 )
@@ -147,7 +147,7 @@ def test_from_the_incident_strip_to_the_cause_in_at_most_three_clicks(page, worl
 def test_the_same_walk_on_a_phone(browser, world, signed_in_state, name):
     context = browser.new_context(base_url=world.url, viewport=PHONE, storage_state=signed_in_state,
                                   color_scheme="light", has_touch=True, is_mobile=True)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
     page.phone = True
     try:
@@ -202,3 +202,15 @@ def test_dark_mode_follows_the_operating_system_until_the_user_chooses(browser, 
         assert page.get_attribute("html", "data-theme") == "light"
     finally:
         context.close()
+
+
+def test_the_flow_focus_applies_as_soon_as_it_is_picked_and_a_whole_edge_hovers(page, world):
+    page.goto("/flow/")
+    page.wait_for_function("() => document.querySelector('#flow-graph')._fullLayout")
+    hit = page.evaluate("""() => document.querySelector('#flow-graph').data
+        .filter(t => t.meta && t.meta.part === 'edge-hit').map(t => t.x.length)""")
+    assert hit and hit[0] > 0
+    service = page.locator("#flow-focus option").nth(1).get_attribute("value")
+    page.select_option("#flow-focus", service)
+    page.wait_for_url(re.compile(r"focus="))
+    assert service in page.locator("h1").inner_text()
