@@ -38,7 +38,8 @@ def schedule_polls() -> int:
         shards = planned_shards(cluster_id)
         if shards == 1:
             poll_cluster.delay(cluster_id)
-        for shard in range(shards if shards > 1 else 0):
+            continue
+        for shard in range(shards):  # one cycle: every shard stamped with the same start
             poll_cluster_shard.delay(cluster_id, shard, shards, now.isoformat())
     return len(cluster_ids)
 

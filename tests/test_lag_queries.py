@@ -190,6 +190,18 @@ def test_cluster_rows_give_latest_run_group_counts_and_a_redacted_error(cluster)
     assert row.last_error == "login •••••• refused"
 
 
+def test_cluster_rows_add_up_the_shards_of_a_cycle_polled_in_shards(cluster):
+    now = timezone.now()
+    PollRun.objects.create(cluster=cluster, started_at=now - timedelta(minutes=1), duration_seconds=9, requests=1)
+    PollRun.objects.create(cluster=cluster, started_at=now, duration_seconds=2.0, requests=8, groups=4, partitions=6)
+    PollRun.objects.create(cluster=cluster, started_at=now, duration_seconds=3.5, requests=8, groups=5, partitions=6,
+                           ok=False, error="shard 2/2: cannot reach")
+    [row] = queries.cluster_rows()
+    run = row.last_run
+    assert (run.duration_seconds, run.requests, run.groups, run.partitions) == (3.5, 16, 9, 12)
+    assert not run.ok and run.error == "shard 2/2: cannot reach"
+
+
 # --------------------------------------------------------------------------- overview at size
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -34,6 +34,7 @@ from monitor import liveness
 from monitor.api.auth import api_view, authenticate
 from monitor.api.errors import BadRequest, FieldError
 from monitor.choices import ClusterStatus, GroupStatus, MetricsGranularity as Granularity, TokenScope
+from monitor.lag.queries import latest_cycles
 from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, PollRun, TopicLagSample
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -226,8 +227,8 @@ def collect(granularity: str = "partition", now: datetime | None = None) -> Iter
         [((("cluster", c.name),), round((now - c.last_success_at).total_seconds(), 3))
          for c in clusters if c.last_success_at is not None],
     )
-    latest_ids = PollRun.objects.values("cluster_id").annotate(latest=Max("id")).values_list("latest", flat=True)
-    runs = sorted(PollRun.objects.filter(id__in=list(latest_ids)), key=lambda r: names[r.cluster_id])
+    # A cycle polled in shards: its shards added up (the longest duration, the requests summed).
+    runs = sorted(latest_cycles().values(), key=lambda r: names[r.cluster_id])
     yield Family(
         "kafka_monitor_poll_duration_seconds",
         "gauge",

@@ -216,8 +216,7 @@ def cluster_rows() -> list[ClusterRow]:
             groups=Count("id"), problems=Count("id", filter=Q(status__in=PROBLEM_STATUSES))
         )
     }
-    latest_ids = PollRun.objects.values("cluster_id").annotate(latest=Max("id")).values_list("latest", flat=True)
-    runs = {run.cluster_id: run for run in PollRun.objects.filter(id__in=list(latest_ids))}
+    runs = latest_cycles()
     return [
         ClusterRow(
             cluster=cluster,
@@ -228,6 +227,32 @@ def cluster_rows() -> list[ClusterRow]:
         )
         for cluster in clusters
     ]
+
+
+def latest_cycles() -> dict[int, PollRun]:
+    """Each cluster's latest poll cycle. A cycle polled in shards has one PollRun per
+    shard, all with the cycle's start: they are added up in one unsaved PollRun (the
+    longest shard's duration; requests, groups and partitions summed, so a partition read
+    by groups of two shards counts twice; ok only when every shard was)."""
+    latest_ids = PollRun.objects.values("cluster_id").annotate(latest=Max("id")).values_list("latest", flat=True)
+    runs = {run.cluster_id: run for run in PollRun.objects.filter(id__in=list(latest_ids))}
+    if not runs:
+        return runs
+    same_cycle = Q()
+    for run in runs.values():
+        same_cycle |= Q(cluster_id=run.cluster_id, started_at=run.started_at)
+    shards: dict[int, list[PollRun]] = defaultdict(list)
+    for run in PollRun.objects.filter(same_cycle).order_by("id"):
+        shards[run.cluster_id].append(run)
+    for cluster_id, parts in shards.items():
+        if len(parts) > 1:
+            runs[cluster_id] = PollRun(
+                cluster_id=cluster_id, started_at=parts[0].started_at,
+                duration_seconds=max(p.duration_seconds for p in parts), requests=sum(p.requests for p in parts),
+                groups=sum(p.groups for p in parts), partitions=sum(p.partitions for p in parts),
+                ok=all(p.ok for p in parts), error="; ".join(p.error for p in parts if p.error)[:2000],
+            )
+    return runs
 
 
 def cluster_alarms(now: datetime) -> list[ClusterAlarm]:

@@ -17,6 +17,9 @@ UPDATE_README_SCREENSHOTS = os.environ.get("E2E_UPDATE_README_SCREENSHOTS", "") 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make test` installs it); Playwright never downloads one
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1440, "height": 900}
+# How long a click or a navigation may wait for the page: generous, since the suite runs on a
+# loaded 2-core machine (a login landing on the overview has taken over 15 s there).
+PAGE_TIMEOUT_MS = 60_000
 
 
 class PageWatch:
@@ -53,7 +56,7 @@ class PageWatch:
 def new_page(browser, world: World, storage_state=None):
     context = browser.new_context(base_url=world.url, viewport=VIEWPORT, storage_state=storage_state,
                                   color_scheme="light")
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
     return context, page, PageWatch(page)
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.e2e.browser import plotted_points, screenshot
+from tests.e2e.browser import PAGE_TIMEOUT_MS, plotted_points, screenshot
 from tests.e2e.world import (
     DRIFT_RULE, FAILURE_RULE, LAG_RULE, STOPPED_GROUP, STOPPED_RULE, STORM_RULE, TRACE_PAGE,
 )
@@ -147,7 +147,7 @@ def test_from_the_incident_strip_to_the_cause_in_at_most_three_clicks(page, worl
 def test_the_same_walk_on_a_phone(browser, world, signed_in_state, name):
     context = browser.new_context(base_url=world.url, viewport=PHONE, storage_state=signed_in_state,
                                   color_scheme="light", has_touch=True, is_mobile=True)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
     page.phone = True
     try:
