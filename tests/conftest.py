@@ -3,8 +3,14 @@ started by the first test that needs them), a user, tokens, notification receive
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests import services
+
+# No per-example deadline: property tests judge results, never how long an example took
+# (the suite runs on a loaded 2-core machine; speed goals live in bench/).
+hypothesis_settings.register_profile("suite", deadline=None)
+hypothesis_settings.load_profile("suite")
 
 pytest_plugins = [
     "tests.fixtures.services",
