@@ -133,13 +133,14 @@ def _point_at(points: Sequence[tuple[float, float]], fraction: float) -> tuple[f
 
 
 HIT_STEP = 0.08  # layout units between the invisible hover points along an edge
+HIT_MAX = 10  # at most this many per edge, so a page of a large graph stays small (each carries the hover text)
 ARROW_FRACTIONS = (0.5, 0.38, 0.62)  # where an edge's arrow sits: spread so crossing edges' arrows part
 
 
 def _hit_points(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """Points along an edge, clear of its end nodes, close enough that the whole edge hovers."""
     total = sum(math.dist(a, b) for a, b in zip(points, points[1:]))
-    count = max(3, int(total / HIT_STEP))
+    count = min(HIT_MAX, max(3, int(total / HIT_STEP)))
     return [_point_at(points, 0.1 + 0.8 * i / (count - 1)) for i in range(count)]
 
 
@@ -181,8 +182,8 @@ def flow_figure(
         siblings[key] += 1
         x, y = _point_at(points, ARROW_FRACTIONS[len(paths) % len(ARROW_FRACTIONS)])
         for hx, hy in _hit_points(points):
-            hits["x"].append(hx)
-            hits["y"].append(hy - 0.2 * offset)
+            hits["x"].append(round(hx, 3))
+            hits["y"].append(round(hy - 0.2 * offset, 3))
             hits["text"].append(edge_hover(edge, graph))
             hits["customdata"].append(edge_url(edge))
             hits["edge"].append(len(paths))

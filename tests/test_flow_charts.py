@@ -125,3 +125,23 @@ def test_arrows_of_crossing_edges_sit_at_different_points_along_them():
 
     assert _point_at([(0, 0), (2, 0)], 0.5) == (1, 0)
     assert _point_at([(0, 0), (1, 0), (1, 1)], 0.75) == (1, 0.5)
+
+
+def test_hover_points_per_edge_are_bounded_so_a_large_graph_stays_small():
+    import json
+    from collections import Counter
+
+    from dashboards.flow_charts import HIT_MAX
+
+    publishes = [PublishAggregate(f"producer-{i}", f"topic-{i}", 100) for i in range(12)]
+    consumes = [ConsumeAggregate(f"topic-{i % 12}", f"group-{i}", f"service-{i}", consumed=100, processed=100)
+                for i in range(110)]
+    graph = build_flow_graph(publishes, consumes, span_seconds=60, tolerances=Tolerances())
+    layout = layered_layout(list(graph.nodes), [(e.source, e.target) for e in graph.edges])
+    figure = figure_of(graph, layout)
+    [hit] = traces_by_part(figure, "edge-hit")
+    per_edge = Counter(hit["meta"]["edge"])
+    assert len(per_edge) == len(graph.edges) >= 120
+    assert max(per_edge.values()) <= HIT_MAX and min(per_edge.values()) >= 3
+    # The whole figure grows in proportion to its edges, not to their drawn length.
+    assert len(json.dumps(figure, default=str)) < 4000 * len(graph.edges)
