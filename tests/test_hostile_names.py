@@ -257,3 +257,12 @@ def test_an_alert_id_past_the_column_is_404_not_a_database_error(logged_in_clien
     assert response.status_code == 404 and response["Content-Type"] == "application/json"
     assert logged_in_client.get("/alerts/1492008971085/").status_code == 404
     assert logged_in_client.get("/alerts/2147483647/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_an_acknowledgement_note_with_nul_is_400_and_a_superscript_cursor_too(client, ack_token, read_token):
+    response = client.post("/api/v1/alerts/1/ack", json.dumps({"note": "a\u0000b"}), content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {ack_token}")
+    assert response.status_code == 400 and response.json()["errors"][0]["loc"] == ["body", "note"]
+    response = client.get("/api/v1/transactions?cursor=%C2%B9", HTTP_AUTHORIZATION=f"Bearer {read_token}")
+    assert response.status_code == 400

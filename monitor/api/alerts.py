@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 
 from monitor import links
+from monitor.events.ingest import text_problem
 from monitor.alerts.engine import AcknowledgeError, acknowledge
 from monitor.api import paging as pages
 from monitor.api.auth import api_view
@@ -114,7 +115,7 @@ def _note(request: HttpRequest) -> str:
         return ""
     try:
         body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("The body must be JSON, e.g. {\"note\": \"looking into it\"}.",
                          [FieldError(("body",), "not valid JSON")]) from None
     if not isinstance(body, dict):
@@ -122,6 +123,9 @@ def _note(request: HttpRequest) -> str:
     note = body.get("note", "")
     if not isinstance(note, str):
         raise BadRequest("Invalid body.", [FieldError(("body", "note"), "must be text")])
+    problem = text_problem(note, name_rules=False)  # NUL or a lone surrogate cannot be stored
+    if problem is not None:
+        raise BadRequest("Invalid body.", [FieldError(("body", "note"), problem)])
     return note
 
 

@@ -38,7 +38,7 @@ def _cursor(request: HttpRequest) -> int | None:
     raw = request.GET.get("cursor")
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "¹".isdigit() is True
         raise BadRequest("Invalid query parameters.", [FieldError(("query", "cursor"), "is not a cursor of this list")])
     return int(raw)
 

@@ -9,6 +9,14 @@
       document.dispatchEvent(new CustomEvent('themechange', { detail: next }));
     });
   }
+  // Phones: the nav is collapsed behind a menu button (CSS hides it below 760 px until opened).
+  var navToggle = document.getElementById('nav-toggle');
+  if (navToggle) {
+    navToggle.addEventListener('click', function () {
+      var open = document.body.classList.toggle('nav-open');
+      navToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+    });
+  }
   // Until the user picks a theme, follow the operating system's, also when it changes.
   if (window.matchMedia) {
     var query = window.matchMedia('(prefers-color-scheme: dark)');

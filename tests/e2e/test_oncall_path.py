@@ -62,8 +62,10 @@ RULES = (LAG_RULE, STOPPED_RULE, FAILURE_RULE, STORM_RULE, DRIFT_RULE)
 
 def open_overview(page) -> None:
     page.goto("/")
-    assert page.locator("#firing-badge").is_visible()
-    assert int(page.locator("#firing-badge").inner_text()) >= len(RULES)
+    # On a phone the nav is collapsed; its menu button carries the same count.
+    badge = page.locator("#menu-firing-badge" if getattr(page, "phone", False) else "#firing-badge")
+    assert badge.is_visible()
+    assert int(badge.inner_text()) >= len(RULES)
 
 
 def test_every_demo_alert_fires_in_the_test_world(world):
@@ -152,16 +154,55 @@ def test_the_same_walk_on_a_phone(browser, world, signed_in_state, name):
     page.phone = True
     try:
         open_overview(page)
-        # Nothing runs off the side of the screen: the nav scrolls, tables scroll in place.
+        # Nothing runs off the side of the screen: the nav is behind a menu button, groups are
+        # cards, tables scroll in place (also on the event-topic page: its columns shrink to fit).
         assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"], overflowing(page)
         clicks = Clicks(page)
         WALKS[name](page, clicks)
-        if name != "schema-drift":
-            # Known gap: the event-topic page is still ~40 px wider than a phone (the cause was
-            # not found in time; no element or text node sticks out on its own).
-            assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"], overflowing(page)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"], overflowing(page)
         if name == "lag":
             screenshot(page, "phone-group")
+    finally:
+        context.close()
+
+
+def test_on_a_phone_the_nav_opens_from_a_menu_button_and_groups_are_cards(browser, world, signed_in_state):
+    context = browser.new_context(base_url=world.url, viewport=PHONE, storage_state=signed_in_state,
+                                  color_scheme="light", has_touch=True, is_mobile=True)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        page.goto("/")
+        nav = page.locator("#site-nav")
+        assert not nav.get_by_role("link", name="Clusters").is_visible()
+        page.locator("#nav-toggle").tap()
+        assert page.locator("#nav-toggle").get_attribute("aria-expanded") == "true"
+        for name in ("Clusters", "Admin"):
+            link = nav.get_by_role("link", name=name)
+            assert link.is_visible()
+            box = link.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+        logout = page.get_by_role("button", name="Log out")
+        box = logout.bounding_box()
+        assert logout.is_visible() and box is not None and box["x"] + box["width"] <= PHONE["width"]
+        # No element is wider than the screen: the groups are stacked cards, not a wide table.
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"], overflowing(page)
+        card = page.locator("#groups-table tbody tr", has_text=STOPPED_GROUP)
+        assert card.count() == 1
+        card_box = card.bounding_box()
+        assert card_box is not None and card_box["x"] + card_box["width"] <= PHONE["width"]
+        for cell in (".group-name", ".status-cell", ".total-lag", ".time-lag"):
+            part = card.locator(cell)
+            assert part.is_visible(), cell
+            part_box = part.bounding_box()
+            assert part_box is not None and part_box["x"] + part_box["width"] <= PHONE["width"] + 1, cell
+        assert STOPPED_GROUP in card.locator(".group-name").inner_text()
+        label = card.locator(".total-lag").evaluate("el => getComputedStyle(el, '::before').content")
+        assert "Total lag" in label
+        assert card.locator(".status-cell .status").count() >= 1
+        screenshot(page, "phone-overview")
+        page.locator("#nav-toggle").tap()
+        assert not nav.get_by_role("link", name="Clusters").is_visible()
     finally:
         context.close()
 
