@@ -107,10 +107,6 @@ def pathway_detail(pathway_id: int, since: datetime, until: datetime) -> Pathway
     )
 
 
-def pathway_p95_by_label(since: datetime, until: datetime) -> dict[str, tuple[float | None, int]]:
-    return {s.label: (s.p95_seconds, s.traces) for s in pathway_summaries(since, until)}
-
-
 # --------------------------------------------------------------------------- transactions
 
 @dataclass(frozen=True)
@@ -175,12 +171,12 @@ def transactions(now: datetime, name: str = "", state: str = "", limit: int = 10
 
 def stuck_counts(now: datetime) -> dict[str, int]:
     """Stuck transactions per flow (every enabled flow present, 0 when none)."""
-    counts = {flow.name: 0 for flow in BusinessFlow.objects.filter(enabled=True)}
-    for flow in BusinessFlow.objects.filter(enabled=True):
-        counts[flow.name] = BusinessTransaction.objects.filter(
-            flow=flow, state=TransactionState.IN_FLIGHT,
-            started_at__lt=now - timedelta(seconds=flow.slo_seconds)).count()
-    return counts
+    return {
+        flow.name: BusinessTransaction.objects.filter(
+            flow=flow, state=TransactionState.IN_FLIGHT, started_at__lt=now - timedelta(seconds=flow.slo_seconds),
+        ).count()
+        for flow in BusinessFlow.objects.filter(enabled=True)
+    }
 
 
 def flow_summaries(now: datetime, since: datetime) -> list[FlowSummary]:
