@@ -5,10 +5,9 @@ port, as the registry is to the monitor."""
 from __future__ import annotations
 
 import base64
-import json
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.json_http import JsonHandler, serve
 
 
 class RegistryServer:
@@ -22,31 +21,21 @@ class RegistryServer:
         self.paths: list[str] = []
         registry = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
+            content_type = "application/vnd.schemaregistry.v1+json"
+
             def do_GET(self) -> None:  # noqa: N802
                 registry.paths.append(self.path)
                 if registry.credentials:
                     expected = "Basic " + base64.b64encode(":".join(registry.credentials).encode()).decode()
                     if self.headers.get("Authorization") != expected:
-                        self._answer(401, {"error_code": 401, "message": "Unauthorized"})
+                        self.answer(401, {"error_code": 401, "message": "Unauthorized"})
                         return
                 status, body = registry.answer([urllib.parse.unquote(p) for p in self.path.split("?")[0].split("/")[1:]])
-                self._answer(status, body)
+                self.answer(status, body)
 
-            def _answer(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def answer(self, parts: list[str]) -> tuple[int, object]:
         not_found = (404, {"error_code": 40401, "message": "Subject not found."})

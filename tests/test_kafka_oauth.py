@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from monitor.kafka.adapter import ConnectionSettings, OidcTokenProvider
 from monitor.kafka.oauth import ClientCredentialsTokens, TokenError
+from tests.json_http import JsonHandler, serve
 
 
 class TokenEndpoint:
@@ -22,31 +20,19 @@ class TokenEndpoint:
         self.requests: list[dict[str, str]] = []
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:  # noqa: N802
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
                 endpoint.requests.append(form)
                 expected = "Basic " + base64.b64encode(b"monitor:s3cret").decode()
                 if self.headers.get("Authorization") != expected or form.get("grant_type") != "client_credentials":
-                    self._answer(401, {"error": "invalid_client", "echo": self.headers.get("Authorization")})
+                    self.answer(401, {"error": "invalid_client", "echo": self.headers.get("Authorization")})
                     return
-                self._answer(200, {"access_token": f"token-{len(endpoint.requests)}", "token_type": "Bearer",
+                self.answer(200, {"access_token": f"token-{len(endpoint.requests)}", "token_type": "Bearer",
                                    "expires_in": endpoint.expires_in})
 
-            def _answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
