@@ -120,6 +120,9 @@ CONSUMER_STAGES: frozenset[str] = frozenset({Stage.CONSUMED, Stage.PROCESSED, St
 RECEIPT_STAGES: tuple[Stage, ...] = (Stage.CONSUMED, Stage.PROCESSED)  # the consumer has the event
 HANDLED_STAGES: frozenset[str] = frozenset(RECEIPT_STAGES)
 FAILURE_STAGES: tuple[Stage, ...] = (Stage.FAILED, Stage.DEAD_LETTERED)
+# Where reports of one moment go in a trace: written, published, consumed, then an outcome.
+STAGE_ORDER: dict[str, int] = {Stage.OUTBOX: 0, Stage.PUBLISHED: 1, Stage.CONSUMED: 2, Stage.PROCESSED: 3,
+                               Stage.FAILED: 3, Stage.DEAD_LETTERED: 4}
 
 
 class FindingKind(models.TextChoices):

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from monitor.choices import Stage, StepKind
+from monitor.choices import STAGE_ORDER, Stage, StepKind
 
-STAGE_RANK: dict[str, int] = {Stage.OUTBOX: -1, Stage.PUBLISHED: 0, Stage.CONSUMED: 1, Stage.PROCESSED: 2, Stage.FAILED: 2, Stage.DEAD_LETTERED: 3}
 OUTCOME_STAGES: dict[str, StepKind] = {Stage.PROCESSED: StepKind.PROCESS, Stage.FAILED: StepKind.FAILED,
                   Stage.DEAD_LETTERED: StepKind.DEAD_LETTERED}
 # Steps that take time and can be "the slowest"; marks and open-ended steps cannot.
@@ -162,7 +161,7 @@ def causal_order(events: Iterable[TraceEvent]) -> list[TraceEvent]:
 
     def priority(i: int) -> tuple:
         item = items[i]
-        return (item.timestamp, STAGE_RANK.get(item.stage, 9), item.pk, i)
+        return (item.timestamp, STAGE_ORDER.get(item.stage, 9), item.pk, i)
 
     ready = [priority(i) for i in range(len(items)) if indegree[i] == 0]
     heapq.heapify(ready)

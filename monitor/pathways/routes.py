@@ -14,11 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.choices import Stage
+from monitor.choices import STAGE_ORDER, Stage
 
 ROUTE_SEPARATOR = " → "
-_STAGE_ORDER: dict[str, int] = {Stage.OUTBOX: 0, Stage.PUBLISHED: 1, Stage.CONSUMED: 2, Stage.PROCESSED: 3,
-                Stage.FAILED: 3, Stage.DEAD_LETTERED: 4}
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ class TraceRoute:
 
 
 def trace_route(events: Sequence[RouteEvent]) -> TraceRoute | None:
-    ordered = sorted(events, key=lambda e: (e.timestamp, _STAGE_ORDER.get(e.stage, 9)))
+    ordered = sorted(events, key=lambda e: (e.timestamp, STAGE_ORDER.get(e.stage, 9)))
     origin_index = next((i for i, e in enumerate(ordered) if e.stage == Stage.PUBLISHED), None)
     if origin_index is None:
         return None
