@@ -62,10 +62,10 @@ _PARTITION_FIELDS = ("group_id", "topic", "partition", "polled_at", "committed_o
                      "stalled")
 
 
-def _latest_condition(groups: Iterable[ConsumerGroup]) -> Q | None:
+def _latest_condition(groups: Iterable[ConsumerGroup], include_gone: bool = False) -> Q | None:
     by_poll: dict[datetime, list[int]] = defaultdict(list)
     for group in groups:
-        if group.last_sample_at is not None and group.gone_at is None:
+        if group.last_sample_at is not None and (include_gone or group.gone_at is None):
             by_poll[group.last_sample_at].append(group.id)
     if not by_poll:
         return None
@@ -75,10 +75,12 @@ def _latest_condition(groups: Iterable[ConsumerGroup]) -> Q | None:
     return condition
 
 
-def latest_partitions(groups: Iterable[ConsumerGroup], topic: str | None = None) -> dict[int, list[PartitionPoint]]:
-    """Per group id: the partitions of the group's latest poll (groups not gone, with a
-    poll), ordered by topic and partition; only ``topic``'s when given."""
-    condition = _latest_condition(groups)
+def latest_partitions(groups: Iterable[ConsumerGroup], topic: str | None = None, *,
+                      include_gone: bool = False) -> dict[int, list[PartitionPoint]]:
+    """Per group id: the partitions of the group's latest poll (groups with a poll, not
+    gone unless ``include_gone``: a gone group's last poll), ordered by topic and
+    partition; only ``topic``'s when given."""
+    condition = _latest_condition(groups, include_gone)
     result: dict[int, list[PartitionPoint]] = {}
     if condition is None:
         return result
