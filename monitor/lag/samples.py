@@ -92,9 +92,10 @@ def latest_partitions(groups: Iterable[ConsumerGroup], topic: str | None = None,
     return result
 
 
-def latest_topic_points(groups: Iterable[ConsumerGroup]) -> dict[int, list[TopicPoint]]:
-    """Per group id: its topic totals at its latest poll (groups not gone), ordered by topic."""
-    condition = _latest_condition(groups)
+def latest_topic_points(groups: Iterable[ConsumerGroup], *, include_gone: bool = False) -> dict[int, list[TopicPoint]]:
+    """Per group id: its topic totals at its latest poll (groups not gone unless
+    ``include_gone``: a gone group's last poll), ordered by topic."""
+    condition = _latest_condition(groups, include_gone)
     result: dict[int, list[TopicPoint]] = {}
     if condition is None:
         return result
