@@ -131,19 +131,22 @@ def unpack_state(payload: bytes | memoryview | None) -> list[PartitionState]:
             for t, p, c, s, e, lag, tl, m, r, stuck, stalled, peak, peak_at in rows]
 
 
-def group_state(group: ConsumerGroup) -> list[PartitionState]:
-    """The partitions of the group's latest poll (empty for a gone group or none yet)."""
-    if group.gone_at is not None or group.last_sample_at is None:
+def group_state(group: ConsumerGroup, include_gone: bool = False) -> list[PartitionState]:
+    """The partitions of the group's latest poll (empty for none yet, and for a gone group
+    unless ``include_gone``: its last poll)."""
+    if (group.gone_at is not None and not include_gone) or group.last_sample_at is None:
         return []
     return unpack_state(group.partition_state)
 
 
-def latest_partitions(groups: Iterable[ConsumerGroup], topic: str | None = None) -> dict[int, list[PartitionPoint]]:
-    """Per group id: the partitions of the group's latest poll (groups not gone, with a
-    poll), ordered by topic and partition; only ``topic``'s when given."""
+def latest_partitions(groups: Iterable[ConsumerGroup], topic: str | None = None, *,
+                      include_gone: bool = False) -> dict[int, list[PartitionPoint]]:
+    """Per group id: the partitions of the group's latest poll (groups with a poll, not
+    gone unless ``include_gone``: a gone group's last poll), ordered by topic and
+    partition; only ``topic``'s when given."""
     result: dict[int, list[PartitionPoint]] = {}
     for group in groups:
-        state = group_state(group)
+        state = group_state(group, include_gone)
         if not state:
             continue
         at = group.last_sample_at
@@ -156,9 +159,11 @@ def latest_partitions(groups: Iterable[ConsumerGroup], topic: str | None = None)
     return result
 
 
-def latest_topic_points(groups: Iterable[ConsumerGroup]) -> dict[int, list[TopicPoint]]:
-    """Per group id: its topic totals at its latest poll (groups not gone), ordered by topic."""
-    wanted: dict[int, ConsumerGroup] = {g.id: g for g in groups if g.last_sample_at is not None and g.gone_at is None}
+def latest_topic_points(groups: Iterable[ConsumerGroup], *, include_gone: bool = False) -> dict[int, list[TopicPoint]]:
+    """Per group id: its topic totals at its latest poll (groups not gone unless
+    ``include_gone``: a gone group's last poll), ordered by topic."""
+    wanted: dict[int, ConsumerGroup] = {g.id: g for g in groups
+                                        if g.last_sample_at is not None and (include_gone or g.gone_at is None)}
     if not wanted:
         return {}
     by_poll: dict[tuple[int, datetime], set[int]] = defaultdict(set)
