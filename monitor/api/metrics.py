@@ -35,7 +35,8 @@ from monitor.api.auth import api_view, authenticate
 from monitor.api.errors import BadRequest, FieldError
 from monitor.choices import ClusterStatus, GroupStatus, MetricsGranularity as Granularity, TokenScope
 from monitor.lag.queries import latest_cycles
-from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, PollRun, TopicLagSample
+from monitor.lag import samples
+from monitor.models import Cluster, ConsumerGroup, PollRun
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Labels = tuple[tuple[str, str], ...]
@@ -108,56 +109,43 @@ def _detail_families(granularity: str, fresh: set[int]) -> Iterator[Family]:
     rows by names would cost more than the rest)."""
     if granularity == Granularity.GROUP:
         return
-    prefixes = {group_id: _escaped_prefix(cluster, group) for group_id, cluster, group in ConsumerGroup.objects
-                .filter(gone_at__isnull=True, last_sample_at__isnull=False, cluster_id__in=fresh)
-                .values_list("id", "cluster__name", "name").iterator(chunk_size=10_000)}
+    groups = list(ConsumerGroup.objects.filter(gone_at__isnull=True, last_sample_at__isnull=False, cluster_id__in=fresh)
+                  .select_related("cluster").only("id", "name", "cluster__name", "cluster_id", "last_sample_at",
+                                                  "gone_at", "partition_state").iterator(chunk_size=10_000))
+    prefixes = {g.id: _escaped_prefix(g.cluster.name, g.name) for g in groups}
     topic_labels: dict[str, str] = {}
-    group_table = ConsumerGroup._meta.db_table
     if granularity == Granularity.PARTITION:
         lag_lines: list[str] = []
         seconds_lines: list[str] = []
-        sample_table = PartitionLagSample._meta.db_table
-        rows = _rows(
-            f"SELECT s.group_id, s.topic, s.partition, s.lag, s.time_lag_seconds FROM {sample_table} s "
-            f"JOIN {group_table} g ON g.id = s.group_id AND s.polled_at = g.last_sample_at "
-            f"WHERE g.gone_at IS NULL ORDER BY s.group_id, s.topic, s.partition"
-        )
-        for group_id, topic, partition, lag_value, time_lag in rows:
-            if group_id not in prefixes:
-                continue  # its cluster's data is stale
-            topic_label = topic_labels.get(topic)
-            if topic_label is None:
-                topic_label = topic_labels[topic] = escape_label_value(topic)
-            labels = f'{{{prefixes[group_id]},topic="{topic_label}",partition="{partition}"}} '
-            if lag_value is not None:
-                lag_lines.append(f"kafka_consumergroup_lag{labels}{lag_value}")
-            if time_lag is not None:
-                seconds_lines.append(f"kafka_consumergroup_lag_seconds{labels}{_float_text(time_lag)}")
+        for group in groups:
+            prefix = prefixes[group.id]
+            for state in samples.group_state(group):
+                topic_label = topic_labels.get(state.topic)
+                if topic_label is None:
+                    topic_label = topic_labels[state.topic] = escape_label_value(state.topic)
+                labels = f'{{{prefix},topic="{topic_label}",partition="{state.partition}"}} '
+                if state.lag is not None:
+                    lag_lines.append(f"kafka_consumergroup_lag{labels}{state.lag}")
+                if state.time_lag_seconds is not None:
+                    seconds_lines.append(f"kafka_consumergroup_lag_seconds{labels}{_float_text(state.time_lag_seconds)}")
         yield Family("kafka_consumergroup_lag", "gauge",
                      "Messages the group has not consumed, per partition (latest poll).", [], lag_lines)
         yield Family("kafka_consumergroup_lag_seconds", "gauge",
                      "How far behind the group is in time, per partition (latest poll).", [], seconds_lines)
     topic_lag: list[str] = []
     topic_seconds: list[str] = []
-    topic_table = TopicLagSample._meta.db_table
-    rows = _rows(
-        f"SELECT s.group_id, s.topic, s.lag, s.time_lag_seconds, s.partial_partitions FROM {topic_table} s "
-        f"JOIN {group_table} g ON g.id = s.group_id AND s.polled_at = g.last_sample_at "
-        f"WHERE g.gone_at IS NULL AND s.resolution = 0 ORDER BY s.group_id, s.topic"
-    )
-    for group_id, topic, lag_value, time_lag, partial in rows:
-        if group_id not in prefixes:
-            continue
-        if partial:
-            lag_value = None  # a partial total is not a lower total: absent
-        topic_label = topic_labels.get(topic)
-        if topic_label is None:
-            topic_label = topic_labels[topic] = escape_label_value(topic)
-        labels = f'{{{prefixes[group_id]},topic="{topic_label}"}} '
-        if lag_value is not None:
-            topic_lag.append(f"kafka_consumergroup_topic_lag{labels}{lag_value}")
-        if time_lag is not None:
-            topic_seconds.append(f"kafka_consumergroup_topic_lag_seconds{labels}{_float_text(time_lag)}")
+    for group_id, points in samples.latest_topic_points(groups).items():
+        prefix = prefixes[group_id]
+        for point in points:
+            lag_value = None if point.partial_partitions else point.lag  # a partial total is not a lower total
+            topic_label = topic_labels.get(point.topic)
+            if topic_label is None:
+                topic_label = topic_labels[point.topic] = escape_label_value(point.topic)
+            labels = f'{{{prefix},topic="{topic_label}"}} '
+            if lag_value is not None:
+                topic_lag.append(f"kafka_consumergroup_topic_lag{labels}{lag_value}")
+            if point.time_lag_seconds is not None:
+                topic_seconds.append(f"kafka_consumergroup_topic_lag_seconds{labels}{_float_text(point.time_lag_seconds)}")
     yield Family("kafka_consumergroup_topic_lag", "gauge",
                  "Messages the group has not consumed on the topic, over its partitions with a known lag "
                  "(latest poll).", [], topic_lag)

@@ -31,7 +31,8 @@ from monitor.flow.graph import (
     Tolerances,
     build_flow_graph,
 )
-from monitor.models import ConsumerGroup, Event, TopicLagSample
+from monitor.lag import samples as lag_samples
+from monitor.models import ConsumerGroup, Event
 from monitor.readcache import (
     BudgetExhausted,
     CacheOutcome,
@@ -320,27 +321,32 @@ def group_lags(groups: Iterable[str], topics: Iterable[str], since: datetime, un
         clusters[key].add(cluster)
 
     if at_present:
-        live = ConsumerGroup.objects.filter(name__in=names, gone_at=None)
-        samples = TopicLagSample.objects.filter(
-            group__in=live, topic__in=topic_names, resolution=0, polled_at=F("group__last_sample_at")
-        ).values_list("group_id", "group__name", "topic", "lag", "group__status", "group__cluster__name")
-        sampled_groups = set()
-        for group_id, name, topic, lag, status, cluster in samples:
-            sampled_groups.add(group_id)
-            add((name, topic), lag, status, cluster)
-        for group in live.exclude(id__in=sampled_groups).select_related("cluster"):
+        live = list(ConsumerGroup.objects.filter(name__in=names, gone_at=None).select_related("cluster"))
+        wanted_topics = set(topic_names)
+        sampled_groups: set[int] = set()
+        latest = lag_samples.latest_topic_points(live)
+        for group in live:
+            for point in latest.get(group.id, []):
+                if point.topic in wanted_topics:
+                    sampled_groups.add(group.id)
+                    add((group.name, point.topic), point.lag, group.status, group.cluster.name)
+        for group in live:
+            if group.id in sampled_groups:
+                continue
             for topic in topic_names:
                 if _group_reads(group, topic):
                     add((group.name, topic), group.total_lag, group.status, group.cluster.name)
     else:
-        rows = (
-            TopicLagSample.objects.filter(group__name__in=names, topic__in=topic_names,
-                                          polled_at__gte=since, polled_at__lt=until)
-            .values("group_id", "group__name", "topic", "group__cluster__name")
-            .annotate(highest=Max("lag")).order_by()
-        )
-        for row in rows:
-            add((row["group__name"], row["topic"]), row["highest"], None, row["group__cluster__name"])
+        by_id = {g.id: g for g in ConsumerGroup.objects.filter(name__in=names).select_related("cluster")}
+        highest: dict[tuple[int, str], int | None] = {}
+        for point in lag_samples.topic_points(list(by_id), since, until, topics=topic_names, until_inclusive=False,
+                                              resolution=None):
+            key = (point.group_id, point.topic)
+            known = highest.get(key)
+            highest[key] = point.lag if known is None else (known if point.lag is None else max(known, point.lag))
+        for (group_id, topic), value in highest.items():
+            row = by_id[group_id]
+            add((row.name, topic), value, None, row.cluster.name)
     return {
         key: GroupLag(lag=lag, status=statuses.get(key, GroupStatus.UNKNOWN), clusters=tuple(sorted(clusters[key])))
         for key, lag in lag_sum.items()

@@ -189,7 +189,7 @@ def decode(schema: Schema, payload: bytes) -> list[tuple[Any, ...]]:
             columns[name] = [b - m - v for v, b, m in zip(stored, base_values, minus_values[0])]
         else:
             columns[name] = [
-                base_values[i] - sum(m[i] for m in minus_values) - v if flag else v  # type: ignore[operator]
+                base_values[i] - sum(m[i] for m in minus_values) - v if flag else v
                 for i, (v, flag) in enumerate(zip(stored, flags))
             ]
     return list(zip(*(columns[name] for name in schema.names)))

@@ -176,8 +176,8 @@ def latest_topic_points(groups: Iterable[ConsumerGroup], *, include_gone: bool =
     for polled_at, payload in LagFrame.objects.filter(condition, kind=FrameKind.TOTALS).values_list(
             "polled_at", "payload"):
         for row in frames.decode(frames.TOTALS, payload):
-            group = wanted.get(row[0])
-            if group is not None and group.last_sample_at == polled_at:
+            owner = wanted.get(row[0])
+            if owner is not None and owner.last_sample_at == polled_at:
                 result[row[0]].append(TopicPoint(row[0], row[1], polled_at, *row[2:]))
     return {gid: sorted(points, key=lambda p: p.topic) for gid, points in result.items()}
 
@@ -226,7 +226,8 @@ def topic_points(group_ids: Collection[int], since: datetime, until: datetime | 
         for polled_at, payload in _frames(model, cluster_id, FrameKind.TOTALS, buckets, start, end, inclusive):
             for row in frames.decode(frames.TOTALS, payload):
                 if row[0] in wanted and (topic_set is None or row[1] in topic_set):
-                    found.append(TopicPoint(row[0], row[1], polled_at, *row[2:], resolution=res))
+                    found.append(TopicPoint(row[0], row[1], polled_at, row[2], row[3], row[4], row[5], row[6],
+                                            row[7], row[8], res))
 
     for cluster_id, buckets in clusters.items():
         if resolution:
@@ -238,8 +239,10 @@ def topic_points(group_ids: Collection[int], since: datetime, until: datetime | 
             if oldest is None:
                 read(LagRollup, cluster_id, buckets, since, until, until_inclusive, ROLLUP_SECONDS)
                 continue
-            if oldest > since:
-                read(LagRollup, cluster_id, buckets, since, oldest, False, ROLLUP_SECONDS)
+            # Rollups of whole buckets before the polled frames (the bucket the oldest
+            # polled frame is in is read from the polled frames).
+            if _bucket_start(oldest) > since:
+                read(LagRollup, cluster_id, buckets, since, _bucket_start(oldest), False, ROLLUP_SECONDS)
             raw_from = max(since, oldest)
         read(LagFrame, cluster_id, buckets, raw_from, until, until_inclusive, 0)
     found.sort(key=lambda p: (p.group_id, p.polled_at, p.topic))
@@ -426,6 +429,27 @@ def frames_of_poll(cluster_id: int, polled_at: datetime, totals: Iterable[Sequen
         made.append(LagFrame(cluster_id=cluster_id, kind=FrameKind.LOG_OFFSETS, bucket=0, polled_at=polled_at,
                              payload=frames.encode(frames.LOG_OFFSETS, log_rows)))
     return made
+
+
+def store_poll(cluster_id: int, polled_at: datetime, totals: Iterable[Sequence[Any]] = (),
+               partitions: Iterable[Sequence[Any]] = (), log_offsets: Iterable[Sequence[Any]] = ()) -> None:
+    """Write one poll's frames (see :func:`frames_of_poll`)."""
+    LagFrame.objects.bulk_create(frames_of_poll(cluster_id, polled_at, sorted(totals, key=lambda r: (r[0], r[1])),
+                                                sorted(partitions, key=lambda r: (r[0], r[1], r[2])),
+                                                sorted(log_offsets, key=lambda r: (r[0], r[1]))), batch_size=500)
+
+
+def store_rollup(cluster_id: int, polled_at: datetime, totals: Iterable[Sequence[Any]],
+                 resolution: int = ROLLUP_SECONDS) -> None:
+    """Write topic totals of one rollup bucket starting at ``polled_at`` (rows in
+    :data:`frames.TOTALS` order)."""
+    by_bucket: dict[int, list[Sequence[Any]]] = defaultdict(list)
+    for row in sorted(totals, key=lambda r: (r[0], r[1])):
+        by_bucket[bucket_of(row[0])].append(row)
+    LagRollup.objects.bulk_create([
+        LagRollup(cluster_id=cluster_id, kind=FrameKind.TOTALS, bucket=bucket, polled_at=polled_at,
+                  resolution=resolution, payload=frames.encode(frames.TOTALS, rows))
+        for bucket, rows in sorted(by_bucket.items())])
 
 
 # -- rollups ------------------------------------------------------------------------------
