@@ -92,15 +92,23 @@ class Cluster:
         )
 
 
-def app_bytes() -> int:
-    """Bytes of every monitor table (partitions, indexes and TOAST included)."""
+def table_bytes() -> dict[str, int]:
+    """Bytes of each monitor table (a partitioned table's partitions summed under its name;
+    indexes and TOAST included)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+        cursor.execute("SELECT coalesce(p.relname, c.relname), sum(pg_total_relation_size(c.oid)) FROM pg_class c "
                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                       "WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'monitor%%'")
-        return int(cursor.fetchone()[0])
+                       "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent "
+                       "WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'monitor%%' "
+                       "GROUP BY 1")
+        return {name: int(size) for name, size in cursor.fetchall()}
+
+
+def app_bytes() -> int:
+    """Bytes of every monitor table (partitions, indexes and TOAST included)."""
+    return sum(table_bytes().values())
 
 
 def vacuum() -> None:
@@ -161,6 +169,7 @@ def measure(groups: int, partitions: int, topics: int, cycles: int, warmup: int 
     record_seconds: list[float] = []
     result = None
     before = 0
+    tables_before: dict[str, int] = {}
     for index in range(warmup + cycles):
         synthetic.advance()
         reading = synthetic.reading(at)
@@ -170,8 +179,11 @@ def measure(groups: int, partitions: int, topics: int, cycles: int, warmup: int 
         vacuum()
         if index == warmup - 1:
             before = app_bytes()
+            tables_before = table_bytes()
         at += timedelta(seconds=POLL_SECONDS)
     grown = (app_bytes() - before) / cycles
+    tables_after = table_bytes()
+    by_table = {name: (size - tables_before.get(name, 0)) / cycles for name, size in tables_after.items()}
     assert result is not None
     result.reading_offsets = reading.log_offsets  # type: ignore[attr-defined]
     baseline = old_layout_bytes(row.id, at, result)
@@ -184,6 +196,8 @@ def measure(groups: int, partitions: int, topics: int, cycles: int, warmup: int 
           f"(same samples, same run)   ratio {baseline / max(grown, 1):.0f}x smaller")
     print(f"    per day per 100,000 group-partitions at {POLL_SECONDS} s: {per_day / GIB:.2f} GiB   goal <= 1 GiB   "
           f"{'met' if per_day <= GOAL_PER_DAY_PER_100K else 'NOT MET'}")
+    print("    by table: " + ", ".join(f"{name.removeprefix('monitor_')} {size / KIB:.1f} KiB"
+                                    for name, size in sorted(by_table.items(), key=lambda kv: -kv[1]) if size))
     print(f"    record_cycle (store one poll)     {sorted(record_seconds)[len(record_seconds) // 2]:.2f} s median")
     return {"bytes_per_cycle": grown, "baseline_bytes_per_cycle": baseline, "per_day_per_100k": per_day}
 

@@ -182,6 +182,62 @@ def latest_topic_points(groups: Iterable[ConsumerGroup], *, include_gone: bool =
     return {gid: sorted(points, key=lambda p: p.topic) for gid, points in result.items()}
 
 
+PartitionLag = tuple[int, str, int, int | None, float | None]
+"""A partition in a wide read (/metrics): (group id, topic, partition, lag, time lag seconds)."""
+TopicLag = tuple[int, str, int | None, float | None, int]
+"""A topic total in a wide read (/metrics): (group id, topic, lag, time lag seconds,
+partial partitions)."""
+
+
+def _live_groups(cluster_ids: Collection[int]) -> Iterator[tuple[int, int, Any, Any]]:
+    rows = (ConsumerGroup.objects.filter(cluster_id__in=list(cluster_ids), gone_at__isnull=True,
+                                         last_sample_at__isnull=False)
+            .order_by("id").values_list("id", "cluster_id", "last_sample_at", "partition_state"))
+    yield from rows.iterator(chunk_size=5000)
+
+
+def latest_partition_lags(cluster_ids: Collection[int]) -> Iterator[PartitionLag]:
+    """The partitions of the latest poll of every group (not gone) of ``cluster_ids``, as
+    plain tuples ordered by group id, topic and partition: the wide read of /metrics
+    (100,000 group-partitions at a time), streamed."""
+    loads = marshal.loads
+    for group_id, _, _, payload in _live_groups(cluster_ids):
+        if not payload:
+            continue
+        version, rows = loads(bytes(payload))
+        if version != _STATE_VERSION:
+            continue
+        for row in sorted(rows, key=lambda r: (r[0], r[1])):
+            yield (group_id, row[0], row[1], row[5], row[6])
+
+
+def latest_topic_lags(cluster_ids: Collection[int]) -> Iterator[TopicLag]:
+    """The topic totals of the latest poll of every group (not gone) of ``cluster_ids``,
+    as plain tuples ordered by group id and topic (the wide read of /metrics)."""
+    latest: dict[int, datetime] = {}
+    polls: dict[tuple[int, datetime], set[int]] = defaultdict(set)
+    for group_id, cluster_id, at, _ in (ConsumerGroup.objects.filter(
+            cluster_id__in=list(cluster_ids), gone_at__isnull=True, last_sample_at__isnull=False)
+            .values_list("id", "cluster_id", "last_sample_at", "name").iterator(chunk_size=10_000)):
+        if at is None:
+            continue
+        latest[group_id] = at
+        polls[(cluster_id, at)].add(bucket_of(group_id))
+    if not latest:
+        return
+    condition = Q()
+    for (cluster_id, at), buckets in polls.items():
+        condition |= Q(cluster_id=cluster_id, polled_at=at, bucket__in=sorted(buckets))
+    found: list[TopicLag] = []
+    for polled_at, payload in LagFrame.objects.filter(condition, kind=FrameKind.TOTALS).values_list(
+            "polled_at", "payload").iterator(chunk_size=100):
+        for row in frames.decode(frames.TOTALS, payload):
+            if latest.get(row[0]) == polled_at:
+                found.append((row[0], row[1], row[2], row[3], row[6]))
+    found.sort(key=lambda r: (r[0], r[1]))
+    yield from found
+
+
 # -- series -------------------------------------------------------------------------------
 
 def _clusters_of(group_ids: Collection[int]) -> dict[int, int]:
