@@ -4,7 +4,7 @@ recording half as plain readings."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.cache import cache
@@ -17,11 +17,12 @@ from monitor.kafka.adapter import (
     GroupMember, GroupMembership,
     GroupListing, LogOffsets, Producer, commit_offsets, create_topics, delete_groups,
 )
+from monitor.lag import samples as lag_samples
 from monitor.lag import snapshot
 from monitor.lag.poll import claim_due_clusters, poll_cluster
 from monitor.lag.record import ClusterReading, record_cycle
 from monitor.models import (
-    Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
+    Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic,
 )
 from tests.services import free_port
 from tests.race import race
@@ -58,8 +59,15 @@ def topic(kafka_settings, unique, produce):
     return name
 
 
-def samples(group: ConsumerGroup) -> dict[tuple[str, int], PartitionLagSample]:
-    return {(s.topic, s.partition): s for s in PartitionLagSample.objects.filter(group=group, polled_at=group.last_sample_at)}
+def samples(group: ConsumerGroup) -> dict[tuple[str, int], lag_samples.PartitionPoint]:
+    """The partitions of the group's latest poll."""
+    return {(s.topic, s.partition): s for s in lag_samples.latest_partitions([group]).get(group.id, [])}
+
+
+def poll_times(group: ConsumerGroup) -> set[datetime]:
+    """Every poll time of the group's stored partition detail (a day either side of now)."""
+    now = timezone.now()
+    return {s.polled_at for s in lag_samples.partition_points(group.id, now - timedelta(days=1), now + timedelta(days=1))}
 
 
 def events(group: ConsumerGroup) -> list[str]:
@@ -83,9 +91,10 @@ def test_poll_stores_exact_lag_against_the_offsets_the_group_committed(cluster, 
     # First poll: no history yet, but the record at the committed offset says when it was written.
     assert rows[(topic, 0)].time_lag_method == TimeLagMethod.RECORD
     assert rows[(topic, 0)].time_lag_seconds >= 0
-    topic_sample = TopicLagSample.objects.get(group=group, resolution=0)
+    [topic_sample] = lag_samples.latest_topic_points([group])[group.id]
     assert (topic_sample.lag, topic_sample.partitions, topic_sample.unknown_partitions) == (6, 3, 1)
-    assert LogOffsetSample.objects.filter(cluster=cluster, topic=topic).count() == 3
+    log = lag_samples.log_points(cluster.id, group.last_sample_at - timedelta(hours=1), topic=topic, until=None)
+    assert sum(len(points) for points in log.values()) == 3
     assert Topic.objects.get(cluster=cluster, name=topic).partitions == 3
     assert events(group) == [GroupEventKind.GROUP_CREATED]
     run = PollRun.objects.get(cluster=cluster)
@@ -192,10 +201,10 @@ def test_group_that_disappears_is_gone_its_series_ends_and_reappearing_clears_it
     group = ConsumerGroup.objects.get(name=group_id)
     assert group.status == GroupStatus.GONE and group.gone_at is not None and group.total_lag is None
     assert events(group) == [GroupEventKind.GROUP_CREATED, GroupEventKind.GROUP_DELETED]
-    assert PartitionLagSample.objects.filter(group=group).values("polled_at").distinct().count() == 1
+    assert len(poll_times(group)) == 1
 
     poll_cluster(cluster.id)
-    assert PartitionLagSample.objects.filter(group=group).values("polled_at").distinct().count() == 1
+    assert len(poll_times(group)) == 1
     assert GroupEvent.objects.filter(group=group, kind=GroupEventKind.GROUP_DELETED).count() == 1
 
     commit_offsets(kafka_settings, group_id, {(topic, 0): 5})
@@ -401,7 +410,7 @@ def test_listed_group_without_any_committed_offset_is_unknown_and_writes_no_samp
     group = ConsumerGroup.objects.get(cluster=cluster, name="fresh")
     assert (group.status, group.total_lag, group.last_sample_at) == (GroupStatus.UNKNOWN, None, None)
     assert group.status_reason == "no committed offset on any partition"
-    assert not PartitionLagSample.objects.filter(group=group).exists()
+    assert not poll_times(group)
 
 
 def test_time_lag_history_is_read_with_as_many_queries_for_many_lagging_partitions_as_for_few(cluster):
@@ -423,7 +432,8 @@ def test_time_lag_history_is_read_with_as_many_queries_for_many_lagging_partitio
     many = queries_for_second_poll(Cluster.objects.create(name=f"{cluster.name}-big", bootstrap_servers="k:9092"), 400)
 
     assert many == few
-    row = PartitionLagSample.objects.filter(group__cluster__name=f"{cluster.name}-big", partition=399).latest("polled_at")
+    big = ConsumerGroup.objects.get(cluster__name=f"{cluster.name}-big", name="billing")
+    [row] = [part for part in lag_samples.latest_partitions([big])[big.id] if part.partition == 399]
     assert row.time_lag_method == TimeLagMethod.EXTRAPOLATED
 
 
@@ -431,11 +441,23 @@ def test_deleting_a_group_or_its_cluster_deletes_its_samples(cluster):
     record(cluster, reading("billing", {("orders", 0): 1}, {"orders": 1}, {("orders", 0): (0, 5)}))
     record(cluster, reading("shipping", {("orders", 0): 2}, {"orders": 1}, {("orders", 0): (0, 5)}))
 
+    ids = dict(ConsumerGroup.objects.filter(cluster=cluster).values_list("name", "id"))
+    cluster_id = cluster.id
+    now = timezone.now()
+
+    def stored(group_id: int) -> tuple[bool, bool]:
+        window = (now - timedelta(days=1), now + timedelta(days=1))
+        return (bool(lag_samples.partition_points(group_id, *window)),
+                bool(lag_samples.topic_points([group_id], *window)))
+
+    assert stored(ids["billing"]) == stored(ids["shipping"]) == (True, True)
     ConsumerGroup.objects.get(cluster=cluster, name="billing").delete()
 
-    assert list(PartitionLagSample.objects.values_list("group__name", flat=True)) == ["shipping"]
+    assert stored(ids["billing"]) == (False, False) and stored(ids["shipping"]) == (True, True)
+    assert lag_samples.log_points(cluster_id, now - timedelta(days=1))
     cluster.delete()
-    assert not PartitionLagSample.objects.exists() and not TopicLagSample.objects.exists()
+    assert stored(ids["shipping"]) == (False, False)
+    assert not lag_samples.log_points(cluster_id, now - timedelta(days=1))
 
 
 # -- claiming due clusters -------------------------------------------------------------
@@ -541,7 +563,7 @@ def test_partition_without_log_offsets_for_one_poll_makes_the_total_partial_neve
                                   {("orders", 0): (0, 1000), ("orders", 1): None}))
 
     group = ConsumerGroup.objects.get(cluster=cluster, name="billing")
-    stored = TopicLagSample.objects.get(group=group, polled_at=T0 + timedelta(seconds=30))
+    [stored] = lag_samples.topic_points([group.id], T0 + timedelta(seconds=30), T0 + timedelta(seconds=30))
     assert (stored.lag, stored.partial_partitions, stored.unknown_partitions) == (800, 1, 1)
     assert (group.total_lag, group.partial_partitions) == (800, 1)
     assert group.status == GroupStatus.OK
