@@ -4,15 +4,17 @@ and a shard that cannot reach Kafka (a real closed port) leaves only its groups 
 from __future__ import annotations
 
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.utils import timezone
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus
 from monitor.kafka.adapter import Producer, commit_offsets_of_many_groups, create_topics
+from monitor.lag import samples
 from monitor.lag.poll import poll_cluster
 from monitor.lag.shards import Shard, planned_shards, shard_count, shard_of
-from monitor.models import Cluster, ConsumerGroup, GroupEvent, PartitionLagSample, PollRun, TopicLagSample
+from monitor.models import Cluster, ConsumerGroup, GroupEvent, PollRun
 from monitor.tasks import poll_cluster_shard
 from tests.services import free_port
 
@@ -87,13 +89,13 @@ def _poll_in_shards(cluster: Cluster, started_at: datetime) -> None:
 def _recorded(cluster: Cluster) -> dict[str, tuple]:
     """Per group what a cycle stores, but the time lag seconds (measured at each poll's own time)."""
     found = {}
+    since, until = datetime(1970, 1, 1, tzinfo=dt_timezone.utc), datetime(2100, 1, 1, tzinfo=dt_timezone.utc)
     for group in ConsumerGroup.objects.filter(cluster=cluster):
-        partitions = sorted(PartitionLagSample.objects.filter(group=group).values_list(
-            "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-            "time_lag_method"))
-        topics = sorted(TopicLagSample.objects.filter(group=group).values_list(
-            "topic", "lag", "partitions", "unknown_partitions", "committed_offset_total", "log_end_offset_total",
-            "partial_partitions"))
+        partitions = sorted((p.topic, p.partition, p.committed_offset, p.log_start_offset, p.log_end_offset, p.lag,
+                             p.time_lag_method) for p in samples.partition_points(group.id, since, until))
+        topics = sorted((t.topic, t.lag, t.partitions, t.unknown_partitions, t.committed_offset_total,
+                         t.log_end_offset_total, t.partial_partitions)
+                        for t in samples.topic_points([group.id], since, until, resolution=None))
         found[group.name] = (group.status, group.status_reason, group.total_lag, group.topics,
                              group.partial_partitions, group.stalled_partitions, group.lost_messages,
                              group.gone_at, partitions, topics)
