@@ -330,7 +330,7 @@ def _topic_readings(scopes: Sequence[Scope], now: datetime, field_name: str) -> 
         return [(p.group_id, p.topic, p.lag, p.time_lag_seconds, p.unknown_partitions, p.partial_partitions)
                 for points in latest.values() for p in points]
 
-    rows = _once(("topic_samples", None if clusters is None else tuple(sorted(clusters))), read)
+    rows = _once(("latest_topic_totals", None if clusters is None else tuple(sorted(clusters))), read)
     column = {"lag": 2, "time_lag_seconds": 3}[field_name]
     readings: dict[Subject, Reading] = {}
     for row in rows:

@@ -9,7 +9,7 @@ Granularity (``MONITOR_METRICS_GRANULARITY``, or ``?granularity=`` per scrape), 
 kafka-minion: ``partition`` (default) exports per-partition and per-topic series,
 ``topic`` only per-topic ones, ``group`` neither; the per-group series are always there.
 At 100,000 group-partitions the partition series are most of the answer: the lag rows
-come from one query and are formatted with each group's label prefix escaped once.
+come from one read (monitor.lag.samples) and are formatted with each group's label prefix escaped once.
 
 Stale values are not exported: once a cluster has missed one poll (its last poll failed,
 or its last success is more than two intervals old) its groups' series disappear, and
@@ -22,10 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -81,14 +79,6 @@ def _escaped_prefix(cluster: str, group: str) -> str:
     return f'cluster="{escape_label_value(cluster)}",group="{escape_label_value(group)}"'
 
 
-def _rows(sql: str) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``sql`` straight from the cursor, in batches (no model or dict per row)."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        while batch := cursor.fetchmany(10_000):
-            yield from batch
-
-
 def _float_text(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
@@ -104,48 +94,50 @@ def fresh_cluster_ids(clusters: Iterable[Cluster], now: datetime) -> set[int]:
 
 def _detail_families(granularity: str, fresh: set[int]) -> Iterator[Family]:
     """Per-partition (``partition``) and per-topic (``partition``, ``topic``) lag of each
-    group's latest poll, as pre-formatted lines: one query each, joined to the group's
-    row, ordered by group id (Prometheus does not care about order; sorting 100,000
-    rows by names would cost more than the rest)."""
+    group's latest poll, as pre-formatted lines in one pass over each wide read of the
+    sample store, ordered by group id (Prometheus does not care about order; sorting
+    100,000 rows by names would cost more than the rest)."""
     if granularity == Granularity.GROUP:
         return
-    groups = list(ConsumerGroup.objects.filter(gone_at__isnull=True, last_sample_at__isnull=False, cluster_id__in=fresh)
-                  .select_related("cluster").only("id", "name", "cluster__name", "cluster_id", "last_sample_at",
-                                                  "gone_at", "partition_state").iterator(chunk_size=10_000))
-    prefixes = {g.id: _escaped_prefix(g.cluster.name, g.name) for g in groups}
+    prefixes = {group_id: _escaped_prefix(cluster, group) for group_id, cluster, group in ConsumerGroup.objects
+                .filter(gone_at__isnull=True, last_sample_at__isnull=False, cluster_id__in=fresh)
+                .values_list("id", "cluster__name", "name").iterator(chunk_size=10_000)}
     topic_labels: dict[str, str] = {}
     if granularity == Granularity.PARTITION:
         lag_lines: list[str] = []
         seconds_lines: list[str] = []
-        for group in groups:
-            prefix = prefixes[group.id]
-            for state in samples.group_state(group):
-                topic_label = topic_labels.get(state.topic)
-                if topic_label is None:
-                    topic_label = topic_labels[state.topic] = escape_label_value(state.topic)
-                labels = f'{{{prefix},topic="{topic_label}",partition="{state.partition}"}} '
-                if state.lag is not None:
-                    lag_lines.append(f"kafka_consumergroup_lag{labels}{state.lag}")
-                if state.time_lag_seconds is not None:
-                    seconds_lines.append(f"kafka_consumergroup_lag_seconds{labels}{_float_text(state.time_lag_seconds)}")
+        for group_id, topic, partition, lag_value, time_lag in samples.latest_partition_lags(fresh):
+            prefix = prefixes.get(group_id)
+            if prefix is None:
+                continue  # polled after the groups were read
+            topic_label = topic_labels.get(topic)
+            if topic_label is None:
+                topic_label = topic_labels[topic] = escape_label_value(topic)
+            labels = f'{{{prefix},topic="{topic_label}",partition="{partition}"}} '
+            if lag_value is not None:
+                lag_lines.append(f"kafka_consumergroup_lag{labels}{lag_value}")
+            if time_lag is not None:
+                seconds_lines.append(f"kafka_consumergroup_lag_seconds{labels}{_float_text(time_lag)}")
         yield Family("kafka_consumergroup_lag", "gauge",
                      "Messages the group has not consumed, per partition (latest poll).", [], lag_lines)
         yield Family("kafka_consumergroup_lag_seconds", "gauge",
                      "How far behind the group is in time, per partition (latest poll).", [], seconds_lines)
     topic_lag: list[str] = []
     topic_seconds: list[str] = []
-    for group_id, points in samples.latest_topic_points(groups).items():
-        prefix = prefixes[group_id]
-        for point in points:
-            lag_value = None if point.partial_partitions else point.lag  # a partial total is not a lower total
-            topic_label = topic_labels.get(point.topic)
-            if topic_label is None:
-                topic_label = topic_labels[point.topic] = escape_label_value(point.topic)
-            labels = f'{{{prefix},topic="{topic_label}"}} '
-            if lag_value is not None:
-                topic_lag.append(f"kafka_consumergroup_topic_lag{labels}{lag_value}")
-            if point.time_lag_seconds is not None:
-                topic_seconds.append(f"kafka_consumergroup_topic_lag_seconds{labels}{_float_text(point.time_lag_seconds)}")
+    for group_id, topic, lag_value, time_lag, partial in samples.latest_topic_lags(fresh):
+        prefix = prefixes.get(group_id)
+        if prefix is None:
+            continue
+        if partial:
+            lag_value = None  # a partial total is not a lower total: absent
+        topic_label = topic_labels.get(topic)
+        if topic_label is None:
+            topic_label = topic_labels[topic] = escape_label_value(topic)
+        labels = f'{{{prefix},topic="{topic_label}"}} '
+        if lag_value is not None:
+            topic_lag.append(f"kafka_consumergroup_topic_lag{labels}{lag_value}")
+        if time_lag is not None:
+            topic_seconds.append(f"kafka_consumergroup_topic_lag_seconds{labels}{_float_text(time_lag)}")
     yield Family("kafka_consumergroup_topic_lag", "gauge",
                  "Messages the group has not consumed on the topic, over its partitions with a known lag "
                  "(latest poll).", [], topic_lag)

@@ -32,6 +32,7 @@ from monitor.flow.graph import (
     build_flow_graph,
 )
 from monitor.lag import samples as lag_samples
+from monitor.lag.series import max_known
 from monitor.models import ConsumerGroup, Event
 from monitor.readcache import (
     BudgetExhausted,
@@ -320,33 +321,30 @@ def group_lags(groups: Iterable[str], topics: Iterable[str], since: datetime, un
             statuses[key] = status
         clusters[key].add(cluster)
 
+    wanted = set(topic_names)
     if at_present:
-        live = list(ConsumerGroup.objects.filter(name__in=names, gone_at=None).select_related("cluster"))
-        wanted_topics = set(topic_names)
-        sampled_groups: set[int] = set()
+        live = list(ConsumerGroup.objects.filter(name__in=names, gone_at=None).select_related("cluster")
+                    .defer("member_details"))
         latest = lag_samples.latest_topic_points(live)
         for group in live:
-            for point in latest.get(group.id, []):
-                if point.topic in wanted_topics:
-                    sampled_groups.add(group.id)
-                    add((group.name, point.topic), point.lag, group.status, group.cluster.name)
-        for group in live:
-            if group.id in sampled_groups:
-                continue
-            for topic in topic_names:
-                if _group_reads(group, topic):
-                    add((group.name, topic), group.total_lag, group.status, group.cluster.name)
+            points = [point for point in latest.get(group.id, []) if point.topic in wanted]
+            for point in points:
+                add((group.name, point.topic), point.lag, group.status, group.cluster.name)
+            if not points:
+                for topic in topic_names:
+                    if _group_reads(group, topic):
+                        add((group.name, topic), group.total_lag, group.status, group.cluster.name)
     else:
-        by_id = {g.id: g for g in ConsumerGroup.objects.filter(name__in=names).select_related("cluster")}
+        named = {group_id: (name, cluster) for group_id, name, cluster in
+                 ConsumerGroup.objects.filter(name__in=names).values_list("id", "name", "cluster__name")}
         highest: dict[tuple[int, str], int | None] = {}
-        for point in lag_samples.topic_points(list(by_id), since, until, topics=topic_names, until_inclusive=False,
-                                              resolution=None):
+        for point in lag_samples.topic_points(named, since, until, resolution=None, topics=topic_names,
+                                              until_inclusive=False):
             key = (point.group_id, point.topic)
-            known = highest.get(key)
-            highest[key] = point.lag if known is None else (known if point.lag is None else max(known, point.lag))
-        for (group_id, topic), value in highest.items():
-            row = by_id[group_id]
-            add((row.name, topic), value, None, row.cluster.name)
+            highest[key] = max_known(highest.get(key), point.lag)
+        for (group_id, topic), lag in highest.items():
+            name, cluster = named[group_id]
+            add((name, topic), lag, None, cluster)
     return {
         key: GroupLag(lag=lag, status=statuses.get(key, GroupStatus.UNKNOWN), clusters=tuple(sorted(clusters[key])))
         for key, lag in lag_sum.items()

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models import FloatField, Func
@@ -22,6 +22,7 @@ from monitor.models import Cluster, ConsumerGroup
 
 Value = int | float | None
 Point = tuple[datetime, Value]
+N = TypeVar("N", int, float)
 
 # Ranges up to this long are drawn from every poll (6 h of 30 s polls: 720 rows per
 # topic); longer ones from bucket maxima of at least a minute (rollups and raw polls merged).
@@ -96,7 +97,7 @@ def bucket_index(polled_at: datetime, since: datetime, width_seconds: float) -> 
     return math.floor((polled_at.timestamp() - since.timestamp()) / width_seconds)
 
 
-def max_known(known: Value, value: Value) -> Value:
+def max_known(known: N | None, value: N | None) -> N | None:
     """The larger of two values, an unknown (None) one losing to a known one."""
     if known is None:
         return value
