@@ -30,6 +30,7 @@ class Part:
     method: str = TimeLagMethod.INTERPOLATED
     log_start: int | None = 0
     reason: str = ""
+    stalled: bool = False
 
 
 def make_group(cluster: Cluster, name: str, **fields: object) -> ConsumerGroup:
@@ -62,7 +63,7 @@ def record_poll(group: ConsumerGroup, polled_at: datetime, parts: list[Part], la
     totals = group_totals(lags, [part.time_lag for part in parts])
     partition_rows = [
         (lag.topic, lag.partition, lag.committed_offset, lag.log_start_offset, lag.log_end_offset, lag.lag,
-         part.time_lag, part.method, part.reason, None, False)
+         part.time_lag, part.method, part.reason, None, part.stalled)
         for lag, part in zip(lags, parts)
     ]
     samples.store_poll(
