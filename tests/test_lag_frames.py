@@ -9,14 +9,14 @@ from monitor.lag import frames
 AT = datetime(2026, 12, 6, 7, 0, tzinfo=dt_timezone.utc)
 offsets = st.one_of(st.none(), st.integers(min_value=-1, max_value=2**62))
 small = st.integers(min_value=0, max_value=10_000)
-seconds = st.one_of(st.none(), st.integers(min_value=0, max_value=10**9).map(lambda ms: ms / 1000))
+lag_seconds = st.one_of(st.none(), st.integers(min_value=0, max_value=10**10).map(lambda tenths: tenths / 10))
 names = st.text(max_size=30)
 moments = st.one_of(st.none(), st.integers(min_value=0, max_value=10**12).map(
     lambda ms: datetime(1970, 1, 1, tzinfo=dt_timezone.utc) + timedelta(milliseconds=ms)))
 
 
 @hypothesis_settings(max_examples=200)
-@given(st.lists(st.tuples(st.integers(min_value=1, max_value=2**31), names, offsets, seconds, small, small, small,
+@given(st.lists(st.tuples(st.integers(min_value=1, max_value=2**31), names, offsets, lag_seconds, small, small, small,
                           offsets, offsets)))
 def test_topic_totals_come_back_as_written(rows):
     assert frames.decode(frames.TOTALS, frames.encode(frames.TOTALS, rows)) == rows
@@ -24,7 +24,7 @@ def test_topic_totals_come_back_as_written(rows):
 
 @hypothesis_settings(max_examples=200)
 @given(st.lists(st.tuples(st.integers(min_value=1, max_value=2**31), names, small, offsets, offsets, offsets, offsets,
-                          seconds, names, names, moments, st.booleans())))
+                          lag_seconds, names, names, moments, st.booleans())))
 def test_partition_detail_comes_back_as_written(rows):
     assert frames.decode(frames.PARTITIONS, frames.encode(frames.PARTITIONS, rows)) == rows
 
@@ -55,10 +55,15 @@ def test_a_partition_of_a_busy_cluster_costs_a_few_bytes():
             end = 1_000_000_000 + 7_919 * partition + 13 * group
             lag = (group * 31 + partition * 7) % 500
             rows.append((1000 + group, f"orders-{group % 20}", partition, end - lag, end - 50_000, end, lag,
-                         lag / 40, "interpolated", "", None, False))
+                         lag / 10, "interpolated", "", None, False))
     payload = frames.encode(frames.PARTITIONS, rows)
     assert frames.decode(frames.PARTITIONS, payload) == rows
     assert len(payload) / len(rows) < 8
+
+
+def test_time_lag_is_kept_to_a_tenth_of_a_second():
+    rows = [(1, "t", 0, 5, 0, 5, 5, 1.26, "m", "", None, False)]
+    assert frames.decode(frames.PARTITIONS, frames.encode(frames.PARTITIONS, rows))[0][7] == 1.3
 
 
 def test_a_time_survives_to_the_millisecond():

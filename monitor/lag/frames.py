@@ -26,9 +26,10 @@ from datetime import timezone as dt_timezone
 from itertools import accumulate
 from typing import Any
 
-INT, TEXT, SECONDS, BOOL, TIME = "i", "s", "f", "b", "t"
+INT, TEXT, SECONDS, BOOL, TIME, LAG_SECONDS = "i", "s", "f", "b", "t", "d"
 """Column kinds: integer, string, float seconds (kept to the millisecond), bool, datetime
-(kept to the millisecond)."""
+(kept to the millisecond), time lag in seconds (kept to a tenth of a second: the history
+behind a poll every few seconds is no finer)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 _HEADER = struct.Struct("<I")
@@ -49,13 +50,13 @@ class Schema:
 
 
 TOTALS = Schema("totals", (
-    ("group_id", INT), ("topic", TEXT), ("lag", INT), ("time_lag_seconds", SECONDS), ("partitions", INT),
+    ("group_id", INT), ("topic", TEXT), ("lag", INT), ("time_lag_seconds", LAG_SECONDS), ("partitions", INT),
     ("unknown_partitions", INT), ("partial_partitions", INT), ("committed_offset_total", INT),
     ("log_end_offset_total", INT),
 ))
 PARTITIONS = Schema("partitions", (
     ("group_id", INT), ("topic", TEXT), ("partition", INT), ("committed_offset", INT), ("log_start_offset", INT),
-    ("log_end_offset", INT), ("lag", INT), ("time_lag_seconds", SECONDS), ("time_lag_method", TEXT),
+    ("log_end_offset", INT), ("lag", INT), ("time_lag_seconds", LAG_SECONDS), ("time_lag_method", TEXT),
     ("time_lag_reason", TEXT), ("stuck_since", TIME), ("stalled", BOOL),
 ))
 STATE = Schema("state", PARTITIONS.columns[1:] + (("peak_committed", INT), ("peak_at", TIME)))
@@ -99,7 +100,7 @@ def _relative(values: list[Any], base: list[Any], minus: list[list[Any]]) -> tup
     return out, mask
 
 
-def encode(schema: Schema, rows: Sequence[Sequence[Any]], level: int = 6) -> bytes:
+def encode(schema: Schema, rows: Sequence[Sequence[Any]], level: int = 9) -> bytes:
     """Rows (tuples in ``schema``'s column order) -> one compressed frame."""
     columns: dict[str, list[Any]] = {name: [row[i] for row in rows] for i, name in enumerate(schema.names)}
     strings: dict[str, list[str]] = {}
@@ -122,6 +123,8 @@ def encode(schema: Schema, rows: Sequence[Sequence[Any]], level: int = 6) -> byt
                 blobs.append(_pack([0 if v is None else 1 for v in values]))
             if kind == SECONDS:
                 ints = [0 if v is None else round(v * 1000) for v in values]
+            elif kind == LAG_SECONDS:
+                ints = [0 if v is None else round(v * 10) for v in values]
             elif kind == TIME:
                 ints = [0 if v is None else _millis(v) for v in values]
             elif kind == BOOL:
@@ -168,6 +171,8 @@ def decode(schema: Schema, payload: bytes) -> list[tuple[Any, ...]]:
             values: list[Any] = [table[i] for i in ints]
         elif kind == SECONDS:
             values = [i / 1000 for i in ints]
+        elif kind == LAG_SECONDS:
+            values = [i / 10 for i in ints]
         elif kind == TIME:
             values = [_EPOCH + timedelta(milliseconds=i) for i in ints]
         elif kind == BOOL:

@@ -22,12 +22,12 @@ with :mod:`marshal` (written and read only by this module, from values it made i
 """
 from __future__ import annotations
 
-import bisect
 import marshal
 from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -109,15 +109,19 @@ def _ms(value: datetime | None) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+@lru_cache(maxsize=4096)
 def _at(ms: int | None) -> datetime | None:
+    # Cached: the peaks and stuck times of a cluster's partitions share a few poll times.
     return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
 
 
 def pack_state(partitions: Sequence[PartitionState]) -> bytes:
-    """A group's latest partitions -> the bytes stored on its row."""
+    """A group's latest partitions -> the bytes stored on its row (plain types only:
+    marshal takes no subclasses, e.g. a TextChoices method)."""
     return marshal.dumps((_STATE_VERSION, tuple(
-        (p.topic, p.partition, p.committed_offset, p.log_start_offset, p.log_end_offset, p.lag, p.time_lag_seconds,
-         p.time_lag_method, p.time_lag_reason, _ms(p.stuck_since), p.stalled, p.peak_committed, _ms(p.peak_at))
+        (str(p.topic), int(p.partition), p.committed_offset, p.log_start_offset, p.log_end_offset, p.lag,
+         None if p.time_lag_seconds is None else float(p.time_lag_seconds), str(p.time_lag_method),
+         str(p.time_lag_reason), _ms(p.stuck_since), bool(p.stalled), p.peak_committed, _ms(p.peak_at))
         for p in partitions)))
 
 
