@@ -253,7 +253,7 @@ def _cluster_group_rows(clusters: set[str] | None) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], list(queryset.values(
             "id", "name", "status", "status_reason", "total_lag", "catch_up_seconds", "catch_up_never",
             "retention_risk_seconds", "topics", "partial_partitions", "stalled_partitions",
-            "last_sample_at", "gone_at", "cluster__name", "cluster__enabled", "cluster__status",
+            "last_sample_at", "gone_at", "cluster_id", "cluster__name", "cluster__enabled", "cluster__status",
             "cluster__poll_interval_seconds",
         )))
 
@@ -324,7 +324,8 @@ def _topic_readings(scopes: Sequence[Scope], now: datetime, field_name: str) -> 
 
     def read() -> list[tuple[Any, ...]]:
         # Both fields at once: lag and time lag rules share one read per evaluation.
-        polled = [ConsumerGroup(id=row["id"], last_sample_at=row["last_sample_at"], gone_at=row["gone_at"])
+        polled = [ConsumerGroup(id=row["id"], cluster_id=row["cluster_id"], last_sample_at=row["last_sample_at"],
+                                gone_at=row["gone_at"])
                   for row in cluster_rows if row["last_sample_at"] is not None]
         latest = samples.latest_topic_points(polled, include_gone=True)
         return [(p.group_id, p.topic, p.lag, p.time_lag_seconds, p.unknown_partitions, p.partial_partitions)
@@ -528,7 +529,7 @@ def worst_partitions(subjects: Iterable[Subject], limit: int = 5) -> dict[Subjec
     pairs = {(s.cluster, s.group) for s in wanted}
     groups = list(ConsumerGroup.objects.filter(
         cluster__name__in={c for c, _ in pairs}, name__in={g for _, g in pairs}, last_sample_at__isnull=False,
-    ).select_related("cluster").only("id", "name", "last_sample_at", "gone_at", "cluster__name"))
+    ).select_related("cluster").only("id", "name", "last_sample_at", "gone_at", "partition_state", "cluster__name"))
     names = {group.id: (group.cluster.name, group.name) for group in groups}
     latest = samples.latest_partitions(groups, include_gone=True)
     owners = {

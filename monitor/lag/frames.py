@@ -50,7 +50,7 @@ class Schema:
 
 
 TOTALS = Schema("totals", (
-    ("group_id", INT), ("topic", TEXT), ("lag", INT), ("time_lag_seconds", LAG_SECONDS), ("partitions", INT),
+    ("group_id", INT), ("topic", TEXT), ("lag", INT), ("time_lag_seconds", SECONDS), ("partitions", INT),
     ("unknown_partitions", INT), ("partial_partitions", INT), ("committed_offset_total", INT),
     ("log_end_offset_total", INT),
 ))

@@ -266,7 +266,9 @@ class _LogTables:
                 lag_in_time = table.behind(committed)
                 if self.record_reads.times or self.record_reads.not_read:
                     lag_in_time = self._with_record(topic, partition, committed, start, lag_in_time)
-            append((topic, partition, committed, start, end, lag, lag_in_time.seconds,
+            seconds = lag_in_time.seconds
+            # Kept to the millisecond everywhere (stored, cached, shown, alerted on).
+            append((topic, partition, committed, start, end, lag, None if seconds is None else round(seconds, 3),
                     method_text[lag_in_time.method], lag_in_time.reason or note))
         return rows
 

@@ -109,10 +109,17 @@ def _ms(value: datetime | None) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+def _us(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 @lru_cache(maxsize=4096)
-def _at(ms: int | None) -> datetime | None:
+def _at(us: int | None) -> datetime | None:
     # Cached: the peaks and stuck times of a cluster's partitions share a few poll times.
-    return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
+    return None if us is None else _EPOCH + timedelta(microseconds=us)
 
 
 def pack_state(partitions: Sequence[PartitionState]) -> bytes:
@@ -121,7 +128,7 @@ def pack_state(partitions: Sequence[PartitionState]) -> bytes:
     return marshal.dumps((_STATE_VERSION, tuple(
         (str(p.topic), int(p.partition), p.committed_offset, p.log_start_offset, p.log_end_offset, p.lag,
          None if p.time_lag_seconds is None else float(p.time_lag_seconds), str(p.time_lag_method),
-         str(p.time_lag_reason), _ms(p.stuck_since), bool(p.stalled), p.peak_committed, _ms(p.peak_at))
+         str(p.time_lag_reason), _us(p.stuck_since), bool(p.stalled), p.peak_committed, _us(p.peak_at))
         for p in partitions)))
 
 
@@ -170,9 +177,12 @@ def latest_topic_points(groups: Iterable[ConsumerGroup], *, include_gone: bool =
                                         if g.last_sample_at is not None and (include_gone or g.gone_at is None)}
     if not wanted:
         return {}
+    unknown_cluster = [g.id for g in wanted.values() if g.cluster_id is None]
+    cluster_of = _clusters_of(unknown_cluster) if unknown_cluster else {}
     by_poll: dict[tuple[int, datetime], set[int]] = defaultdict(set)
     for group in wanted.values():
-        by_poll[(group.cluster_id, group.last_sample_at)].add(bucket_of(group.id))  # type: ignore[index]
+        cluster_id = group.cluster_id if group.cluster_id is not None else cluster_of.get(group.id)
+        by_poll[(cluster_id, group.last_sample_at)].add(bucket_of(group.id))  # type: ignore[index]
     condition = Q()
     for (cluster_id, polled_at), buckets in by_poll.items():
         condition |= Q(cluster_id=cluster_id, polled_at=polled_at, bucket__in=sorted(buckets))
