@@ -130,11 +130,11 @@ def test_the_flow_graph_is_built_in_a_fixed_number_of_queries(django_assert_max_
     for n in range(30):
         save(*order_saga(new_trace_id(), start=n, fail_payment=n % 10 == 0))
     group_with_lag(cluster("prod"), "payments", {"orders.events": 12}, T0)
-    with django_assert_max_num_queries(9):  # whatever the number of events
+    with django_assert_max_num_queries(10):  # whatever the number of events
         graph = flow_queries.flow_graph(TimeRange(SINCE, UNTIL, "10m"), Tolerances())
     consume = next(e for e in graph.edges if e.consumer_group == "payments")
     assert (consume.events, consume.failed, consume.lag) == (30, 6, 12)
-    assert consume.p95_latency_seconds == pytest.approx(1.0)
+    assert consume.p95_latency_seconds == pytest.approx(1.0, rel=0.05)  # a histogram bucket's middle
     assert len(consume.examples) == 3
 
 
