@@ -15,7 +15,7 @@ from tests.flow_data import T0, event, save
 
 pytestmark = pytest.mark.django_db
 
-LATER = T0 + timedelta(days=1)  # a run this late has settled everything below
+LATER = T0 + timedelta(days=3)  # a run this late has settled everything below
 
 
 def traffic(rng: random.Random, messages: int, span_seconds: float, start: datetime = T0) -> list:
@@ -59,7 +59,7 @@ def stored_rows():
 
 def test_a_rollup_backed_read_equals_the_raw_computation_for_random_ranges():
     rng = random.Random(7)
-    save(*traffic(rng, 400, span_seconds=3 * 3600))
+    save(*traffic(rng, 400, span_seconds=3 * 3600), *traffic(rng, 60, span_seconds=3 * 86_400, start=T0 - timedelta(days=1)))
     rollups.update(LATER)
     rolled_until = rollups.rolled_up_until()
     ranges = [
@@ -67,16 +67,18 @@ def test_a_rollup_backed_read_equals_the_raw_computation_for_random_ranges():
         (T0 - timedelta(minutes=1), T0 + timedelta(hours=4)),  # beyond the data at both ends
         (T0 + timedelta(seconds=17.25), T0 + timedelta(seconds=41)),  # inside one minute
         (T0 + timedelta(minutes=59, seconds=30), T0 + timedelta(hours=2, minutes=0, seconds=30)),
+        (T0 - timedelta(days=1, seconds=-17), T0 + timedelta(days=2)),  # whole days
     ]
     for _ in range(30):
         since = T0 + timedelta(seconds=rng.uniform(-600, 3 * 3600))
-        ranges.append((since, since + timedelta(seconds=rng.choice((30, 600, 3600, 9000)) * rng.random())))
-    used_hours = 0
+        ranges.append((since, since + timedelta(seconds=rng.choice((30, 600, 3600, 9000, 200_000)) * rng.random())))
+    used_hours = used_days = 0
     for since, until in ranges:
         plan = rollups.read_plan(since, until, rolled_until)
-        used_hours += bool(plan.hours)
+        used_hours += bool(plan.windows(rollups.HOUR))
+        used_days += bool(plan.windows(rollups.DAY))
         assert as_set(rollups.edge_rows(since, until, rolled_until)) == as_set(rollups.edge_rows(since, until, None))
-    assert used_hours >= 3  # the long ranges read hour rows, not only minutes
+    assert used_hours >= 3 and used_days >= 1  # long ranges read hour and day rows, not only minutes
 
 
 def test_flow_data_from_the_rollup_equals_flow_data_from_raw_events():
@@ -85,7 +87,7 @@ def test_flow_data_from_the_rollup_equals_flow_data_from_raw_events():
     since, until = T0 + timedelta(seconds=95.5), T0 + timedelta(seconds=8000.1)
     rolled = flow_queries.flow_data(since, until, at_present=False)
     raw = flow_queries.flow_data(since, until, at_present=False, rollup=False)
-    assert rollups.read_plan(since, until, rollups.rolled_up_until()).hours
+    assert rollups.read_plan(since, until, rollups.rolled_up_until()).windows(rollups.HOUR)
     assert sorted(rolled.publishes, key=repr) == sorted(raw.publishes, key=repr)
     assert sorted(rolled.consumes, key=repr) == sorted(raw.consumes, key=repr)
     assert rolled.p95 == raw.p95 and rolled.p95
@@ -139,7 +141,7 @@ def test_reports_after_the_last_run_are_read_from_raw_events():
     assert row.published == 3
 
 
-def test_pruning_drops_the_rollup_of_pruned_events_and_sums_the_cutoff_hour_again():
+def test_pruning_drops_the_rollup_of_pruned_events_and_sums_the_cutoff_hour_and_day_again():
     save(*(event(f"e{n}", "published", "orders", n * 600, topic="orders.events") for n in range(12)))
     rollups.update(LATER)
     cutoff = T0 + timedelta(minutes=35)
@@ -148,24 +150,29 @@ def test_pruning_drops_the_rollup_of_pruned_events_and_sums_the_cutoff_hour_agai
     assert min(starts) == T0 + timedelta(minutes=40)
     hours = dict(FlowEdgeRollup.objects.filter(period_seconds=rollups.HOUR).values_list("period_start", "published"))
     assert hours == {T0: 2, T0 + timedelta(hours=1): 6}
+    days = dict(FlowEdgeRollup.objects.filter(period_seconds=rollups.DAY).values_list("period_start", "published"))
+    assert days == {rollups.floor_to(T0, rollups.DAY): 8}
 
 
-@pytest.mark.parametrize(("since", "until", "raw", "minutes", "hours"), [
-    (T0, T0 + timedelta(seconds=30), 1, 0, 0),
-    (T0 + timedelta(seconds=1), T0 + timedelta(minutes=5, seconds=1), 2, 1, 0),
-    (T0 - timedelta(seconds=1), T0 + timedelta(hours=2, minutes=3), 1, 1, 1),
+@pytest.mark.parametrize(("since", "until", "raw", "minutes", "hours", "days"), [
+    (T0, T0 + timedelta(seconds=30), 1, 0, 0, 0),
+    (T0 + timedelta(seconds=1), T0 + timedelta(minutes=5, seconds=1), 2, 1, 0, 0),
+    (T0 - timedelta(seconds=1), T0 + timedelta(hours=2, minutes=3), 1, 1, 1, 0),
+    (T0 + timedelta(seconds=1), T0 + timedelta(days=7, minutes=3, seconds=1), 2, 2, 2, 1),
 ])
-def test_a_range_reads_whole_hours_whole_minutes_and_raw_edges(since, until, raw, minutes, hours):
-    plan = rollups.read_plan(since, until, T0 + timedelta(days=1))
-    assert (len(plan.raw), len(plan.minutes), len(plan.hours)) == (raw, minutes, hours)
-    pieces = sorted(plan.raw + plan.minutes + plan.hours)
+def test_a_range_reads_whole_days_hours_and_minutes_from_the_rollup_and_its_edges_raw(since, until, raw, minutes,
+                                                                                        hours, days):
+    plan = rollups.read_plan(since, until, T0 + timedelta(days=10))
+    assert (len(plan.raw), len(plan.windows(rollups.MINUTE)), len(plan.windows(rollups.HOUR)),
+            len(plan.windows(rollups.DAY))) == (raw, minutes, hours, days)
+    pieces = sorted(plan.raw + tuple((start, end) for _, start, end in plan.rolled))
     assert pieces[0][0] == since and pieces[-1][1] == until
     assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))  # no gap, no overlap
 
 
 def test_without_a_rollup_everything_is_read_from_raw_events():
     plan = rollups.read_plan(T0, T0 + timedelta(hours=5), None)
-    assert plan == rollups.ReadPlan(((T0, T0 + timedelta(hours=5)),), (), ())
+    assert plan == rollups.ReadPlan(((T0, T0 + timedelta(hours=5)),), ())
     assert rollups.floor_to(datetime(2024, 5, 1, 12, 7, 59, tzinfo=UTC), 60) == datetime(2024, 5, 1, 12, 7, tzinfo=UTC)
 
 

@@ -393,6 +393,27 @@ def failed_examples(since: datetime, until: datetime, per_edge: int = EXAMPLES_P
     return dict(examples)
 
 
+EXAMPLE_SPANS = (timedelta(hours=1), timedelta(days=1))
+
+
+def latest_failed_examples(since: datetime, until: datetime,
+                           failing: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[str]]:
+    """:func:`failed_examples` of the range, looked for in its last hour, then its last
+    day, before all of it: the latest traces that failed on an edge are the same in any
+    suffix of the range holding at least ``EXAMPLES_PER_EDGE`` of them, and a week's
+    failures are not all read when the last hour already names enough of each failing
+    (service, topic, consumer_group)."""
+    failing = set(failing)
+    for span in EXAMPLE_SPANS:
+        start = until - span
+        if start <= since:
+            break
+        found = failed_examples(start, until)
+        if all(len(found.get(edge, ())) >= EXAMPLES_PER_EDGE for edge in failing):
+            return found
+    return failed_examples(since, until)
+
+
 def polled_group_names(names: Iterable[str]) -> set[str]:
     """The consumer group names the poller knows, of ``names``: the only ones with a lag.
 
@@ -419,9 +440,12 @@ def flow_data(since: datetime, until: datetime, at_present: bool, rollup: bool =
                         r.dead_lettered) for r in rows)
         p95 = {(r.topic, r.service, r.consumer_group): value for r in rows
                if (value := histogram.percentile(r.latency_buckets, P95)) is not None}
+        examples = latest_failed_examples(
+            since, until, ((r.service, r.topic, r.consumer_group) for r in rows if r.failed or r.dead_lettered))
     else:
         publishes, consumes = edge_aggregates(since, until)
         p95 = p95_latencies(since, until)
+        examples = failed_examples(since, until)
     polled = polled_group_names(c.consumer_group for c in consumes)
     lagging = [c for c in consumes if c.consumer_group in polled]
     return FlowData(
@@ -431,7 +455,7 @@ def flow_data(since: datetime, until: datetime, at_present: bool, rollup: bool =
         consumes=consumes,
         p95=p95,
         lags=group_lags((c.consumer_group for c in lagging), (c.topic for c in lagging), since, until, at_present),
-        examples=failed_examples(since, until),
+        examples=examples,
         observed_since=first_event_at(since, until),
     )
 

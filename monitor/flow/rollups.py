@@ -27,7 +27,6 @@ a range comes from raw events.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,8 @@ log = logging.getLogger(__name__)
 CURSOR = "flow_rollups"
 MINUTE = 60
 HOUR = 3600
+DAY = 86_400
+PERIODS = (DAY, HOUR, MINUTE)  # each the sum of the next: a week reads days, not 10,080 minutes
 SETTLE_SECONDS = 60  # an ingest transaction commits well within this after its rows are stamped
 BATCH = 20_000
 _LOCK_KEY = 0x666C6F77  # "flow": one updater at a time (a run replaces whole minutes)
@@ -75,13 +76,16 @@ def _bucket_sql(seconds: str) -> str:
             f"FLOOR(LN({milliseconds}) / {base})::int + 1) ELSE 0 END")
 
 
-def _minute_rows_sql() -> str:
+def _minute_rows_sql(whole_table: bool = False) -> str:
     """Rows (minute, service, topic, consumer_group, published, consumed, processed,
     failed, dead_lettered, latency_buckets jsonb) of the reports in the windows given as
-    two arrays of starts and ends (non-overlapping, so nothing is counted twice)."""
+    two arrays of starts and ends (non-overlapping, so nothing is counted twice).
+
+    A receipt is first when no receipt of the same event and edge precedes it anywhere
+    in the table: checked per receipt with the event id index for a few minutes; with
+    ``whole_table`` (a rebuild: one window holding everything) found by one sort and a
+    hash join instead, the same rows without two million index probes."""
     table = connection.ops.quote_name(Event._meta.db_table)
-    receipts = ", ".join(f"'{stage.value}'" for stage in RECEIPT_STAGES)
-    published = f"'{Stage.PUBLISHED.value}'"
 
     def counted(stage: Stage) -> str:
         return f"COUNT(*) FILTER (WHERE e.stage = '{stage.value}')"
@@ -98,20 +102,7 @@ def _minute_rows_sql() -> str:
             FROM {table} e JOIN windows w ON e.timestamp >= w.start_at AND e.timestamp < w.end_at
             WHERE e.topic <> ''
             GROUP BY 1, 2, 3, 4
-        ), first_receipts AS (
-            SELECT date_trunc('minute', r.timestamp) AS minute, r.service, r.topic, r.consumer_group,
-                   {_bucket_sql(latency)} AS bucket
-            FROM {table} r JOIN windows w ON r.timestamp >= w.start_at AND r.timestamp < w.end_at
-            CROSS JOIN LATERAL (
-                SELECT MIN(p.timestamp) AS published_at FROM {table} p
-                WHERE p.event_id = r.event_id AND p.topic = r.topic AND p.stage = {published}
-            ) pub
-            WHERE r.stage IN ({receipts}) AND r.topic <> '' AND pub.published_at IS NOT NULL
-              AND NOT EXISTS (
-                SELECT 1 FROM {table} o
-                WHERE o.event_id = r.event_id AND o.topic = r.topic AND o.service = r.service
-                  AND o.consumer_group = r.consumer_group AND o.stage IN ({receipts})
-                  AND (o.timestamp < r.timestamp OR (o.timestamp = r.timestamp AND o.id < r.id)))
+        ), first_receipts AS ({_first_receipts_sql(latency) if not whole_table else _all_first_receipts_sql(latency)}
         ), histograms AS (
             SELECT minute, service, topic, consumer_group, jsonb_object_agg(bucket::text, measured) AS buckets
             FROM (SELECT minute, service, topic, consumer_group, bucket, COUNT(*) AS measured
@@ -124,6 +115,41 @@ def _minute_rows_sql() -> str:
         )"""
 
 
+def _first_receipts_sql(latency: str) -> str:
+    table = connection.ops.quote_name(Event._meta.db_table)
+    receipts = ", ".join(f"'{stage.value}'" for stage in RECEIPT_STAGES)
+    return f"""
+            SELECT date_trunc('minute', r.timestamp) AS minute, r.service, r.topic, r.consumer_group,
+                   {_bucket_sql(latency)} AS bucket
+            FROM {table} r JOIN windows w ON r.timestamp >= w.start_at AND r.timestamp < w.end_at
+            CROSS JOIN LATERAL (
+                SELECT MIN(p.timestamp) AS published_at FROM {table} p
+                WHERE p.event_id = r.event_id AND p.topic = r.topic AND p.stage = '{Stage.PUBLISHED.value}'
+            ) pub
+            CROSS JOIN LATERAL (  -- a lookup per receipt, never a hash of every receipt in the table
+                SELECT o.id FROM {table} o
+                WHERE o.event_id = r.event_id AND o.topic = r.topic AND o.service = r.service
+                  AND o.consumer_group = r.consumer_group AND o.stage IN ({receipts})
+                ORDER BY o.timestamp, o.id LIMIT 1
+            ) earliest
+            WHERE r.stage IN ({receipts}) AND r.topic <> '' AND pub.published_at IS NOT NULL AND earliest.id = r.id"""
+
+
+def _all_first_receipts_sql(latency: str) -> str:
+    table = connection.ops.quote_name(Event._meta.db_table)
+    receipts = ", ".join(f"'{stage.value}'" for stage in RECEIPT_STAGES)
+    return f"""
+            SELECT date_trunc('minute', r.timestamp) AS minute, r.service, r.topic, r.consumer_group,
+                   {_bucket_sql(latency)} AS bucket
+            FROM (SELECT DISTINCT ON (event_id, topic, service, consumer_group)
+                         event_id, topic, service, consumer_group, timestamp
+                  FROM {table} WHERE stage IN ({receipts}) AND topic <> ''
+                  ORDER BY event_id, topic, service, consumer_group, timestamp, id) r
+            JOIN (SELECT event_id, topic, MIN(timestamp) AS published_at FROM {table}
+                  WHERE stage = '{Stage.PUBLISHED.value}' AND topic <> '' GROUP BY 1, 2) pub
+              USING (event_id, topic)"""
+
+
 def _window_params(windows: Sequence[tuple[datetime, datetime]]) -> list[Any]:
     return [[start for start, _ in windows], [end for _, end in windows]]
 
@@ -134,7 +160,7 @@ _COUNTS = ("published", "consumed", "processed", "failed", "dead_lettered")
 # --------------------------------------------------------------------------- keeping it current
 
 def _analytic_session(cursor: Any) -> None:
-    cursor.execute("SELECT set_config('work_mem', '32MB', true), set_config('jit', 'off', true)")
+    cursor.execute("SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)")
 
 
 def recompute_minutes(minutes: Iterable[datetime]) -> int:
@@ -157,42 +183,49 @@ def recompute_minutes(minutes: Iterable[datetime]) -> int:
             [*_window_params([(start, start + timedelta(minutes=1)) for start in starts]), MINUTE],
         )
         written = cursor.rowcount
-    _recompute_hours({floor_to(start, HOUR) for start in starts})
+    _recompute_sums({floor_to(start, HOUR) for start in starts}, HOUR)
     return written
 
 
-def _recompute_hours(hours: Iterable[datetime]) -> None:
-    """Hour rows: the sums of their minute rows (counts and buckets)."""
-    starts = sorted(hours)
+def _recompute_sums(starts_of: Iterable[datetime], period: int) -> None:
+    """Rows of ``period`` (hours, days): the sums of the rows of the next shorter period
+    (counts and buckets); the days of recomputed hours follow."""
+    starts = sorted(set(starts_of))
     if not starts:
         return
+    source = PERIODS[PERIODS.index(period) + 1]
     table = connection.ops.quote_name(FlowEdgeRollup._meta.db_table)
     sums = ", ".join(f"SUM({name})" for name in _COUNTS)
     columns = ", ".join(("period_seconds", "period_start", "service", "topic", "consumer_group", *_COUNTS,
                          "latency_buckets"))
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE period_seconds = %s AND period_start = ANY(%s)", [HOUR, starts])
+        cursor.execute(f"DELETE FROM {table} WHERE period_seconds = %s AND period_start = ANY(%s)",
+                       [period, starts])
         cursor.execute(
             f"""
-            WITH hours AS (SELECT unnest(%s::timestamptz[]) AS hour),
-            minutes AS (
-                SELECT h.hour, m.* FROM hours h JOIN {table} m
-                  ON m.period_seconds = %s AND m.period_start >= h.hour AND m.period_start < h.hour + interval '1 hour'
+            WITH periods AS (SELECT unnest(%s::timestamptz[]) AS period),
+            parts AS (
+                SELECT p.period, m.* FROM periods p JOIN {table} m
+                  ON m.period_seconds = %s AND m.period_start >= p.period
+                     AND m.period_start < p.period + make_interval(secs => %s)
             ), counts AS (
-                SELECT hour, service, topic, consumer_group, {sums} FROM minutes GROUP BY 1, 2, 3, 4
+                SELECT period, service, topic, consumer_group, {sums} FROM parts GROUP BY 1, 2, 3, 4
             ), buckets AS (
-                SELECT hour, service, topic, consumer_group, jsonb_object_agg(bucket, measured) AS buckets
-                FROM (SELECT m.hour, m.service, m.topic, m.consumer_group, b.key AS bucket,
+                SELECT period, service, topic, consumer_group, jsonb_object_agg(bucket, measured) AS buckets
+                FROM (SELECT m.period, m.service, m.topic, m.consumer_group, b.key AS bucket,
                              SUM(b.value::bigint) AS measured
-                      FROM minutes m, jsonb_each_text(m.latency_buckets) b GROUP BY 1, 2, 3, 4, 5) per_bucket
+                      FROM parts m, jsonb_each_text(m.latency_buckets) b GROUP BY 1, 2, 3, 4, 5) per_bucket
                 GROUP BY 1, 2, 3, 4
             )
             INSERT INTO {table} ({columns})
             SELECT %s, c.*, COALESCE(b.buckets, '{{}}'::jsonb)
-            FROM counts c LEFT JOIN buckets b USING (hour, service, topic, consumer_group)
+            FROM counts c LEFT JOIN buckets b USING (period, service, topic, consumer_group)
             """,
-            [starts, MINUTE, HOUR],
+            [starts, source, period, period],
         )
+    if period != PERIODS[0]:
+        longer = PERIODS[PERIODS.index(period) - 1]
+        _recompute_sums({floor_to(start, longer) for start in starts}, longer)
 
 
 @dataclass
@@ -261,7 +294,9 @@ def rebuild(now: datetime) -> int:
                          "latency_buckets"))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
-        _analytic_session(cursor)
+        # A maintenance statement over every report: minutes on a large table, not a web request.
+        cursor.execute("SELECT set_config('statement_timeout', '0', true), set_config('work_mem', '256MB', true), "
+                       "set_config('jit', 'off', true)")
         cursor.execute(f"DELETE FROM {table}")
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {event_table}")
         (last_id,) = cursor.fetchone()
@@ -269,14 +304,14 @@ def rebuild(now: datetime) -> int:
             ProcessingCursor.objects.filter(name=CURSOR).delete()
             return 0
         cursor.execute(
-            f"WITH {_minute_rows_sql()} INSERT INTO {table} ({columns}) "
+            f"WITH {_minute_rows_sql(whole_table=True)} INSERT INTO {table} ({columns}) "
             f"SELECT %s, minute, service, topic, consumer_group, {', '.join(_COUNTS)}, latency_buckets "
             f"FROM minute_rows",
             [*_window_params([(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))]), MINUTE],
         )
         written = cursor.rowcount
         cursor.execute(f"SELECT DISTINCT date_trunc('hour', period_start) FROM {table}")
-        _recompute_hours(hour for (hour,) in cursor.fetchall())
+        _recompute_sums((hour for (hour,) in cursor.fetchall()), HOUR)
         ProcessingCursor.objects.update_or_create(name=CURSOR, defaults={"position": last_id})
         ProcessingCursor.objects.filter(name=CURSOR).update(updated_at=now)
     return written
@@ -284,13 +319,15 @@ def rebuild(now: datetime) -> int:
 
 def prune(cutoff: datetime) -> int:
     """Drop the rollup of what event retention deleted (reports older than ``cutoff``);
-    the hour holding the cutoff is summed again from its remaining minutes."""
+    the hour and day holding the cutoff are summed again from what remains."""
     if not supported():
         return 0
     with transaction.atomic():
-        deleted = FlowEdgeRollup.objects.filter(period_seconds=MINUTE, period_start__lt=floor_to(cutoff, MINUTE)).delete()[0]
-        FlowEdgeRollup.objects.filter(period_seconds=HOUR, period_start__lt=floor_to(cutoff, HOUR)).delete()
-        _recompute_hours([floor_to(cutoff, HOUR)])
+        deleted = 0
+        for period in PERIODS:
+            deleted += FlowEdgeRollup.objects.filter(period_seconds=period,
+                                                     period_start__lt=floor_to(cutoff, period)).delete()[0]
+        _recompute_sums([floor_to(cutoff, HOUR)], HOUR)
     return deleted
 
 
@@ -322,72 +359,90 @@ class EdgeRow:
 
 @dataclass(frozen=True)
 class ReadPlan:
-    """Which parts of a range come from raw events, minute rows and hour rows."""
+    """Which parts of a range come from raw events and which from rollup rows:
+    ``rolled`` holds (period seconds, start, end) windows."""
 
     raw: tuple[tuple[datetime, datetime], ...]
-    minutes: tuple[tuple[datetime, datetime], ...]
-    hours: tuple[tuple[datetime, datetime], ...]
+    rolled: tuple[tuple[int, datetime, datetime], ...]
+
+    def windows(self, period: int) -> list[tuple[datetime, datetime]]:
+        return [(start, end) for seconds, start, end in self.rolled if seconds == period]
 
 
 def read_plan(since: datetime, until: datetime, rolled_until: datetime | None) -> ReadPlan:
-    """Whole hours from hour rows, whole minutes from minute rows, the partial minutes at
-    the edges (and anything after ``rolled_until``) from raw events."""
+    """Whole days from day rows, whole hours from hour rows, whole minutes from minute
+    rows, the partial minutes at the edges (and anything after ``rolled_until``) from raw
+    events."""
     if until <= since:
-        return ReadPlan((), (), ())
+        return ReadPlan((), ())
     first = ceil_to(since, MINUTE)
     last = min(floor_to(until, MINUTE), rolled_until or first)
     if last <= first:
-        return ReadPlan(((since, until),), (), ())
+        return ReadPlan(((since, until),), ())
     raw = tuple(w for w in ((since, first), (last, until)) if w[0] < w[1])
-    hour_first, hour_last = ceil_to(first, HOUR), floor_to(last, HOUR)
-    if hour_last <= hour_first:
-        return ReadPlan(raw, ((first, last),), ())
-    minutes = tuple(w for w in ((first, hour_first), (hour_last, last)) if w[0] < w[1])
-    return ReadPlan(raw, minutes, ((hour_first, hour_last),))
+
+    def split(start: datetime, end: datetime, periods: tuple[int, ...]) -> list[tuple[int, datetime, datetime]]:
+        period, shorter = periods[0], periods[1:]
+        if start >= end:
+            return []
+        if not shorter:
+            return [(period, start, end)]
+        inner_start, inner_end = ceil_to(start, period), floor_to(end, period)
+        if inner_end <= inner_start:
+            return split(start, end, shorter)
+        return [*split(start, inner_start, shorter), (period, inner_start, inner_end),
+                *split(inner_end, end, shorter)]
+
+    return ReadPlan(raw, tuple(split(first, last, PERIODS)))
 
 
 def edge_rows(since: datetime, until: datetime, rolled_until: datetime | None) -> list[EdgeRow]:
     """The range's edge rows in one statement: rollup rows of its whole minutes and hours
     plus the raw computation of the rest (``rolled_until=None``: all raw)."""
     plan = read_plan(since, until, rolled_until)
-    if not (plan.raw or plan.minutes or plan.hours):
+    if not (plan.raw or plan.rolled):
         return []
     table = connection.ops.quote_name(FlowEdgeRollup._meta.db_table)
     fields = ", ".join(_COUNTS)
     periods = " OR ".join(
-        ["(period_seconds = %s AND period_start >= %s AND period_start < %s)"]
-        * (len(plan.minutes) + len(plan.hours))) or "false"
-    period_params: list[Any] = [value for start, end in plan.minutes for value in (MINUTE, start, end)]
-    period_params += [value for start, end in plan.hours for value in (HOUR, start, end)]
-    sums = ", ".join(f"SUM({name})::bigint" for name in _COUNTS)
+        ["(period_seconds = %s AND period_start >= %s AND period_start < %s)"] * len(plan.rolled)) or "false"
+    period_params: list[Any] = [value for window in plan.rolled for value in window]
+    sums = ", ".join(f"SUM({name})::bigint AS {name}" for name in _COUNTS)
+    nulls = ", ".join("NULL::bigint" for _ in _COUNTS)
+    # Counts and buckets summed apart: rows carrying their jsonb through a sort cost more
+    # than the sums. The raw part (a CTE used twice) is computed once.
     sql = f"""
-        WITH {_minute_rows_sql()}, parts AS (
+        WITH {_minute_rows_sql()}, rolled AS NOT MATERIALIZED (
             SELECT service, topic, consumer_group, {fields}, latency_buckets FROM {table} WHERE {periods}
-            UNION ALL
-            SELECT service, topic, consumer_group, {fields}, latency_buckets FROM minute_rows
-        ), counts AS (
-            SELECT service, topic, consumer_group, {sums} FROM parts GROUP BY 1, 2, 3
-        ), buckets AS (
-            SELECT service, topic, consumer_group, jsonb_object_agg(bucket, measured) AS buckets
-            FROM (SELECT p.service, p.topic, p.consumer_group, b.key AS bucket, SUM(b.value::bigint) AS measured
-                  FROM parts p, jsonb_each_text(p.latency_buckets) b GROUP BY 1, 2, 3, 4) per_bucket
+        ), count_rows AS (
+            SELECT service, topic, consumer_group, {sums}
+            FROM (SELECT service, topic, consumer_group, {fields} FROM rolled
+                  UNION ALL SELECT service, topic, consumer_group, {fields} FROM minute_rows) parts
             GROUP BY 1, 2, 3
+        ), bucket_rows AS (
+            SELECT service, topic, consumer_group, b.key::int AS bucket, SUM(b.value::bigint)::bigint AS measured
+            FROM (SELECT service, topic, consumer_group, latency_buckets FROM rolled
+                  UNION ALL SELECT service, topic, consumer_group, latency_buckets FROM minute_rows) parts,
+                 jsonb_each_text(parts.latency_buckets) b
+            GROUP BY 1, 2, 3, 4
         )
-        SELECT c.*, b.buckets FROM counts c LEFT JOIN buckets b USING (service, topic, consumer_group)
+        SELECT service, topic, consumer_group, {fields}, NULL::int, NULL::bigint FROM count_rows
+        UNION ALL
+        SELECT service, topic, consumer_group, {nulls}, bucket, measured FROM bucket_rows
     """
     with transaction.atomic(), connection.cursor() as cursor:
         _analytic_session(cursor)
         cursor.execute(sql, [*_window_params(plan.raw), *period_params])
         rows = cursor.fetchall()
+    counts: dict[tuple[str, str, str], tuple[int, ...]] = {}
+    buckets: dict[tuple[str, str, str], dict[int, int]] = {}
+    for service, topic, group, *stage_counts, bucket, measured in rows:
+        if bucket is None:
+            counts[(service, topic, group)] = tuple(stage_counts)
+        else:
+            buckets.setdefault((service, topic, group), {})[bucket] = measured
     return [
-        EdgeRow(service, topic, group, published, consumed, processed, failed, dead_lettered, _buckets(buckets))
-        for service, topic, group, published, consumed, processed, failed, dead_lettered, buckets in rows
+        EdgeRow(service, topic, group, published, consumed, processed, failed, dead_lettered,
+                buckets.get((service, topic, group), {}))
+        for (service, topic, group), (published, consumed, processed, failed, dead_lettered) in counts.items()
     ]
-
-
-def _buckets(value: Any) -> dict[int, int]:
-    if not value:
-        return {}
-    if isinstance(value, str):
-        value = json.loads(value)
-    return {int(bucket): int(count) for bucket, count in value.items()}
