@@ -23,6 +23,7 @@ app.conf.beat_schedule = {
     "schedule-taps": {"task": "monitor.schedule_taps", "schedule": 10.0},
     "sync-schema-registries": {"task": "monitor.sync_schema_registries", "schedule": 300.0},
     "warm-flow-cache": {"task": "monitor.warm_flow_cache", "schedule": 120.0},
+    "ensure-time-partitions": {"task": "monitor.ensure_time_partitions", "schedule": 3600.0},
 }
 
 
@@ -64,6 +65,13 @@ def _start_worker_heartbeat(**_kwargs: object) -> None:
     """The worker says it is alive from a thread of its own: the heartbeat does not
     depend on beat sending it a task (a dead beat must not look like a dead worker)."""
     threading.Thread(target=_worker_heartbeat_loop, name="monitor-heartbeat", daemon=True).start()
+
+
+@worker_ready.connect
+def _ensure_time_partitions_at_start(sender: object = None, **_kwargs: object) -> None:
+    """A worker starting (after a day or more down, say) queues the partition upkeep at once
+    rather than waiting up to an hour for beat: rows never wait long in a default partition."""
+    app.send_task("monitor.ensure_time_partitions")
 
 
 @worker_shutting_down.connect

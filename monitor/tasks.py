@@ -62,6 +62,15 @@ def poll_cluster_shard(cluster_id: int, shard: int, shards: int, cycle_started_a
     run_poll(cluster_id, shard=Shard(shard, shards), cycle_started_at=datetime.fromisoformat(cycle_started_at))
 
 
+@shared_task(name="monitor.ensure_time_partitions", ignore_result=True)
+def ensure_time_partitions() -> dict[str, list[str]]:
+    """Hourly (and once when a worker starts): the daily partitions of every time-partitioned
+    table up to two days ahead, so tomorrow's exists long before midnight."""
+    from monitor import timepartitions
+
+    return timepartitions.ensure_registered(timezone.now())
+
+
 @shared_task(name="monitor.prune_lag", ignore_result=True)
 def prune_lag() -> None:
     from monitor.lag.retention import rollup_and_prune
