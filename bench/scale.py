@@ -18,12 +18,24 @@ mix of statuses). Then it measures, each as the median of ``--runs``:
 - the flow page with 10,000 services (goal: <= 1 s, <= 1 MB; the busiest nodes drawn,
   the rest folded into "others");
 - the trace list (``/traces/``) with one trace of 6,000 events against one of 60 events
-  (goal: linear in events, i.e. the same page time within noise).
+  (goal: linear in events, i.e. the same page time within noise);
+- polling, against a tansu broker it starts and seeds through the adapter (see
+  ``bench/scale_poll.py``): one cycle of ``--poll-groups`` x ``--poll-partitions`` against
+  the floor measured in the same run (goal: <= 1.5x); ``--shard-groups`` x
+  ``--shard-partitions`` polled in shards of ``--shard-size`` groups by real Celery worker
+  processes (goal: within 60 s); a worker's RSS over ``--rss-cycles`` cycles (goal: flat);
+  on SQLite, 50 groups x 200 partitions (goal: <= 3x the floor).
+
+The defaults keep the poll part near two minutes; the figures of issue 10 need
+``--poll-groups 10000 --shard-groups 50000 --shard-size 10000 --rss-cycles 100``.
 
 Server time is measured in-process through Django's test client (the whole request:
 middleware, views, templates), which is what a production worker spends per request.
 
     python bench/scale.py [--groups 10000] [--partitions 10] [--topics 1000] [--runs 5]
+                          [--only pages,alerts,events,poll] [--poll-groups 2000] [--poll-partitions 10]
+                          [--shard-groups 5000] [--shard-partitions 5] [--shard-size 2500]
+                          [--workers 2] [--rss-cycles 10]
                           [--database-url postgres://postgres@127.0.0.1:5432/postgres]
 """
 from __future__ import annotations
@@ -340,6 +352,43 @@ def measure_events(report: Report, runs: int, services: int) -> None:
                f"({large * 1000:.0f} ms)", "linear (~1x)", large / small <= 2.0)
 
 
+def measure_poll(report: Report, args: argparse.Namespace) -> None:
+    """Everything about polling, against a tansu broker started for it (bench/scale_poll.py)."""
+    from bench import scale_poll
+    from monitor.kafka.adapter import ConnectionSettings, wait_until_reachable
+    from monitor.models import Cluster
+    from tests.services import start_broker
+
+    import logging
+
+    from django.conf import settings
+
+    # kafka-python warns when a large answer keeps its I/O thread busy over 0.1 s: expected here.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+
+    settings.MONITOR_KAFKA_TIMEOUT_SECONDS = int(scale_poll.KAFKA_TIMEOUT_SECONDS)
+    broker = start_broker()
+    try:
+        kafka = ConnectionSettings([broker.bootstrap], timeout_seconds=float(scale_poll.KAFKA_TIMEOUT_SECONDS))
+        wait_until_reachable(kafka)
+        layout = scale_poll.Layout("poll", groups=args.poll_groups, topics=max(1, args.poll_groups // 100),
+                                   partitions_per_topic=args.poll_partitions)
+        result = scale_poll.measure_cycle(kafka, broker.bootstrap, layout, args.runs, args.history_cycles)
+        report.add(f"  ({layout.label} seeded on tansu, {layout.topics} topics)", f"{result['seed_seconds']:.0f} s",
+                   "(informative)", None)
+        scale_poll.report_cycle(report, layout, result, scale_poll.CYCLE_GOAL, "PostgreSQL")
+        if args.rss_cycles > 0:
+            scale_poll.measure_worker_memory(report, Cluster.objects.get(name="poll").pk, args.rss_cycles)
+        if args.shard_groups > 0:
+            sharded = scale_poll.Layout("sharded", groups=args.shard_groups, topics=max(1, args.shard_groups // 500),
+                                        partitions_per_topic=args.shard_partitions)
+            scale_poll.measure_sharded(report, kafka, broker.bootstrap, sharded, args.shard_size, args.workers,
+                                       args.runs)
+        scale_poll.measure_sqlite(report, broker.bootstrap, args.runs, args.history_cycles)
+    finally:
+        broker.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=10_000)
@@ -348,7 +397,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--services", type=int, default=10_000, help="services on the flow page")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    parser.add_argument("--only", default="pages,alerts,events,poll", help="comma-separated parts to run")
+    parser.add_argument("--poll-groups", type=int, default=2000, help="groups of the measured poll cycle")
+    parser.add_argument("--poll-partitions", type=int, default=10, help="partitions per group of that cycle")
+    parser.add_argument("--history-cycles", type=int, default=3, help="earlier cycles before the measured ones")
+    parser.add_argument("--shard-groups", type=int, default=5000, help="groups of the sharded cycle (0: skip)")
+    parser.add_argument("--shard-partitions", type=int, default=5)
+    parser.add_argument("--shard-size", type=int, default=2500, help="MONITOR_POLL_SHARD_GROUPS of the workers")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes polling the shards")
+    parser.add_argument("--rss-cycles", type=int, default=10, help="cycles of the memory measurement (0: skip)")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
     from tests.services import ensure_postgresql
 
     if args.database_url is None:
@@ -362,17 +421,25 @@ def main() -> None:
     report = Report()
     try:
         seeding = time.monotonic()
-        cluster = seed(args.groups, args.partitions, args.topics)
-        print(f"database: {connection.vendor} ({test_db}); seeded {args.groups:,} groups x {args.partitions} "
-              f"partitions = {args.groups * args.partitions:,} group-partitions over {args.topics:,} topics "
-              f"in {time.monotonic() - seeding:.1f} s; medians of {args.runs} runs", flush=True)
-        print("pages and API:")
-        measure_pages(report, cluster, args.runs)
-        print("alerts:")
-        measure_alerts(report, cluster, args.runs)
-        measure_burst(report, cluster)
-        print("events:")
-        measure_events(report, args.runs, args.services)
+        cluster = ""
+        if parts & {"pages", "alerts"}:
+            cluster = seed(args.groups, args.partitions, args.topics)
+            print(f"database: {connection.vendor} ({test_db}); seeded {args.groups:,} groups x {args.partitions} "
+                  f"partitions = {args.groups * args.partitions:,} group-partitions over {args.topics:,} topics "
+                  f"in {time.monotonic() - seeding:.1f} s; medians of {args.runs} runs", flush=True)
+        if "pages" in parts:
+            print("pages and API:")
+            measure_pages(report, cluster, args.runs)
+        if "alerts" in parts:
+            print("alerts:")
+            measure_alerts(report, cluster, args.runs)
+            measure_burst(report, cluster)
+        if "events" in parts:
+            print("events:")
+            measure_events(report, args.runs, args.services)
+        if "poll" in parts:
+            print("polling (tansu):")
+            measure_poll(report, args)
     finally:
         connection.close()
         connection.creation.destroy_test_db(test_db, verbosity=0)
