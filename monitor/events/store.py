@@ -1,7 +1,7 @@
 """Writing event reports: idempotent, exact counts, a few statements per batch.
 
 PostgreSQL: the batch is ``COPY``-ed into a session-private temporary table, then
-``INSERT ... SELECT ... ON CONFLICT (report_hash) DO NOTHING RETURNING 1`` moves it into
+``INSERT ... SELECT ... ON CONFLICT (timestamp, report_hash) DO NOTHING RETURNING 1`` moves it into
 the events table in one statement. The rows returned are exactly the reports this
 request stored, also when identical retries race (the unique index makes the second
 writer wait, then skip). COPY avoids building and parsing a 17,000-parameter statement;
@@ -77,7 +77,8 @@ def _insert_postgresql(rows: Sequence[EventRow], received_at: dt.datetime) -> in
         # Sorted by hash: concurrent overlapping batches lock rows in one order, no deadlock.
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_BATCH_TABLE} "
-            f"ORDER BY {quote('report_hash')} ON CONFLICT ({quote('report_hash')}) DO NOTHING RETURNING 1"
+            f"ORDER BY {quote('report_hash')} ON CONFLICT ({quote('timestamp')}, {quote('report_hash')}) "
+            f"DO NOTHING RETURNING 1"
         )
         inserted = len(cursor.fetchall())
         if nested:
@@ -90,10 +91,12 @@ def _insert_generic(rows: Sequence[EventRow], received_at: dt.datetime) -> int:
 
     with transaction.atomic():
         existing: set[str] = set()
-        hashes = [row.report_hash for row in rows]
-        for start in range(0, len(hashes), _SQLITE_CHUNK):
+        for start in range(0, len(rows), _SQLITE_CHUNK):
+            chunk = rows[start:start + _SQLITE_CHUNK]
+            # The unique key (timestamp, report_hash) leads with the timestamp: look up by both.
             existing.update(value.hex for value in Event.objects.filter(
-                report_hash__in=hashes[start:start + _SQLITE_CHUNK]).values_list("report_hash", flat=True))
+                timestamp__in={row.timestamp for row in chunk}, report_hash__in=[row.report_hash for row in chunk],
+            ).values_list("report_hash", flat=True))
         new = [row for row in rows if row.report_hash not in existing]
         Event.objects.bulk_create(
             [Event(**{**row._asdict(), "attributes": json.loads(row.attributes) if row.attributes else None},
