@@ -413,7 +413,8 @@ def seed_flow_week(events: int) -> int:
         )
         written = cursor.rowcount
         for _, definition, _ in indexes:  # a unique constraint comes back as a unique index
-            cursor.execute(definition)
+            # A partitioned table's index is defined ON ONLY the parent; built here on every partition.
+            cursor.execute(definition.replace(" ON ONLY ", " ON "))
         cursor.execute(f"ANALYZE {table}")
     return written
 

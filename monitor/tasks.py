@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import worker_shutting_down
@@ -92,12 +91,12 @@ def run_detectors() -> dict[str, int]:
 @shared_task(name="monitor.prune_events", ignore_result=True)
 def prune_events() -> None:
     from monitor.events.config import event_retention_days
-    from monitor.events.retention import prune_events as prune
+    from monitor.events.retention import event_cutoff, prune_events as prune
     from monitor.flow import rollups
 
     now = timezone.now()
     prune(now)
-    rollups.prune(now - timedelta(days=event_retention_days()))  # the flow rollup keeps what the events keep
+    rollups.prune(event_cutoff(now, event_retention_days()))  # the flow rollup keeps what the events keep
 
 
 @shared_task(name="monitor.update_flow_rollups", ignore_result=True, soft_time_limit=100, time_limit=120)

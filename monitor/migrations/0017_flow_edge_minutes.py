@@ -16,7 +16,7 @@ def build_rollups(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitor', '0015_oncall_status_since_silence_until_resolved'),
+        ('monitor', '0016_events_time_partitions'),
     ]
 
     operations = [
