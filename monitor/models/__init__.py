@@ -3,6 +3,7 @@ from monitor.models.alerts import (
 )
 from monitor.models.channels import Channel
 from monitor.models.clusters import Cluster, ConsumerGroup, Topic
+from monitor.models.flow import FlowEdgeRollup
 from monitor.models.events import Event, EventType, ExpectedSubscription, Finding, Service
 from monitor.models.lag import GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, TopicLagSample
 from monitor.models.schemas import SchemaSubject, TopicSchemaId
@@ -11,7 +12,7 @@ from monitor.models.tokens import ApiToken
 
 __all__ = [
     "Alert", "AlertRule", "ApiToken", "Channel", "Cluster", "ConsumerGroup", "DeliveryAttempt",
-    "Event", "EventType", "ExpectedSubscription", "Finding", "GroupEvent", "Heartbeat", "LogOffsetSample",
+    "Event", "EventType", "FlowEdgeRollup", "ExpectedSubscription", "Finding", "GroupEvent", "Heartbeat", "LogOffsetSample",
     "MaintenanceWindow", "Notification", "PartitionLagSample", "PollRun", "Service", "Silence",
     "Topic", "TopicLagSample",
     "BusinessFlow", "BusinessTransaction", "Pathway", "ProcessingCursor", "TracePathway",
