@@ -23,6 +23,7 @@ app.conf.beat_schedule = {
     "schedule-taps": {"task": "monitor.schedule_taps", "schedule": 10.0},
     "sync-schema-registries": {"task": "monitor.sync_schema_registries", "schedule": 300.0},
     "warm-flow-cache": {"task": "monitor.warm_flow_cache", "schedule": 120.0},
+    "update-flow-rollups": {"task": "monitor.update_flow_rollups", "schedule": 30.0},
     "ensure-time-partitions": {"task": "monitor.ensure_time_partitions", "schedule": 3600.0},
 }
 

@@ -90,9 +90,22 @@ def run_detectors() -> dict[str, int]:
 
 @shared_task(name="monitor.prune_events", ignore_result=True)
 def prune_events() -> None:
-    from monitor.events.retention import prune_events as prune
+    from monitor.events.config import event_retention_days
+    from monitor.events.retention import event_cutoff, prune_events as prune
+    from monitor.flow import rollups
 
-    prune(timezone.now())
+    now = timezone.now()
+    prune(now)
+    rollups.prune(event_cutoff(now, event_retention_days()))  # the flow rollup keeps what the events keep
+
+
+@shared_task(name="monitor.update_flow_rollups", ignore_result=True, soft_time_limit=100, time_limit=120)
+def update_flow_rollups() -> int:
+    """Every 30 s: fold the events stored since the last run into the per-minute flow
+    edge rollup (trails ingest; the flow page and API read whole minutes from it)."""
+    from monitor.flow import rollups
+
+    return rollups.update(timezone.now()).events
 
 
 @shared_task(name="monitor.schedule_taps", ignore_result=True)

@@ -30,6 +30,8 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
 
 UTC = dt.timezone.utc
 DEFAULT_SUFFIX = "_pdefault"
@@ -240,17 +242,21 @@ def _create_day_partition(cursor: Any, table: str, column: str, day: dt.date, de
     return True
 
 
+def partitions_before(table: str, cutoff: dt.datetime, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """The daily partitions whose whole day ends at or before ``cutoff`` (what
+    :func:`drop_partitions_before` would drop), oldest first."""
+    if cutoff.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=UTC)
+    days = {name: partition_day(table, name) for name in partitions(table, using)}
+    return sorted(name for name, day in days.items()
+                  if day is not None and day_start(day + dt.timedelta(days=1)) <= cutoff)
+
+
 def drop_partitions_before(table: str, cutoff: dt.datetime, using: str = DEFAULT_DB_ALIAS) -> list[str]:
     """Drop every daily partition whose whole day ends at or before ``cutoff`` (never the
     default partition); return the names dropped; [] on SQLite or for a plain table."""
     connection = _connection(using)
-    if cutoff.tzinfo is None:
-        cutoff = cutoff.replace(tzinfo=UTC)
-    doomed = []
-    for name in partitions(table, using):
-        day = partition_day(table, name)
-        if day is not None and day_start(day + dt.timedelta(days=1)) <= cutoff:
-            doomed.append(name)
+    doomed = partitions_before(table, cutoff, using)
     for name in doomed:
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(name)}")
@@ -280,42 +286,100 @@ def convert_to_partitioned(schema_editor: BaseDatabaseSchemaEditor, table: str, 
     becomes ``primary_key`` and the unique constraints become ``unique`` (each must contain
     ``column``: PostgreSQL requires the partition key in them); a mapping gives each its name,
     a plain list names them ``{table}_{columns}_uniq``. A daily partition is created for each
-    day present in the data, the default partition, and the days up to ``days_ahead`` after
-    ``now``. Runs inside the migration's transaction: all or nothing.
+    day present in the data, the default partition, and, given ``now``, the days up to
+    ``days_ahead`` after it. Runs inside the migration's transaction: all or nothing.
     """
     connection = schema_editor.connection
     if connection.vendor != "postgresql" or is_partitioned(table, connection.alias):
         return
+    named_unique = _named_unique(table, unique)
     if column not in primary_key:
         raise ValueError(f"the primary key of {table} must contain the partition column {column}")
-    named_unique = dict(unique) if isinstance(unique, Mapping) else {
-        _unique_name(table, columns): columns for columns in unique}
     for name, columns in named_unique.items():
         if column not in columns:
             raise ValueError(f"unique constraint {name} of {table} must contain the partition column {column}")
+    _rebuild(schema_editor, table, column, primary_key, named_unique)
+    if now is not None:
+        ensure_partitions(table, now, days_ahead=days_ahead, using=connection.alias)
+
+
+def convert_to_plain(schema_editor: BaseDatabaseSchemaEditor, table: str, primary_key: Sequence[str],
+                     unique: Sequence[Sequence[str]] | Mapping[str, Sequence[str]] = ()) -> None:
+    """The reverse of :func:`convert_to_partitioned` (a migration's backwards step): one plain
+    table with every row, the given primary key and unique constraints, the same indexes."""
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql" or not is_partitioned(table, connection.alias):
+        return
+    _rebuild(schema_editor, table, None, primary_key, _named_unique(table, unique))
+
+
+class UnlessPostgreSQL(Operation):
+    """A migration operation whose schema change runs on every database but PostgreSQL
+    (where :func:`convert_to_partitioned` builds the table instead); the model state changes
+    everywhere alike. Wrap e.g. the ``AlterField`` dropping a unique that cannot survive
+    partitioning, and the ``AddConstraint`` of its replacement."""
+
+    reversible = True
+
+    def __init__(self, operation: Operation) -> None:
+        self.operation = operation
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return (self.__class__.__qualname__, [self.operation], {})
+
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
+        self.operation.state_forwards(app_label, state)
+
+    def database_forwards(self, app_label: str, schema_editor: BaseDatabaseSchemaEditor,
+                          from_state: ProjectState, to_state: ProjectState) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            self.operation.database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label: str, schema_editor: BaseDatabaseSchemaEditor,
+                           from_state: ProjectState, to_state: ProjectState) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            self.operation.database_backwards(app_label, schema_editor, from_state, to_state)
+
+    def describe(self) -> str:
+        return f"{self.operation.describe()} (not on PostgreSQL)"
+
+
+def _named_unique(table: str, unique: Sequence[Sequence[str]] | Mapping[str, Sequence[str]]) -> dict[str, Sequence[str]]:
+    if isinstance(unique, Mapping):
+        return dict(unique)
+    return {_unique_name(table, columns): columns for columns in unique}
+
+
+def _rebuild(schema_editor: BaseDatabaseSchemaEditor, table: str, column: str | None,
+             primary_key: Sequence[str], named_unique: Mapping[str, Sequence[str]]) -> None:
+    """Copy ``table`` into a new table (partitioned by ``column``, or plain when None) and
+    put it in the old one's place with the same columns, identity and plain indexes."""
     quote = schema_editor.quote_name
-    staging = f"{table}__partitioned"
-    with connection.cursor() as cursor:
+    staging = f"{table}__rebuilt"
+    with schema_editor.connection.cursor() as cursor:
         columns = _columns(cursor, table)
         identity = _identity_columns(cursor, table)
         owned_sequences = _owned_sequences(cursor, table)
         indexes = _plain_indexes(cursor, table)
-        cursor.execute(f"SELECT DISTINCT date_trunc('day', {quote(column)} AT TIME ZONE 'UTC')::date "
-                       f"FROM {quote(table)} WHERE {quote(column)} IS NOT NULL")
-        days = sorted(day for (day,) in cursor.fetchall())
+        days: list[dt.date] = []
+        if column is not None:
+            cursor.execute(f"SELECT DISTINCT ({quote(column)} AT TIME ZONE 'UTC')::date "
+                           f"FROM {quote(table)} WHERE {quote(column)} IS NOT NULL")
+            days = sorted(day for (day,) in cursor.fetchall())
     column_list = ", ".join(quote(c) for c in columns)
+    partitioning = f" PARTITION BY RANGE ({quote(column)})" if column is not None else ""
     schema_editor.execute(f"CREATE TABLE {quote(staging)} (LIKE {quote(table)} INCLUDING DEFAULTS "
-                          f"INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS) "
-                          f"PARTITION BY RANGE ({quote(column)})")
-    schema_editor.execute(f"CREATE TABLE {quote(default_partition_name(table))} PARTITION OF {quote(staging)} DEFAULT")
-    for day in days:
-        start, end = day_start(day), day_start(day + dt.timedelta(days=1))
-        schema_editor.execute(
-            f"CREATE TABLE {quote(partition_name(table, day))} PARTITION OF {quote(staging)} "
-            f"FOR VALUES FROM (%s) TO (%s)", [start, end])
+                          f"INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS){partitioning}")
+    if column is not None:
+        schema_editor.execute(f"CREATE TABLE {quote(default_partition_name(table))} "
+                              f"PARTITION OF {quote(staging)} DEFAULT")
+        for day in days:
+            schema_editor.execute(
+                f"CREATE TABLE {quote(partition_name(table, day))} PARTITION OF {quote(staging)} "
+                f"FOR VALUES FROM (%s) TO (%s)", [day_start(day), day_start(day + dt.timedelta(days=1))])
     # Rows first, indexes after: one sorted build per index instead of row-by-row upkeep.
     schema_editor.execute(f"INSERT INTO {quote(staging)} ({column_list}) SELECT {column_list} FROM {quote(table)}")
-    # Sequences a serial column owns would be dropped with the old table: the new one owns them.
+    # A serial column's sequence would be dropped with the old table: the new one owns it.
     for sequence, owner_column in owned_sequences:
         schema_editor.execute(f"ALTER SEQUENCE {sequence} OWNED BY {quote(staging)}.{quote(owner_column)}")
     schema_editor.execute(f"DROP TABLE {quote(table)}")
@@ -334,9 +398,9 @@ def convert_to_partitioned(schema_editor: BaseDatabaseSchemaEditor, table: str, 
         schema_editor.execute(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} "
                               f"UNIQUE ({', '.join(quote(c) for c in unique_columns)})")
     for definition in indexes:
-        schema_editor.execute(definition)
-    if now is not None:
-        ensure_partitions(table, now, days_ahead=days_ahead, using=connection.alias)
+        # A partitioned table's index reads "ON ONLY t": built on the new table, it must
+        # cover every partition (or the one plain table).
+        schema_editor.execute(definition.replace(" ON ONLY ", " ON ", 1))
 
 
 def _unique_name(table: str, columns: Sequence[str]) -> str:

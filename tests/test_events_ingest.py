@@ -223,6 +223,41 @@ def test_known_service_last_seen_moves_forward():
     assert (service.first_seen_at, service.last_seen_at) == (NOW, later)
 
 
+@pytest.mark.django_db
+def test_a_retry_is_a_duplicate_whether_its_day_has_a_partition_or_waited_in_the_default_one():
+    from django.db import connection
+
+    from monitor import timepartitions
+    from monitor.models import Event
+
+    table = Event._meta.db_table
+    waiting = {"events": [event(event_id="early", timestamp="2024-05-01T00:00:00Z"),
+                          event(event_id="late", timestamp="2024-04-30T23:59:59Z")]}
+    assert ingest_payload(waiting, NOW, LIMITS).accepted == 2  # no partition yet: the default one
+    assert timepartitions.ensure_partitions(table, NOW, days_ahead=0, days_back=1) == [
+        f"{table}_p20240430", f"{table}_p20240501"]
+    again = ingest_payload({"events": [*waiting["events"], event(event_id="new", timestamp="2024-05-01T11:00:00Z")]},
+                           NOW, LIMITS)
+    assert (again.accepted, again.duplicates) == (1, 2)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT tableoid::regclass::text, count(*) FROM {table} GROUP BY 1")
+        assert dict(cursor.fetchall()) == {f"{table}_p20240430": 1, f"{table}_p20240501": 2}
+    assert Event.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_names_this_process_just_stored_are_known_without_a_query(django_assert_num_queries):
+    rows = validate_payload({"events": [event(topic="orders"), event(event_id="b", service="billing")]}, NOW, LIMITS)
+    assert store.unknown_names(rows) == {"services": {"orders", "billing"}, "event_types": {"OrderPlaced"},
+                                         "topics": {"orders"}}
+    store.store_rows(rows, NOW)
+    with django_assert_num_queries(0):
+        assert store.unknown_names(rows) == {"services": set(), "event_types": set(), "topics": set()}
+    store.forget_registry_cache()
+    with django_assert_num_queries(3):
+        assert store.unknown_names(rows) == {"services": set(), "event_types": set(), "topics": set()}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_identical_retries_store_each_report_once_and_count_exactly():
 
@@ -272,3 +307,34 @@ def test_any_json_is_refused_naming_fields_or_normalised_never_raises(payload):
             value.encode()  # storable: no lone surrogate
             assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in value), (name, value)
         assert row.trace_id == "" or len(row.trace_id) == 32 and "\n" not in row.trace_id
+
+
+def test_on_sqlite_a_retry_is_counted_as_duplicates_and_stored_once(tmp_path):
+    """The demo's database dedupes through the same (timestamp, report hash) key."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import datetime as dt, json, django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from monitor.events.store import ingest_payload
+from monitor.models import Event
+from tests.test_events_ingest import LIMITS, NOW, event
+batch = {"events": [event(event_id=f"evt-{n}", timestamp=f"2024-05-01T11:{n % 60:02d}:00Z") for n in range(450)]}
+first = ingest_payload(batch, NOW, LIMITS)
+again = ingest_payload({"events": batch["events"] + [event(event_id="new")]}, NOW, LIMITS)
+print(json.dumps([first.accepted, first.duplicates, again.accepted, again.duplicates, Event.objects.count()]))
+"""
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("REDIS_URL", "MONITOR_TEST_DB_NAME")}
+    environment.update(DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}", DEBUG="true",
+                       DJANGO_SETTINGS_MODULE="monitor.settings")
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parent.parent, env=environment, timeout=300)
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout.strip().splitlines()[-1]) == [450, 0, 1, 450, 451]

@@ -60,7 +60,7 @@ def test_flow_returns_services_and_topics_with_edges_per_the_contract(client, re
     assert (publish["events"], publish["failed"], publish["p95_latency_seconds"]) == (4, 0, None)
     consume = edges[("topic:orders.events", "service:payments")]
     assert (consume["events"], consume["failed"], consume["consumer_group"]) == (4, 2, "payments")
-    assert consume["p95_latency_seconds"] == pytest.approx(1.0)
+    assert consume["p95_latency_seconds"] == pytest.approx(1.0, rel=0.05)  # a histogram bucket's middle
     assert consume["failed_share"] == pytest.approx(0.5)
     # Reports start at T0, half-way through the window: the rate is per second that has data.
     assert consume["rate_per_second"] == pytest.approx(4 / 300)

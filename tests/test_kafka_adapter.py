@@ -35,6 +35,23 @@ def test_committed_offsets_of_many_groups_come_back_per_group(kafka_settings, to
     assert committed.errors == {}
 
 
+def test_committed_offsets_read_together_with_membership_equal_each_read_alone(kafka_settings, topic, unique):
+    groups = [unique("g") for _ in range(3)]
+    for n, group in enumerate(groups):
+        commit_offsets(kafka_settings, group, {(topic, 0): n + 1, (topic, 1): 1})
+    with KafkaAdapter(kafka_settings) as adapter:
+        listed = [g for g in adapter.list_groups() if g.group_id in groups]
+        committed, membership = adapter.committed_offsets_and_membership(groups, listed)
+    with KafkaAdapter(kafka_settings) as adapter:
+        committed_alone = adapter.committed_offsets(groups)
+        membership_alone = adapter.group_membership(listed)
+    assert committed.offsets == committed_alone.offsets == {
+        group: {(topic, 0): n + 1, (topic, 1): 1} for n, group in enumerate(groups)}
+    assert committed.errors == committed_alone.errors == {}
+    assert membership == membership_alone
+    assert set(membership) == set(groups)
+
+
 def test_log_offsets_of_all_partitions_cost_one_metadata_and_one_round_trip_per_leader(kafka_settings, topic):
     partitions = [(topic, p) for p in range(3)]
     with KafkaAdapter(kafka_settings) as adapter:

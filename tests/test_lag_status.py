@@ -2,8 +2,10 @@
 from datetime import datetime, timedelta, timezone
 
 from monitor.choices import GroupStatus
+from monitor.lag.compute import PartitionLag
 from monitor.lag.status import (
-    GroupPoint, PartitionState, Rewind, StatusInputs, comparable_window, group_status, stuck_since,
+    GroupPoint, PartitionState, Rewind, StatusInputs, comparable_window, group_status, is_stalled, partition_states,
+    stuck_since,
 )
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -171,3 +173,30 @@ def test_partial_polls_are_not_compared_with_full_ones():
                GroupPoint(NOW - timedelta(seconds=30), 500, 800, 1300, 1, 1),
                GroupPoint(NOW, 1000, 1600, 2600, 2, 0)]
     assert comparable_window(history, NOW, WINDOW) == [history[0], history[2]]
+
+
+def test_partition_states_of_a_group_agree_with_the_rules_for_one_partition():
+    window = 600.0
+    long_ago, just_now = NOW - timedelta(seconds=900), NOW - timedelta(seconds=60)
+    edge = NOW - timedelta(seconds=window)
+    parts = [
+        PartitionLag("t", 0, 100, 0, 150, 50), PartitionLag("t", 1, 100, 0, 150, 50),
+        PartitionLag("t", 2, 100, 0, 100, 0), PartitionLag("t", 3, None, None, 90, None),
+        PartitionLag("t", 4, 100, 0, None, None), PartitionLag("t", 5, 120, 0, 150, 30),
+        PartitionLag("t", 6, 100, 0, 150, 50), PartitionLag("u", 0, 7, 0, 9, 2),
+    ]
+    previous = {("t", 0): (100, 0, long_ago), ("t", 1): (100, 0, just_now), ("t", 2): (100, 0, long_ago),
+                ("t", 4): (100, 0, long_ago), ("t", 5): (100, 0, long_ago), ("t", 6): (100, 0, edge)}
+    owners = {("t", 0): "billing-1 on 10.0.0.1"}
+    states, stalled = partition_states(parts, previous, owners, NOW, window)
+    expected = []
+    for part in parts:
+        before = previous.get(part.key)
+        since = stuck_since(before[0] if before else None, before[2] if before else None,
+                            part.committed_offset, part.lag, NOW)
+        expected.append(PartitionState(part.topic, part.partition, part.committed_offset, part.lag, since,
+                                       owners.get(part.key)))
+    assert states == expected
+    assert stalled == [is_stalled(state, NOW, window) for state in expected]
+    assert stalled == [True, False, False, False, True, False, True, False]
+    assert partition_states(parts, None, {}, NOW, window)[1] == [False] * len(parts)

@@ -167,7 +167,7 @@ def test_a_plain_table_converts_with_every_row_in_its_days_partition():
     assert _where(table) == {"tp_plain_p20260308": 2, "tp_plain_p20260310": 1}
     assert sorted(timepartitions.partitions(table)) == [
         "tp_plain_p20260308", "tp_plain_p20260310", "tp_plain_p20260311", "tp_plain_pdefault"]
-    assert not _sql("SELECT 1 FROM pg_class WHERE relname = 'tp_plain__partitioned'")
+    assert not _sql("SELECT 1 FROM pg_class WHERE relname = 'tp_plain__rebuilt'")
 
 
 @pytest.mark.django_db
@@ -210,6 +210,23 @@ def test_converting_twice_changes_nothing_the_second_time():
                                                   unique=[["hash", "at"]])
     assert _sql(f"SELECT count(*) FROM {table}") == [(3,)]
     assert "tp_plain_hash_at_uniq" in dict(_sql("SELECT indexname, 1 FROM pg_indexes WHERE tablename = %s", [table]))
+
+
+@pytest.mark.django_db
+def test_a_converted_table_converts_back_to_a_plain_one_with_its_rows():
+    table = _plain_table_with_rows()
+    before = _sql(f"SELECT id, at, name, hash, size FROM {table} ORDER BY id")
+    with connection.schema_editor() as editor:
+        timepartitions.convert_to_partitioned(editor, table, "at", primary_key=["id", "at"],
+                                              unique={"tp_plain_hash_at": ["hash", "at"]}, now=NOW)
+        timepartitions.convert_to_plain(editor, table, primary_key=["id"], unique={"tp_plain_hash": ["hash"]})
+    assert not timepartitions.is_partitioned(table)
+    assert _sql(f"SELECT id, at, name, hash, size FROM {table} ORDER BY id") == before
+    assert not _sql("SELECT relname FROM pg_class WHERE relname IN (%s, %s)", ["tp_plain_pdefault", "tp_plain_p20260310"])
+    indexes = dict(_sql("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table]))
+    assert sorted(indexes) == ["tp_plain_hash", "tp_plain_name", "tp_plain_pkey"]
+    _sql(f"INSERT INTO {table} (at, hash) VALUES (%s, gen_random_uuid())", [NOW])
+    assert _sql(f"SELECT max(id) FROM {table}") == [(4,)]
 
 
 def test_on_sqlite_every_function_is_a_no_op(tmp_path):

@@ -123,8 +123,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 NAME_FIELDS = frozenset(("event_id", "type", "service", "consumer_group"))
 
 
+# One search decides the common case (nothing wrong) in a single pass over the text.
+_NAME_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_TEXT_UNSAFE = re.compile("[\x00\ud800-\udfff]")
+
+
 def text_problem(value: str, name_rules: bool) -> str | None:
     """Why ``value`` cannot be stored as a name (``name_rules``) or as text; None if it can."""
+    if (_NAME_UNSAFE if name_rules else _TEXT_UNSAFE).search(value) is None:
+        return None
     if _SURROGATE.search(value):
         return "must be valid Unicode (it holds a lone surrogate)"
     if "\x00" in value:

@@ -7,12 +7,14 @@ requests it made.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -528,6 +530,23 @@ class KafkaAdapter:
             }
         return result
 
+    def committed_offsets_and_membership(self, group_ids: Iterable[str], listings: Iterable[GroupListing]
+                                         ) -> tuple[CommittedOffsets, dict[str, "GroupMembership"]]:
+        """:meth:`committed_offsets` and :meth:`group_membership` together: the groups'
+        coordinators are looked up once, then the DescribeGroups requests go out on a
+        second thread while the OffsetFetch answers are read on this one, so the brokers
+        answer both at once instead of one after the other. Failures are each method's own."""
+        group_ids, listings = list(group_ids), list(listings)
+        wanted = {g.group_id for g in listings} | set(group_ids)
+        if wanted:
+            admin = self.admin
+            self._call("find_coordinator", admin._manager.run, admin._find_coordinator_ids, sorted(wanted))
+        context = contextvars.copy_context()  # the caller's trace span stays the parent
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-describe") as pool:
+            membership = pool.submit(context.run, self.group_membership, listings)
+            committed = self.committed_offsets(group_ids)
+            return committed, membership.result()
+
     def _committed_offsets_without_errors(self, group_ids: list[str]) -> dict[str, dict[TopicPartitionKey, int]] | None:
         """The same requests as ``list_group_offsets``, their answers read straight into
         plain dicts (kafka-python builds two objects per partition first: tens of
@@ -539,11 +558,12 @@ class KafkaAdapter:
             by_coordinator: dict[int, list[str]] = {}
             for group_id, coordinator in (await admin._find_coordinator_ids(group_ids)).items():
                 by_coordinator.setdefault(coordinator, []).append(group_id)
-            responses = []
-            for coordinator, ids in by_coordinator.items():
-                for group_id, request in admin._list_group_offsets_requests({g: None for g in ids}):
-                    responses.append((group_id, await admin._manager.send(request, node_id=coordinator)))
-            return responses
+            # Every coordinator's request goes out before any answer is awaited: one round
+            # trip however many brokers coordinate the groups.
+            in_flight = [(group_id, admin._manager.send(request, node_id=coordinator))
+                         for coordinator, ids in by_coordinator.items()
+                         for group_id, request in admin._list_group_offsets_requests({g: None for g in ids})]
+            return [(group_id, await future) for group_id, future in in_flight]
 
         try:
             responses = self._call("list_group_offsets", admin._manager.run, fetch)
@@ -685,22 +705,28 @@ class KafkaAdapter:
                     errors[(tp.topic, tp.partition)] = _describe_error(exc)
         return out
 
-    def round_trip_floor(self, group_ids: list[str], leaders: dict[TopicPartitionKey, int]) -> float:
+    def round_trip_floor(self, group_ids: list[str], leaders: dict[TopicPartitionKey, int],
+                         earliest: bool = False) -> float:
         """Benchmark helper: seconds for one OffsetFetch of all ``group_ids`` followed by one
         ListOffsets of all partitions in ``leaders``, the least any lag poll must do
-        (single-broker clusters: one coordinator, one leader)."""
+        (single-broker clusters: one coordinator, one leader). With ``earliest``, the
+        ListOffsets of the log starts goes out together with that of the log ends (a poll
+        reads both). Answers are decoded by kafka-python, as any client must."""
         admin = self.admin
         coordinators = self._call("find_coordinator", admin._manager.run, admin._find_coordinator_ids, group_ids)
         coordinator = next(iter(coordinators.values()))
         leader = next(iter(leaders.values()))
         (_, fetch_request), = admin._list_group_offsets_requests({g: None for g in group_ids})
-        offsets_request = admin._list_partition_offsets_request(
-            {TopicPartition(*tp): OffsetSpec.LATEST for tp in leaders}, IsolationLevel.READ_UNCOMMITTED.value)
+        specs = (OffsetSpec.LATEST, OffsetSpec.EARLIEST) if earliest else (OffsetSpec.LATEST,)
+        offsets_requests = [admin._list_partition_offsets_request(
+            {TopicPartition(*tp): spec for tp in leaders}, IsolationLevel.READ_UNCOMMITTED.value) for spec in specs]
 
         async def two_round_trips() -> float:
             started = time.perf_counter()
             await admin._manager.send(fetch_request, node_id=coordinator)
-            await admin._manager.send(offsets_request, node_id=leader)
+            in_flight = [admin._manager.send(request, node_id=leader) for request in offsets_requests]
+            for future in in_flight:
+                await future
             return time.perf_counter() - started
 
         return self._call("round_trip_floor", admin._manager.run, two_round_trips)

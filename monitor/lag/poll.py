@@ -91,12 +91,13 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     """The Kafka half of a cycle: plain data, nothing stored. ``at`` stamps the poll
     (default: when the log offsets were read). With ``shard``, only the groups that
     shard owns, and the topics they read."""
+    watches = cluster.group_filter()
     listed = [g for g in adapter.list_groups()
-              if cluster.watches_group(g.group_id) and (shard is None or shard.owns(g.group_id))]
+              if watches(g.group_id) and (shard is None or shard.owns(g.group_id))]
     progress(f"listed {len(listed)} groups")
     # Share groups (KIP-932) have no committed offsets to lag behind: listed, not polled.
-    committed = adapter.committed_offsets([g.group_id for g in listed if g.protocol != "share"])
-    membership = adapter.group_membership(listed)
+    committed, membership = adapter.committed_offsets_and_membership(
+        [g.group_id for g in listed if g.protocol != "share"], listed)
     progress(f"read committed offsets of {len(committed.offsets)} groups")
     metadata = adapter.topic_metadata({topic for offsets in committed.offsets.values() for topic, _ in offsets})
     counts = metadata.partition_counts

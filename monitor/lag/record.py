@@ -26,8 +26,7 @@ from monitor.lag.compute import (
     newly_lost,
 )
 from monitor.lag.status import (
-    GroupPoint, PartitionState, Rewind, StatusInputs, Verdict, comparable_window, group_status, is_stalled,
-    members_live, stuck_since,
+    GroupPoint, Rewind, StatusInputs, Verdict, comparable_window, group_status, members_live, partition_states,
 )
 from monitor.lag.shards import Shard
 from monitor.lag.record_times import OVER_BUDGET, RecordReads, fetch_offset
@@ -365,21 +364,12 @@ def _evaluate_group(
     ]
 
     # Per partition: how long the committed offset has been stuck, and who owns it.
-    owners = members.owners(members.stored_members(membership))
-    states: list[PartitionState] = []
-    stalled_count = 0
-    rows_out: list[tuple] = []
-    for part, values in zip(parts, partition_rows):
-        before = previous.get(part.key) if previous else None
-        since = stuck_since(before[0] if before else None, before[2] if before else None,
-                            part.committed_offset, part.lag, now)
-        state = PartitionState(part.topic, part.partition, part.committed_offset, part.lag, since,
-                               members.owner_label(owners.get(part.key)) or None)
-        stalled = is_stalled(state, now, window)
-        stalled_count += stalled
-        states.append(state)
-        rows_out.append(values + (since, stalled))
-    partition_rows = rows_out
+    owners = {key: label for key, member in members.owners(members.stored_members(membership)).items()
+              if (label := members.owner_label(member))}
+    states, stalled = partition_states(parts, previous, owners, now, window)
+    stalled_count = sum(stalled)
+    partition_rows = [values + (state.stuck_since, flag)
+                      for values, state, flag in zip(partition_rows, states, stalled)]
 
     current = GroupPoint(polled_at=now, committed_total=totals.committed_total, lag=totals.lag,
                          log_end_total=totals.log_end_total, counted=totals.counted_partitions,

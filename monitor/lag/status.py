@@ -29,13 +29,15 @@ noise. The window holds at least three polls whatever the poll interval
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from monitor.choices import GroupStatus
 from monitor import humanize
+from monitor.lag.changes import PreviousOffsets
+from monitor.lag.compute import PartitionLag, TopicPartitionKey
 
 
 class GroupPoint(NamedTuple):
@@ -83,8 +85,33 @@ def stuck_since(previous_committed: int | None, previous_stuck_since: datetime |
 
 
 def is_stalled(part: PartitionState, now: datetime, window_seconds: float) -> bool:
-    return part.stuck_since is not None and part.lag != 0 \
-        and (now - part.stuck_since).total_seconds() >= window_seconds
+    return stuck_before(part.stuck_since, part.lag, now - timedelta(seconds=window_seconds))
+
+
+def stuck_before(since: datetime | None, lag: int | None, cutoff: datetime) -> bool:
+    """Stalled: stuck since ``cutoff`` (now minus the window) or longer, and not caught up."""
+    return since is not None and lag != 0 and since <= cutoff
+
+
+def partition_states(parts: Sequence[PartitionLag], previous: Mapping[TopicPartitionKey, PreviousOffsets] | None,
+                     owners: Mapping[TopicPartitionKey, str], now: datetime, window_seconds: float,
+                     ) -> tuple[list[PartitionState], list[bool]]:
+    """Every partition of a group at this poll (:func:`stuck_since` from its previous
+    poll, its owner's label where known) and whether each is stalled (:func:`is_stalled`),
+    in one pass: a cycle does this for every partition it polls."""
+    cutoff = now - timedelta(seconds=window_seconds)
+    previous = previous or {}
+    new_state = tuple.__new__  # PartitionState without the keyword handling, as compute does
+    states: list[PartitionState] = []
+    stalled: list[bool] = []
+    for topic, partition, committed, _, _, lag, _, _ in parts:
+        key = (topic, partition)
+        before = previous.get(key)
+        since = stuck_since(before[0], before[2], committed, lag, now) if before \
+            else stuck_since(None, None, committed, lag, now)
+        states.append(new_state(PartitionState, (topic, partition, committed, lag, since, owners.get(key))))
+        stalled.append(stuck_before(since, lag, cutoff))
+    return states, stalled
 
 
 _LIVE_STATES = {"stable", "preparingrebalance", "completingrebalance", "assigning", "reconciling"}
@@ -231,8 +258,8 @@ def consume_rate(points: Sequence[GroupPoint]) -> float | None:
 def comparable_window(history: Sequence[GroupPoint], now: datetime, window_seconds: float) -> list[GroupPoint]:
     """The polls of the window whose totals can be compared with the current one."""
     current = history[-1]
-    return [p for p in history
-            if (now - p.polled_at).total_seconds() <= window_seconds and p.comparable_with(current)]
+    since = now - timedelta(seconds=window_seconds)
+    return [p for p in history if p.polled_at >= since and p.comparable_with(current)]
 
 
 def _partition_name(part: PartitionState) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from monitor import timepartitions
 from monitor.choices import FindingKind, Stage
 
 
@@ -32,7 +33,17 @@ class EventType(models.Model):
 
 
 class Event(models.Model):
-    """One report: an event at one stage, by one service. Compact by design."""
+    """One report: an event at one stage, by one service. Compact by design.
+
+    On PostgreSQL the table is range-partitioned by ``timestamp``, one partition a UTC day
+    (``monitor.timepartitions``; retention drops whole days). PostgreSQL requires the
+    partition column in every unique key, so there the primary key is ``(id, timestamp)``
+    and the report hash is unique with its timestamp (the hash covers the timestamp, so a
+    retried report still collides exactly); ``id`` stays the model's primary key: it is
+    unique on its own, drawn from one identity sequence. The unique key leads with the
+    timestamp: inserts of recent reports touch only the index's right edge (a hash-first key
+    scatters them over the whole index), and it serves time-range scans, so no index of the
+    timestamp alone is needed."""
 
     event_id = models.CharField(max_length=200)
     type = models.CharField(max_length=200)
@@ -52,18 +63,24 @@ class Event(models.Model):
     attributes = models.JSONField(null=True, blank=True)
     # 16 bytes as a uuid: compact, and no extra LIKE index as a unique varchar would get.
     report_hash = models.UUIDField(
-        unique=True, help_text="blake2b-128 of (event_id, stage, service, consumer_group, timestamp)"
+        help_text="blake2b-128 of (event_id, stage, service, consumer_group, timestamp)"
     )
 
     class Meta:
+        constraints = [
+            # The ON CONFLICT target of monitor/events/store.py.
+            models.UniqueConstraint(fields=["timestamp", "report_hash"], name="event_time_report_hash"),
+        ]
         indexes = [
             models.Index(fields=["trace_id"], name="event_trace"),
             models.Index(fields=["event_id"], name="event_event_id"),
             models.Index(fields=["topic", "timestamp"], name="event_topic_time"),
             models.Index(fields=["key", "timestamp"], name="event_key_time"),
-            models.Index(fields=["timestamp"], name="event_time"),
             models.Index(fields=["stage", "timestamp"], name="event_stage_time"),
         ]
+
+
+timepartitions.register(Event._meta.db_table, "timestamp")
 
 
 class ExpectedSubscription(models.Model):

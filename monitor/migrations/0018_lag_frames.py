@@ -131,7 +131,7 @@ def _carry_over(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitor', '0015_oncall_status_since_silence_until_resolved'),
+        ('monitor', '0017_flow_edge_minutes'),
     ]
 
     operations = [
