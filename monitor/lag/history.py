@@ -19,7 +19,7 @@ from monitor.choices import GroupEventKind
 from monitor.lag import samples
 from monitor.lag.changes import PreviousOffsets
 from monitor.lag.compute import TopicPartitionKey
-from monitor.lag.samples import PartitionState
+from monitor.lag.samples import StateRow
 from monitor.lag.status import GroupPoint, Rewind, effective_window
 from monitor.lag.timelag import OffsetPoint
 from monitor.models import Cluster, ConsumerGroup, GroupEvent, Topic
@@ -59,7 +59,7 @@ class StoredHistory:
     offset_points: dict[TopicPartitionKey, list[OffsetPoint]]
     """Log-end points since ``window_start``, oldest first."""
     read_group_ids: set[int] = field(default_factory=set)
-    states: dict[int, dict[TopicPartitionKey, PartitionState]] = field(default_factory=dict)
+    states: dict[int, dict[TopicPartitionKey, StateRow]] = field(default_factory=dict)
     """Each group's latest poll as stored (with the window's highest committed offsets)."""
     previous_at: dict[int, datetime] = field(default_factory=dict)
     """When each group's latest poll was."""
@@ -77,14 +77,15 @@ class StoredHistory:
         self.read_group_ids.update(ids)
 
     def _read_states(self, groups: Iterable[ConsumerGroup]) -> None:
+        moment = samples.moment
         for group in groups:
-            state = samples.group_state(group)
-            if not state:
+            rows = samples.group_state_rows(group)
+            if not rows:
                 continue
-            by_key = {(p.topic, p.partition): p for p in state}
+            by_key = {(r[0], r[1]): r for r in rows}
             self.states[group.id] = by_key
-            self.previous[group.id] = {key: (p.committed_offset, p.log_start_offset, p.stuck_since)
-                                       for key, p in by_key.items()}
+            self.previous[group.id] = {key: (r[2], r[3], None if r[9] is None else moment(r[9]))
+                                       for key, r in by_key.items()}
             self.previous_at[group.id] = group.last_sample_at  # type: ignore[assignment]
 
     def group_points_between(self, group_id: int, since: datetime, until: datetime) -> list[GroupPoint]:
@@ -130,39 +131,41 @@ def committed_peaks(stored: StoredHistory, partitions: set[tuple[int, str, int]]
     ``since``: the window's peak kept with each partition's latest poll, or that poll's
     committed offset (see :func:`next_peak`)."""
     result: dict[int, dict[TopicPartitionKey, int]] = defaultdict(dict)
+    since_us = samples.micros(since)
     for group_id, topic, partition in partitions:
         state = stored.states.get(group_id, {}).get((topic, partition))
         if state is None:
             continue
         candidates = []
-        if state.peak_committed is not None and state.peak_at is not None and state.peak_at >= since:
-            candidates.append(state.peak_committed)
+        peak, peak_us = state[11], state[12]
+        if peak is not None and peak_us is not None and peak_us >= since_us:  # type: ignore[operator]
+            candidates.append(peak)
         at = stored.previous_at.get(group_id)
-        if state.committed_offset is not None and at is not None and at >= since:
-            candidates.append(state.committed_offset)
+        if state[2] is not None and at is not None and at >= since:
+            candidates.append(state[2])
         if candidates:
             result[group_id][(topic, partition)] = max(candidates)
     return result
 
 
-def next_peak(before: PartitionState | None, before_at: datetime | None, committed: int | None, now: datetime,
-              window_start: datetime) -> tuple[int | None, datetime | None]:
+def next_peak(before: StateRow | None, before_us: int | None, committed: int | None, now_us: int,
+              window_start_us: int) -> tuple[int | None, int | None]:
     """The highest committed offset of a partition within the status window, after this
-    poll: the previous peak while it is inside the window, the previous poll's offset, and
-    this poll's, whichever is highest (the later of equals). Exact while the peak stays in
-    the window; once it leaves, the next highest offset of the window is known only from
-    the polls after it."""
-    candidates: list[tuple[int, datetime]] = []
-    if committed is not None:
-        candidates.append((committed, now))
+    poll, and when it was seen (microseconds since 1970): the previous peak while it is
+    inside the window, the previous poll's offset, and this poll's, whichever is highest
+    (the later of equals). Exact while the peak stays in the window; once it leaves, the
+    next highest offset of the window is known only from the polls after it."""
+    best: tuple[int, int] | None = None if committed is None else (committed, now_us)
     if before is not None:
-        if before.peak_committed is not None and before.peak_at is not None and before.peak_at >= window_start:
-            candidates.append((before.peak_committed, before.peak_at))
-        if before.committed_offset is not None and before_at is not None and before_at >= window_start:
-            candidates.append((before.committed_offset, before_at))
-    if not candidates:
-        return None, None
-    return max(candidates)
+        peak, peak_us = before[11], before[12]
+        if peak is not None and peak_us is not None and peak_us >= window_start_us:
+            if best is None or (peak, peak_us) > best:
+                best = (peak, peak_us)
+        previous = before[2]
+        if previous is not None and before_us is not None and before_us >= window_start_us:
+            if best is None or (previous, before_us) > best:
+                best = (previous, before_us)
+    return (None, None) if best is None else best
 
 
 def group_points(cluster_id: int, group_ids: list[int], since: datetime, until: datetime | None

@@ -492,17 +492,20 @@ REASON_LENGTH = 200
 
 def _state(result: GroupResult, stored: history.StoredHistory, now: datetime, window_start: datetime) -> bytes:
     """The group's partitions as stored for the next poll and the pages, each with the
-    highest committed offset of the status window."""
+    highest committed offset of the status window (plain values: see samples.StateRow)."""
     group_id = result.group.id
     before = stored.states.get(group_id, {}) if group_id is not None else {}
     before_at = stored.previous_at.get(group_id) if group_id is not None else None
-    states = []
+    micros, next_peak = samples.micros, history.next_peak
+    now_us, start_us, before_us = micros(now), micros(window_start), micros(before_at)
+    rows = []
     for row in result.partition_rows:
         topic, partition, committed, start, end, lag, seconds, method, reason, since, stalled = row[:_STORED_ROW_LENGTH]
-        peak, peak_at = history.next_peak(before.get((topic, partition)), before_at, committed, now, window_start)
-        states.append(samples.PartitionState(topic, partition, committed, start, end, lag, seconds, method,
-                                             reason[:REASON_LENGTH], since, stalled, peak, peak_at))
-    return samples.pack_state(states)
+        peak, peak_us = next_peak(before.get((topic, partition)), before_us, committed, now_us,  # type: ignore[arg-type]
+                                  start_us)  # type: ignore[arg-type]
+        rows.append((topic, partition, committed, start, end, lag, seconds, method, reason[:REASON_LENGTH],
+                     None if since is None else micros(since), bool(stalled), peak, peak_us))
+    return samples.pack_state_rows(rows)
 
 
 def _write_topics(cluster: Cluster, topics: dict[str, Topic], partition_counts: dict[str, int], now: datetime) -> None:

@@ -122,24 +122,50 @@ def _at(us: int | None) -> datetime | None:
     return None if us is None else _EPOCH + timedelta(microseconds=us)
 
 
+StateRow = tuple[str, int, int | None, int | None, int | None, int | None, float | None, str, str, int | None, bool,
+                 int | None, int | None]
+"""One partition of a group's latest poll as stored: the fields of :class:`PartitionState`
+with its two times as integer microseconds since 1970 (what the poller reads and writes
+for every partition at every poll, without building objects)."""
+
+micros = _us
+"""A datetime as integer microseconds since 1970 (None stays None)."""
+moment = _at
+"""Integer microseconds since 1970 as a datetime (None stays None)."""
+
+
+def pack_state_rows(rows: Iterable[StateRow]) -> bytes:
+    """A group's latest partitions -> the bytes stored on its row. Plain types only:
+    marshal takes no subclasses (e.g. a TextChoices method)."""
+    return marshal.dumps((_STATE_VERSION, tuple(rows)))
+
+
+def unpack_state_rows(payload: bytes | memoryview | None) -> tuple[StateRow, ...]:
+    if not payload:
+        return ()
+    version, rows = marshal.loads(bytes(payload))
+    return rows if version == _STATE_VERSION else ()
+
+
 def pack_state(partitions: Sequence[PartitionState]) -> bytes:
-    """A group's latest partitions -> the bytes stored on its row (plain types only:
-    marshal takes no subclasses, e.g. a TextChoices method)."""
-    return marshal.dumps((_STATE_VERSION, tuple(
+    """:func:`pack_state_rows` from :class:`PartitionState` values."""
+    return pack_state_rows(
         (str(p.topic), int(p.partition), p.committed_offset, p.log_start_offset, p.log_end_offset, p.lag,
          None if p.time_lag_seconds is None else float(p.time_lag_seconds), str(p.time_lag_method),
          str(p.time_lag_reason), _us(p.stuck_since), bool(p.stalled), p.peak_committed, _us(p.peak_at))
-        for p in partitions)))
+        for p in partitions)
 
 
 def unpack_state(payload: bytes | memoryview | None) -> list[PartitionState]:
-    if not payload:
-        return []
-    version, rows = marshal.loads(bytes(payload))
-    if version != _STATE_VERSION:
-        return []
     return [PartitionState(t, p, c, s, e, lag, tl, m, r, _at(stuck), stalled, peak, _at(peak_at))
-            for t, p, c, s, e, lag, tl, m, r, stuck, stalled, peak, peak_at in rows]
+            for t, p, c, s, e, lag, tl, m, r, stuck, stalled, peak, peak_at in unpack_state_rows(payload)]
+
+
+def group_state_rows(group: ConsumerGroup) -> tuple[StateRow, ...]:
+    """:func:`group_state` as stored rows (a group not gone, with a poll)."""
+    if group.gone_at is not None or group.last_sample_at is None:
+        return ()
+    return unpack_state_rows(group.partition_state)
 
 
 def group_state(group: ConsumerGroup, include_gone: bool = False) -> list[PartitionState]:
