@@ -107,6 +107,25 @@ def start_server(database_url: str, workers: int) -> tuple[subprocess.Popen, str
     raise RuntimeError("gunicorn did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(database_url: str) -> list[int]:
+    """PostgreSQL server processes serving the bench database (the server is on this machine)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND pid <> pg_backend_pid()").fetchall()
+    return [pid for (pid,) in rows]
+
+
 def worker_pids(master_pid: int) -> list[int]:
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children")
     return [int(pid) for pid in children.read_text().split()] if children.exists() else []
@@ -204,8 +223,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-def soak(address: str, token: str, server_pid: int, clients: int, seconds: float, interval: float) -> dict:
-    """The soak: per interval (events/s, p50, p99, worker RSS MiB), and the totals."""
+def soak(address: str, token: str, server_pid: int, clients: int, seconds: float, interval: float,
+         database_url: str) -> dict:
+    """The soak: per interval (events/s, p50, p99, worker RSS MiB), and the totals, with the
+    CPU time the clients, the gunicorn workers and their PostgreSQL backends used."""
     context = multiprocessing.get_context("fork")
     start, results = context.Event(), context.Queue()
     run = uuid.uuid4().hex[:6]
@@ -214,12 +235,19 @@ def soak(address: str, token: str, server_pid: int, clients: int, seconds: float
     for process in processes:
         process.start()
     time.sleep(0.5)
+    counted = [process.pid for process in processes] + worker_pids(server_pid) + backend_pids(database_url)
+    cpu_before = {pid: cpu_seconds(pid) for pid in counted}
+    postgres_before = postgres_background_cpu()
     began = time.time()
     start.set()
     memory: list[dict[int, int]] = []
+    cpu_during, cpu_at = 0.0, began
     while time.time() - began < seconds:
         time.sleep(max(0.0, began + interval * (len(memory) + 1) - time.time()))
         memory.append({pid: memory_kib(pid)[0] for pid in worker_pids(server_pid)})
+        if time.time() - began < seconds:  # before the clients exit and take their times along
+            cpu_during = sum(cpu_seconds(pid) - cpu_before[pid] for pid in counted)
+            cpu_at = time.time()
     outcomes = [results.get(timeout=seconds + 600) for _ in processes]
     failures = [outcome for outcome in outcomes if isinstance(outcome, str)]
     if failures:
@@ -238,8 +266,25 @@ def soak(address: str, token: str, server_pid: int, clients: int, seconds: float
                      "rss_mib": [kib / 1024 for _, kib in sorted(rss.items())]})
     accepted = sum(a for _, _, a in samples)
     elapsed = max(end for end, _, _ in samples) - began
+    cpu_window = [a for end, _, a in samples if end <= cpu_at]
     return {"rows": rows, "accepted": accepted, "seconds": elapsed, "batches": len(samples),
-            "p99": percentile([latency for _, latency, _ in samples], 0.99)}
+            "p99": percentile([latency for _, latency, _ in samples], 0.99),
+            "cpu_per_event": cpu_during / max(1, sum(cpu_window)) if len(memory) > 1 else float("nan"),
+            "postgres_background_cpu": postgres_background_cpu() - postgres_before}
+
+
+def postgres_background_cpu() -> float:
+    """CPU time of PostgreSQL's own processes (WAL writer, checkpointer, autovacuum, ...)."""
+    total = 0.0
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = status.read_bytes()
+        except OSError:
+            continue
+        if command.startswith(b"postgres: ") and any(
+                word in command for word in (b"checkpointer", b"background writer", b"walwriter", b"autovacuum")):
+            total += cpu_seconds(int(status.parent.name))
+    return total
 
 
 def post_batches(address: str, token: str, bodies: list[bytes], start: "multiprocessing.synchronize.Event",
@@ -317,7 +362,8 @@ def main() -> int:
     parser.add_argument("--soak-seconds", type=float, default=90,
                         help="length of the soak (600: the full 10-minute soak); 0 skips it")
     parser.add_argument("--interval", type=float, default=30, help="seconds per printed row of the soak")
-    parser.add_argument("--clients", type=int, default=2, help="client processes of the soak")
+    parser.add_argument("--clients", type=int, default=0,
+                        help="client processes of the soak (default: one per gunicorn worker)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
                                                                  "postgres://postgres@127.0.0.1:5432/"))
     options = parser.parse_args()
@@ -370,7 +416,8 @@ def main() -> int:
         if options.soak_seconds > 0:
             truncate()
             connection.close()
-            soaked = soak(address, token, server.pid, options.clients, options.soak_seconds, options.interval)
+            soaked = soak(address, token, server.pid, options.clients or options.workers, options.soak_seconds,
+                          options.interval, database_url)
             soaked.update(storage(soaked["accepted"]))
     finally:
         if server is not None:
@@ -417,7 +464,7 @@ def storage(accepted: int) -> dict:
 
 def print_soak(soaked: dict, options: argparse.Namespace) -> bool:
     rate = soaked["accepted"] / soaked["seconds"]
-    print(f"soak: {options.clients} clients posting batches of {BATCH} for {options.soak_seconds:.0f} s, "
+    print(f"soak: {options.clients or options.workers} clients posting batches of {BATCH} for {options.soak_seconds:.0f} s, "
           f"{options.workers} gunicorn workers (POST /api/v1/events, JSON)")
     print(f"  {'interval':>9} {'events/s':>10} {'p50 batch':>10} {'p99 batch':>10}  worker RSS MiB")
     for number, row in enumerate(soaked["rows"]):
@@ -430,6 +477,10 @@ def print_soak(soaked: dict, options: argparse.Namespace) -> bool:
           f"p99 batch {soaked['p99'] * 1000:.0f} ms")
     print(f"  stored: {soaked['stored']:,} rows, {soaked['bytes'] / 2**20:,.0f} MiB in "
           f"{len(soaked['partitions'])} partitions = {per_event:,.0f} bytes per event (table + indexes)")
+    cores = os.cpu_count() or 1
+    print(f"  CPU: {soaked['cpu_per_event'] * 1e6:.0f} us per event (clients + gunicorn workers + their "
+          f"PostgreSQL backends; PostgreSQL's background processes used {soaked['postgres_background_cpu']:.0f} s "
+          f"more); {cores} cores fully ours would take at most {cores / soaked['cpu_per_event']:,.0f} events/s")
     met = rate >= GOAL_SOAK_EVENTS_PER_SECOND
     print(f"  soak goal (>= {GOAL_SOAK_EVENTS_PER_SECOND:,} events/s sustained): {'met' if met else 'NOT met'}")
     return met

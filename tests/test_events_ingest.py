@@ -245,6 +245,19 @@ def test_a_retry_is_a_duplicate_whether_its_day_has_a_partition_or_waited_in_the
     assert Event.objects.count() == 3
 
 
+@pytest.mark.django_db
+def test_names_this_process_just_stored_are_known_without_a_query(django_assert_num_queries):
+    rows = validate_payload({"events": [event(topic="orders"), event(event_id="b", service="billing")]}, NOW, LIMITS)
+    assert store.unknown_names(rows) == {"services": {"orders", "billing"}, "event_types": {"OrderPlaced"},
+                                         "topics": {"orders"}}
+    store.store_rows(rows, NOW)
+    with django_assert_num_queries(0):
+        assert store.unknown_names(rows) == {"services": set(), "event_types": set(), "topics": set()}
+    store.forget_registry_cache()
+    with django_assert_num_queries(3):
+        assert store.unknown_names(rows) == {"services": set(), "event_types": set(), "topics": set()}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_identical_retries_store_each_report_once_and_count_exactly():
 
