@@ -264,7 +264,10 @@ def update(now: datetime) -> UpdateResult:
         return result
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+            # A run still going (a backlog) is left to finish: runs never queue up behind it.
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                return result
         cursor_row, _ = ProcessingCursor.objects.get_or_create(name=CURSOR)
         last_id = settled_until = cursor_row.position
         settled = True
