@@ -195,3 +195,16 @@ def test_the_periodic_tasks_keep_the_rollup_and_prune_it_with_the_events(setting
         app.conf.task_always_eager = False
     [kept] = FlowEdgeRollup.objects.filter(period_seconds=rollups.MINUTE).values_list("period_start", flat=True)
     assert kept == rollups.floor_to(now - timedelta(hours=2), rollups.MINUTE)
+
+
+def test_a_run_while_another_is_still_going_leaves_the_work_to_it():
+    import psycopg
+    from django.db import connection
+
+    save(event("a", "published", "orders", 0, topic="orders.events"))
+    settings = connection.settings_dict
+    with psycopg.connect(host=settings["HOST"], port=settings["PORT"], user=settings["USER"],
+                         dbname=settings["NAME"], autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [rollups._LOCK_KEY])  # the run still going
+        assert rollups.update(LATER) == rollups.UpdateResult(events=0, minutes=0)
+    assert rollups.update(LATER).events == 1

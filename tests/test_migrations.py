@@ -87,3 +87,28 @@ def test_events_stored_before_the_partitioning_migration_are_all_there_after_it_
     assert "monitor_event_p20240502" not in report["partitions"]
     assert report["primary_key_after"] == "PRIMARY KEY (id, \"timestamp\")"
     assert report["primary_key_back"] == "PRIMARY KEY (id)"
+
+
+def test_the_flow_rollup_migration_builds_the_rollup_of_the_stored_events(transactional_db):
+    """0017 on a database that already holds reports: their per-minute rollup exists after it."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from monitor.flow import rollups
+    from monitor.models import Event, FlowEdgeRollup
+    from tests.flow_data import event
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("monitor", "0016_events_time_partitions")])
+    at = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    Event.objects.bulk_create([event("e1", "published", "orders", at, topic="orders.events"),
+                               event("e1", "consumed", "billing", at + timedelta(seconds=2), topic="orders.events",
+                                     group="billing")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    minutes = dict(FlowEdgeRollup.objects.filter(period_seconds=rollups.MINUTE)
+                   .values_list("consumer_group", "latency_buckets"))
+    assert set(minutes) == {"", "billing"} and sum(minutes["billing"].values()) == 1
+    assert rollups.rolled_up_until() is not None

@@ -499,7 +499,8 @@ def flow_graph(time_range: TimeRange, tolerances: Tolerances, outcome: CacheOutc
     graph.since, graph.until = data.since, data.until
     for edge in graph.edges:
         group = edge.consumer_group if edge.kind == FlowEdgeKind.CONSUME else ""
-        edge.examples = list(data.examples.get((edge.service, edge.topic, group), []))
+        if found := data.examples.get((edge.service, edge.topic, group)):
+            edge.examples = list(found)
     return graph
 
 

@@ -115,6 +115,13 @@ def _minute_rows_sql(whole_table: bool = False) -> str:
         )"""
 
 
+# Added to a timestamp that is sorted or minimised in an event id lookup: no index yields
+# that order, so the lookup goes through the event id index. Otherwise a partition not yet
+# analysed since it filled looks tiny, and the planner walks a timestamp index through
+# the whole partition for every receipt (seconds per thousand receipts).
+_UNORDERED = "interval '0 seconds'"
+
+
 def _first_receipts_sql(latency: str) -> str:
     table = connection.ops.quote_name(Event._meta.db_table)
     receipts = ", ".join(f"'{stage.value}'" for stage in RECEIPT_STAGES)
@@ -123,14 +130,14 @@ def _first_receipts_sql(latency: str) -> str:
                    {_bucket_sql(latency)} AS bucket
             FROM {table} r JOIN windows w ON r.timestamp >= w.start_at AND r.timestamp < w.end_at
             CROSS JOIN LATERAL (
-                SELECT MIN(p.timestamp) AS published_at FROM {table} p
+                SELECT MIN(p.timestamp + {_UNORDERED}) AS published_at FROM {table} p
                 WHERE p.event_id = r.event_id AND p.topic = r.topic AND p.stage = '{Stage.PUBLISHED.value}'
             ) pub
             CROSS JOIN LATERAL (  -- a lookup per receipt, never a hash of every receipt in the table
                 SELECT o.id FROM {table} o
                 WHERE o.event_id = r.event_id AND o.topic = r.topic AND o.service = r.service
                   AND o.consumer_group = r.consumer_group AND o.stage IN ({receipts})
-                ORDER BY o.timestamp, o.id LIMIT 1
+                ORDER BY o.timestamp + {_UNORDERED}, o.id LIMIT 1
             ) earliest
             WHERE r.stage IN ({receipts}) AND r.topic <> '' AND pub.published_at IS NOT NULL AND earliest.id = r.id"""
 
@@ -257,7 +264,10 @@ def update(now: datetime) -> UpdateResult:
         return result
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+            # A run still going (a backlog) is left to finish: runs never queue up behind it.
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                return result
         cursor_row, _ = ProcessingCursor.objects.get_or_create(name=CURSOR)
         last_id = settled_until = cursor_row.position
         settled = True

@@ -48,6 +48,7 @@ def top_nodes(params: Mapping[str, str], default: int | None) -> int | None:
     return int(raw)
 
 
+@flow_graph.without_collector_passes
 def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str],
                 default_top: int | None = None) -> FlowGraph:
     """Apply ``focus=<service>`` / ``group=<consumer group>`` (a neighbourhood),
