@@ -75,7 +75,9 @@ def poll(cluster, seed: int, churn: bool = False) -> None:
     from django.utils import timezone
 
     from monitor.choices import GroupStatus
-    from monitor.models import ConsumerGroup, PartitionLagSample, TopicLagSample
+    from monitor.lag import samples
+    from monitor.lag.bulk import update_rows
+    from monitor.models import ConsumerGroup
 
     rng = random.Random(seed)
     levels = random.Random(cluster.name)
@@ -89,17 +91,17 @@ def poll(cluster, seed: int, churn: bool = False) -> None:
             lags = [int((rng if churn else levels).expovariate(1 / 200) * (1 if churn else rng.uniform(0.9, 1.1)))
                     for _ in range(PARTITIONS)]
             total += sum(lags)
-            topic_rows.append(TopicLagSample(group=group, topic=topic, polled_at=now, lag=sum(lags),
-                                             time_lag_seconds=sum(lags) / 20, partitions=PARTITIONS))
+            topic_rows.append((group.id, topic, sum(lags), sum(lags) / 20, PARTITIONS, 0, 0, None, None))
             partition_rows.extend(
-                PartitionLagSample(group=group, topic=topic, partition=p, polled_at=now, lag=lag,
-                                   time_lag_seconds=lag / 20, time_lag_method="interpolated")
+                samples.PartitionState(topic, p, None, None, None, lag, lag / 20, "interpolated", "", None, False,
+                                       None, None)
                 for p, lag in enumerate(lags))
         status = (rng if churn else levels).choice(statuses)
         group.total_lag, group.last_sample_at, group.status = total, now, status
-    TopicLagSample.objects.bulk_create(topic_rows, batch_size=2000)
-    PartitionLagSample.objects.bulk_create(partition_rows, batch_size=2000)
-    ConsumerGroup.objects.bulk_update(groups, ["total_lag", "last_sample_at", "status"], batch_size=1000)
+        group.partition_state = samples.pack_state(partition_rows)
+        partition_rows = []
+    samples.store_poll(cluster.id, now, totals=topic_rows)
+    update_rows(ConsumerGroup, groups, ["total_lag", "last_sample_at", "status", "partition_state"])
 
 
 def seed_rules(cluster, count: int, channel) -> None:

@@ -84,22 +84,20 @@ def seed_history(cluster_id: int, polls: int) -> None:
     ANALYZE, as autovacuum does within a minute on any live database."""
     from django.db import connection
 
-    from monitor.models import Cluster, LogOffsetSample, PartitionLagSample, TopicLagSample
+    from monitor.models import Cluster, LagFrame
 
     if connection.vendor != "postgresql":
         return  # the SQL below is PostgreSQL's
     latest = Cluster.objects.get(pk=cluster_id).last_success_at
-    qn = connection.ops.quote_name
-    in_cluster = "group_id IN (SELECT id FROM monitor_consumergroup WHERE cluster_id = %s)"
-    tables = ((PartitionLagSample, in_cluster), (TopicLagSample, in_cluster), (LogOffsetSample, "cluster_id = %s"))
+    table = connection.ops.quote_name(LagFrame._meta.db_table)
     with connection.cursor() as cursor:
-        for model, scope in tables if polls > 0 else ():
-            table = qn(model._meta.db_table)
-            columns = ", ".join(qn(f.column) for f in model._meta.concrete_fields if f.name not in ("id", "polled_at"))
+        if polls > 0:
+            # The latest poll's frames (topic totals, log offsets, partition detail) again,
+            # one interval apart.
             cursor.execute(
-                f"INSERT INTO {table} ({columns}, polled_at) "
-                f"SELECT {columns}, polled_at - make_interval(secs => k * %s) FROM {table}, generate_series(1, %s) AS k "
-                f"WHERE {scope} AND polled_at = %s",
+                f"INSERT INTO {table} (cluster_id, kind, bucket, payload, polled_at) "
+                f"SELECT cluster_id, kind, bucket, payload, polled_at - make_interval(secs => k * %s) "
+                f"FROM {table}, generate_series(1, %s) AS k WHERE cluster_id = %s AND polled_at = %s",
                 [POLL_INTERVAL_SECONDS, polls, cluster_id, latest],
             )
         cursor.execute("ANALYZE")

@@ -100,29 +100,31 @@ def seed(groups: int, partitions: int, topics: int) -> str:
          for n in range(1, groups + 1)),
         batch_size=2000,
     )
+    # Each group's latest poll as the poller stores it: its partitions on its row, the
+    # topic totals in the poll's frames (monitor.lag.samples).
+    from monitor.lag import samples
+    from monitor.lag.bulk import update_rows
+
+    rows = list(ConsumerGroup.objects.filter(cluster=cluster).order_by("id"))
+    totals = []
+    for group in rows:
+        states = []
+        for p in range(partitions):
+            topic = group.topics[min(p // per_topic, len(group.topics) - 1)]
+            lag = (group.id * p) % 500
+            states.append(samples.PartitionState(topic, p % per_topic, 1000, 0, 1000 + lag, lag,
+                                                 float((group.id + p) % 120), "interpolated", "", None, False,
+                                                 1000, now))
+        group.partition_state = samples.pack_state(states)
+        by_topic: dict[str, list[samples.PartitionState]] = {}
+        for state in states:
+            by_topic.setdefault(state.topic, []).append(state)
+        totals.extend((group.id, topic, sum(s.lag or 0 for s in parts), max(s.time_lag_seconds or 0 for s in parts),
+                       len(parts), 0, 0, sum(s.committed_offset or 0 for s in parts),
+                       sum(s.log_end_offset or 0 for s in parts)) for topic, parts in by_topic.items())
+    update_rows(ConsumerGroup, rows, ["partition_state"])
+    samples.store_poll(cluster.id, now, totals=totals)
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO monitor_partitionlagsample
-              (group_id, topic, partition, polled_at, committed_offset, log_start_offset, log_end_offset, lag,
-               time_lag_seconds, time_lag_method, time_lag_reason, stalled)
-            SELECT g.id, g.topics->>(p / %s), p %% %s, %s, 1000, 0, 1000 + (g.id * p) %% 500, (g.id * p) %% 500,
-                   ((g.id + p) %% 120)::float, 'interpolated', '', false
-            FROM monitor_consumergroup g, generate_series(0, %s - 1) AS p
-            WHERE g.cluster_id = %s
-            """,
-            [per_topic, per_topic, now, partitions, cluster.id],
-        )
-        cursor.execute(
-            """
-            INSERT INTO monitor_topiclagsample
-              (group_id, topic, resolution, polled_at, lag, time_lag_seconds, partitions, unknown_partitions,
-               committed_offset_total, log_end_offset_total, partial_partitions)
-            SELECT group_id, topic, 0, polled_at, sum(lag), max(time_lag_seconds), count(*), 0,
-                   sum(committed_offset), sum(log_end_offset), 0
-            FROM monitor_partitionlagsample GROUP BY group_id, topic, polled_at
-            """
-        )
         cursor.execute("ANALYZE")
     return cluster.name
 

@@ -92,14 +92,15 @@ def cycle(cluster_id: int, mode: str) -> dict[str, float]:
 
 
 def methods(cluster_id: int) -> dict[str, int]:
-    from django.db.models import Count
+    from collections import Counter
 
-    from monitor.models import Cluster, PartitionLagSample
+    from monitor.lag import samples
+    from monitor.models import Cluster, ConsumerGroup
 
     latest = Cluster.objects.get(pk=cluster_id).last_success_at
-    rows = (PartitionLagSample.objects.filter(group__cluster_id=cluster_id, polled_at=latest)
-            .values("time_lag_method").annotate(n=Count("id")))
-    return {r["time_lag_method"]: r["n"] for r in rows}
+    polled = ConsumerGroup.objects.filter(cluster_id=cluster_id, last_sample_at=latest)
+    return dict(Counter(part.time_lag_method for parts in samples.latest_partitions(polled).values()
+                        for part in parts))
 
 
 def main() -> None:

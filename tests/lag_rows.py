@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from monitor.choices import GroupStatus, TimeLagMethod
 from monitor.lag.compute import PartitionLag, group_totals, partition_lag
-from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, TopicLagSample
+from monitor.lag import samples
+from monitor.models import Cluster, ConsumerGroup
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Part:
     method: str = TimeLagMethod.INTERPOLATED
     log_start: int | None = 0
     reason: str = ""
+    stalled: bool = False
 
 
 def make_group(cluster: Cluster, name: str, **fields: object) -> ConsumerGroup:
@@ -59,43 +61,25 @@ def record_poll(group: ConsumerGroup, polled_at: datetime, parts: list[Part], la
     totals, topics) to this poll, as the poller does."""
     lags = [_computed(part) for part in parts]
     totals = group_totals(lags, [part.time_lag for part in parts])
-    PartitionLagSample.objects.bulk_create(
-        PartitionLagSample(
-            group=group,
-            topic=lag.topic,
-            partition=lag.partition,
-            polled_at=polled_at,
-            committed_offset=lag.committed_offset,
-            log_start_offset=lag.log_start_offset,
-            log_end_offset=lag.log_end_offset,
-            lag=lag.lag,
-            time_lag_seconds=part.time_lag,
-            time_lag_method=part.method,
-            time_lag_reason=part.reason,
-        )
+    partition_rows = [
+        (lag.topic, lag.partition, lag.committed_offset, lag.log_start_offset, lag.log_end_offset, lag.lag,
+         part.time_lag, part.method, part.reason, None, part.stalled)
         for lag, part in zip(lags, parts)
-    )
-    TopicLagSample.objects.bulk_create(
-        TopicLagSample(
-            group=group,
-            topic=topic.topic,
-            resolution=0,
-            polled_at=polled_at,
-            lag=topic.lag,
-            time_lag_seconds=topic.time_lag_seconds,
-            partitions=topic.partitions,
-            unknown_partitions=topic.unknown_partitions,
-            committed_offset_total=topic.committed_offset_total,
-            log_end_offset_total=topic.log_end_offset_total,
-        )
-        for topic in totals.topic_lags
+    ]
+    samples.store_poll(
+        group.cluster_id, polled_at,
+        totals=[(group.id, t.topic, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions,
+                 t.partial_partitions, t.committed_offset_total, t.log_end_offset_total) for t in totals.topic_lags],
+        partitions=[(group.id,) + row for row in partition_rows],
     )
     if latest:
         group.last_sample_at = polled_at
         group.total_lag = totals.lag
         group.max_time_lag_seconds = totals.max_time_lag_seconds
         group.topics = totals.topics
-        group.save(update_fields=["last_sample_at", "total_lag", "max_time_lag_seconds", "topics"])
+        group.partition_state = samples.pack_state(
+            [samples.PartitionState(*row, row[2], polled_at) for row in partition_rows])
+        group.save(update_fields=["last_sample_at", "total_lag", "max_time_lag_seconds", "topics", "partition_state"])
     return group
 
 
@@ -125,16 +109,12 @@ def topic_samples(
     group: ConsumerGroup, topic: str, start: datetime, count: int, step: timedelta, resolution: int = 0,
     lag: int | None = 10,
 ) -> None:
-    """``count`` TopicLagSample rows from ``start`` every ``step`` (lag = index + ``lag``)."""
-    TopicLagSample.objects.bulk_create(
-        TopicLagSample(
-            group=group,
-            topic=topic,
-            resolution=resolution,
-            polled_at=start + i * step,
-            lag=None if lag is None else lag + i,
-            time_lag_seconds=None if lag is None else float(i),
-            partitions=1,
-        )
-        for i in range(count)
-    )
+    """``count`` topic totals from ``start`` every ``step`` (lag = index + ``lag``): polled
+    (resolution 0) or rollups of ``resolution`` seconds."""
+    for i in range(count):
+        row = (group.id, topic, None if lag is None else lag + i, None if lag is None else float(i), 1, 0, 0,
+               None, None)
+        if resolution:
+            samples.store_rollup(group.cluster_id, start + i * step, [row], resolution)
+        else:
+            samples.store_poll(group.cluster_id, start + i * step, totals=[row])

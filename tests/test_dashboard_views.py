@@ -10,7 +10,7 @@ from django.db import connections
 from django.utils import timezone
 
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
-from monitor.models import Cluster, ConsumerGroup, GroupEvent, PartitionLagSample, PollRun, Topic
+from monitor.models import Cluster, ConsumerGroup, GroupEvent, PollRun, Topic
 from tests.lag_rows import Part, make_group, record_poll
 from tests.services import free_port
 
@@ -361,9 +361,8 @@ def test_overview_pages_are_links_that_keep_the_filters(logged_in_client, cluste
 
 def test_group_page_marks_a_partial_total_and_stalled_partitions(logged_in_client, cluster):
     group = make_group(cluster, "billing", status=GroupStatus.STALLED, partial_partitions=1, stalled_partitions=1)
-    record_poll(group, timezone.now(), [Part("orders", 0, 100, 150, 50), Part("orders", 1, 5, None, None)])
+    record_poll(group, timezone.now(), [Part("orders", 0, 100, 150, 50, stalled=True), Part("orders", 1, 5, None, None)])
     ConsumerGroup.objects.filter(pk=group.pk).update(partial_partitions=1, stalled_partitions=1)
-    PartitionLagSample.objects.filter(group=group, partition=0).update(stalled=True)
 
     html = logged_in_client.get(f"/clusters/{cluster.name}/groups/billing/").content.decode()
 

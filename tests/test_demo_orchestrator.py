@@ -410,7 +410,8 @@ def test_forgetting_a_clusters_history_keeps_the_cluster_and_other_clusters(db):
     from django.utils import timezone
 
     from monitor.choices import ClusterStatus, GroupEventKind
-    from monitor.models import Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun
+    from monitor.lag import samples
+    from monitor.models import Cluster, ConsumerGroup, GroupEvent, LagFrame, PollRun
 
     now = timezone.now()
     demo = Cluster.objects.create(name="demo", bootstrap_servers="127.0.0.1:9092", status=ClusterStatus.OK,
@@ -418,10 +419,9 @@ def test_forgetting_a_clusters_history_keeps_the_cluster_and_other_clusters(db):
     other = Cluster.objects.create(name="other", bootstrap_servers="127.0.0.1:9093")
     for cluster in (demo, other):
         group = ConsumerGroup.objects.create(cluster=cluster, name="payments", first_seen_at=now, last_seen_at=now)
-        PartitionLagSample.objects.create(group=group, topic="orders.events", partition=0, polled_at=now,
-                                          committed_offset=5, lag=1, time_lag_method="exact")
-        LogOffsetSample.objects.create(cluster=cluster, topic="orders.events", partition=0, polled_at=now,
-                                       log_end_offset=6)
+        samples.store_poll(cluster.id, now,
+                           partitions=[(group.id, "orders.events", 0, 5, 0, 6, 1, 0.0, "exact", "", None, False)],
+                           log_offsets=[("orders.events", 0, 0, 6)])
         GroupEvent.objects.create(cluster=cluster, group=group, kind=GroupEventKind.GROUP_CREATED, at=now)
         PollRun.objects.create(cluster=cluster, started_at=now, duration_seconds=0.1)
 
@@ -431,11 +431,10 @@ def test_forgetting_a_clusters_history_keeps_the_cluster_and_other_clusters(db):
     assert demo.status == ClusterStatus.UNKNOWN and demo.last_poll_at is None
     assert demo.group_exclude == "tmp-*"  # what was edited on the cluster stays
     assert not ConsumerGroup.objects.filter(cluster=demo).exists()
-    assert not PartitionLagSample.objects.filter(group__cluster=demo).exists()
-    assert not LogOffsetSample.objects.filter(cluster=demo).exists()
+    assert not LagFrame.objects.filter(cluster=demo).exists()
     assert not PollRun.objects.filter(cluster=demo).exists()
     assert ConsumerGroup.objects.filter(cluster=other).count() == 1
-    assert PartitionLagSample.objects.filter(group__cluster=other).count() == 1
+    assert LagFrame.objects.filter(cluster=other).count() == 2
     assert GroupEvent.objects.filter(cluster=other).count() == 1
 
 

@@ -11,13 +11,13 @@ from django.utils import timezone
 from monitor import readcache
 from monitor.flow import queries as flow_queries
 from monitor.flow.graph import Tolerances
-from monitor.models import TopicLagSample
 from monitor.timerange import TimeRange, parse_time_range
 from tests import services
 from tests.flow_data import (
     SINCE, T0, UNTIL, WINDOW, cluster, event, group_with_lag, new_trace_id, order_saga, save, varied_reports,
 )
 from tests.flow_sqlite import on_sqlite
+from tests.lag_rows import topic_samples
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +94,7 @@ def test_p95_latency_counts_publications_made_before_the_range():
 def test_live_lag_is_the_latest_poll_summed_over_clusters_with_the_same_group():
     first, second = cluster("prod-a"), cluster("prod-b")
     group = group_with_lag(first, "payments", {"orders.events": 40}, T0)
-    TopicLagSample.objects.create(group=group, topic="orders.events", polled_at=T0 - timedelta(minutes=1), lag=999)
+    topic_samples(group, "orders.events", T0 - timedelta(minutes=1), 1, timedelta(minutes=1), lag=999)
     group_with_lag(second, "payments", {"orders.events": 2}, T0, status="stalled")
     lags = flow_queries.group_lags(["payments"], ["orders.events"], SINCE, UNTIL, at_present=True)
     assert lags[("payments", "orders.events")].lag == 42
@@ -112,8 +112,8 @@ def test_live_lag_falls_back_to_the_total_when_the_poller_has_no_topic_sample():
 
 def test_lag_of_a_past_range_is_the_highest_seen_in_it():
     group = group_with_lag(cluster("prod"), "payments", {"orders.events": 5}, T0)
-    TopicLagSample.objects.create(group=group, topic="orders.events", polled_at=T0 - timedelta(minutes=2), lag=300)
-    TopicLagSample.objects.create(group=group, topic="orders.events", polled_at=T0 - timedelta(hours=2), lag=9000)
+    topic_samples(group, "orders.events", T0 - timedelta(minutes=2), 1, timedelta(minutes=1), lag=300)
+    topic_samples(group, "orders.events", T0 - timedelta(hours=2), 1, timedelta(minutes=1), lag=9000)
     lags = flow_queries.group_lags(["payments"], ["orders.events"], SINCE, UNTIL, at_present=False)
     assert lags[("payments", "orders.events")].lag == 300
 

@@ -4,7 +4,7 @@ recording half as plain readings."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
 from django.core.cache import cache
@@ -17,11 +17,11 @@ from monitor.kafka.adapter import (
     GroupMember, GroupMembership,
     GroupListing, LogOffsets, Producer, commit_offsets, create_topics, delete_groups,
 )
-from monitor.lag import snapshot
+from monitor.lag import samples as store, snapshot
 from monitor.lag.poll import claim_due_clusters, poll_cluster
 from monitor.lag.record import ClusterReading, record_cycle
 from monitor.models import (
-    Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
+    Cluster, ConsumerGroup, GroupEvent, LagFrame, PollRun, Topic,
 )
 from tests.services import free_port
 from tests.race import race
@@ -58,8 +58,17 @@ def topic(kafka_settings, unique, produce):
     return name
 
 
-def samples(group: ConsumerGroup) -> dict[tuple[str, int], PartitionLagSample]:
-    return {(s.topic, s.partition): s for s in PartitionLagSample.objects.filter(group=group, polled_at=group.last_sample_at)}
+def samples(group: ConsumerGroup) -> dict[tuple[str, int], store.PartitionPoint]:
+    """The partitions of the group's latest poll, as stored."""
+    return {(s.topic, s.partition): s for s in store.latest_partitions([group]).get(group.id, [])}
+
+
+def polls_of(group: ConsumerGroup) -> set:
+    """The times of the polls whose totals are stored for the group."""
+    return {p.polled_at for p in store.topic_points([group.id], EPOCH)}
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 
 
 def events(group: ConsumerGroup) -> list[str]:
@@ -83,9 +92,9 @@ def test_poll_stores_exact_lag_against_the_offsets_the_group_committed(cluster, 
     # First poll: no history yet, but the record at the committed offset says when it was written.
     assert rows[(topic, 0)].time_lag_method == TimeLagMethod.RECORD
     assert rows[(topic, 0)].time_lag_seconds >= 0
-    topic_sample = TopicLagSample.objects.get(group=group, resolution=0)
+    [topic_sample] = store.topic_points([group.id], EPOCH)
     assert (topic_sample.lag, topic_sample.partitions, topic_sample.unknown_partitions) == (6, 3, 1)
-    assert LogOffsetSample.objects.filter(cluster=cluster, topic=topic).count() == 3
+    assert len(store.log_points(cluster.id, EPOCH, topic=topic)) == 3
     assert Topic.objects.get(cluster=cluster, name=topic).partitions == 3
     assert events(group) == [GroupEventKind.GROUP_CREATED]
     run = PollRun.objects.get(cluster=cluster)
@@ -128,11 +137,8 @@ def test_time_lag_is_interpolated_from_the_stored_log_end_history(cluster, prefi
     group_id = f"{prefix}-slow"
     commit_offsets(kafka_settings, group_id, {(topic, 0): 4})
     base = timezone.now() - timedelta(seconds=120)
-    LogOffsetSample.objects.bulk_create([
-        LogOffsetSample(cluster=cluster, topic=topic, partition=0, polled_at=base, log_start_offset=0, log_end_offset=2),
-        LogOffsetSample(cluster=cluster, topic=topic, partition=0, polled_at=base + timedelta(seconds=60),
-                        log_start_offset=0, log_end_offset=6),
-    ])
+    store.store_poll(cluster.id, base, log_offsets=[(topic, 0, 0, 2)])
+    store.store_poll(cluster.id, base + timedelta(seconds=60), log_offsets=[(topic, 0, 0, 6)])
 
     poll_cluster(cluster.id)
 
@@ -147,12 +153,8 @@ def test_time_lag_behind_all_history_is_extrapolated_from_old_points_found_by_in
     group_id = f"{prefix}-far"
     commit_offsets(kafka_settings, group_id, {(topic, 0): 1})
     long_ago = timezone.now() - timedelta(hours=5)
-    LogOffsetSample.objects.bulk_create([
-        LogOffsetSample(cluster=cluster, topic=topic, partition=0, polled_at=long_ago, log_start_offset=0,
-                        log_end_offset=3),
-        LogOffsetSample(cluster=cluster, topic=topic, partition=0, polled_at=long_ago + timedelta(hours=1),
-                        log_start_offset=0, log_end_offset=5),
-    ])
+    store.store_poll(cluster.id, long_ago, log_offsets=[(topic, 0, 0, 3)])
+    store.store_poll(cluster.id, long_ago + timedelta(hours=1), log_offsets=[(topic, 0, 0, 5)])
 
     poll_cluster(cluster.id)
 
@@ -192,10 +194,10 @@ def test_group_that_disappears_is_gone_its_series_ends_and_reappearing_clears_it
     group = ConsumerGroup.objects.get(name=group_id)
     assert group.status == GroupStatus.GONE and group.gone_at is not None and group.total_lag is None
     assert events(group) == [GroupEventKind.GROUP_CREATED, GroupEventKind.GROUP_DELETED]
-    assert PartitionLagSample.objects.filter(group=group).values("polled_at").distinct().count() == 1
+    assert len(polls_of(group)) == 1 and store.latest_partitions([group]) == {}
 
     poll_cluster(cluster.id)
-    assert PartitionLagSample.objects.filter(group=group).values("polled_at").distinct().count() == 1
+    assert len(polls_of(group)) == 1
     assert GroupEvent.objects.filter(group=group, kind=GroupEventKind.GROUP_DELETED).count() == 1
 
     commit_offsets(kafka_settings, group_id, {(topic, 0): 5})
@@ -401,17 +403,15 @@ def test_listed_group_without_any_committed_offset_is_unknown_and_writes_no_samp
     group = ConsumerGroup.objects.get(cluster=cluster, name="fresh")
     assert (group.status, group.total_lag, group.last_sample_at) == (GroupStatus.UNKNOWN, None, None)
     assert group.status_reason == "no committed offset on any partition"
-    assert not PartitionLagSample.objects.filter(group=group).exists()
+    assert not polls_of(group) and not store.group_state(group)
 
 
 def test_time_lag_history_is_read_with_as_many_queries_for_many_lagging_partitions_as_for_few(cluster):
     def queries_for_second_poll(target: Cluster, partitions: int) -> int:
         long_ago = timezone.now() - timedelta(hours=5)
-        LogOffsetSample.objects.bulk_create([
-            LogOffsetSample(cluster=target, topic="orders", partition=p, polled_at=long_ago + timedelta(hours=h),
-                            log_start_offset=0, log_end_offset=end)
-            for p in range(partitions) for h, end in ((0, 3), (1, 5))
-        ])
+        for h, end in ((0, 3), (1, 5)):
+            store.store_poll(target.id, long_ago + timedelta(hours=h),
+                             log_offsets=[("orders", p, 0, end) for p in range(partitions)])
         committed = {("orders", p): 1 for p in range(partitions)}  # behind all stored history
         offsets = {("orders", p): (0, 10) for p in range(partitions)}
         record(target, reading("billing", committed, {"orders": partitions}, offsets))
@@ -423,19 +423,22 @@ def test_time_lag_history_is_read_with_as_many_queries_for_many_lagging_partitio
     many = queries_for_second_poll(Cluster.objects.create(name=f"{cluster.name}-big", bootstrap_servers="k:9092"), 400)
 
     assert many == few
-    row = PartitionLagSample.objects.filter(group__cluster__name=f"{cluster.name}-big", partition=399).latest("polled_at")
+    row = samples(ConsumerGroup.objects.get(cluster__name=f"{cluster.name}-big"))[("orders", 399)]
     assert row.time_lag_method == TimeLagMethod.EXTRAPOLATED
 
 
-def test_deleting_a_group_or_its_cluster_deletes_its_samples(cluster):
+def test_a_deleted_groups_samples_are_never_read_again_and_a_deleted_cluster_takes_its_samples(cluster):
     record(cluster, reading("billing", {("orders", 0): 1}, {"orders": 1}, {("orders", 0): (0, 5)}))
     record(cluster, reading("shipping", {("orders", 0): 2}, {"orders": 1}, {("orders", 0): (0, 5)}))
+    billing = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    shipping = ConsumerGroup.objects.get(cluster=cluster, name="shipping")
 
-    ConsumerGroup.objects.get(cluster=cluster, name="billing").delete()
+    billing_id = billing.id
+    billing.delete()
 
-    assert list(PartitionLagSample.objects.values_list("group__name", flat=True)) == ["shipping"]
+    assert {p.group_id for p in store.topic_points([billing_id, shipping.id], EPOCH)} == {shipping.id}
     cluster.delete()
-    assert not PartitionLagSample.objects.exists() and not TopicLagSample.objects.exists()
+    assert not LagFrame.objects.exists()
 
 
 # -- claiming due clusters -------------------------------------------------------------
@@ -541,7 +544,7 @@ def test_partition_without_log_offsets_for_one_poll_makes_the_total_partial_neve
                                   {("orders", 0): (0, 1000), ("orders", 1): None}))
 
     group = ConsumerGroup.objects.get(cluster=cluster, name="billing")
-    stored = TopicLagSample.objects.get(group=group, polled_at=T0 + timedelta(seconds=30))
+    [stored] = [p for p in store.topic_points([group.id], EPOCH) if p.polled_at == T0 + timedelta(seconds=30)]
     assert (stored.lag, stored.partial_partitions, stored.unknown_partitions) == (800, 1, 1)
     assert (group.total_lag, group.partial_partitions) == (800, 1)
     assert group.status == GroupStatus.OK
@@ -618,7 +621,7 @@ def test_data_loss_is_counted_once_across_a_gap_longer_than_the_raw_retention(cl
     lost = reading_at(T0 - timedelta(hours=50), "billing", {("orders", 0): 100}, {"orders": 1},
                       {("orders", 0): (600, 1000)})
     record_at(cluster, lost)
-    PartitionLagSample.objects.filter(group__cluster=cluster).delete()  # pruned after 48 h
+    LagFrame.objects.filter(cluster=cluster).delete()  # pruned after 48 h
 
     record_at(cluster, reading_at(T0, "billing", {("orders", 0): 100}, {"orders": 1}, {("orders", 0): (600, 1200)}))
     record_at(cluster, reading_at(T0 + timedelta(seconds=30), "billing", {("orders", 0): 100}, {"orders": 1},

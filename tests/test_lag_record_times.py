@@ -11,7 +11,8 @@ from monitor.choices import TimeLagMethod
 from monitor.kafka.adapter import LogOffsets, Producer, commit_offsets, create_topics
 from monitor.lag.poll import poll_cluster
 from monitor.lag.record_times import fetch_offset, wanted_offsets
-from monitor.models import ConsumerGroup, PartitionLagSample
+from monitor.lag import samples
+from monitor.models import ConsumerGroup
 
 
 @pytest.fixture
@@ -33,10 +34,9 @@ def created_at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def latest_rows(cluster, group_id: str) -> dict[tuple[str, int], PartitionLagSample]:
+def latest_rows(cluster, group_id: str) -> dict[tuple[str, int], samples.PartitionPoint]:
     group = ConsumerGroup.objects.get(cluster=cluster, name=group_id)
-    return {(s.topic, s.partition): s for s in PartitionLagSample.objects.filter(group=group,
-                                                                                  polled_at=group.last_sample_at)}
+    return {(s.topic, s.partition): s for s in samples.latest_partitions([group]).get(group.id, [])}
 
 
 def test_a_group_first_seen_behind_has_its_time_lag_within_a_second_of_the_truth_on_its_first_poll(

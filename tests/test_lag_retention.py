@@ -1,13 +1,17 @@
-"""Rolling up and pruning lag history, against real PostgreSQL."""
+"""Rolling up and pruning lag history, against real PostgreSQL: rollups take over before
+polled frames go, and on PostgreSQL whole days of frames are dropped, not deleted row by row."""
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
 
-from monitor.choices import GroupEventKind, TimeLagMethod
+from monitor import timepartitions
+from monitor.choices import GroupEventKind
+from monitor.lag import samples
 from monitor.lag.retention import rollup_and_prune
-from monitor.models import GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, TopicLagSample
+from monitor.models import ConsumerGroup, GroupEvent, LagFrame, LagRollup, PollRun
 
 NOW = datetime(2024, 5, 10, 12, 0, 30, tzinfo=dt_timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 
 
 @pytest.fixture
@@ -18,103 +22,73 @@ def retention(settings):
 
 @pytest.fixture
 def group(cluster):
-    from monitor.models import ConsumerGroup
-
     return ConsumerGroup.objects.create(cluster=cluster, name="billing", first_seen_at=NOW, last_seen_at=NOW)
 
 
-def topic_sample(group, at, lag, time_lag=None, resolution=0):
-    return TopicLagSample(group=group, topic="orders", resolution=resolution, polled_at=at, lag=lag,
-                          time_lag_seconds=time_lag, partitions=3)
+def poll(group, at, lag, log_end=None):
+    samples.store_poll(group.cluster_id, at,
+                       totals=[(group.id, "orders", lag, None if lag is None else lag / 100, 3, 0, 0, None, None)],
+                       log_offsets=[] if log_end is None else [("orders", 0, 0, log_end)])
 
 
-def test_raw_topic_samples_past_retention_become_one_minute_maxima(retention, group):
-    old = NOW - timedelta(hours=50)
-    minute = old.replace(second=0, microsecond=0)
-    TopicLagSample.objects.bulk_create([
-        topic_sample(group, minute + timedelta(seconds=5), 100, 3.0),
-        topic_sample(group, minute + timedelta(seconds=35), 250, 1.5),
-        topic_sample(group, minute + timedelta(seconds=65), None, None),
-        topic_sample(group, NOW - timedelta(hours=1), 7, 0.5),
-    ])
+def test_polled_totals_past_retention_live_on_as_five_minute_maxima(retention, group):
+    old = datetime(2024, 5, 8, 10, 0, 0, tzinfo=dt_timezone.utc)  # 50 h before NOW
+    for step, lag in enumerate([100, 250, None, 40]):
+        poll(group, old + timedelta(seconds=30 * step + 5), lag)
+    poll(group, NOW - timedelta(hours=1), 7)
 
     result = rollup_and_prune(NOW)
 
-    rollups = list(TopicLagSample.objects.filter(resolution=60).order_by("polled_at")
-                   .values_list("polled_at", "lag", "time_lag_seconds"))
-    assert rollups == [(minute, 250, 3.0), (minute + timedelta(minutes=1), None, None)]
-    assert list(TopicLagSample.objects.filter(resolution=0).values_list("lag", flat=True)) == [7]
-    assert result.rolled_up_buckets == 2
+    kept = samples.topic_points([group.id], EPOCH, NOW, resolution=None)
+    assert [(p.polled_at, p.lag, p.resolution) for p in kept][0] == (old, 250, samples.ROLLUP_SECONDS)
+    assert kept[-1].polled_at == NOW - timedelta(hours=1) and kept[-1].lag == 7
+    assert not LagFrame.objects.filter(polled_at__lt=NOW - timedelta(hours=48)).exists()
+    assert result.rollup_frames > 0
 
 
-def test_rolling_up_twice_merges_into_the_existing_bucket(retention, group):
-    minute = (NOW - timedelta(hours=50)).replace(second=0, microsecond=0)
-    TopicLagSample.objects.bulk_create([topic_sample(group, minute, 90, 2.0, resolution=60),
-                                        topic_sample(group, minute + timedelta(seconds=20), 40, 9.0)])
+def test_rolling_up_again_writes_nothing_new(retention, group):
+    poll(group, NOW - timedelta(minutes=30), 5)
+    first = rollup_and_prune(NOW)
+    count = LagRollup.objects.count()
 
-    rollup_and_prune(NOW)
+    second = rollup_and_prune(NOW)
 
-    assert list(TopicLagSample.objects.values_list("resolution", "lag", "time_lag_seconds")) == [(60, 90, 9.0)]
-
-
-def test_rollups_past_their_retention_are_deleted(retention, group):
-    TopicLagSample.objects.bulk_create([
-        topic_sample(group, NOW - timedelta(days=31), 5, resolution=60),
-        topic_sample(group, NOW - timedelta(days=29), 6, resolution=60),
-    ])
-
-    rollup_and_prune(NOW)
-
-    assert list(TopicLagSample.objects.values_list("lag", flat=True)) == [6]
+    assert first.rollup_frames == count > 0 and second.rollup_frames == 0 and LagRollup.objects.count() == count
 
 
-def test_raw_partition_samples_and_poll_runs_past_retention_are_deleted(retention, cluster, group):
-    for at in (NOW - timedelta(hours=49), NOW - timedelta(hours=47)):
-        PartitionLagSample.objects.create(group=group, topic="orders", partition=0, polled_at=at, lag=1,
-                                          time_lag_method=TimeLagMethod.EXACT)
-        PollRun.objects.create(cluster=cluster, started_at=at, duration_seconds=0.1)
+def test_postgresql_drops_whole_days_of_frames_instead_of_deleting_rows(retention, group):
+    old_day = datetime(2024, 5, 5, tzinfo=dt_timezone.utc)
+    table = LagFrame._meta.db_table
+    assert timepartitions.is_partitioned(table)
+    timepartitions.ensure_partitions(table, old_day, days_ahead=0)
+    poll(group, old_day + timedelta(hours=3), 1, log_end=10)
+    poll(group, NOW - timedelta(minutes=5), 2, log_end=20)
+    assert timepartitions.partition_name(table, old_day.date()) in timepartitions.partitions(table)
 
-    rollup_and_prune(NOW)
+    result = rollup_and_prune(NOW)
 
-    assert PartitionLagSample.objects.count() == 1 and PollRun.objects.count() == 1
+    assert timepartitions.partition_name(table, old_day.date()) in result.dropped_partitions
+    assert timepartitions.partition_name(table, old_day.date()) not in timepartitions.partitions(table)
+    # What the dropped day held lives on in its rollups; the time-lag history too.
+    assert samples.log_points(group.cluster_id, EPOCH)[("orders", 0)][0].log_end_offset == 10
 
 
-def test_log_end_history_is_thinned_not_dropped_so_old_time_lag_still_works(retention, cluster):
-    def point(at, end, partition=0):
-        return LogOffsetSample(cluster=cluster, topic="orders", partition=partition, polled_at=at,
-                               log_start_offset=0, log_end_offset=end)
-
-    minute = (NOW - timedelta(hours=49)).replace(second=0, microsecond=0)
-    recent = NOW - timedelta(hours=1)
-    LogOffsetSample.objects.bulk_create(
-        [point(minute + timedelta(seconds=s), 100 + s) for s in (0, 15, 30, 45, 60, 75)]
-        + [point(recent + timedelta(seconds=s), 9000 + s) for s in (0, 15, 30)]
-    )
+def test_rollups_past_their_retention_go(retention, group):
+    samples.store_rollup(group.cluster_id, NOW - timedelta(days=31), [(group.id, "orders", 1, None, 1, 0, 0, None, None)])
+    samples.store_rollup(group.cluster_id, NOW - timedelta(days=29), [(group.id, "orders", 2, None, 1, 0, 0, None, None)])
 
     rollup_and_prune(NOW)
 
-    kept = list(LogOffsetSample.objects.order_by("polled_at").values_list("log_end_offset", flat=True))
-    assert kept == [145, 175, 9000, 9015, 9030]  # newest per old minute, every recent point
+    assert [p.lag for p in samples.topic_points([group.id], EPOCH, NOW, resolution=samples.ROLLUP_SECONDS)] == [2]
 
 
-def test_log_end_history_past_rollup_retention_keeps_one_point_per_partition(retention, cluster):
-    old = NOW - timedelta(days=40)
-    LogOffsetSample.objects.bulk_create([
-        LogOffsetSample(cluster=cluster, topic="orders", partition=p, polled_at=old + timedelta(hours=h),
-                        log_start_offset=0, log_end_offset=10 * h)
-        for p in (0, 1) for h in range(3)
-    ])
-
-    rollup_and_prune(NOW)
-
-    assert sorted(LogOffsetSample.objects.values_list("partition", "log_end_offset")) == [(0, 20), (1, 20)]
-
-
-def test_group_events_are_kept_as_long_as_rollups(retention, cluster, group):
+def test_poll_runs_follow_the_raw_retention_and_group_events_the_rollups(retention, cluster, group):
+    PollRun.objects.create(cluster=cluster, started_at=NOW - timedelta(hours=49), duration_seconds=1)
+    PollRun.objects.create(cluster=cluster, started_at=NOW - timedelta(hours=1), duration_seconds=1)
     for days in (31, 29):
-        GroupEvent.objects.create(cluster=cluster, group=group, kind=GroupEventKind.OFFSET_RESET,
+        GroupEvent.objects.create(cluster=cluster, group=group, kind=GroupEventKind.GROUP_CREATED,
                                   at=NOW - timedelta(days=days))
 
     rollup_and_prune(NOW)
 
-    assert GroupEvent.objects.count() == 1
+    assert PollRun.objects.count() == 1 and GroupEvent.objects.count() == 1

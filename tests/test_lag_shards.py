@@ -3,7 +3,7 @@ sharded cycle records what an unsharded one records, every group in exactly one 
 and a shard that cannot reach Kafka (a real closed port) leaves only its groups unknown."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone as dt_timezone
 
 import pytest
 from django.utils import timezone
@@ -12,7 +12,8 @@ from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus
 from monitor.kafka.adapter import Producer, commit_offsets_of_many_groups, create_topics
 from monitor.lag.poll import poll_cluster
 from monitor.lag.shards import Shard, planned_shards, shard_count, shard_of
-from monitor.models import Cluster, ConsumerGroup, GroupEvent, PartitionLagSample, PollRun, TopicLagSample
+from monitor.lag import samples
+from monitor.models import Cluster, ConsumerGroup, GroupEvent, PollRun
 from monitor.tasks import poll_cluster_shard
 from tests.services import free_port
 
@@ -84,16 +85,18 @@ def _poll_in_shards(cluster: Cluster, started_at: datetime) -> None:
         poll_cluster_shard(cluster.id, shard, SHARDS, started_at.isoformat())  # the task, run inline
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+FAR = datetime(9999, 1, 1, tzinfo=dt_timezone.utc)
+
+
 def _recorded(cluster: Cluster) -> dict[str, tuple]:
     """Per group what a cycle stores, but the time lag seconds (measured at each poll's own time)."""
     found = {}
     for group in ConsumerGroup.objects.filter(cluster=cluster):
-        partitions = sorted(PartitionLagSample.objects.filter(group=group).values_list(
-            "topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
-            "time_lag_method"))
-        topics = sorted(TopicLagSample.objects.filter(group=group).values_list(
-            "topic", "lag", "partitions", "unknown_partitions", "committed_offset_total", "log_end_offset_total",
-            "partial_partitions"))
+        partitions = sorted((p.topic, p.partition, p.committed_offset, p.log_start_offset, p.log_end_offset, p.lag,
+                             p.time_lag_method) for p in samples.partition_points(group.id, EPOCH, FAR))
+        topics = sorted((t.topic, t.lag, t.partitions, t.unknown_partitions, t.committed_offset_total,
+                         t.log_end_offset_total, t.partial_partitions) for t in samples.topic_points([group.id], EPOCH))
         found[group.name] = (group.status, group.status_reason, group.total_lag, group.topics,
                              group.partial_partitions, group.stalled_partitions, group.lost_messages,
                              group.gone_at, partitions, topics)

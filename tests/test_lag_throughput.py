@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.lag.throughput import per_minute, throughput, topic_produce_throughput
-from monitor.models import Cluster, LogOffsetSample, Topic
+from monitor.lag import samples
+from monitor.models import Cluster, Topic
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -62,13 +63,10 @@ def test_without_last_week_the_baseline_is_the_median_of_the_last_day():
 def test_the_produce_rate_of_a_topic_reads_the_stored_log_end_offsets(db):
     cluster = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:1")
     now = T0
-    rows = []
     for step in range(0, 21):  # 30 s polls over the last 10.5 minutes, 2 partitions at 20 msg/s each
         moment = now - timedelta(seconds=630) + timedelta(seconds=30 * step)
-        for partition in (0, 1):
-            rows.append(LogOffsetSample(cluster=cluster, topic="orders.events", partition=partition,
-                                        polled_at=moment, log_start_offset=0, log_end_offset=600 * step))
-    LogOffsetSample.objects.bulk_create(rows)
+        samples.store_poll(cluster.id, moment,
+                           log_offsets=[("orders.events", partition, 0, 600 * step) for partition in (0, 1)])
     result = topic_produce_throughput(cluster.id, "orders.events", now)
     assert result.rate == pytest.approx(40)
     assert result.baseline is None and result.baseline_method == ""
@@ -80,11 +78,8 @@ def test_the_topic_page_says_how_much_was_produced_and_charts_it(logged_in_clien
     cluster = Cluster.objects.create(name="prod", bootstrap_servers="127.0.0.1:1")
     now = timezone.now()
     Topic.objects.create(cluster=cluster, name="orders.events", partitions=1, first_seen_at=now, last_seen_at=now)
-    LogOffsetSample.objects.bulk_create([
-        LogOffsetSample(cluster=cluster, topic="orders.events", partition=0, polled_at=now - timedelta(seconds=30 * k),
-                        log_start_offset=0, log_end_offset=10_000)  # nothing produced lately
-        for k in range(25)
-    ])
+    for k in range(25):  # nothing produced lately
+        samples.store_poll(cluster.id, now - timedelta(seconds=30 * k), log_offsets=[("orders.events", 0, 0, 10_000)])
     page = logged_in_client.get("/clusters/prod/topics/orders.events/").content.decode()
     assert "orders.events: 0 messages in 10 min" in page
     assert 'id="throughput-figure"' in page

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from monitor.api.metrics import escape_label_value, format_value
 from monitor.choices import ClusterStatus, GroupStatus, TimeLagMethod
-from monitor.models import Cluster, ConsumerGroup, PollRun, TopicLagSample
+from monitor.models import Cluster, ConsumerGroup, PollRun
 from tests.lag_rows import Part, make_group, record_poll
 
 # name{label="value",...} value  (label values may hold escaped quotes)
@@ -227,7 +227,6 @@ def test_a_cluster_whose_poller_stopped_is_stale_after_two_intervals(scrape, clu
 def test_a_partial_total_is_absent_never_a_lower_value(scrape, cluster):
     group = make_group(cluster, "billing", partial_partitions=1)
     record_poll(group, timezone.now(), [Part("orders", 0, 200, 1000, 800), Part("orders", 1, 200, None, None)])
-    TopicLagSample.objects.filter(group=group).update(partial_partitions=1)
     ConsumerGroup.objects.filter(pk=group.pk).update(partial_partitions=1)
 
     text = scrape()

@@ -36,7 +36,6 @@ from datetime import datetime, timedelta
 
 from typing import Any, cast
 
-from django.db.models import F
 
 from monitor.alerts.rules import Reading, Scope, Subject, glob_matcher, glob_matches, literal_values
 from monitor import humanize
@@ -200,7 +199,7 @@ def normalise(result: FetchResult) -> dict[Subject, Reading]:
     return readings
 
 
-# -- lag data (ConsumerGroup, TopicLagSample, Cluster) -----------------------------------------------
+# -- lag data (ConsumerGroup, lag samples, Cluster) -----------------------------------------------
 
 # Reads shared by the metrics of one evaluation (lag, time lag, status ... all read the same
 # group rows and topic samples): inside ``shared_reads()`` each is read once per evaluation,
@@ -243,10 +242,9 @@ class GroupRow:
     row: Mapping[str, Any]
 
 
-def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
+def _cluster_group_rows(clusters: set[str] | None) -> list[dict[str, Any]]:
+    """Every group of ``clusters`` (None: of all clusters), read once per evaluation."""
     from monitor.models import ConsumerGroup
-
-    clusters = literal_values(scope.cluster for scope in scopes)
 
     def read() -> list[dict[str, Any]]:
         queryset = ConsumerGroup.objects.all()
@@ -255,11 +253,18 @@ def _group_rows(scopes: Sequence[Scope], now: datetime) -> list[GroupRow]:
         return cast(list[dict[str, Any]], list(queryset.values(
             "id", "name", "status", "status_reason", "total_lag", "catch_up_seconds", "catch_up_never",
             "retention_risk_seconds", "topics", "partial_partitions", "stalled_partitions",
-            "last_sample_at", "gone_at", "cluster__name", "cluster__enabled", "cluster__status",
+            "last_sample_at", "gone_at", "cluster_id", "cluster__name", "cluster__enabled", "cluster__status",
             "cluster__poll_interval_seconds",
         )))
 
-    rows = _once(("groups", None if clusters is None else tuple(sorted(clusters))), read)
+    return cast(list[dict[str, Any]], _once(("groups", None if clusters is None else tuple(sorted(clusters))), read))
+
+
+def _group_rows(scopes: Sequence[Scope], now: datetime, rows: list[dict[str, Any]] | None = None) -> list[GroupRow]:
+    """The groups in ``scopes`` with their no-data reason, from ``rows`` (the groups of the
+    scopes' clusters) or a fresh read of them."""
+    if rows is None:
+        rows = _cluster_group_rows(literal_values(scope.cluster for scope in scopes))
     groups: list[GroupRow] = []
     pairs = frozenset((scope.cluster, scope.group) for scope in scopes)
 
@@ -308,22 +313,25 @@ def _group_topics(row: Mapping[str, Any]) -> list[str]:
 
 
 def _topic_readings(scopes: Sequence[Scope], now: datetime, field_name: str) -> dict[Subject, Reading]:
-    from monitor.models import TopicLagSample
+    from monitor.lag import samples
+    from monitor.models import ConsumerGroup
 
-    groups = {group.id: group for group in _group_rows(scopes, now)}
+    clusters = literal_values(scope.cluster for scope in scopes)
+    cluster_rows = _cluster_group_rows(clusters)
+    groups = {group.id: group for group in _group_rows(scopes, now, cluster_rows)}
     if not groups:
         return {}
-    clusters = literal_values(scope.cluster for scope in scopes)
 
     def read() -> list[tuple[Any, ...]]:
         # Both fields at once: lag and time lag rules share one read per evaluation.
-        queryset = TopicLagSample.objects.filter(resolution=0, polled_at=F("group__last_sample_at"))
-        if clusters is not None:
-            queryset = queryset.filter(group__cluster__name__in=clusters)
-        return list(queryset.values_list("group_id", "topic", "lag", "time_lag_seconds", "unknown_partitions",
-                                         "partial_partitions"))
+        polled = [ConsumerGroup(id=row["id"], cluster_id=row["cluster_id"], last_sample_at=row["last_sample_at"],
+                                gone_at=row["gone_at"])
+                  for row in cluster_rows if row["last_sample_at"] is not None]
+        latest = samples.latest_topic_points(polled, include_gone=True)
+        return [(p.group_id, p.topic, p.lag, p.time_lag_seconds, p.unknown_partitions, p.partial_partitions)
+                for points in latest.values() for p in points]
 
-    rows = _once(("topic_samples", None if clusters is None else tuple(sorted(clusters))), read)
+    rows = _once(("latest_topic_totals", None if clusters is None else tuple(sorted(clusters))), read)
     column = {"lag": 2, "time_lag_seconds": 3}[field_name]
     readings: dict[Subject, Reading] = {}
     for row in rows:
@@ -354,7 +362,8 @@ def _topic_readings(scopes: Sequence[Scope], now: datetime, field_name: str) -> 
 
 def _topic_history(field_name: str) -> History:
     def history(scope: Scope, since: datetime, until: datetime) -> dict[Subject, Series]:
-        from monitor.models import ConsumerGroup, TopicLagSample
+        from monitor.lag import samples
+        from monitor.models import ConsumerGroup
 
         queryset = ConsumerGroup.objects.all()
         clusters = literal_values([scope.cluster])
@@ -367,16 +376,17 @@ def _topic_history(field_name: str) -> History:
         }
         if not groups:
             return {}
-        rows = (
-            TopicLagSample.objects.filter(group_id__in=list(groups), polled_at__gte=since, polled_at__lt=until)
-            .exclude(partial_partitions__gt=0)  # a partial total is no new data: the replay skips it too
-            .order_by("group_id", "topic", "polled_at")
-            .values_list("group_id", "topic", "resolution", "polled_at", field_name)
-        )
+        points = samples.topic_points(groups, since, until, resolution=None, until_inclusive=False)
+        # By group and topic, then time (stable), so the first MAX_BACKTEST_SUBJECTS subjects are kept.
+        points.sort(key=lambda point: (point.group_id, point.topic))
         by_resolution: dict[Subject, dict[int, Series]] = defaultdict(lambda: defaultdict(list))
-        for group_id, topic, resolution, polled_at, value in rows.iterator(chunk_size=5000):
+        for point in points:
+            group_id, topic, resolution, polled_at = point.group_id, point.topic, point.resolution, point.polled_at
+            if point.partial_partitions > 0:
+                continue  # a partial total is no new data: the replay skips it too
             if not glob_matches(scope.topic, topic):
                 continue
+            value = getattr(point, field_name)
             cluster, name = groups[group_id]
             subject = Subject(cluster, name, topic)
             if subject not in by_resolution and len(by_resolution) >= MAX_BACKTEST_SUBJECTS:
@@ -508,38 +518,35 @@ def cluster_unreachable(scopes: Sequence[Scope], now: datetime) -> dict[Subject,
 
 def worst_partitions(subjects: Iterable[Subject], limit: int = 5) -> dict[Subject, list[dict[str, object]]]:
     """The partitions with the most lag of each (cluster, group, topic) subject, from the
-    group's latest poll: one query for all subjects."""
-    from monitor.models import PartitionLagSample
+    group's latest poll (a gone group's last one): one read for all subjects."""
+    from monitor.lag import members as group_members
+    from monitor.lag import samples
+    from monitor.models import ConsumerGroup
 
     wanted = {s for s in subjects if s.group}
     if not wanted:
         return {}
     pairs = {(s.cluster, s.group) for s in wanted}
-    rows = (
-        PartitionLagSample.objects.filter(
-            group__cluster__name__in={c for c, _ in pairs}, group__name__in={g for _, g in pairs},
-            polled_at=F("group__last_sample_at"),
-        )
-        .values_list("group__cluster__name", "group__name", "topic", "partition", "lag", "time_lag_seconds",
-                     "group_id")
-    )
-    from monitor.lag import members as group_members
-    from monitor.models import ConsumerGroup
-
-    latest = list(rows)
+    groups = list(ConsumerGroup.objects.filter(
+        cluster__name__in={c for c, _ in pairs}, name__in={g for _, g in pairs}, last_sample_at__isnull=False,
+    ).select_related("cluster").only("id", "name", "last_sample_at", "gone_at", "partition_state", "cluster__name"))
+    names = {group.id: (group.cluster.name, group.name) for group in groups}
+    latest = samples.latest_partitions(groups, include_gone=True)
     owners = {
         group_id: group_members.owners(details)
         for group_id, details in ConsumerGroup.objects.filter(
-            pk__in={row[6] for row in latest}, member_details__isnull=False).values_list("id", "member_details")
+            pk__in=set(latest), member_details__isnull=False).values_list("id", "member_details")
     }
     found: dict[Subject, list[dict[str, object]]] = defaultdict(list)
-    for cluster, group, topic, partition, lag_value, time_lag, group_id in latest:
-        # Who owns the partition, where the broker told: "billing-7f9c on 10.2.3.4".
-        owner = group_members.owner_label(owners.get(group_id, {}).get((topic, partition)))
-        for subject in (Subject(cluster, group, topic), Subject(cluster, group, "")):
-            if subject in wanted:
-                found[subject].append({"topic": topic, "partition": partition, "lag": lag_value,
-                                       "time_lag_seconds": time_lag, "owner": owner})
+    for group_id, parts in latest.items():
+        cluster, group = names[group_id]
+        for part in parts:
+            # Who owns the partition, where the broker told: "billing-7f9c on 10.2.3.4".
+            owner = group_members.owner_label(owners.get(group_id, {}).get((part.topic, part.partition)))
+            for subject in (Subject(cluster, group, part.topic), Subject(cluster, group, "")):
+                if subject in wanted:
+                    found[subject].append({"topic": part.topic, "partition": part.partition, "lag": part.lag,
+                                           "time_lag_seconds": part.time_lag_seconds, "owner": owner})
     return {
         subject: sorted(items, key=lambda item: (item["lag"] is None, -float(item["lag"] or 0)))[:limit]  # type: ignore[arg-type]
         for subject, items in found.items()

@@ -9,7 +9,7 @@ Granularity (``MONITOR_METRICS_GRANULARITY``, or ``?granularity=`` per scrape), 
 kafka-minion: ``partition`` (default) exports per-partition and per-topic series,
 ``topic`` only per-topic ones, ``group`` neither; the per-group series are always there.
 At 100,000 group-partitions the partition series are most of the answer: the lag rows
-come from one query and are formatted with each group's label prefix escaped once.
+come from one read (monitor.lag.samples) and are formatted with each group's label prefix escaped once.
 
 Stale values are not exported: once a cluster has missed one poll (its last poll failed,
 or its last success is more than two intervals old) its groups' series disappear, and
@@ -22,10 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -35,7 +33,8 @@ from monitor.api.auth import api_view, authenticate
 from monitor.api.errors import BadRequest, FieldError
 from monitor.choices import ClusterStatus, GroupStatus, MetricsGranularity as Granularity, TokenScope
 from monitor.lag.queries import latest_cycles
-from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, PollRun, TopicLagSample
+from monitor.lag import samples
+from monitor.models import Cluster, ConsumerGroup, PollRun
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Labels = tuple[tuple[str, str], ...]
@@ -80,14 +79,6 @@ def _escaped_prefix(cluster: str, group: str) -> str:
     return f'cluster="{escape_label_value(cluster)}",group="{escape_label_value(group)}"'
 
 
-def _rows(sql: str) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``sql`` straight from the cursor, in batches (no model or dict per row)."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        while batch := cursor.fetchmany(10_000):
-            yield from batch
-
-
 def _float_text(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
@@ -103,32 +94,26 @@ def fresh_cluster_ids(clusters: Iterable[Cluster], now: datetime) -> set[int]:
 
 def _detail_families(granularity: str, fresh: set[int]) -> Iterator[Family]:
     """Per-partition (``partition``) and per-topic (``partition``, ``topic``) lag of each
-    group's latest poll, as pre-formatted lines: one query each, joined to the group's
-    row, ordered by group id (Prometheus does not care about order; sorting 100,000
-    rows by names would cost more than the rest)."""
+    group's latest poll, as pre-formatted lines in one pass over each wide read of the
+    sample store, ordered by group id (Prometheus does not care about order; sorting
+    100,000 rows by names would cost more than the rest)."""
     if granularity == Granularity.GROUP:
         return
     prefixes = {group_id: _escaped_prefix(cluster, group) for group_id, cluster, group in ConsumerGroup.objects
                 .filter(gone_at__isnull=True, last_sample_at__isnull=False, cluster_id__in=fresh)
                 .values_list("id", "cluster__name", "name").iterator(chunk_size=10_000)}
     topic_labels: dict[str, str] = {}
-    group_table = ConsumerGroup._meta.db_table
     if granularity == Granularity.PARTITION:
         lag_lines: list[str] = []
         seconds_lines: list[str] = []
-        sample_table = PartitionLagSample._meta.db_table
-        rows = _rows(
-            f"SELECT s.group_id, s.topic, s.partition, s.lag, s.time_lag_seconds FROM {sample_table} s "
-            f"JOIN {group_table} g ON g.id = s.group_id AND s.polled_at = g.last_sample_at "
-            f"WHERE g.gone_at IS NULL ORDER BY s.group_id, s.topic, s.partition"
-        )
-        for group_id, topic, partition, lag_value, time_lag in rows:
-            if group_id not in prefixes:
-                continue  # its cluster's data is stale
+        for group_id, topic, partition, lag_value, time_lag in samples.latest_partition_lags(fresh):
+            prefix = prefixes.get(group_id)
+            if prefix is None:
+                continue  # polled after the groups were read
             topic_label = topic_labels.get(topic)
             if topic_label is None:
                 topic_label = topic_labels[topic] = escape_label_value(topic)
-            labels = f'{{{prefixes[group_id]},topic="{topic_label}",partition="{partition}"}} '
+            labels = f'{{{prefix},topic="{topic_label}",partition="{partition}"}} '
             if lag_value is not None:
                 lag_lines.append(f"kafka_consumergroup_lag{labels}{lag_value}")
             if time_lag is not None:
@@ -139,21 +124,16 @@ def _detail_families(granularity: str, fresh: set[int]) -> Iterator[Family]:
                      "How far behind the group is in time, per partition (latest poll).", [], seconds_lines)
     topic_lag: list[str] = []
     topic_seconds: list[str] = []
-    topic_table = TopicLagSample._meta.db_table
-    rows = _rows(
-        f"SELECT s.group_id, s.topic, s.lag, s.time_lag_seconds, s.partial_partitions FROM {topic_table} s "
-        f"JOIN {group_table} g ON g.id = s.group_id AND s.polled_at = g.last_sample_at "
-        f"WHERE g.gone_at IS NULL AND s.resolution = 0 ORDER BY s.group_id, s.topic"
-    )
-    for group_id, topic, lag_value, time_lag, partial in rows:
-        if group_id not in prefixes:
+    for group_id, topic, lag_value, time_lag, partial in samples.latest_topic_lags(fresh):
+        prefix = prefixes.get(group_id)
+        if prefix is None:
             continue
         if partial:
             lag_value = None  # a partial total is not a lower total: absent
         topic_label = topic_labels.get(topic)
         if topic_label is None:
             topic_label = topic_labels[topic] = escape_label_value(topic)
-        labels = f'{{{prefixes[group_id]},topic="{topic_label}"}} '
+        labels = f'{{{prefix},topic="{topic_label}"}} '
         if lag_value is not None:
             topic_lag.append(f"kafka_consumergroup_topic_lag{labels}{lag_value}")
         if time_lag is not None:

@@ -522,12 +522,13 @@ def forget_cluster_history(cluster_id: int) -> int:
     from django.db import transaction
 
     from monitor.choices import ClusterStatus
-    from monitor.models import Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PollRun, Topic
+    from monitor.models import Cluster, ConsumerGroup, GroupEvent, LagFrame, LagRollup, PollRun, Topic
 
     with transaction.atomic():
         GroupEvent.objects.filter(cluster_id=cluster_id).delete()
         _, deleted = ConsumerGroup.objects.filter(cluster_id=cluster_id).delete()
-        LogOffsetSample.objects.filter(cluster_id=cluster_id).delete()
+        LagFrame.objects.filter(cluster_id=cluster_id).delete()
+        LagRollup.objects.filter(cluster_id=cluster_id).delete()
         PollRun.objects.filter(cluster_id=cluster_id).delete()
         Topic.objects.filter(cluster_id=cluster_id).delete()
         Cluster.objects.filter(pk=cluster_id).update(

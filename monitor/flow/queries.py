@@ -32,7 +32,9 @@ from monitor.flow.graph import (
     Tolerances,
     build_flow_graph,
 )
-from monitor.models import ConsumerGroup, Event, TopicLagSample
+from monitor.lag import samples as lag_samples
+from monitor.lag.series import max_known
+from monitor.models import ConsumerGroup, Event
 from monitor.pathways import histogram
 from monitor.readcache import (
     BudgetExhausted,
@@ -338,28 +340,30 @@ def group_lags(groups: Iterable[str], topics: Iterable[str], since: datetime, un
             statuses[key] = status
         clusters[key].add(cluster)
 
+    wanted = set(topic_names)
     if at_present:
-        live = ConsumerGroup.objects.filter(name__in=names, gone_at=None)
-        samples = TopicLagSample.objects.filter(
-            group__in=live, topic__in=topic_names, resolution=0, polled_at=F("group__last_sample_at")
-        ).values_list("group_id", "group__name", "topic", "lag", "group__status", "group__cluster__name")
-        sampled_groups = set()
-        for group_id, name, topic, lag, status, cluster in samples:
-            sampled_groups.add(group_id)
-            add((name, topic), lag, status, cluster)
-        for group in live.exclude(id__in=sampled_groups).select_related("cluster"):
-            for topic in topic_names:
-                if _group_reads(group, topic):
-                    add((group.name, topic), group.total_lag, group.status, group.cluster.name)
+        live = list(ConsumerGroup.objects.filter(name__in=names, gone_at=None).select_related("cluster")
+                    .defer("member_details"))
+        latest = lag_samples.latest_topic_points(live)
+        for group in live:
+            points = [point for point in latest.get(group.id, []) if point.topic in wanted]
+            for point in points:
+                add((group.name, point.topic), point.lag, group.status, group.cluster.name)
+            if not points:
+                for topic in topic_names:
+                    if _group_reads(group, topic):
+                        add((group.name, topic), group.total_lag, group.status, group.cluster.name)
     else:
-        rows = (
-            TopicLagSample.objects.filter(group__name__in=names, topic__in=topic_names,
-                                          polled_at__gte=since, polled_at__lt=until)
-            .values("group_id", "group__name", "topic", "group__cluster__name")
-            .annotate(highest=Max("lag")).order_by()
-        )
-        for row in rows:
-            add((row["group__name"], row["topic"]), row["highest"], None, row["group__cluster__name"])
+        named = {group_id: (name, cluster) for group_id, name, cluster in
+                 ConsumerGroup.objects.filter(name__in=names).values_list("id", "name", "cluster__name")}
+        highest: dict[tuple[int, str], int | None] = {}
+        for point in lag_samples.topic_points(named, since, until, resolution=None, topics=topic_names,
+                                              until_inclusive=False):
+            key = (point.group_id, point.topic)
+            highest[key] = max_known(highest.get(key), point.lag)
+        for (group_id, topic), lag in highest.items():
+            name, cluster = named[group_id]
+            add((name, topic), lag, None, cluster)
     return {
         key: GroupLag(lag=lag, status=statuses.get(key, GroupStatus.UNKNOWN), clusters=tuple(sorted(clusters[key])))
         for key, lag in lag_sum.items()

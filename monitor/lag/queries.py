@@ -1,8 +1,9 @@
 """Read side of lag monitoring (clusters, overview, groups, topics), shared by the
 dashboard pages and the JSON API. Charts' series are :mod:`monitor.lag.series`.
 
-Pure helpers (``OverviewFilter``) take plain data; the query functions read the tables the poller writes and return plain
-dataclasses or model rows. Nothing here writes.
+Pure helpers (``OverviewFilter``) take plain data; the query functions read the tables the
+poller writes (lag samples through :mod:`monitor.lag.samples`, aggregated here) and return
+plain dataclasses or model rows. Nothing here writes.
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar, TypeVar
 
-from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, TextField, When
+from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, TextField, When
 from django.db.models import Value as SqlValue
 from django.db.models.expressions import OrderBy
 from django.db.models.functions import Cast
 
 from monitor.choices import PROBLEM_STATUSES, STATUS_SEVERITY, ClusterStatus, GroupStatus
-from monitor.lag.series import Value, time_bucket
+from monitor.lag import samples
+from monitor.lag.series import Value, bucket_index, max_known
 from monitor.redaction import redact
 from monitor.lag import members as group_members
 from monitor.lag import snapshot
@@ -26,10 +28,8 @@ from monitor.models import (
     Cluster,
     ConsumerGroup,
     GroupEvent,
-    PartitionLagSample,
     PollRun,
     Topic,
-    TopicLagSample,
 )
 
 K = TypeVar("K")
@@ -306,24 +306,20 @@ def overview(filters: OverviewFilter, now: datetime, page_size: int = OVERVIEW_P
 
 
 def _sparklines(group_ids: list[int], now: datetime) -> dict[int, list[Value]]:
-    """Total lag over the last hour in SPARKLINE_POINTS time buckets, aggregated in the
-    database (per topic the bucket maximum, then summed over topics). Buckets without a
-    poll are skipped, so a slow poll interval does not draw a dotted line."""
+    """Total lag over the last hour in SPARKLINE_POINTS time buckets (per topic the bucket
+    maximum, then summed over topics). Buckets without a poll are skipped, so a slow poll
+    interval does not draw a dotted line."""
     if not group_ids:
         return {}
     since = now - SPARKLINE_WINDOW
     width = SPARKLINE_WINDOW.total_seconds() / SPARKLINE_POINTS
-    rows = (
-        TopicLagSample.objects.filter(group_id__in=group_ids, resolution=0, polled_at__gte=since, polled_at__lte=now)
-        .annotate(bucket=time_bucket(since, width))
-        .values("group_id", "topic", "bucket")
-        .annotate(value=Max("lag"))
-        .order_by()
-        .values_list("group_id", "bucket", "value")
-    )
+    maxima: dict[tuple[int, str, int], Value] = {}
+    for point in samples.topic_points(group_ids, since, now, resolution=0):
+        key = (point.group_id, point.topic, bucket_index(point.polled_at, since, width))
+        maxima[key] = max_known(maxima.get(key), point.lag)
     totals: dict[int, dict[int, Value]] = defaultdict(dict)
-    for group_id, bucket, value in rows:
-        index = min(int(bucket), SPARKLINE_POINTS - 1)
+    for (group_id, _topic, bucket), value in maxima.items():
+        index = min(bucket, SPARKLINE_POINTS - 1)
         known = totals[group_id].get(index)
         totals[group_id][index] = value if known is None else known + (value or 0)
     return {gid: [buckets[i] for i in sorted(buckets)] for gid, buckets in totals.items()}
@@ -383,31 +379,26 @@ def group_events(group: ConsumerGroup, since: datetime, until: datetime) -> list
 
 
 def topic_readers(cluster: Cluster, topic: str) -> list[TopicReader]:
-    """Every group whose latest poll covered ``topic``, with its lag on that topic."""
-    aggregates = (
-        PartitionLagSample.objects.filter(group__cluster=cluster, topic=topic, polled_at=F("group__last_sample_at"))
-        .values("group_id")
-        .annotate(
-            lag_sum=Sum("lag"),
-            max_time_lag=Max("time_lag_seconds"),
-            partition_count=Count("id"),
-            unknown=Count("id", filter=Q(lag__isnull=True)),
-        )
-    )
-    by_group = {row["group_id"]: row for row in aggregates}
+    """Every group whose latest poll covered ``topic`` (gone groups' last poll too), with
+    its lag on that topic."""
+    polled = ConsumerGroup.objects.filter(cluster=cluster, last_sample_at__isnull=False).only(
+        "id", "last_sample_at", "gone_at")
+    by_group = samples.latest_partitions(polled, topic=topic, include_gone=True)
     groups = ConsumerGroup.objects.filter(id__in=list(by_group)).order_by("name")
     readers = []
     for group in groups:
         group.cluster = cluster
-        row = by_group[group.id]
+        parts = by_group[group.id]
+        lags = [p.lag for p in parts if p.lag is not None]
+        time_lags = [p.time_lag_seconds for p in parts if p.time_lag_seconds is not None]
         readers.append(
             TopicReader(
                 group=group,
                 # A sum over partitions that are all unknown is unknown, never 0.
-                lag=row["lag_sum"] if row["unknown"] < row["partition_count"] else None,
-                max_time_lag_seconds=row["max_time_lag"],
-                partitions=row["partition_count"],
-                unknown_partitions=row["unknown"],
+                lag=sum(lags) if lags else None,
+                max_time_lag_seconds=max(time_lags) if time_lags else None,
+                partitions=len(parts),
+                unknown_partitions=len(parts) - len(lags),
             )
         )
     return readers

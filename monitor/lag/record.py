@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from functools import cached_property
@@ -17,7 +16,8 @@ from django.db import transaction
 from monitor.choices import ClusterStatus, GroupEventKind, GroupStatus, TimeLagMethod
 from monitor.kafka.adapter import GroupListing, GroupMembership, LogOffsets, TopicRetention
 from monitor.lag import forecast, history, members
-from monitor.lag.bulk import insert_rows, row_writer, update_rows
+from monitor.lag import samples
+from monitor.lag.bulk import update_rows
 from monitor.lag.clusters import cluster_secrets
 from monitor import humanize
 from monitor.lag.changes import GroupChange, PreviousOffsets, group_changes, rewind_detail
@@ -31,9 +31,7 @@ from monitor.lag.status import (
 from monitor.lag.shards import Shard
 from monitor.lag.record_times import OVER_BUDGET, RecordReads, fetch_offset
 from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, over_budget, record_time_lag, time_lag
-from monitor.models import (
-    Cluster, ConsumerGroup, GroupEvent, LogOffsetSample, PartitionLagSample, PollRun, Topic, TopicLagSample,
-)
+from monitor.models import Cluster, ConsumerGroup, GroupEvent, LagFrame, PollRun, Topic
 from monitor.redaction import redact
 
 BULK_BATCH_SIZE = 2000
@@ -84,7 +82,6 @@ class GroupResult:
 
 PARTITION_ROW_FIELDS = ("topic", "partition", "committed_offset", "log_start_offset", "log_end_offset", "lag",
                         "time_lag_seconds", "time_lag_method", "time_lag_reason", "stuck_since", "stalled")
-_REASON_INDEX = PARTITION_ROW_FIELDS.index("time_lag_reason")
 _STORED_ROW_LENGTH = len(PARTITION_ROW_FIELDS)
 _METHOD_TEXT = {method: str(method) for method in TimeLagMethod}
 
@@ -130,7 +127,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
 
     # The highest committed offsets of the window on partitions that went back: read now,
     # before the samples stream in (one query, only in a cycle that found a reset).
-    peaks = history.committed_peaks(_rewound(lags, existing, stored), window_start)
+    peaks = history.committed_peaks(stored, _rewound(lags, existing, stored), window_start)
     listed = {g.group_id: g for g in reading.groups}
     previous_counts = {name: t.partitions for name, t in topics.items()}
 
@@ -147,6 +144,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
                 membership=reading.membership.get(row.name),
             )
         _apply_membership(result, listed.get(row.name), reading.membership.get(row.name))
+        row.partition_state = _state(result, stored, now, window_start) if result.partition_rows else None
         return result
 
     # New groups are evaluated first: their rows go in, snapshot and all, before the
@@ -159,26 +157,21 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
 
     with transaction.atomic():
         ConsumerGroup.objects.bulk_create(new_groups, batch_size=BULK_BATCH_SIZE)
-        results: list[GroupResult] = []
-        # The other groups are evaluated while their samples stream into the database,
-        # which stores each batch while the next groups are computed.
-        samples = row_writer(PartitionLagSample, _PARTITION_COLUMNS) if any(lags.values()) else nullcontext()
-        with samples as write:
-            for name, parts in sorted(lags.items()):
-                result = evaluated[name] if name in evaluated else evaluate(existing[name], parts)
-                results.append(result)
-                if parts and write is not None:  # None only when no group has a partition
-                    _write_partition_rows(write, result, now)
+        results = [evaluated[name] if name in evaluated else evaluate(existing[name], parts)
+                   for name, parts in sorted(lags.items())]
         progress(f"computed the lag of {len(results)} groups")
-        insert_rows(TopicLagSample, _TOPIC_COLUMNS, (
-            (r.group.id, t.topic, 0, now, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions,
-             t.committed_offset_total, t.log_end_offset_total, t.partial_partitions)
-            for r in results for t in r.topics
-        ))
-        insert_rows(LogOffsetSample, _LOG_OFFSET_COLUMNS, (
-            (cluster.id, topic, partition, now, offsets.log_start_offset, offsets.log_end_offset)
-            for (topic, partition), offsets in sorted(reading.log_offsets.items())
-        ))
+        LagFrame.objects.bulk_create(samples.frames_of_poll(
+            cluster.id, now,
+            totals=[(r.group.id, t.topic, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions,
+                     t.partial_partitions, t.committed_offset_total, t.log_end_offset_total)
+                    for r in sorted(results, key=lambda r: r.group.id) for t in r.topics],
+            partitions=[(r.group.id,) + row[:_STORED_ROW_LENGTH]
+                        for r in sorted(results, key=lambda r: r.group.id)
+                        if r.partition_rows and samples.detail_due(stored.previous_at.get(r.group.id), now)
+                        for row in r.partition_rows],
+            log_offsets=[(topic, partition, offsets.log_start_offset, offsets.log_end_offset)
+                         for (topic, partition), offsets in sorted(reading.log_offsets.items())],
+        ), batch_size=BULK_BATCH_SIZE)
         GroupEvent.objects.bulk_create(
             [GroupEvent(cluster=cluster, group=r.group, kind=c.kind, topic=c.topic, partition=c.partition, at=now,
                         detail=c.detail[:500]) for r in results for c in r.changes]
@@ -272,7 +265,9 @@ class _LogTables:
                 lag_in_time = table.behind(committed)
                 if self.record_reads.times or self.record_reads.not_read:
                     lag_in_time = self._with_record(topic, partition, committed, start, lag_in_time)
-            append((topic, partition, committed, start, end, lag, lag_in_time.seconds,
+            seconds = lag_in_time.seconds
+            # Kept to the millisecond everywhere (stored, cached, shown, alerted on).
+            append((topic, partition, committed, start, end, lag, None if seconds is None else round(seconds, 3),
                     method_text[lag_in_time.method], lag_in_time.reason or note))
         return rows
 
@@ -322,7 +317,7 @@ def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
 
 
 _SNAPSHOT_FIELDS = [
-    "state", "members", "protocol", "member_details", "status", "status_reason", "status_since", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
+    "partition_state", "state", "members", "protocol", "member_details", "status", "status_reason", "status_since", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
     "catch_up_seconds", "retention_risk_seconds", "last_seen_at", "gone_at", "last_sample_at",
     "catch_up_never", "partial_partitions", "stalled_partitions", "lost_counted_to", "retention_risk_method",
 ]
@@ -491,20 +486,26 @@ def _retention_inputs(parts: list[PartitionLag], rows: list[tuple], tables: _Log
                                           log_start_rate=rate, time_lag_seconds=row[6], retention_ms=retention_ms)
 
 
-_PARTITION_COLUMNS = ("group_id", "polled_at") + PARTITION_ROW_FIELDS[:_STORED_ROW_LENGTH]
-_REASON_LENGTH = PartitionLagSample._meta.get_field("time_lag_reason").max_length
-_TOPIC_COLUMNS = ("group_id", "topic", "resolution", "polled_at", "lag", "time_lag_seconds", "partitions",
-                  "unknown_partitions", "committed_offset_total", "log_end_offset_total", "partial_partitions")
-_LOG_OFFSET_COLUMNS = ("cluster_id", "topic", "partition", "polled_at", "log_start_offset", "log_end_offset")
+REASON_LENGTH = 200
+"""Time-lag reasons are kept to this many characters."""
 
 
-def _write_partition_rows(write: Callable[[Sequence[Any]], None], result: GroupResult, now: datetime) -> None:
-    head = (result.group.id, now)
+def _state(result: GroupResult, stored: history.StoredHistory, now: datetime, window_start: datetime) -> bytes:
+    """The group's partitions as stored for the next poll and the pages, each with the
+    highest committed offset of the status window (plain values: see samples.StateRow)."""
+    group_id = result.group.id
+    before = stored.states.get(group_id, {}) if group_id is not None else {}
+    before_at = stored.previous_at.get(group_id) if group_id is not None else None
+    micros, next_peak = samples.micros, history.next_peak
+    now_us, start_us, before_us = micros(now), micros(window_start), micros(before_at)
+    rows = []
     for row in result.partition_rows:
-        reason = row[_REASON_INDEX]
-        if _REASON_LENGTH is not None and len(reason) > _REASON_LENGTH:
-            row = row[:_REASON_INDEX] + (reason[:_REASON_LENGTH],) + row[_REASON_INDEX + 1:]
-        write(head + row[:_STORED_ROW_LENGTH])
+        topic, partition, committed, start, end, lag, seconds, method, reason, since, stalled = row[:_STORED_ROW_LENGTH]
+        peak, peak_us = next_peak(before.get((topic, partition)), before_us, committed, now_us,  # type: ignore[arg-type]
+                                  start_us)  # type: ignore[arg-type]
+        rows.append((topic, partition, committed, start, end, lag, seconds, method, reason[:REASON_LENGTH],
+                     None if since is None else micros(since), bool(stalled), peak, peak_us))
+    return samples.pack_state_rows(rows)
 
 
 def _write_topics(cluster: Cluster, topics: dict[str, Topic], partition_counts: dict[str, int], now: datetime) -> None:

@@ -1,30 +1,31 @@
-"""Read side of lag charts: per-topic and per-partition lag series, downsampled in the
-database (bucket maxima) for long ranges and in Python for short ones, so a chart
+"""Read side of lag charts: per-topic and per-partition lag series, read through the
+sample store (monitor.lag.samples) and downsampled in Python: bucket maxima for long
+ranges, every poll downsampled for short ones, so a chart
 never carries more than ``points`` points per series and a spike survives.
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db.models import ExpressionWrapper, FloatField, Func, Max, QuerySet
-from django.db.models import Value as SqlValue
-from django.db.models.functions import Floor
+from django.db.models import FloatField, Func
 
 from monitor.choices import SeriesMetric
-from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, TopicLagSample
+from monitor.lag import samples
+from monitor.lag.samples import TopicPoint
+from monitor.models import Cluster, ConsumerGroup
 
 Value = int | float | None
 Point = tuple[datetime, Value]
-K = TypeVar("K")
+N = TypeVar("N", int, float)
 
 # Ranges up to this long are drawn from every poll (6 h of 30 s polls: 720 rows per
-# topic); longer ones from bucket maxima of at least a minute, computed in the database.
+# topic); longer ones from bucket maxima of at least a minute (rollups and raw polls merged).
 RAW_RANGE_LIMIT = timedelta(hours=6)
 ROLLUP_RESOLUTION_SECONDS = 60
 DEFAULT_POINTS = 500
@@ -69,7 +70,7 @@ def downsample(points: Sequence[Point], max_points: int) -> list[Point]:
 
 def choose_resolution(since: datetime, until: datetime) -> int:
     """0 (every poll) for ranges up to RAW_RANGE_LIMIT, else the smallest bucket (seconds)
-    of the database-side bucketing: a minute, the resolution of the stored rollups."""
+    of the long-range bucketing: a minute, the resolution of the stored rollups."""
     return 0 if until - since <= RAW_RANGE_LIMIT else ROLLUP_RESOLUTION_SECONDS
 
 
@@ -91,78 +92,87 @@ class EpochSeconds(Func):
         )
 
 
-def time_bucket(since: datetime, width_seconds: float) -> Floor:
-    """The index of the ``width_seconds`` bucket, counted from ``since``, a row falls in:
-    the database groups rows into buckets so only one row per bucket is read back."""
-    offset = ExpressionWrapper(EpochSeconds("polled_at") - SqlValue(since.timestamp()), output_field=FloatField())
-    return Floor(ExpressionWrapper(offset / SqlValue(float(width_seconds)), output_field=FloatField()))
+def bucket_index(polled_at: datetime, since: datetime, width_seconds: float) -> int:
+    """The index of the ``width_seconds`` bucket, counted from ``since``, ``polled_at`` falls in."""
+    return math.floor((polled_at.timestamp() - since.timestamp()) / width_seconds)
 
 
-def _grouped(rows: Sequence[tuple[K, datetime, Value]]) -> dict[K, list[Point]]:
-    grouped: dict[K, list[Point]] = defaultdict(list)
-    for key, polled_at, value in rows:
-        grouped[key].append((polled_at, value))
-    return grouped
+def max_known(known: N | None, value: N | None) -> N | None:
+    """The larger of two values, an unknown (None) one losing to a known one."""
+    if known is None:
+        return value
+    return known if value is None else max(known, value)
 
 
 def _topic_lag_series(
-    filters: dict[str, object],
-    key: str,
+    group_ids: Collection[int],
+    topic: str | None,
+    key: Callable[[TopicPoint], str],
     metric: str,
     since: datetime,
     until: datetime,
     now: datetime,
     points: int,
 ) -> dict[str, list[Point]]:
-    """TopicLagSample values per ``key`` in [since, until], at most ``points`` per key.
+    """Topic totals of ``group_ids`` (of ``topic`` when given) per ``key`` in [since,
+    until], at most ``points`` per key.
 
     Short ranges read every poll (downsampled here, keeping real poll times). Long ranges
-    are bucketed in the database into at most ``points`` buckets of at least a minute,
-    each the maximum of the stored 1-minute rollups (written once raw samples age past
+    are cut into at most ``points`` buckets of at least a minute, each the maximum of the
+    stored 1-minute rollups (written once raw samples age past
     MONITOR_RAW_RETENTION_HOURS) and the raw samples in it; a point's time is its bucket's
     start."""
-    base = TopicLagSample.objects.filter(**filters, polled_at__gte=since, polled_at__lte=until)
+    topics = None if topic is None else [topic]
     if choose_resolution(since, until):
-        return _bucketed(base, key, metric, since, until, points)
+        rows = samples.topic_points(group_ids, since, until, resolution=None, topics=topics)
+        return _bucketed(rows, key, metric, since, until, points)
+    old = since < now - _raw_retention()
+    # Part of a short range so old that only its rollups are left: read those too.
+    rows = samples.topic_points(group_ids, since, until, resolution=None if old else 0, topics=topics)
+    by_key: dict[str, list[TopicPoint]] = defaultdict(list)
+    for row in rows:
+        by_key[key(row)].append(row)
+    for key_rows in by_key.values():
+        key_rows.sort(key=lambda row: row.polled_at)  # stable; a name's rows may span groups
     series: dict[str, list[Point]] = {}
     tail_starts: dict[str, datetime] = {}
     raw_from = since
-    if since < now - _raw_retention():
-        # Part of a short range so old that only its rollups are left.
-        rollups = base.filter(resolution=ROLLUP_RESOLUTION_SECONDS).order_by(key, "polled_at")
-        series = _grouped(list(rollups.values_list(key, "polled_at", metric)))
-        bucket = timedelta(seconds=ROLLUP_RESOLUTION_SECONDS)
-        tail_starts = {k: pts[-1][0] + bucket for k, pts in series.items()}
+    if old:
+        for k, key_rows in by_key.items():
+            rollups = [(row.polled_at, getattr(row, metric)) for row in key_rows
+                       if row.resolution == ROLLUP_RESOLUTION_SECONDS]
+            if rollups:
+                series[k] = rollups
+                tail_starts[k] = rollups[-1][0] + timedelta(seconds=ROLLUP_RESOLUTION_SECONDS)
         raw_from = min(tail_starts.values()) if tail_starts else since
-    raw = base.filter(resolution=0, polled_at__gte=raw_from).order_by(key, "polled_at")
-    for k, polled_at, value in raw.values_list(key, "polled_at", metric):
-        if k not in tail_starts or polled_at >= tail_starts[k]:
-            series.setdefault(k, []).append((polled_at, value))
+    for k, key_rows in by_key.items():
+        for row in key_rows:
+            if row.resolution == 0 and row.polled_at >= raw_from and (
+                    k not in tail_starts or row.polled_at >= tail_starts[k]):
+                series.setdefault(k, []).append((row.polled_at, getattr(row, metric)))
     return {k: downsample(pts, points) for k, pts in series.items()}
 
 
 def _bucketed(
-    base: QuerySet, key: str, metric: str, since: datetime, until: datetime, points: int
+    rows: Iterable[TopicPoint], key: Callable[[TopicPoint], str], metric: str, since: datetime, until: datetime,
+    points: int,
 ) -> dict[str, list[Point]]:
     span = (until - since).total_seconds()
     width = max(float(ROLLUP_RESOLUTION_SECONDS), math.ceil(span / points))
     buckets = max(1, math.ceil(span / width))  # <= points
-    rows = (
-        base.annotate(bucket=time_bucket(since, width))
-        .values(key, "bucket")
-        .annotate(value=Max(metric))
-        .order_by(key, "bucket")
-        .values_list(key, "bucket", "value")
-    )
     merged: dict[str, dict[int, Value]] = defaultdict(dict)
-    for k, bucket, value in rows:
-        index = min(int(bucket), buckets - 1)  # a sample exactly at `until` joins the last bucket
-        known = merged[k].get(index)
-        merged[k][index] = value if known is None else (known if value is None else max(known, value))
+    for row in rows:
+        index = min(bucket_index(row.polled_at, since, width), buckets - 1)  # a sample at `until` joins the last
+        by_index = merged[key(row)]
+        by_index[index] = max_known(by_index.get(index), getattr(row, metric))
     return {
         k: [(since + timedelta(seconds=index * width), by_index[index]) for index in sorted(by_index)]
         for k, by_index in merged.items()
     }
+
+
+def _by_topic(row: TopicPoint) -> str:
+    return row.topic
 
 
 def group_lag_series(
@@ -175,10 +185,8 @@ def group_lag_series(
     metric: str = SeriesMetric.LAG,
 ) -> list[NamedSeries]:
     """One series per topic the group read in the range, at most ``points`` points each."""
-    filters: dict[str, object] = {"group": group}
-    if topic:
-        filters["topic"] = topic
-    series = _topic_lag_series(filters, "topic", SeriesMetric(metric).value, since, until, now, points)
+    series = _topic_lag_series([group.id], topic or None, _by_topic, SeriesMetric(metric).value, since, until, now,
+                               points)
     return [NamedSeries(name, pts) for name, pts in sorted(series.items())]
 
 
@@ -192,8 +200,9 @@ def topic_lag_series(
     metric: str = SeriesMetric.LAG,
 ) -> list[NamedSeries]:
     """One series per group reading ``topic``."""
-    filters: dict[str, object] = {"group__cluster": cluster, "topic": topic}
-    series = _topic_lag_series(filters, "group__name", SeriesMetric(metric).value, since, until, now, points)
+    names = dict(ConsumerGroup.objects.filter(cluster=cluster).values_list("id", "name"))
+    series = _topic_lag_series(names, topic, lambda row: names[row.group_id], SeriesMetric(metric).value, since,
+                               until, now, points)
     return [NamedSeries(name, pts) for name, pts in sorted(series.items())]
 
 
@@ -205,14 +214,10 @@ def partition_lag_series(
     metric: str = SeriesMetric.LAG,
 ) -> dict[str, list[NamedSeries]]:
     """Per-partition series by topic, from raw samples (partitions are not rolled up)."""
-    rows = (
-        PartitionLagSample.objects.filter(group=group, polled_at__gte=since, polled_at__lte=until)
-        .order_by("topic", "partition", "polled_at")
-        .values_list("topic", "partition", "polled_at", SeriesMetric(metric).value)
-    )
+    field = SeriesMetric(metric).value
     grouped: dict[tuple[str, int], list[Point]] = defaultdict(list)
-    for topic, partition, polled_at, value in rows:
-        grouped[(topic, partition)].append((polled_at, value))
+    for row in samples.partition_points(group.id, since, until):
+        grouped[(row.topic, row.partition)].append((row.polled_at, getattr(row, field)))
     by_topic: dict[str, list[NamedSeries]] = defaultdict(list)
     for (topic, partition), pts in sorted(grouped.items()):
         by_topic[topic].append(NamedSeries(f"partition {partition}", downsample(pts, points)))

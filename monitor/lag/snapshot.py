@@ -16,7 +16,8 @@ from django.core.cache import cache
 
 from monitor.lag import members as group_members
 from monitor.lag.record import PARTITION_ROW_FIELDS, CycleResult, GroupResult
-from monitor.models import Cluster, ConsumerGroup, PartitionLagSample, TopicLagSample
+from monitor.lag import samples
+from monitor.models import Cluster, ConsumerGroup
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,7 @@ def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
     if row is None:
         return None
     body = group_summary(row)
-    samples = list(PartitionLagSample.objects.filter(group=row, polled_at=row.last_sample_at).order_by("topic", "partition")) \
-        if row.last_sample_at and row.gone_at is None else []
+    parts = samples.latest_partitions([row]).get(row.id, [])
     body["partitions"] = [
         {
             "topic": s.topic, "partition": s.partition, "committed_offset": s.committed_offset,
@@ -177,10 +177,9 @@ def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
             "time_lag_seconds": s.time_lag_seconds, "time_lag_method": s.time_lag_method,
             "time_lag_reason": s.time_lag_reason, "stuck_since": s.stuck_since, "stalled": s.stalled,
         }
-        for s in samples
+        for s in parts
     ]
-    topics = TopicLagSample.objects.filter(group=row, resolution=0, polled_at=row.last_sample_at).order_by("topic") \
-        if samples and row.last_sample_at is not None else []
+    topics = samples.latest_topic_points([row]).get(row.id, []) if parts else []
     body["topic_lags"] = [
         {"topic": t.topic, "lag": t.lag, "time_lag_seconds": t.time_lag_seconds, "partitions": t.partitions,
          "unknown_partitions": t.unknown_partitions, "partial_partitions": t.partial_partitions}

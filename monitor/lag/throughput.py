@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitor.models import LogOffsetSample, TopicLagSample
+from monitor.lag import samples
 
 MINUTE = 60
 MinutesOf = Callable[[datetime, datetime], dict[datetime, float]]
@@ -45,17 +45,15 @@ def per_minute(rows: Iterable[tuple[object, datetime, int | None]]) -> dict[date
 
 
 def produce_minutes(cluster_id: int, topic: str, since: datetime, until: datetime) -> dict[datetime, float]:
-    rows = (LogOffsetSample.objects.filter(cluster_id=cluster_id, topic=topic, polled_at__gte=since,
-                                           polled_at__lt=until)
-            .order_by("polled_at").values_list("partition", "polled_at", "log_end_offset"))
-    return per_minute(rows.iterator(chunk_size=5000))
+    points = samples.log_points(cluster_id, since, until, topic=topic)
+    return per_minute((key, point.polled_at, point.log_end_offset)
+                      for key, series in points.items() for point in series)
 
 
 def consume_minutes(group_id: int, topic: str, since: datetime, until: datetime) -> dict[datetime, float]:
-    rows = (TopicLagSample.objects.filter(group_id=group_id, topic=topic, resolution=0, polled_at__gte=since,
-                                          polled_at__lt=until, unknown_partitions=0)
-            .order_by("polled_at").values_list("topic", "polled_at", "committed_offset_total"))
-    return per_minute(rows.iterator(chunk_size=5000))
+    points = samples.topic_points([group_id], since, until, topics=[topic], until_inclusive=False)
+    return per_minute((point.topic, point.polled_at, point.committed_offset_total)
+                      for point in points if point.unknown_partitions == 0)
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,10 @@ class ConsumerGroup(models.Model):
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     gone_at = models.DateTimeField(null=True, blank=True)
+    partition_state = models.BinaryField(
+        null=True, editable=False,
+        help_text="The partitions of the latest poll, packed (monitor.lag.samples): offsets, lag, time lag, "
+                  "stuck since, the window's highest committed offset")
     last_sample_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -1,10 +1,11 @@
-"""Lag time series: raw per-partition samples, per group/topic aggregates and rollups,
-the per-partition log-end history used for time lag, poll cycles and lifecycle events."""
+"""Lag time series (packed frames of samples, polled and rolled up), poll cycles and
+lifecycle events."""
 from __future__ import annotations
 
 from django.db import models
 
-from monitor.choices import GroupEventKind, TimeLagMethod
+from monitor import timepartitions
+from monitor.choices import GroupEventKind
 from monitor.models.clusters import Cluster, ConsumerGroup
 
 
@@ -24,85 +25,52 @@ class PollRun(models.Model):
         indexes = [models.Index(fields=["cluster", "-started_at"], name="pollrun_cluster_time")]
 
 
-class LogOffsetSample(models.Model):
-    """Log-start and log-end offsets of one partition at one poll: the table time lag is
-    interpolated from (survives restarts) and the source of produce/retention rates."""
+class FrameKind(models.IntegerChoices):
+    TOTALS = 1, "topic totals"
+    PARTITIONS = 2, "partition detail"
+    LOG_OFFSETS = 3, "log offsets"
 
-    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
-    topic = models.CharField(max_length=255)
-    partition = models.IntegerField()
+
+class _Frame(models.Model):
+    """The samples of one kind from one poll of a cluster (one bucket of its groups),
+    packed by :mod:`monitor.lag.frames`: a few bytes a sample instead of a row each."""
+
+    # No database-level constraint and no index of its own: frames are only read by
+    # cluster and time (the index below), and deleting a cluster deletes them (Django
+    # cascades on_delete itself).
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+", db_index=False,
+                                db_constraint=False)
+    kind = models.SmallIntegerField(choices=FrameKind.choices)
+    bucket = models.SmallIntegerField(default=0, help_text="group id modulo BUCKETS (0 for log offsets)")
     polled_at = models.DateTimeField()
-    log_start_offset = models.BigIntegerField(null=True)
-    log_end_offset = models.BigIntegerField()
+    payload = models.BinaryField()
 
     class Meta:
-        indexes = [
-            models.Index(fields=["cluster", "topic", "partition", "polled_at"], name="logoffset_tp_time"),
-            # Time lag seeks the points around a committed offset (the log end only grows).
-            models.Index(fields=["cluster", "topic", "partition", "log_end_offset", "polled_at"],
-                         name="logoffset_tp_end"),
-            models.Index(fields=["polled_at"], name="logoffset_time"),
-        ]
+        abstract = True
 
 
-class PartitionLagSample(models.Model):
-    """Raw lag of one group on one partition at one poll."""
-
-    # A cycle writes tens of thousands of these rows, so the group gets no index of its own
-    # (partlag_group_time below starts with it) and no database-level constraint: checking
-    # it costs one lookup per row at commit, about a third of writing the samples. Only the
-    # poller writes these rows, for groups it holds in the same transaction, and deleting a
-    # group still deletes its samples (Django cascades on_delete itself).
-    group = models.ForeignKey(ConsumerGroup, on_delete=models.CASCADE, related_name="partition_samples",
-                              db_index=False, db_constraint=False)
-    topic = models.CharField(max_length=255)
-    partition = models.IntegerField()
-    polled_at = models.DateTimeField()
-    committed_offset = models.BigIntegerField(null=True)
-    log_start_offset = models.BigIntegerField(null=True)
-    log_end_offset = models.BigIntegerField(null=True)
-    lag = models.BigIntegerField(null=True, help_text="null when unknown, never 0 for unknown")
-    time_lag_seconds = models.FloatField(null=True)
-    time_lag_method = models.CharField(max_length=24, choices=TimeLagMethod.choices)
-    time_lag_reason = models.CharField(max_length=200, blank=True)
-    stuck_since = models.DateTimeField(
-        null=True, help_text="Start of the current stretch with this committed offset while lagging")
-    stalled = models.BooleanField(default=False, help_text="Stuck for at least the status window")
+class LagFrame(_Frame):
+    """Samples as polled: topic totals and log offsets of every poll, partition detail every
+    MONITOR_PARTITION_DETAIL_SECONDS. Kept MONITOR_RAW_RETENTION_HOURS; partitioned by day
+    on PostgreSQL (retention drops whole days)."""
 
     class Meta:
-        indexes = [
-            # Every read is by group and time (a partition's series too); an index on
-            # (group, topic, partition, time) cost 40% of writing a cycle's samples.
-            models.Index(fields=["group", "polled_at"], name="partlag_group_time"),
-            models.Index(fields=["polled_at"], name="partlag_time"),
-        ]
+        indexes = [models.Index(fields=["cluster", "kind", "bucket", "polled_at"], name="lagframe_key")]
 
 
-class TopicLagSample(models.Model):
-    """Lag of one group on one topic: per poll (resolution 0) or a rollup bucket
-    (resolution = bucket seconds, values are the bucket's maximum)."""
+class LagRollup(_Frame):
+    """Frames of ``resolution`` seconds made from the polled ones: topic totals (each value
+    the bucket's maximum, the offsets its last) and log offsets (the bucket's last). Kept
+    MONITOR_ROLLUP_RETENTION_DAYS; partitioned by day on PostgreSQL."""
 
-    group = models.ForeignKey(ConsumerGroup, on_delete=models.CASCADE, related_name="topic_samples")
-    topic = models.CharField(max_length=255)
-    resolution = models.IntegerField(default=0)
-    polled_at = models.DateTimeField()
-    lag = models.BigIntegerField(null=True)
-    time_lag_seconds = models.FloatField(null=True)
-    partitions = models.IntegerField(default=0)
-    unknown_partitions = models.IntegerField(default=0)
-    partial_partitions = models.IntegerField(
-        default=0, help_text="Of the unknown ones: partitions with a commit whose log offsets could not be read "
-                             "(the totals are partial); the rest have no commit")
-    # Per poll (resolution 0), summed over the topic's partitions: the status window reads
-    # a group's totals per poll from these rows instead of summing every partition sample.
-    committed_offset_total = models.BigIntegerField(null=True)
-    log_end_offset_total = models.BigIntegerField(null=True)
+    resolution = models.IntegerField()
 
     class Meta:
-        indexes = [
-            models.Index(fields=["group", "topic", "resolution", "polled_at"], name="topiclag_gtr_time"),
-            models.Index(fields=["resolution", "polled_at"], name="topiclag_res_time"),
-        ]
+        indexes = [models.Index(fields=["cluster", "kind", "bucket", "polled_at"], name="lagrollup_key")]
+
+
+timepartitions.register(LagFrame._meta.db_table, "polled_at")
+timepartitions.register(LagRollup._meta.db_table, "polled_at")
 
 
 class GroupEvent(models.Model):
