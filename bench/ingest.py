@@ -126,6 +126,42 @@ def backend_pids(database_url: str) -> list[int]:
     return [pid for (pid,) in rows]
 
 
+class CpuMeter:
+    """CPU time used by a set of processes that changes while it runs: the clients and
+    workers, and the PostgreSQL backends of the bench database, which come and go (Django
+    closes a connection after CONN_MAX_AGE). Sampled twice a second from a thread; a backend
+    that exits between samples loses at most its last half second."""
+
+    def __init__(self, fixed_pids: list[int], database_url: str) -> None:
+        import threading
+
+        self.database_url = database_url
+        self.start_cpu = {pid: cpu_seconds(pid) for pid in [*fixed_pids, *backend_pids(database_url)]}
+        self.last_cpu = dict(self.start_cpu)
+        self.fixed = list(fixed_pids)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(0.5):
+            self.sample()
+
+    def sample(self) -> None:
+        for pid in [*self.fixed, *backend_pids(self.database_url)]:
+            self.start_cpu.setdefault(pid, 0.0)  # began during the run: all its time counts
+            used = cpu_seconds(pid)
+            if used:
+                self.last_cpu[pid] = used
+
+    def used(self) -> float:
+        return sum(self.last_cpu.get(pid, 0.0) - start for pid, start in self.start_cpu.items())
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
 def worker_pids(master_pid: int) -> list[int]:
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children")
     return [int(pid) for pid in children.read_text().split()] if children.exists() else []
@@ -235,8 +271,7 @@ def soak(address: str, token: str, server_pid: int, clients: int, seconds: float
     for process in processes:
         process.start()
     time.sleep(0.5)
-    counted = [process.pid for process in processes] + worker_pids(server_pid) + backend_pids(database_url)
-    cpu_before = {pid: cpu_seconds(pid) for pid in counted}
+    meter = CpuMeter([process.pid for process in processes] + worker_pids(server_pid), database_url)
     postgres_before = postgres_background_cpu()
     began = time.time()
     start.set()
@@ -246,8 +281,9 @@ def soak(address: str, token: str, server_pid: int, clients: int, seconds: float
         time.sleep(max(0.0, began + interval * (len(memory) + 1) - time.time()))
         memory.append({pid: memory_kib(pid)[0] for pid in worker_pids(server_pid)})
         if time.time() - began < seconds:  # before the clients exit and take their times along
-            cpu_during = sum(cpu_seconds(pid) - cpu_before[pid] for pid in counted)
-            cpu_at = time.time()
+            meter.sample()
+            cpu_during, cpu_at = meter.used(), time.time()
+    meter.stop()
     outcomes = [results.get(timeout=seconds + 600) for _ in processes]
     failures = [outcome for outcome in outcomes if isinstance(outcome, str)]
     if failures:

@@ -381,7 +381,7 @@ def _insert_flow_reports(cursor: Any, messages: int, span: timedelta, prefix: st
                                  key, consumer_group, schema_version, trace_id, span_id, parent_span_id, report_hash)
             SELECT %s || k, 'OrderPlaced', r.service, r.stage, r.at, r.at, 'topic-' || (k %% {WEEK_TOPICS}),
                    k %% 6, k, 'order-' || (k %% 5000), r.consumer_group, 1, md5(k::text), '', '',
-                   md5(k::text || r.stage || r.consumer_group)::uuid
+                   md5(%s || k::text || r.stage || r.consumer_group)::uuid
             FROM (SELECT k, %s - %s + (%s - interval '2 minutes') * k / %s AS published_at
                   FROM generate_series(0::bigint, %s - 1) AS k) m
             CROSS JOIN LATERAL (
@@ -396,7 +396,7 @@ def _insert_flow_reports(cursor: Any, messages: int, span: timedelta, prefix: st
                      AS s(stage, after)
             ) r
             """,
-        [prefix, timezone.now(), span, span, messages, messages],
+        [prefix, prefix, timezone.now(), span, span, messages, messages],
     )
     return int(cursor.rowcount)
 

@@ -183,9 +183,9 @@ def ensure_partitions(table: str, now: dt.datetime, days_ahead: int = 2, days_ba
 def create_day_partitions(table: str, days: Sequence[dt.date], using: str = DEFAULT_DB_ALIAS) -> list[str]:
     """Create the daily partitions of ``days`` that are missing (see :func:`ensure_partitions`)."""
     connection = _connection(using)
-    bounds = partitions(table, using)
-    if not bounds:
+    if not is_partitioned(table, using):
         return []
+    bounds = partitions(table, using)
     column = _partition_column(table, using)
     missing = sorted({day for day in days if partition_name(table, day) not in bounds})
     created: list[str] = []

@@ -207,4 +207,5 @@ def test_a_run_while_another_is_still_going_leaves_the_work_to_it():
                          dbname=settings["NAME"], autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", [rollups._LOCK_KEY])  # the run still going
         assert rollups.update(LATER) == rollups.UpdateResult(events=0, minutes=0)
+        other.execute("SELECT pg_advisory_unlock(%s)", [rollups._LOCK_KEY])  # it finishes
     assert rollups.update(LATER).events == 1

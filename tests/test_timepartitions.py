@@ -97,6 +97,14 @@ def test_new_rows_after_a_move_still_get_fresh_ids_and_the_primary_key_holds():
 
 
 @pytest.mark.django_db
+def test_a_partitioned_table_without_a_default_partition_gets_its_days_too():
+    _sql("CREATE TABLE tp_bare (at timestamptz NOT NULL) PARTITION BY RANGE (at)")
+    assert timepartitions.ensure_partitions("tp_bare", NOW, days_ahead=0) == ["tp_bare_p20260310"]
+    _sql("INSERT INTO tp_bare (at) VALUES (%s)", [dt.datetime(2026, 3, 10, 1, tzinfo=UTC)])
+    assert _where("tp_bare") == {"tp_bare_p20260310": 1}
+
+
+@pytest.mark.django_db
 def test_nothing_is_created_for_a_plain_table_or_a_missing_one():
     _sql("CREATE TABLE tp_plain (id integer, at timestamptz)")
     assert timepartitions.ensure_partitions("tp_plain", NOW) == []

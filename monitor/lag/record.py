@@ -31,7 +31,7 @@ from monitor.lag.status import (
 from monitor.lag.shards import Shard
 from monitor.lag.record_times import OVER_BUDGET, RecordReads, fetch_offset
 from monitor.lag.timelag import OffsetPoint, PartitionHistory, TimeLag, over_budget, record_time_lag, time_lag
-from monitor.models import Cluster, ConsumerGroup, GroupEvent, LagFrame, PollRun, Topic
+from monitor.models import Cluster, ConsumerGroup, GroupEvent, PollRun, Topic
 from monitor.redaction import redact
 
 BULK_BATCH_SIZE = 2000
@@ -160,7 +160,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         results = [evaluated[name] if name in evaluated else evaluate(existing[name], parts)
                    for name, parts in sorted(lags.items())]
         progress(f"computed the lag of {len(results)} groups")
-        LagFrame.objects.bulk_create(samples.frames_of_poll(
+        samples.save_frames(samples.frames_of_poll(
             cluster.id, now,
             totals=[(r.group.id, t.topic, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions,
                      t.partial_partitions, t.committed_offset_total, t.log_end_offset_total)
@@ -171,7 +171,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
                         for row in r.partition_rows],
             log_offsets=[(topic, partition, offsets.log_start_offset, offsets.log_end_offset)
                          for (topic, partition), offsets in sorted(reading.log_offsets.items())],
-        ), batch_size=BULK_BATCH_SIZE)
+        ))
         GroupEvent.objects.bulk_create(
             [GroupEvent(cluster=cluster, group=r.group, kind=c.kind, topic=c.topic, partition=c.partition, at=now,
                         detail=c.detail[:500]) for r in results for c in r.changes]
