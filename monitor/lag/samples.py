@@ -421,7 +421,7 @@ def log_points(cluster_id: int, since: datetime, until: datetime | None = None, 
 # -- time-lag anchors -------------------------------------------------------------------
 
 _DECODED: OrderedDict[tuple[str, int], dict[TopicPartitionKey, tuple[int | None, int]]] = OrderedDict()
-_DECODED_LIMIT = 48
+_DECODED_LIMIT = 24
 """Decoded log-offset frames kept between polls (frames never change once written): the
 binary searches of the next poll start where this one's did."""
 
