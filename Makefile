@@ -48,7 +48,6 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/pathways.py --events 200000
 	$(BIN)/python bench/timelag.py
 	$(BIN)/python bench/scale.py --runs 3
-	$(BIN)/python bench/storage.py --groups 2000 --topics 200 --cycles 10
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/celery staticfiles

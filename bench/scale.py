@@ -541,6 +541,21 @@ def measure_poll(report: Report, args: argparse.Namespace) -> None:
         broker.stop()
 
 
+def measure_storage(report: Report, args: argparse.Namespace) -> None:
+    """What a poll cycle adds to the database, every partition moving (bench/storage.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import storage
+
+    figures = storage.measure(args.storage_groups, args.partitions, max(1, args.storage_groups // 10),
+                              args.storage_cycles)
+    per_day = figures["per_day_per_100k"]
+    report.add("storage a day per 100,000 group-partitions at 30 s", f"{per_day / 1024 ** 3:.2f} GiB", "<= 1 GiB",
+               per_day <= storage.GOAL_PER_DAY_PER_100K)
+    report.add("  against one row per sample (same samples, same run)",
+               f"{figures['baseline_bytes_per_cycle'] / max(figures['bytes_per_cycle'], 1):.0f}x smaller", "(informative)",
+               None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=10_000)
@@ -550,7 +565,10 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=10_000, help="services on the flow page")
     parser.add_argument("--flow-events", type=int, default=2_000_000, help="reports over 7 days for the flow rollup")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
-    parser.add_argument("--only", default="pages,alerts,events,poll", help="comma-separated parts to run")
+    parser.add_argument("--only", default="pages,alerts,events,poll,storage", help="comma-separated parts to run")
+    parser.add_argument("--storage-groups", type=int, default=2000,
+                        help="groups (x --partitions) of the storage measurement (bench/storage.py)")
+    parser.add_argument("--storage-cycles", type=int, default=10)
     parser.add_argument("--poll-groups", type=int, default=2000, help="groups of the measured poll cycle")
     parser.add_argument("--poll-partitions", type=int, default=10, help="partitions per group of that cycle")
     parser.add_argument("--history-cycles", type=int, default=3, help="earlier cycles before the measured ones")
@@ -591,6 +609,9 @@ def main() -> None:
             print("events:")
             measure_flow_week(report, args.runs, args.flow_events)
             measure_events(report, args.runs, args.services)
+        if "storage" in parts:
+            print("storage (bench/storage.py):")
+            measure_storage(report, args)
         if "poll" in parts:
             print("polling (tansu):")
             measure_poll(report, args)

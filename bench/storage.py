@@ -158,10 +158,18 @@ def measure(groups: int, partitions: int, topics: int, cycles: int, warmup: int 
     """Record ``warmup`` + ``cycles`` polls; print and return the figures."""
     from django.conf import settings
 
+    fetch_bytes = settings.MONITOR_TIME_LAG_FETCH_CYCLE_BYTES
+    settings.MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = 0  # no Kafka here: time lag from the stored history
+    try:
+        return _measure(groups, partitions, topics, cycles, warmup)
+    finally:
+        settings.MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = fetch_bytes
+
+
+def _measure(groups: int, partitions: int, topics: int, cycles: int, warmup: int) -> dict[str, float]:
     from monitor.lag.record import record_cycle
     from monitor.models import Cluster as ClusterRow
 
-    settings.MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = 0  # no Kafka here: time lag from the stored history
     row = ClusterRow.objects.create(name=f"storage-{groups}x{partitions}", bootstrap_servers="127.0.0.1:9",
                                     poll_interval_seconds=POLL_SECONDS)
     synthetic = Cluster(groups, partitions, topics)

@@ -36,6 +36,11 @@ def test_log_offsets_come_back_as_written(rows):
     assert frames.decode(frames.LOG_OFFSETS, frames.encode(frames.LOG_OFFSETS, rows)) == rows
 
 
+def test_offsets_whose_differences_need_more_than_64_bits_come_back_exactly():
+    rows = [(1, "t", 0, None, 1, 0, 0, 2**63 - 1, -(2**63)), (2, "t", 0, None, 1, 0, 0, -(2**63), 2**63 - 1)]
+    assert frames.decode(frames.TOTALS, frames.encode(frames.TOTALS, rows)) == rows
+
+
 def test_unknown_values_stay_unknown_and_never_become_zero():
     rows = [(7, "orders", None, None, 3, 3, 1, None, None), (7, "payments", 0, 0.0, 1, 0, 0, 5, 5)]
     assert frames.decode(frames.TOTALS, frames.encode(frames.TOTALS, rows)) == rows

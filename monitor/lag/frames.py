@@ -152,6 +152,11 @@ def decode(schema: Schema, payload: bytes) -> list[tuple[Any, ...]]:
     def take() -> list[int]:
         nonlocal offset
         code = chr(data[offset])
+        if code == _WIDE:
+            (length,) = _HEADER.unpack_from(data, offset + 1)
+            start = offset + 1 + _HEADER.size
+            offset = start + length
+            return [int(v) for v in data[start:offset].decode().split(",")]
         size = count * _SIZES[code]
         values = array(code)
         values.frombytes(data[offset + 1:offset + 1 + size])
@@ -207,19 +212,26 @@ def _deltas(values: list[int]) -> list[int]:
 
 
 _SIZES = {"b": 1, "h": 2, "i": 4, "q": 8}
-_LIMITS = ((1 << 7, "b"), (1 << 15, "h"), (1 << 31, "i"))
+_LIMITS = ((1 << 7, "b"), (1 << 15, "h"), (1 << 31, "i"), (1 << 63, "q"))
+_WIDE = "x"
+"""Type code of a column some value of which needs more than 64 bits (kept exactly)."""
 
 
 def _pack(values: list[int]) -> bytes:
     """The values in the narrowest signed width that holds them all, after a one-byte
-    type code (``b``, ``h``, ``i`` or ``q``)."""
-    code = "q"
+    type code (``b``, ``h``, ``i`` or ``q``); wider ones (``x``) as a length and their text."""
+    code = _WIDE
     if values:
         low, high = min(values), max(values)
         for limit, narrow in _LIMITS:
             if -limit <= low and high < limit:
                 code = narrow
                 break
+    else:
+        code = "b"
+    if code == _WIDE:
+        text = ",".join(map(str, values)).encode()
+        return code.encode() + _HEADER.pack(len(text)) + text
     packed = array(code, values)
     if not _LITTLE:
         packed.byteswap()

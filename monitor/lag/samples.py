@@ -15,7 +15,7 @@ Three kinds of samples, all per poll of a cluster:
 
 How (the sizes are measured by bench/scale.py): the samples of one poll are packed as
 columns into frames (:mod:`monitor.lag.frames`), one frame per kind and bucket of groups
-(group id modulo :data:`BUCKETS`, so one group's series reads 1/64 of a cluster's frames),
+(see :func:`width_for`: up to 64, so one group's series reads 1/64 of a big cluster's frames),
 stored in :class:`~monitor.models.LagFrame` (polled) and :class:`~monitor.models.LagRollup`
 (rolled up), both partitioned by day on PostgreSQL. A group's latest partitions are packed
 with :mod:`marshal` (written and read only by this module, from values it made itself).
@@ -40,6 +40,10 @@ from monitor.lag.timelag import OffsetPoint
 from monitor.models import ConsumerGroup, FrameKind, LagFrame, LagRollup
 
 BUCKETS = 64
+"""The most buckets a poll's frames of one kind are split into."""
+GROUPS_PER_FRAME = 128
+"""Fewer buckets while a bucket would hold fewer groups than this (a frame's fixed costs)."""
+WIDTHS = (1, 2, 4, 8, 16, 32, 64)
 ROLLUP_SECONDS = 300
 """The resolution of rollups (topic totals and log offsets older than the polled frames)."""
 
@@ -93,8 +97,27 @@ class PartitionState(NamedTuple):
     peak_at: datetime | None
 
 
-def bucket_of(group_id: int) -> int:
-    return group_id % BUCKETS
+def width_for(groups: int) -> int:
+    """How many buckets a poll of ``groups`` groups is split into: a power of two, at most
+    :data:`BUCKETS`, each bucket holding at least :data:`GROUPS_PER_FRAME` groups."""
+    width = 1
+    while width < BUCKETS and groups >= GROUPS_PER_FRAME * width * 2:
+        width *= 2
+    return width
+
+
+def bucket_of(group_id: int, width: int = BUCKETS) -> int:
+    """The stored bucket of a group in a poll split into ``width`` buckets: ``width + group
+    id modulo width`` (1 .. 127), so a bucket number also says how the poll was split."""
+    return width + group_id % width
+
+
+def buckets_of(group_ids: Collection[int]) -> list[int] | None:
+    """Every bucket a frame holding one of ``group_ids`` can have (whatever the split of its
+    poll); None when that is every bucket anyway."""
+    if len(group_ids) >= BUCKETS:
+        return None
+    return sorted({bucket_of(g, width) for g in group_ids for width in WIDTHS})
 
 
 # -- a group's latest poll ----------------------------------------------------------------
@@ -209,10 +232,12 @@ def latest_topic_points(groups: Iterable[ConsumerGroup], *, include_gone: bool =
     by_poll: dict[tuple[int, datetime], set[int]] = defaultdict(set)
     for group in wanted.values():
         cluster_id = group.cluster_id if group.cluster_id is not None else cluster_of.get(group.id)
-        by_poll[(cluster_id, group.last_sample_at)].add(bucket_of(group.id))  # type: ignore[index]
+        by_poll[(cluster_id, group.last_sample_at)].add(group.id)  # type: ignore[index]
     condition = Q()
-    for (cluster_id, polled_at), buckets in by_poll.items():
-        condition |= Q(cluster_id=cluster_id, polled_at=polled_at, bucket__in=sorted(buckets))
+    for (cluster_id, polled_at), ids in by_poll.items():
+        buckets = buckets_of(ids)
+        condition |= Q(cluster_id=cluster_id, polled_at=polled_at) if buckets is None else \
+            Q(cluster_id=cluster_id, polled_at=polled_at, bucket__in=buckets)
     result: dict[int, list[TopicPoint]] = defaultdict(list)
     for polled_at, payload in LagFrame.objects.filter(condition, kind=FrameKind.TOTALS).values_list(
             "polled_at", "payload"):
@@ -263,12 +288,14 @@ def latest_topic_lags(cluster_ids: Collection[int]) -> Iterator[TopicLag]:
         if at is None:
             continue
         latest[group_id] = at
-        polls[(cluster_id, at)].add(bucket_of(group_id))
+        polls[(cluster_id, at)].add(group_id)
     if not latest:
         return
     condition = Q()
-    for (cluster_id, at), buckets in polls.items():
-        condition |= Q(cluster_id=cluster_id, polled_at=at, bucket__in=sorted(buckets))
+    for (cluster_id, at), ids in polls.items():
+        buckets = buckets_of(ids)
+        condition |= Q(cluster_id=cluster_id, polled_at=at) if buckets is None else \
+            Q(cluster_id=cluster_id, polled_at=at, bucket__in=buckets)
     found: list[TopicLag] = []
     for polled_at, payload in LagFrame.objects.filter(condition, kind=FrameKind.TOTALS).values_list(
             "polled_at", "payload").iterator(chunk_size=100):
@@ -313,12 +340,15 @@ def topic_points(group_ids: Collection[int], since: datetime, until: datetime | 
         return []
     wanted = set(group_ids)
     topic_set = set(topics) if topics is not None else None
-    clusters: dict[int, set[int]] = defaultdict(set)
-    for group_id, cluster_id in _clusters_of(wanted).items():
-        clusters[cluster_id].add(bucket_of(group_id))
+    by_cluster: dict[int, set[int]] = defaultdict(set)
+    known = _clusters_of(wanted)
+    wanted = set(known)  # a deleted group's samples are never read again
+    for group_id, cluster_id in known.items():
+        by_cluster[cluster_id].add(group_id)
+    clusters = {cluster_id: buckets_of(ids) for cluster_id, ids in by_cluster.items()}
     found: list[TopicPoint] = []
 
-    def read(model: Any, cluster_id: int, buckets: set[int], start: datetime | None, end: datetime | None,
+    def read(model: Any, cluster_id: int, buckets: list[int] | None, start: datetime | None, end: datetime | None,
              inclusive: bool, res: int) -> None:
         for polled_at, payload in _frames(model, cluster_id, FrameKind.TOTALS, buckets, start, end, inclusive):
             for row in frames.decode(frames.TOTALS, payload):
@@ -336,10 +366,10 @@ def topic_points(group_ids: Collection[int], since: datetime, until: datetime | 
             if oldest is None:
                 read(LagRollup, cluster_id, buckets, since, until, until_inclusive, ROLLUP_SECONDS)
                 continue
-            # Rollups of whole buckets before the polled frames (the bucket the oldest
-            # polled frame is in is read from the polled frames).
-            if _bucket_start(oldest) > since:
-                read(LagRollup, cluster_id, buckets, since, _bucket_start(oldest), False, ROLLUP_SECONDS)
+            # Rollups that start before the oldest polled frame (the last of them may
+            # also cover the first polled frames: a maximum over the same polls).
+            if oldest > since:
+                read(LagRollup, cluster_id, buckets, since, oldest, False, ROLLUP_SECONDS)
             raw_from = max(since, oldest)
         read(LagFrame, cluster_id, buckets, raw_from, until, until_inclusive, 0)
     found.sort(key=lambda p: (p.group_id, p.polled_at, p.topic))
@@ -353,8 +383,7 @@ def poll_totals(cluster_id: int, group_ids: Collection[int], since: datetime, un
     partitions); a sum is None when no topic knows it. Ordered by group and time."""
     wanted = set(group_ids)
     sums: dict[tuple[int, datetime], list[Any]] = {}
-    buckets = {bucket_of(g) for g in wanted}
-    for polled_at, payload in _frames(LagFrame, cluster_id, FrameKind.TOTALS, buckets, since, until, False):
+    for polled_at, payload in _frames(LagFrame, cluster_id, FrameKind.TOTALS, buckets_of(wanted), since, until, False):
         for group_id, _, lag, _, partitions, unknown, partial, committed, log_end in frames.decode(
                 frames.TOTALS, payload):
             if group_id not in wanted:
@@ -381,7 +410,7 @@ def partition_points(group_id: int, since: datetime, until: datetime) -> list[Pa
         return []
     found: list[PartitionPoint] = []
     seen: set[datetime] = set()
-    for polled_at, payload in _frames(LagFrame, group.cluster_id, FrameKind.PARTITIONS, [bucket_of(group_id)],
+    for polled_at, payload in _frames(LagFrame, group.cluster_id, FrameKind.PARTITIONS, buckets_of([group_id]),
                                       since, until, True):
         for row in frames.decode(frames.PARTITIONS, payload):
             if row[0] == group_id:
@@ -421,7 +450,7 @@ def log_points(cluster_id: int, since: datetime, until: datetime | None = None, 
 # -- time-lag anchors -------------------------------------------------------------------
 
 _DECODED: OrderedDict[tuple[str, int], dict[TopicPartitionKey, tuple[int | None, int]]] = OrderedDict()
-_DECODED_LIMIT = 48
+_DECODED_LIMIT = 24
 """Decoded log-offset frames kept between polls (frames never change once written): the
 binary searches of the next poll start where this one's did."""
 
@@ -507,6 +536,16 @@ def detail_due(previous_poll: datetime | None, now: datetime) -> bool:
     return (_ms(now) or 0) // every != (_ms(previous_poll) or 0) // every
 
 
+def _split(rows: Iterable[Sequence[Any]]) -> list[tuple[int, list[Sequence[Any]]]]:
+    """Rows (group id first, sorted) in buckets of their groups (see :func:`width_for`)."""
+    rows = list(rows)
+    width = width_for(len({row[0] for row in rows}))
+    by_bucket: dict[int, list[Sequence[Any]]] = defaultdict(list)
+    for row in rows:
+        by_bucket[bucket_of(row[0], width)].append(row)
+    return sorted(by_bucket.items())
+
+
 def frames_of_poll(cluster_id: int, polled_at: datetime, totals: Iterable[Sequence[Any]],
                    partitions: Iterable[Sequence[Any]], log_offsets: Iterable[Sequence[Any]]) -> list[LagFrame]:
     """The frames that store one poll: ``totals`` in :data:`frames.TOTALS` order,
@@ -515,12 +554,9 @@ def frames_of_poll(cluster_id: int, polled_at: datetime, totals: Iterable[Sequen
     made: list[LagFrame] = []
     for kind, schema, rows in ((FrameKind.TOTALS, frames.TOTALS, totals),
                                (FrameKind.PARTITIONS, frames.PARTITIONS, partitions)):
-        by_bucket: dict[int, list[Sequence[Any]]] = defaultdict(list)
-        for row in rows:
-            by_bucket[bucket_of(row[0])].append(row)
         made.extend(LagFrame(cluster_id=cluster_id, kind=kind, bucket=bucket, polled_at=polled_at,
                              payload=frames.encode(schema, bucket_rows))
-                    for bucket, bucket_rows in sorted(by_bucket.items()))
+                    for bucket, bucket_rows in _split(rows))
     log_rows = list(log_offsets)
     if log_rows:
         made.append(LagFrame(cluster_id=cluster_id, kind=FrameKind.LOG_OFFSETS, bucket=0, polled_at=polled_at,
@@ -548,13 +584,10 @@ def store_rollup(cluster_id: int, polled_at: datetime, totals: Iterable[Sequence
                  resolution: int = ROLLUP_SECONDS) -> None:
     """Write topic totals of one rollup bucket starting at ``polled_at`` (rows in
     :data:`frames.TOTALS` order)."""
-    by_bucket: dict[int, list[Sequence[Any]]] = defaultdict(list)
-    for row in sorted(totals, key=lambda r: (r[0], r[1])):
-        by_bucket[bucket_of(row[0])].append(row)
     LagRollup.objects.bulk_create([
         LagRollup(cluster_id=cluster_id, kind=FrameKind.TOTALS, bucket=bucket, polled_at=polled_at,
                   resolution=resolution, payload=frames.encode(frames.TOTALS, rows))
-        for bucket, rows in sorted(by_bucket.items())])
+        for bucket, rows in _split(sorted(totals, key=lambda r: (r[0], r[1])))])
 
 
 # -- rollups ------------------------------------------------------------------------------
@@ -624,9 +657,8 @@ def _rollup_frames(cluster_id: int, kind: int, slot: datetime, polled: list[tupl
             by_time[at].append((topic, partition, start, end))
         return [LagRollup(cluster_id=cluster_id, kind=kind, bucket=0, polled_at=at, resolution=ROLLUP_SECONDS,
                           payload=frames.encode(frames.LOG_OFFSETS, rows)) for at, rows in sorted(by_time.items())]
-    merged: dict[int, dict[tuple[int, str], list[Any]]] = defaultdict(dict)
-    for _, bucket, payload in polled:  # oldest first: the offsets end as the bucket's last
-        rows = merged[bucket]
+    rows: dict[tuple[int, str], list[Any]] = {}
+    for _, _, payload in polled:  # oldest first: the offsets end as the bucket's last
         for row in frames.decode(frames.TOTALS, payload):
             key = (row[0], row[1])
             known = rows.get(key)
@@ -639,5 +671,5 @@ def _rollup_frames(cluster_id: int, kind: int, slot: datetime, polled: list[tupl
                     known[index] = value
             known[7], known[8] = row[7], row[8]
     return [LagRollup(cluster_id=cluster_id, kind=kind, bucket=bucket, polled_at=slot, resolution=ROLLUP_SECONDS,
-                      payload=frames.encode(frames.TOTALS, [tuple(r) for _, r in sorted(rows.items())]))
-            for bucket, rows in sorted(merged.items())]
+                      payload=frames.encode(frames.TOTALS, bucket_rows))
+            for bucket, bucket_rows in _split(tuple(r) for _, r in sorted(rows.items()))]

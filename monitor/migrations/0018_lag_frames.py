@@ -68,6 +68,7 @@ def _carry_over(apps: Any, schema_editor: Any) -> None:
             "s.unknown_partitions, s.partial_partitions, s.committed_offset_total, s.log_end_offset_total "
             "FROM monitor_topiclagsample s JOIN monitor_consumergroup g ON g.id = s.group_id "
             "ORDER BY g.cluster_id, s.resolution, s.polled_at, s.group_id % 64, s.group_id, s.topic")):
+        # Carried-over polls are split into 64 buckets whatever their size.
         this = (cluster_of[group_id], resolution, polled_at, samples.bucket_of(group_id))
         if this != key:
             emit_totals()
@@ -145,7 +146,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('kind', models.SmallIntegerField(choices=[(1, 'topic totals'), (2, 'partition detail'), (3, 'log offsets')])),
-                ('bucket', models.SmallIntegerField(default=0, help_text='group id modulo BUCKETS (0 for log offsets)')),
+                ('bucket', models.SmallIntegerField(default=0, help_text='width + group id modulo width, for a poll split into width buckets (0 for log offsets)')),
                 ('polled_at', models.DateTimeField()),
                 ('payload', models.BinaryField()),
                 ('cluster', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='monitor.cluster')),
@@ -159,7 +160,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('kind', models.SmallIntegerField(choices=[(1, 'topic totals'), (2, 'partition detail'), (3, 'log offsets')])),
-                ('bucket', models.SmallIntegerField(default=0, help_text='group id modulo BUCKETS (0 for log offsets)')),
+                ('bucket', models.SmallIntegerField(default=0, help_text='width + group id modulo width, for a poll split into width buckets (0 for log offsets)')),
                 ('polled_at', models.DateTimeField()),
                 ('payload', models.BinaryField()),
                 ('resolution', models.IntegerField()),

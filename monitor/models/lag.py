@@ -41,7 +41,8 @@ class _Frame(models.Model):
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+", db_index=False,
                                 db_constraint=False)
     kind = models.SmallIntegerField(choices=FrameKind.choices)
-    bucket = models.SmallIntegerField(default=0, help_text="group id modulo BUCKETS (0 for log offsets)")
+    bucket = models.SmallIntegerField(default=0, help_text="width + group id modulo width, for a poll split into "
+                                                           "width buckets (0 for log offsets)")
     polled_at = models.DateTimeField()
     payload = models.BinaryField()
 
