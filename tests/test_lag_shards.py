@@ -120,6 +120,19 @@ def test_a_sharded_cycle_records_exactly_what_an_unsharded_cycle_records(seeded)
     assert sum(r.groups for r in runs) == PollRun.objects.get(cluster=unsharded).groups == len(names)
 
 
+def test_after_a_sharded_cycle_the_clusters_summary_lists_every_shards_groups(seeded):
+    """Each shard reads and holds only its own group rows, so none of them may cache the
+    cluster's summary: it is read again, whole, when asked for."""
+    from monitor.lag import snapshot
+
+    _, sharded, names = seeded
+    _poll_in_shards(sharded, timezone.now())
+
+    summary = snapshot.get_cluster_snapshot(sharded.name)
+
+    assert sorted(g["group"] for g in summary["groups"]) == names
+
+
 def test_a_failed_shard_marks_only_its_groups_unknown_and_none_gone(seeded, settings):
     settings.MONITOR_KAFKA_TIMEOUT_SECONDS = 2
     _, cluster, names = seeded

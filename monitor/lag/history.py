@@ -101,11 +101,21 @@ class StoredHistory:
         return {key: [p for p in points if p.polled_at >= since] for key, points in self.offset_points.items()}
 
 
+_ID_BATCH = 10_000
+
+
 def read_stored(cluster: Cluster, as_of: datetime, owns: Callable[[str], bool] | None = None) -> StoredHistory:
     """Groups, topics and the history of the groups the cluster still lists, as of a
     time at or before the poll: a fixed number of queries whatever the cluster's size.
-    With ``owns`` (one shard of a sharded cycle), the history of the groups it owns only."""
-    groups = {g.name: g for g in ConsumerGroup.objects.filter(cluster=cluster)}
+    With ``owns`` (one shard of a sharded cycle), the rows and history of the groups it
+    owns only: the other shards' rows are not read at all (only their names, to choose)."""
+    rows = ConsumerGroup.objects.filter(cluster=cluster)
+    if owns is None:
+        groups = {g.name: g for g in rows}
+    else:
+        owned = [group_id for group_id, name in rows.values_list("id", "name") if owns(name)]
+        groups = {g.name: g for start in range(0, len(owned), _ID_BATCH)
+                  for g in ConsumerGroup.objects.filter(id__in=owned[start:start + _ID_BATCH])}
     live = [g for g in groups.values() if g.gone_at is None and (owns is None or owns(g.name))]
     ids = [g.id for g in live]
     points_since = as_of - timedelta(seconds=status_history_seconds(cluster))

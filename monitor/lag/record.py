@@ -93,7 +93,9 @@ class CycleResult:
     groups: list[GroupResult]
     gone: list[ConsumerGroup]
     all_groups: list[ConsumerGroup] = field(default_factory=list)
-    """Every group row of the cluster as this cycle left it (what the database now holds)."""
+    """Every group row the cycle holds as it left them: the cluster's, or a shard's own."""
+    whole_cluster: bool = True
+    """False for one shard of a sharded cycle (``all_groups`` are only its own)."""
 
 
 def no_progress(_: str) -> None:
@@ -196,7 +198,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     cluster.status, cluster.last_poll_at, cluster.last_success_at, cluster.last_error = (
         ClusterStatus.OK, now, now, error)
     return CycleResult(cluster=cluster, poll_run=poll_run, groups=results, gone=gone,
-                       all_groups=list(existing.values()) + new_groups)
+                       all_groups=list(existing.values()) + new_groups, whole_cluster=shard is None)
 
 
 def _rewound(lags: dict[str, list[PartitionLag]], existing: dict[str, ConsumerGroup],

@@ -111,10 +111,14 @@ def store_cycle(result: CycleResult) -> None:
     values = {_group_key(cluster.name, r.group.name): _group_detail(r) for r in result.groups}
     for group in result.gone:
         values[_group_key(cluster.name, group.name)] = {**group_summary(group), "partition_rows": [], "topic_lags": []}
-    # The cycle holds every group row as it just wrote them: no need to read them back.
-    values[_cluster_key(cluster.name)] = _cluster_summary(cluster, result.all_groups)
+    if result.whole_cluster:
+        # The cycle holds every group row as it just wrote them: no need to read them back.
+        values[_cluster_key(cluster.name)] = _cluster_summary(cluster, result.all_groups)
     try:
         cache.set_many(values, timeout=TTL_SECONDS)
+        if not result.whole_cluster:
+            # A shard holds its own groups only: the summary is read again when asked for.
+            cache.delete(_cluster_key(cluster.name))
     except Exception:  # noqa: BLE001
         log.warning("could not cache the lag snapshot of %s", cluster.name, exc_info=True)
 
