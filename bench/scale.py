@@ -531,6 +531,7 @@ def measure_poll(report: Report, args: argparse.Namespace) -> None:
         scale_poll.report_cycle(report, layout, result, scale_poll.CYCLE_GOAL, "PostgreSQL")
         if args.rss_cycles > 0:
             scale_poll.measure_worker_memory(report, Cluster.objects.get(name="poll").pk, args.rss_cycles)
+            scale_poll.measure_memory_steady(report, Cluster.objects.get(name="poll").pk, args.rss_cycles)
         if args.shard_groups > 0:
             sharded = scale_poll.Layout("sharded", groups=args.shard_groups, topics=max(1, args.shard_groups // 500),
                                         partitions_per_topic=args.shard_partitions)

@@ -316,6 +316,45 @@ def measure_worker_memory(report: Report, cluster_id: int, cycles: int) -> None:
                f"<= {FLAT_KIB_PER_CYCLE} KiB/cycle", per_cycle_kib <= FLAT_KIB_PER_CYCLE)
 
 
+def _own_rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure_memory_steady(report: Report, cluster_id: int, cycles: int) -> None:
+    """The poll task's code (``poll_cluster``, Kafka included) in this process, cycle after
+    cycle stamped one poll interval apart, measured once the status history it reads back
+    is full: a worker polling in real time reads a history that grows for its first
+    ``status_history_seconds`` (about 32 polls at 30 s), which is growth of data, not a leak."""
+    from datetime import datetime, timezone
+
+    from monitor.lag import history
+    from monitor.lag.poll import poll_cluster
+    from monitor.models import Cluster
+
+    cluster = Cluster.objects.get(pk=cluster_id)
+    interval = cluster.poll_interval_seconds
+    fill = int(history.status_history_seconds(cluster) // interval) + 5
+    at = datetime.now(timezone.utc) + timedelta(days=1)  # after every poll stored so far
+    samples: dict[int, int] = {}
+    for n in range(1, fill + cycles + 1):
+        outcome = poll_cluster(cluster_id, now=at)
+        assert outcome is not None and outcome.ok, outcome
+        at += timedelta(seconds=interval)
+        if n >= fill:
+            samples[n - fill] = _own_rss_bytes()
+    mib = {n: rss / 1024 / 1024 for n, rss in samples.items()}
+    growth = mib[cycles] - mib[0]
+    per_cycle_kib = growth / cycles * 1024
+    report.add(f"poll RSS in steady state, {cycles} cycles {interval} s apart after {fill} filling the history",
+               f"{mib[0]:.0f} / {mib[cycles // 2]:.0f} / {mib[cycles]:.0f} MiB", "flat", None)
+    report.add(f"  growth over those {cycles} cycles", f"{growth:+.1f} MiB ({per_cycle_kib:+.0f} KiB/cycle)",
+               f"<= {FLAT_KIB_PER_CYCLE} KiB/cycle", per_cycle_kib <= FLAT_KIB_PER_CYCLE)
+
+
 def measure_sqlite(report: Report, bootstrap: str, runs: int, history_cycles: int) -> None:
     """The SQLite measurement in a child process (Django holds one database per process)."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-sqlite-") as folder:
