@@ -120,7 +120,7 @@ def vacuum() -> None:
         cursor.execute("VACUUM monitor_topic")
 
 
-def old_layout_bytes(cluster_id: int, at: datetime, results) -> int:
+def old_layout_bytes(cluster_id: int, at: datetime, results, log_offsets) -> int:
     """Bytes one cycle's samples take stored as one row each (the layout before frames)."""
     from django.db import connection
 
@@ -145,7 +145,7 @@ def old_layout_bytes(cluster_id: int, at: datetime, results) -> int:
                                     t.log_end_offset_total))
         with cursor.cursor.copy("COPY bench_old_offsets (cluster_id, topic, partition, polled_at, log_start_offset, "
                                 "log_end_offset) FROM STDIN") as copy:
-            for (topic, partition), offsets in sorted(results.reading_offsets.items()):
+            for (topic, partition), offsets in sorted(log_offsets.items()):
                 copy.write_row((cluster_id, topic, partition, at, offsets.log_start_offset, offsets.log_end_offset))
         cursor.execute("SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY['bench_old_partition', "
                        "'bench_old_topic', 'bench_old_offsets']::regclass[]) AS c")
@@ -193,8 +193,7 @@ def _measure(groups: int, partitions: int, topics: int, cycles: int, warmup: int
     tables_after = table_bytes()
     by_table = {name: (size - tables_before.get(name, 0)) / cycles for name, size in tables_after.items()}
     assert result is not None
-    result.reading_offsets = reading.log_offsets  # type: ignore[attr-defined]
-    baseline = old_layout_bytes(row.id, at, result)
+    baseline = old_layout_bytes(row.id, at, result, reading.log_offsets)
     group_partitions = groups * partitions
     per_day = grown * (86_400 / POLL_SECONDS) * (100_000 / group_partitions)
     print(f"  storage per cycle, {groups} groups x {partitions} partitions over {topics} topics, every partition moving:")

@@ -1,8 +1,9 @@
 """Packed, compressed columns of many sample rows: how lag samples are stored.
 
 A frame holds the rows of one kind of sample (see :data:`TOTALS`, :data:`PARTITIONS`,
-:data:`LOG_OFFSETS`, :data:`STATE`) as columns. Each column is a list of 64-bit integers
-stored as the differences between neighbours (rows are sorted, so neighbours are alike:
+:data:`LOG_OFFSETS`) as columns. Each column is a list of integers stored as the
+differences between neighbours, in the narrowest width that holds them (rows are sorted, so
+neighbours are alike:
 the same group, the same topic, offsets of the same size), strings as indexes into a
 table of the frame's distinct strings, seconds as milliseconds, and unknown values in a
 mask of their own; the whole is compressed with zlib. A row of ten numbers costs a few
@@ -59,9 +60,6 @@ PARTITIONS = Schema("partitions", (
     ("log_end_offset", INT), ("lag", INT), ("time_lag_seconds", LAG_SECONDS), ("time_lag_method", TEXT),
     ("time_lag_reason", TEXT), ("stuck_since", TIME), ("stalled", BOOL),
 ))
-STATE = Schema("state", PARTITIONS.columns[1:] + (("peak_committed", INT), ("peak_at", TIME)))
-"""One group's partitions at its latest poll, with each partition's highest committed
-offset over the status window and when it was seen (what an offset reset is measured from)."""
 LOG_OFFSETS = Schema("log_offsets", (("topic", TEXT), ("partition", INT), ("log_start_offset", INT),
                                      ("log_end_offset", INT)))
 
@@ -69,13 +67,12 @@ LOG_OFFSETS = Schema("log_offsets", (("topic", TEXT), ("partition", INT), ("log_
 _RELATIVE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
     "totals": {"committed_offset_total": ("log_end_offset_total", ("lag",))},
     "partitions": {"committed_offset": ("log_end_offset", ("lag",)), "log_start_offset": ("log_end_offset", ())},
-    "state": {"committed_offset": ("log_end_offset", ("lag",)), "log_start_offset": ("log_end_offset", ()),
-              "peak_committed": ("committed_offset", ())},
     "log_offsets": {"log_start_offset": ("log_end_offset", ())},
 }
 
 
-def _millis(value: datetime) -> int:
+def millis(value: datetime) -> int:
+    """A datetime as integer milliseconds since 1970."""
     delta = value - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
@@ -126,7 +123,7 @@ def encode(schema: Schema, rows: Sequence[Sequence[Any]], level: int = 9) -> byt
             elif kind == LAG_SECONDS:
                 ints = [0 if v is None else round(v * 10) for v in values]
             elif kind == TIME:
-                ints = [0 if v is None else _millis(v) for v in values]
+                ints = [0 if v is None else millis(v) for v in values]
             elif kind == BOOL:
                 ints = [1 if v else 0 for v in values]
             else:
@@ -167,7 +164,6 @@ def decode(schema: Schema, payload: bytes) -> list[tuple[Any, ...]]:
 
     nulls = set(header["null"])
     columns: dict[str, list[Any]] = {}
-    masks: dict[str, list[int]] = {}
     for name, kind in schema.columns:
         mask = take() if name in nulls else None
         ints = list(accumulate(take()))
@@ -187,7 +183,6 @@ def decode(schema: Schema, payload: bytes) -> list[tuple[Any, ...]]:
         if mask is not None:
             values = [v if known else None for v, known in zip(values, mask)]
         columns[name] = values
-        masks[name] = mask or []
     relative = _RELATIVE.get(schema.name, {})
     for name in relative:  # bases before the columns measured from them
         flags = take()

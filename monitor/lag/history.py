@@ -116,7 +116,7 @@ def read_stored(cluster: Cluster, as_of: datetime, owns: Callable[[str], bool] |
         owned = [group_id for group_id, name in rows.values_list("id", "name") if owns(name)]
         groups = {g.name: g for start in range(0, len(owned), _ID_BATCH)
                   for g in ConsumerGroup.objects.filter(id__in=owned[start:start + _ID_BATCH])}
-    live = [g for g in groups.values() if g.gone_at is None and (owns is None or owns(g.name))]
+    live = [g for g in groups.values() if g.gone_at is None]  # a shard's rows are its own already
     ids = [g.id for g in live]
     points_since = as_of - timedelta(seconds=status_history_seconds(cluster))
     window_start = as_of - timedelta(seconds=status_window_seconds(cluster))
@@ -218,8 +218,8 @@ def offset_points(
     offset in ``needed`` that is older than those, the stored points just around it (or
     the oldest point, to extrapolate from).
 
-    The anchors are index seeks on (partition, log end): the log end only grows, so the
-    last point at or below an offset and the first point above it bracket it in time.
+    The anchors come from :func:`samples.log_anchors`: the log end only grows, so the last
+    point at or below an offset and the first point above it bracket it in time.
     """
     wanted = set(partitions) | set(needed)
     points: dict[TopicPartitionKey, dict[datetime, OffsetPoint]] = {}
@@ -238,10 +238,7 @@ def offset_points(
             far.append((key[0], key[1], offset))
     if not far:
         return {key: list(by_time.values()) for key, by_time in points.items()}
-    for point_key, point in _anchors(cluster_id, far):
+    for point_key, point in samples.log_anchors(cluster_id, far):
         points.setdefault(point_key, {})[point.polled_at] = point
     return {key: sorted(by_time.values(), key=lambda p: p.polled_at) for key, by_time in points.items()}
 
-
-def _anchors(cluster_id: int, far: list[tuple[str, int, int]]) -> list[tuple[TopicPartitionKey, OffsetPoint]]:
-    return samples.log_anchors(cluster_id, far)

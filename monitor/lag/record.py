@@ -4,9 +4,8 @@ per table."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 from functools import cached_property
 from datetime import datetime, timedelta
 
@@ -127,8 +126,8 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     tables = _LogTables(cluster, reading, lags, stored.offset_points_after(window_start), now)
     progress(f"read the history of {len(reading.log_offsets)} partitions")
 
-    # The highest committed offsets of the window on partitions that went back: read now,
-    # before the samples stream in (one query, only in a cycle that found a reset).
+    # The highest committed offsets of the window on partitions that went back (kept with
+    # each group's latest poll: no query).
     peaks = history.committed_peaks(stored, _rewound(lags, existing, stored), window_start)
     listed = {g.group_id: g for g in reading.groups}
     previous_counts = {name: t.partitions for name, t in topics.items()}
@@ -162,13 +161,14 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         results = [evaluated[name] if name in evaluated else evaluate(existing[name], parts)
                    for name, parts in sorted(lags.items())]
         progress(f"computed the lag of {len(results)} groups")
+        by_id = sorted(results, key=lambda r: r.group.id)  # the frames' row order
         samples.save_frames(samples.frames_of_poll(
             cluster.id, now,
             totals=[(r.group.id, t.topic, t.lag, t.time_lag_seconds, t.partitions, t.unknown_partitions,
                      t.partial_partitions, t.committed_offset_total, t.log_end_offset_total)
-                    for r in sorted(results, key=lambda r: r.group.id) for t in r.topics],
+                    for r in by_id for t in r.topics],
             partitions=[(r.group.id,) + row[:_STORED_ROW_LENGTH]
-                        for r in sorted(results, key=lambda r: r.group.id)
+                        for r in by_id
                         if r.partition_rows and samples.detail_due(stored.previous_at.get(r.group.id), now)
                         for row in r.partition_rows],
             log_offsets=[(topic, partition, offsets.log_start_offset, offsets.log_end_offset)

@@ -28,10 +28,10 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from django.conf import settings
-from django.db.models import Max, Min, Q
+from django.db.models import Max, Min, Q, QuerySet
 
 from monitor.lag import frames
 from monitor.lag.bulk import insert_rows
@@ -126,13 +126,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 _STATE_VERSION = 1
 
 
-def _ms(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
 def _us(value: datetime | None) -> int | None:
     if value is None:
         return None
@@ -180,14 +173,9 @@ def pack_state(partitions: Sequence[PartitionState]) -> bytes:
         for p in partitions)
 
 
-def unpack_state(payload: bytes | memoryview | None) -> list[PartitionState]:
-    return [PartitionState(t, p, c, s, e, lag, tl, m, r, _at(stuck), stalled, peak, _at(peak_at))
-            for t, p, c, s, e, lag, tl, m, r, stuck, stalled, peak, peak_at in unpack_state_rows(payload)]
-
-
-def group_state_rows(group: ConsumerGroup) -> tuple[StateRow, ...]:
-    """:func:`group_state` as stored rows (a group not gone, with a poll)."""
-    if group.gone_at is not None or group.last_sample_at is None:
+def group_state_rows(group: ConsumerGroup, include_gone: bool = False) -> tuple[StateRow, ...]:
+    """:func:`group_state` as stored rows."""
+    if (group.gone_at is not None and not include_gone) or group.last_sample_at is None:
         return ()
     return unpack_state_rows(group.partition_state)
 
@@ -195,9 +183,8 @@ def group_state_rows(group: ConsumerGroup) -> tuple[StateRow, ...]:
 def group_state(group: ConsumerGroup, include_gone: bool = False) -> list[PartitionState]:
     """The partitions of the group's latest poll (empty for none yet, and for a gone group
     unless ``include_gone``: its last poll)."""
-    if (group.gone_at is not None and not include_gone) or group.last_sample_at is None:
-        return []
-    return unpack_state(group.partition_state)
+    return [PartitionState(t, p, c, s, e, lag, tl, m, r, _at(stuck), stalled, peak, _at(peak_at))
+            for t, p, c, s, e, lag, tl, m, r, stuck, stalled, peak, peak_at in group_state_rows(group, include_gone)]
 
 
 def latest_partitions(groups: Iterable[ConsumerGroup], topic: str | None = None, *,
@@ -229,23 +216,31 @@ def latest_topic_points(groups: Iterable[ConsumerGroup], *, include_gone: bool =
         return {}
     unknown_cluster = [g.id for g in wanted.values() if g.cluster_id is None]
     cluster_of = _clusters_of(unknown_cluster) if unknown_cluster else {}
-    by_poll: dict[tuple[int, datetime], set[int]] = defaultdict(set)
-    for group in wanted.values():
-        cluster_id = group.cluster_id if group.cluster_id is not None else cluster_of.get(group.id)
-        by_poll[(cluster_id, group.last_sample_at)].add(group.id)  # type: ignore[index]
+    latest = {g.id: (g.cluster_id if g.cluster_id is not None else cluster_of.get(g.id), g.last_sample_at)
+              for g in wanted.values()}
+    result: dict[int, list[TopicPoint]] = defaultdict(list)
+    for polled_at, row in _latest_totals(latest):  # type: ignore[arg-type]
+        result[row[0]].append(TopicPoint(row[0], row[1], polled_at, *row[2:]))
+    return {gid: sorted(points, key=lambda p: p.topic) for gid, points in result.items()}
+
+
+def _latest_totals(latest: dict[int, tuple[int, datetime]]) -> Iterator[tuple[datetime, tuple[Any, ...]]]:
+    """The topic totals rows of each group's latest poll (group id -> (cluster id, polled
+    at)), with their poll's time: one read of the frames of those polls and buckets."""
+    polls: dict[tuple[int, datetime], set[int]] = defaultdict(set)
+    for group_id, poll in latest.items():
+        polls[poll].add(group_id)
     condition = Q()
-    for (cluster_id, polled_at), ids in by_poll.items():
+    for (cluster_id, polled_at), ids in polls.items():
         buckets = buckets_of(ids)
         condition |= Q(cluster_id=cluster_id, polled_at=polled_at) if buckets is None else \
             Q(cluster_id=cluster_id, polled_at=polled_at, bucket__in=buckets)
-    result: dict[int, list[TopicPoint]] = defaultdict(list)
     for polled_at, payload in LagFrame.objects.filter(condition, kind=FrameKind.TOTALS).values_list(
-            "polled_at", "payload"):
+            "polled_at", "payload").iterator(chunk_size=100):
         for row in frames.decode(frames.TOTALS, payload):
-            owner = wanted.get(row[0])
-            if owner is not None and owner.last_sample_at == polled_at:
-                result[row[0]].append(TopicPoint(row[0], row[1], polled_at, *row[2:]))
-    return {gid: sorted(points, key=lambda p: p.topic) for gid, points in result.items()}
+            group_poll = latest.get(row[0])
+            if group_poll is not None and group_poll[1] == polled_at:
+                yield polled_at, row
 
 
 PartitionLag = tuple[int, str, int, int | None, float | None]
@@ -255,55 +250,30 @@ TopicLag = tuple[int, str, int | None, float | None, int]
 partial partitions)."""
 
 
-def _live_groups(cluster_ids: Collection[int]) -> Iterator[tuple[int, int, Any, Any]]:
-    rows = (ConsumerGroup.objects.filter(cluster_id__in=list(cluster_ids), gone_at__isnull=True,
-                                         last_sample_at__isnull=False)
-            .order_by("id").values_list("id", "cluster_id", "last_sample_at", "partition_state"))
-    yield from rows.iterator(chunk_size=5000)
-
-
 def latest_partition_lags(cluster_ids: Collection[int]) -> Iterator[PartitionLag]:
     """The partitions of the latest poll of every group (not gone) of ``cluster_ids``, as
     plain tuples ordered by group id, topic and partition: the wide read of /metrics
     (100,000 group-partitions at a time), streamed."""
-    loads = marshal.loads
-    for group_id, _, _, payload in _live_groups(cluster_ids):
-        if not payload:
-            continue
-        version, rows = loads(bytes(payload))
-        if version != _STATE_VERSION:
-            continue
-        for row in sorted(rows, key=lambda r: (r[0], r[1])):
+    for group_id, payload in _live_groups(cluster_ids).values_list("id", "partition_state").iterator(chunk_size=5000):
+        for row in sorted(unpack_state_rows(payload), key=lambda r: (r[0], r[1])):
             yield (group_id, row[0], row[1], row[5], row[6])
 
 
 def latest_topic_lags(cluster_ids: Collection[int]) -> Iterator[TopicLag]:
     """The topic totals of the latest poll of every group (not gone) of ``cluster_ids``,
     as plain tuples ordered by group id and topic (the wide read of /metrics)."""
-    latest: dict[int, datetime] = {}
-    polls: dict[tuple[int, datetime], set[int]] = defaultdict(set)
-    for group_id, cluster_id, at, _ in (ConsumerGroup.objects.filter(
-            cluster_id__in=list(cluster_ids), gone_at__isnull=True, last_sample_at__isnull=False)
-            .values_list("id", "cluster_id", "last_sample_at", "name").iterator(chunk_size=10_000)):
-        if at is None:
-            continue
-        latest[group_id] = at
-        polls[(cluster_id, at)].add(group_id)
-    if not latest:
-        return
-    condition = Q()
-    for (cluster_id, at), ids in polls.items():
-        buckets = buckets_of(ids)
-        condition |= Q(cluster_id=cluster_id, polled_at=at) if buckets is None else \
-            Q(cluster_id=cluster_id, polled_at=at, bucket__in=buckets)
-    found: list[TopicLag] = []
-    for polled_at, payload in LagFrame.objects.filter(condition, kind=FrameKind.TOTALS).values_list(
-            "polled_at", "payload").iterator(chunk_size=100):
-        for row in frames.decode(frames.TOTALS, payload):
-            if latest.get(row[0]) == polled_at:
-                found.append((row[0], row[1], row[2], row[3], row[6]))
+    latest = {group_id: (cluster_id, cast(datetime, at))  # a poll: _live_groups have one
+              for group_id, cluster_id, at in _live_groups(cluster_ids).values_list(
+                  "id", "cluster_id", "last_sample_at").iterator(chunk_size=10_000)}
+    found = [(row[0], row[1], row[2], row[3], row[6]) for _, row in _latest_totals(latest)] if latest else []
     found.sort(key=lambda r: (r[0], r[1]))
     yield from found
+
+
+def _live_groups(cluster_ids: Collection[int]) -> QuerySet[ConsumerGroup]:
+    """The groups of ``cluster_ids`` not gone and with a poll, by id."""
+    return ConsumerGroup.objects.filter(cluster_id__in=list(cluster_ids), gone_at__isnull=True,
+                                        last_sample_at__isnull=False).order_by("id")
 
 
 # -- series -------------------------------------------------------------------------------
@@ -533,7 +503,7 @@ def detail_due(previous_poll: datetime | None, now: datetime) -> bool:
     every = settings.MONITOR_PARTITION_DETAIL_SECONDS * 1000
     if every <= 0:
         return True
-    return (_ms(now) or 0) // every != (_ms(previous_poll) or 0) // every
+    return frames.millis(now) // every != frames.millis(previous_poll) // every
 
 
 def _split(rows: Iterable[Sequence[Any]]) -> list[tuple[int, list[Sequence[Any]]]]:
@@ -601,7 +571,7 @@ def rolled_up_until(cluster_id: int, kind: int) -> datetime | None:
 
 
 def _bucket_start(at: datetime) -> datetime:
-    ms = _ms(at) or 0
+    ms = frames.millis(at)
     return _EPOCH + timedelta(milliseconds=ms - ms % (ROLLUP_SECONDS * 1000))
 
 
