@@ -537,9 +537,15 @@ def measure_poll(report: Report, args: argparse.Namespace) -> None:
                                         partitions_per_topic=args.shard_partitions)
             scale_poll.measure_sharded(report, kafka, broker.bootstrap, sharded, args.shard_size, args.workers,
                                        args.runs)
-        scale_poll.measure_sqlite(report, broker.bootstrap, args.runs, args.history_cycles)
     finally:
         broker.stop()
+    # A broker of its own: the 50-group cluster must not list the measurements' other groups.
+    sqlite_broker = start_broker()
+    try:
+        wait_until_reachable(ConnectionSettings([sqlite_broker.bootstrap], timeout_seconds=30.0))
+        scale_poll.measure_sqlite(report, sqlite_broker.bootstrap, args.runs, args.history_cycles)
+    finally:
+        sqlite_broker.stop()
 
 
 def measure_storage(report: Report, args: argparse.Namespace) -> None:

@@ -17,7 +17,8 @@ cluster row watches them, and the poller reads them as it reads any cluster.
   that the shards recorded every group once.
 - **worker memory**: a solo-pool worker process runs ``poll_cluster`` cycle after cycle;
   its RSS (``/proc/<pid>/status``) after the first cycles and at the end.
-- **SQLite**: the cycle-vs-floor measurement in a process of its own on an SQLite database
+- **SQLite**: the cycle-vs-floor measurement in a process of its own on an SQLite database,
+  against a broker of its own (a 50-group cluster lists only its groups)
   (``python bench/scale_poll.py --sqlite --bootstrap host:port``), printed as JSON.
 """
 from __future__ import annotations

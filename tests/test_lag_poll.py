@@ -3,6 +3,7 @@ broker cannot produce (retention deleting messages, partitions added) are fed to
 recording half as plain readings."""
 from __future__ import annotations
 
+import gc
 import time
 from datetime import datetime, timedelta, timezone as dt_timezone
 
@@ -338,6 +339,31 @@ def test_each_phase_of_a_cycle_reports_progress(cluster, prefix, topic, kafka_se
         "listed 1 groups", "read committed offsets of 1 groups", "read log offsets of 3 partitions",
         "read the history of 3 partitions", "computed the lag of 1 groups",
     ]
+
+
+def test_a_cycle_runs_with_fewer_cyclic_collections_and_restores_the_collector_after(
+        cluster, prefix, topic, kafka_settings):
+    commit_offsets(kafka_settings, f"{prefix}-watched", {(topic, 0): 1})
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+
+    poll_cluster(cluster.id, progress=lambda _: during.append(gc.get_threshold()))
+
+    assert during and all(t[0] >= 50_000 and t[1:] == before[1:] for t in during)
+    assert gc.get_threshold() == before and gc.isenabled()
+
+
+def test_the_collector_is_restored_only_when_the_last_of_overlapping_cycles_ends():
+    from monitor.lag.poll import _fewer_collections
+
+    before = gc.get_threshold()
+    first, second = _fewer_collections(), _fewer_collections()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert gc.get_threshold()[0] >= 50_000  # the second cycle still runs
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before
 
 
 # -- edges the broker cannot produce, fed as readings ---------------------------------

@@ -2,8 +2,8 @@
 
 A cycle of a big cluster writes tens of thousands of rows; Django's ``bulk_create``
 spends most of that time preparing each value. On PostgreSQL the rows go through one
-binary ``COPY`` instead (several times faster), updates through one ``UPDATE ... FROM
-unnest(arrays)``; elsewhere (the demo's SQLite) through ``bulk_create`` and
+binary ``COPY`` instead (several times faster), updates through a ``COPY`` into a staging
+table and one ``UPDATE ... FROM`` it; elsewhere (the demo's SQLite) through ``bulk_create`` and
 ``bulk_update``.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 
 BATCH_SIZE = 2000
 
@@ -71,50 +71,44 @@ def update_rows(model: type[models.Model], objs: Sequence[models.Model], fields:
     """Write ``fields`` of ``objs`` back in one statement.
 
     ``bulk_update`` builds a CASE expression per field and row, which costs more than
-    the rest of a cycle; PostgreSQL takes ``UPDATE ... FROM unnest(one array per
-    column)`` instead: one parameter per column whatever the number of rows; SQLite one
-    prepared statement run per row.
+    the rest of a cycle. PostgreSQL: the new values go by binary ``COPY`` into a
+    session-private table shaped like the model's (created once per connection, emptied
+    after each use), then one ``UPDATE ... FROM`` it; psycopg formats the rows in C. SQLite
+    (the demo): one prepared UPDATE run for every row, in the database's own loop.
     """
     if not objs:
         return
     qn = connection.ops.quote_name
     model_fields = [concrete_field(model, name) for name in fields]
     pk = model._meta.pk
+    table = qn(model._meta.db_table)
     if connection.vendor != "postgresql":
-        # SQLite (the demo): one prepared UPDATE run for every row, in the database's own
-        # loop (``bulk_update``'s CASE expressions cost more to build than to run).
         assignments = ", ".join(f"{qn(str(field.column))} = %s" for field in model_fields)
         with connection.cursor() as cursor:
             cursor.executemany(
-                f"UPDATE {qn(model._meta.db_table)} SET {assignments} WHERE {qn(pk.column)} = %s",
+                f"UPDATE {table} SET {assignments} WHERE {qn(pk.column)} = %s",
                 [[field.get_db_prep_save(getattr(obj, field.attname), connection) for field in model_fields]
                  + [obj.pk] for obj in objs])
         return
-    names = ["id"] + [f"c{n}" for n in range(len(model_fields))]
-    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in [pk, *model_fields])
-    assignments = ", ".join(f"{qn(str(field.column))} = v.{name}" for field, name in zip(model_fields, names[1:]))
-    table = qn(model._meta.db_table)
-    columns = [[obj.pk for obj in objs]] + [
-        [getattr(obj, field.attname) for obj in objs] if isinstance(field, _AS_IS)
-        else [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objs]
-        for field in model_fields
-    ]
-    execute_bound(f"UPDATE {table} SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
-                  f"WHERE {table}.{qn(pk.column)} = v.id", columns)
-
-
-def execute_bound(statement: str, params: Sequence[Any]) -> None:
-    """Run ``statement`` on PostgreSQL with its parameters bound by the server.
-
-    Django's psycopg cursors bind on the client: every value is quoted into the SQL text in
-    Python, which for a cycle's arrays (tens of thousands of values, packed bytes among them)
-    costs more than the statement itself. A server-binding cursor on the same connection
-    (so the same transaction) sends them as parameters, dumped by psycopg's C code."""
-    import psycopg
-
-    connection.ensure_connection()
-    started = time.monotonic()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(statement, params)
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": statement, "time": f"{time.monotonic() - started:.3f}"})
+    staging = qn(f"_update_{model._meta.db_table}")
+    columns = [pk, *model_fields]
+    quoted = ", ".join(qn(str(field.column)) for field in columns)
+    as_is = [isinstance(field, _AS_IS) for field in model_fields]
+    with transaction.atomic(), connection.cursor() as cursor:  # a failure rolls the staged rows back too
+        # Every column (none NOT NULL: CREATE TABLE AS copies no constraints), so any list
+        # of fields fits the one table.
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} AS SELECT * FROM {table} WITH NO DATA")
+        started = time.monotonic()
+        with cursor.cursor.copy(f"COPY {staging} ({quoted}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([str(field.db_type(connection)).split("(")[0] for field in columns])
+            write = copy.write_row
+            for obj in objs:
+                write([obj.pk] + [getattr(obj, field.attname) if plain
+                                  else field.get_db_prep_save(getattr(obj, field.attname), connection)
+                                  for field, plain in zip(model_fields, as_is)])
+        if connection.queries_logged:  # COPY goes around Django's cursor wrapper (see row_writer)
+            connection.queries_log.append({"sql": f"COPY {staging}", "time": f"{time.monotonic() - started:.3f}"})
+        assignments = ", ".join(f"{qn(str(field.column))} = v.{qn(str(field.column))}" for field in model_fields)
+        cursor.execute(f"UPDATE {table} SET {assignments} FROM {staging} AS v "
+                       f"WHERE {table}.{qn(pk.column)} = v.{qn(pk.column)}")
+        cursor.execute(f"TRUNCATE {staging}")  # the next update, in this transaction or another, starts empty
