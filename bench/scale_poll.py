@@ -10,7 +10,9 @@ cluster row watches them, and the poller reads them as it reads any cluster.
   30 s apart so the status window has history, alternating with the floor: kafka-python
   reading every committed offset of those groups (one OffsetFetch) and then the LATEST and
   EARLIEST offsets of their partitions (both ListOffsets in flight), answers decoded. The
-  ratio is the median of cycle / floor pairs measured back to back.
+  ratio is the median of cycle / floor pairs measured back to back. Beside them, the
+  cycle's own Kafka requests alone (``read_cluster``, no database): what the cycle must ask
+  the broker costs more than the floor by itself (ListGroups, DescribeGroups, ...).
 - **sharded cycle**: a bigger cluster polled in shards by real Celery worker processes
   (``celery -A monitor worker``, prefork) over Redis, the tasks sent as ``schedule_polls``
   sends them; wall time from sending until every shard's PollRun is written, and a check
@@ -129,6 +131,22 @@ def one_cycle(cluster_id: int, now: Any = None) -> dict[str, float]:
             "partitions": outcome.partitions, "requests": outcome.requests}
 
 
+def kafka_requests_alone(cluster_id: int) -> float:
+    """Seconds for the Kafka half of a cycle with nothing else running: connect, every
+    request a cycle makes (ListGroups, FindCoordinator, OffsetFetch with DescribeGroups
+    beside it, Metadata, ListOffsets, DescribeConfigs, the record Fetch), close."""
+    from monitor.kafka.adapter import KafkaAdapter
+    from monitor.lag.clusters import connection_settings
+    from monitor.lag.poll import read_cluster
+    from monitor.models import Cluster
+
+    cluster = Cluster.objects.get(pk=cluster_id)
+    started = time.perf_counter()
+    with KafkaAdapter(connection_settings(cluster)) as adapter:
+        read_cluster(adapter, cluster)
+    return time.perf_counter() - started
+
+
 def measure_cycle(kafka: Any, bootstrap: str, layout: Layout, runs: int, history_cycles: int) -> dict[str, float]:
     """Cycles and floors alternating (see the module); medians."""
     from django.utils import timezone
@@ -152,6 +170,7 @@ def measure_cycle(kafka: Any, bootstrap: str, layout: Layout, runs: int, history
             run = one_cycle(cluster_id)
             run["bytes"] = database_bytes() - size
             run["floor"] = adapter.round_trip_floor(group_ids, leaders, earliest=True)
+            run["requests_alone"] = kafka_requests_alone(cluster_id)
             runs_seen.append(run)
     result = {key: statistics.median(run[key] for run in runs_seen) for key in runs_seen[0]}
     result["ratio"] = statistics.median(run["seconds"] / run["floor"] for run in runs_seen)
@@ -165,6 +184,9 @@ def report_cycle(report: Report, layout: Layout, result: dict[str, float], goal:
     report.add("  Kafka half of it / rest (compute, write)",
                f"{result['kafka']:.2f} / {result['seconds'] - result['kafka']:.2f} s", "(informative)", None)
     report.add("  floor: OffsetFetch + ListOffsets LATEST, EARLIEST", f"{result['floor']:.2f} s", "(same run)", None)
+    report.add("  the cycle's Kafka requests alone (no database, nothing beside them)",
+               f"{result['requests_alone']:.2f} s = {result['requests_alone'] / result['floor']:.2f}x the floor",
+               "(informative)", None)
     report.add("  cycle / floor", f"{result['ratio']:.2f}x", f"<= {goal:g}x", result["ratio"] <= goal)
     report.add("  database growth per cycle", f"{result['bytes'] / 1024 / 1024:.1f} MiB", "(informative)", None)
 

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -97,6 +98,16 @@ def _get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except urllib.error.HTTPError as error:
+        if error.code == 503:
+            return False
+        raise
+
+
 def _wait_for(what: str, probe, timeout: float = 60.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     last = None
@@ -134,6 +145,8 @@ def prometheus(tmp_path, live_server) -> Iterator[tuple[str, str]]:
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
     try:
         wait_for_port("127.0.0.1", port, 60, "prometheus")
+        # It listens before its storage is open and answers 503 until then (slow on a busy machine).
+        _wait_for("prometheus ready", lambda: _ready(f"http://127.0.0.1:{port}/-/ready"), timeout=120.0)
         yield f"http://127.0.0.1:{port}", target
     finally:
         process.terminate()

@@ -221,11 +221,15 @@ def is_growing(points: Sequence[GroupPoint]) -> bool:
     if len(points) < 3:
         return False
     lags = [float(p.lag or 0) for p in points]
+    half = len(points) // 2
+    # The cheap tests first (most groups fail them): the floor is at least the plain one.
+    if lags[-1] - lags[0] < max(GROWING_MIN_MESSAGES, GROWING_MIN_FRACTION * lags[0]) \
+            or min(lags[half:]) <= min(lags[:half]):
+        return False
     span = (points[-1].polled_at - points[0].polled_at).total_seconds()
     rise = lag_slope(points) * span
     floor = max(GROWING_MIN_MESSAGES, GROWING_MIN_FRACTION * lags[0], sawtooth_floor(points))
-    half = len(points) // 2
-    return rise >= floor and lags[-1] - lags[0] >= floor and min(lags[half:]) > min(lags[:half])
+    return rise >= floor and lags[-1] - lags[0] >= floor
 
 
 def since_last_progress(history: Sequence[GroupPoint]) -> datetime | None:
