@@ -6,6 +6,7 @@ when DEBUG is off, cookies are secure unless DEBUG.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -278,6 +279,15 @@ MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = env_int("MONITOR_TIME_LAG_FETCH_CYCLE_BYTES
 # At most this many consumer groups per poll task: a cluster with more is polled in shards,
 # one Celery task per shard (0: never shard). See "Polling in shards" in the README.
 MONITOR_POLL_SHARD_GROUPS = env_int("MONITOR_POLL_SHARD_GROUPS", 0, minimum=0)
+# The Celery queue of the poll tasks (empty: the default queue, with everything else). A
+# poll is CPU-bound Python: a queue of its own lets worker processes (--pool=prefork) take
+# the shards of a cycle at once while the threads worker keeps delivering notifications.
+MONITOR_POLL_QUEUE = env_str("MONITOR_POLL_QUEUE", "")
+if MONITOR_POLL_QUEUE and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", MONITOR_POLL_QUEUE):
+    raise ImproperlyConfigured("MONITOR_POLL_QUEUE must be a queue name: letters, digits, '.', '_' or '-'")
+CELERY_TASK_ROUTES = {task: {"queue": MONITOR_POLL_QUEUE} for task in ("monitor.poll_cluster",
+                                                                     "monitor.poll_cluster_shard")
+                      } if MONITOR_POLL_QUEUE else {}
 MONITOR_EVALUATE_INTERVAL_SECONDS = env_int("MONITOR_EVALUATE_INTERVAL_SECONDS", 15, minimum=1)
 # The outbox sweep: delivers retries and the notifications of workers that died.
 MONITOR_SWEEP_INTERVAL_SECONDS = env_int("MONITOR_SWEEP_INTERVAL_SECONDS", 30, minimum=1)

@@ -31,14 +31,20 @@ def installed_units(tmp_path: Path) -> Path:
     return units
 
 
-def test_the_example_has_a_target_migrate_web_worker_and_exactly_one_beat():
+def test_the_example_has_a_target_migrate_web_worker_poller_and_exactly_one_beat():
     names = {unit.name for unit in UNITS}
     assert names == {"kafka-monitor.target", "kafka-monitor-migrate.service", "kafka-monitor-web.service",
-                     "kafka-monitor-worker.service", "kafka-monitor-beat.service"}
+                     "kafka-monitor-worker.service", "kafka-monitor-poller.service", "kafka-monitor-beat.service"}
     text = {unit.name: unit.read_text() for unit in UNITS}
-    assert "--pool=threads" in text["kafka-monitor-worker.service"]
+    assert "--pool=threads" in text["kafka-monitor-worker.service"] and " -Q " not in text["kafka-monitor-worker.service"]
     assert "collectstatic --noinput" in text["kafka-monitor-migrate.service"]
-    for name in ("web", "worker", "beat"):
+    # The poller takes the queue the env file routes the poll tasks to, in processes.
+    env = dict(line.split("=", 1) for line in (REPO / "deploy" / "systemd" / "kafka-monitor.env.example").read_text()
+               .splitlines() if line and not line.startswith("#"))
+    assert f"--pool=prefork --concurrency=2 -Q {env['MONITOR_POLL_QUEUE']} " in text["kafka-monitor-poller.service"]
+    assert all(f"kafka-monitor-{name}.service" in text["kafka-monitor.target"]
+               for name in ("migrate", "web", "worker", "poller", "beat"))
+    for name in ("web", "worker", "poller", "beat"):
         assert "Restart=always" in text[f"kafka-monitor-{name}.service"]
         assert "Requires=kafka-monitor-migrate.service" in text[f"kafka-monitor-{name}.service"]
 
@@ -56,7 +62,7 @@ def test_every_exec_start_command_exists_and_gunicorn_accepts_its_flags(tmp_path
     units = installed_units(tmp_path)
     commands = [line.split("=", 1)[1].split() for unit in units.iterdir()
                 for line in unit.read_text().splitlines() if line.startswith("ExecStart=")]
-    assert len(commands) == 5
+    assert len(commands) == 6
     for command in commands:
         assert os.access(command[0], os.X_OK), command[0]
     [gunicorn] = [c for c in commands if c[0].endswith("/gunicorn")]

@@ -33,3 +33,26 @@ def test_django_does_not_believe_x_forwarded_proto_by_itself(rf):
     assert getattr(settings, "SECURE_PROXY_SSL_HEADER", None) is None
     request = rf.get("/", HTTP_X_FORWARDED_PROTO="https")
     assert not request.is_secure()
+
+
+def _resolved_compose() -> dict:
+    """The Compose file as docker-compose resolves it (anchors merged, variables filled)."""
+    import yaml
+
+    result = subprocess.run(
+        [shutil.which("docker-compose") or "docker-compose", "-f", "docker-compose.yml", "config"], cwd=REPO,
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "SECRET_KEY": "compose-check", "POSTGRES_PASSWORD": "compose-check"},
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_polls_go_to_processes_of_their_own_and_the_worker_keeps_the_rest():
+    services = _resolved_compose()["services"]
+    poller, worker = services["poller"]["command"], services["worker"]["command"]
+    queue = services["poller"]["environment"]["MONITOR_POLL_QUEUE"]
+    assert queue and all(s["environment"]["MONITOR_POLL_QUEUE"] == queue
+                         for s in (services["beat"], services["worker"], services["web"]))
+    assert "--pool=prefork" in poller and poller[poller.index("-Q") + 1] == queue
+    assert "-Q" not in worker and "--pool=threads" in worker  # the default queue: alerts, delivery, upkeep

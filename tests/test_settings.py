@@ -152,3 +152,22 @@ def test_a_trace_url_template_without_the_placeholder_stops_the_process_naming_t
     result = run_manage("check", DEBUG="true", MONITOR_TRACE_URL_TEMPLATE="https://jaeger.example/trace/")
     assert result.returncode != 0
     assert "MONITOR_TRACE_URL_TEMPLATE must be an http(s) URL containing {trace_id}" in result.stderr
+
+
+def test_a_poll_queue_routes_the_poll_tasks_there_and_nothing_else():
+    code = ("from monitor.celery import app; r = app.amqp.router; "
+            "print([r.route({}, t)['queue'].name for t in "
+            "('monitor.poll_cluster', 'monitor.poll_cluster_shard', 'monitor.prune_lag')])")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "DJANGO_"))}
+    for queue, expected in (("poll", "['poll', 'poll', 'celery']"), ("", "['celery', 'celery', 'celery']")):
+        result = subprocess.run([sys.executable, "-c", "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = "
+                                 f"'monitor.settings'; django.setup(); {code}"], cwd=REPO,
+                                env={**clean, "DEBUG": "true", "MONITOR_POLL_QUEUE": queue},
+                                capture_output=True, text=True, timeout=120)
+        assert (result.returncode, result.stdout.strip()) == (0, expected), result.stderr
+
+
+def test_a_poll_queue_name_that_is_no_queue_name_stops_the_process_naming_the_variable():
+    result = run_manage("check", DEBUG="true", MONITOR_POLL_QUEUE="poll queue;rm")
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("Configuration error: MONITOR_POLL_QUEUE must be a queue name")
