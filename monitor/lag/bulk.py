@@ -4,7 +4,7 @@ A cycle of a big cluster writes tens of thousands of rows; Django's ``bulk_creat
 spends most of that time preparing each value. On PostgreSQL the rows go through one
 binary ``COPY`` instead (several times faster), updates through a ``COPY`` into a staging
 table and one ``UPDATE ... FROM`` it; elsewhere (the demo's SQLite) through ``bulk_create`` and
-``bulk_update``.
+one prepared ``UPDATE`` run per row.
 """
 from __future__ import annotations
 
