@@ -205,7 +205,8 @@ class Workers:
         self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "DEBUG": "false",
                     "MONITOR_CACHE_PREFIX": prefix, "MONITOR_BROKER_KEY_PREFIX": f"{prefix}-",
                     "MONITOR_KAFKA_TIMEOUT_SECONDS": KAFKA_TIMEOUT_SECONDS, "LOG_LEVEL": "WARNING",
-                    "MONITOR_POLL_SHARD_GROUPS": str(shard_groups), "DJANGO_SETTINGS_MODULE": "monitor.settings"}
+                    "MONITOR_POLL_SHARD_GROUPS": str(shard_groups), "DJANGO_SETTINGS_MODULE": "monitor.settings",
+                    "MONITOR_POLL_QUEUE": ""}  # these workers take the polls on the default queue
         self.env.pop("MONITOR_TEST_DB_NAME", None)
         self.log = tempfile.NamedTemporaryFile(prefix="bench-scale-worker-", suffix=".log", delete=False)
         self.process = subprocess.Popen(

@@ -62,10 +62,21 @@ def _use_the_task_statement_timeout(**_kwargs: object) -> None:
 
 
 @worker_ready.connect
-def _start_worker_heartbeat(**_kwargs: object) -> None:
+def _start_worker_heartbeat(sender: object = None, **_kwargs: object) -> None:
     """The worker says it is alive from a thread of its own: the heartbeat does not
-    depend on beat sending it a task (a dead beat must not look like a dead worker)."""
+    depend on beat sending it a task (a dead beat must not look like a dead worker).
+    Only a worker taking the default queue (alerts, delivery, upkeep) speaks for "worker":
+    a poller taking only MONITOR_POLL_QUEUE must not keep a dead worker looking alive."""
+    if not _takes_default_queue(sender):
+        return
     threading.Thread(target=_worker_heartbeat_loop, name="monitor-heartbeat", daemon=True).start()
+
+
+def _takes_default_queue(consumer: object) -> bool:
+    queues = getattr(getattr(consumer, "task_consumer", None), "queues", None)
+    if queues is None:
+        return True  # not told: count it as the worker
+    return app.conf.task_default_queue in {queue.name for queue in queues}
 
 
 @worker_ready.connect

@@ -56,3 +56,6 @@ def test_polls_go_to_processes_of_their_own_and_the_worker_keeps_the_rest():
                          for s in (services["beat"], services["worker"], services["web"]))
     assert "--pool=prefork" in poller and poller[poller.index("-Q") + 1] == queue
     assert "-Q" not in worker and "--pool=threads" in worker  # the default queue: alerts, delivery, upkeep
+    # The health check pings the node the poller names itself.
+    node = poller[poller.index("-n") + 1]
+    assert node == "poller@%h" and "--destination poller@$$HOSTNAME " in " ".join(services["poller"]["healthcheck"]["test"])

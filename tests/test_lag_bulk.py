@@ -20,7 +20,8 @@ def groups():
     cluster = Cluster.objects.create(name="bulk", bootstrap_servers="127.0.0.1:9")
     now = timezone.now()
     ConsumerGroup.objects.bulk_create([ConsumerGroup(cluster=cluster, name=f"g{n}", first_seen_at=now, last_seen_at=now,
-                                                     total_lag=n, status_reason=f"reason {n}") for n in range(3)])
+                                                     total_lag=n, status_reason=f"reason {n}",
+                                                     member_details=[{"member_id": f"m{n}"}]) for n in range(3)])
     return list(ConsumerGroup.objects.filter(cluster=cluster).order_by("name"))
 
 
@@ -42,7 +43,7 @@ def test_updated_rows_hold_the_written_values_of_every_kind(groups):
         assert bytes(stored.partition_state) == bytes([0, 255, n]) * 100
         assert stored.topics == ["orders", "o'rders\n<script>"]
         assert stored.lost_counted_to == {"orders/0": n}
-        assert stored.member_details is None
+        assert stored.member_details is None  # was a list: NULL is written, not skipped
         assert (stored.status, stored.status_reason, stored.status_since) == (GroupStatus.STALLED, f"stuck {n} \x7f é", at)
         assert stored.max_time_lag_seconds == 1.5 * n and stored.catch_up_never is (n == 1)
         assert stored.total_lag == n  # not among the fields: untouched
@@ -83,3 +84,20 @@ def test_rows_inserted_by_copy_are_stored_as_given(groups):
 
     assert sorted(Topic.objects.filter(cluster=cluster).values_list("name", "partitions")) == [
         ("orders\n'x'", 3), ("é", 1)]
+
+
+def test_an_update_the_table_refuses_after_its_rows_were_staged_leaves_nothing_for_the_next(groups):
+    """No transaction around it: the staged rows go with the failed UPDATE, so the next
+    update of the same field (the same staging table) cannot write them again."""
+    from django.db import IntegrityError
+
+    before = groups[0].first_seen_at
+    groups[0].first_seen_at = None  # staged fine (no constraints there), refused by the table
+    with pytest.raises(IntegrityError):
+        update_rows(ConsumerGroup, groups[:1], ["first_seen_at"])
+    later = before + timedelta(hours=1)
+    groups[2].first_seen_at = later
+    update_rows(ConsumerGroup, groups[2:], ["first_seen_at"])
+
+    stored = {g.name: g for g in ConsumerGroup.objects.filter(pk__in=[g.pk for g in groups])}
+    assert (stored["g0"].first_seen_at, stored["g2"].first_seen_at) == (before, later)

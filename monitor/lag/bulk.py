@@ -9,6 +9,7 @@ one prepared ``UPDATE`` run per row.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -72,8 +73,8 @@ def update_rows(model: type[models.Model], objs: Sequence[models.Model], fields:
 
     ``bulk_update`` builds a CASE expression per field and row, which costs more than
     the rest of a cycle. PostgreSQL: the new values go by binary ``COPY`` into a
-    session-private table shaped like the model's (created once per connection, emptied
-    after each use), then one ``UPDATE ... FROM`` it; psycopg formats the rows in C. SQLite
+    session-private table of those columns (created once per connection, emptied after each
+    use), then one ``UPDATE ... FROM`` it; psycopg formats the rows in C. SQLite
     (the demo): one prepared UPDATE run for every row, in the database's own loop.
     """
     if not objs:
@@ -90,17 +91,20 @@ def update_rows(model: type[models.Model], objs: Sequence[models.Model], fields:
                 [[field.get_db_prep_save(getattr(obj, field.attname), connection) for field in model_fields]
                  + [obj.pk] for obj in objs])
         return
-    staging = qn(f"_update_{model._meta.db_table}")
     columns = [pk, *model_fields]
+    types = [str(field.db_type(connection)) for field in columns]
     quoted = ", ".join(qn(str(field.column)) for field in columns)
+    # One staging table per set of columns and their types: a table made before a
+    # migration changed a column is never reused for it.
+    shape = zlib.crc32("\0".join([str(model._meta.db_table), quoted, *types]).encode())
+    staging = qn(f"_update_{shape:08x}")
     as_is = [isinstance(field, _AS_IS) for field in model_fields]
     with transaction.atomic(), connection.cursor() as cursor:  # a failure rolls the staged rows back too
-        # Every column (none NOT NULL: CREATE TABLE AS copies no constraints), so any list
-        # of fields fits the one table.
-        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} AS SELECT * FROM {table} WITH NO DATA")
+        # CREATE TABLE AS copies no constraints: the UPDATE is what checks the values.
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} AS SELECT {quoted} FROM {table} WITH NO DATA")
         started = time.monotonic()
         with cursor.cursor.copy(f"COPY {staging} ({quoted}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([str(field.db_type(connection)).split("(")[0] for field in columns])
+            copy.set_types([db_type.split("(")[0] for db_type in types])
             write = copy.write_row
             for obj in objs:
                 write([obj.pk] + [getattr(obj, field.attname) if plain

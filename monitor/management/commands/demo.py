@@ -197,10 +197,12 @@ class Demo:
         return token
 
     def start_worker(self, env: dict[str, str]) -> None:
+        # One worker does everything: the poll tasks' own queue too, when one is set.
+        queues = ["-Q", f"celery,{settings.MONITOR_POLL_QUEUE}"] if settings.MONITOR_POLL_QUEUE else []
         with self.progress.step("starting the Celery worker"):
             worker = self.supervisor.start(orch.ChildSpec("worker", [
                 sys.executable, "-m", "celery", "-A", "monitor", "worker", "--pool=threads", "--concurrency=4",
-                "-l", "info", "-n", "demo@%h", "--without-gossip", "--without-mingle",
+                "-l", "info", "-n", "demo@%h", "--without-gossip", "--without-mingle", *queues,
             ], env=env, cwd=str(self.base_dir), stop_timeout_seconds=15))
             worker.wait_for_output(r"\bready\.", timeout_seconds=90)
 
