@@ -336,8 +336,11 @@ def measure_worker_memory(report: Report, cluster_id: int, cycles: int) -> None:
     marks = sorted({1, settled, cycles // 2 or 1, cycles})
     report.add(f"worker RSS over {cycles} cycles (after cycle {', '.join(map(str, marks))})",
                " / ".join(f"{mib[n]:.0f}" for n in marks) + " MiB", "flat", None)
-    report.add(f"  growth from cycle {settled} to {cycles}", f"{growth:+.1f} MiB ({per_cycle_kib:+.0f} KiB/cycle)",
-               f"<= {FLAT_KIB_PER_CYCLE} KiB/cycle", per_cycle_kib <= FLAT_KIB_PER_CYCLE)
+    # Back to back, each cycle reads a longer status history than the last (it fills over
+    # its first ~16 minutes of polls): growth of data, reported; flatness is judged in
+    # steady state (measure_memory_steady).
+    report.add(f"  growth from cycle {settled} to {cycles} (back to back: the history still filling)",
+               f"{growth:+.1f} MiB ({per_cycle_kib:+.0f} KiB/cycle)", "(informative)", None)
 
 
 def _own_rss_bytes() -> int:
