@@ -718,3 +718,24 @@ def test_retention_risk_without_retention_settings_falls_back_to_the_log_start_r
 
     group = ConsumerGroup.objects.get(cluster=cluster, name="billing")
     assert (group.retention_risk_method, group.retention_risk_seconds) == ("log_start_rate", pytest.approx(200.0))
+
+
+def test_log_starts_are_stored_once_a_period_and_the_log_start_rate_still_answers_every_poll(cluster, settings):
+    """Log ends at every poll (time lag needs them); log starts at the first poll of each
+    MONITOR_PARTITION_DETAIL_SECONDS period; the retention forecast from the log-start
+    rate (no retention.ms known) is there at every poll all the same."""
+    settings.MONITOR_PARTITION_DETAIL_SECONDS = 300
+    start = datetime.fromtimestamp((T0.timestamp() // 300 + 1) * 300, tz=dt_timezone.utc)  # a period starts
+    for step in range(20):  # 30 s apart: 10 minutes, two periods
+        record_at(cluster, reading_at(start + timedelta(seconds=30 * step), "billing", {("orders", 0): 300},
+                                      {"orders": 1}, {("orders", 0): (10 * step, 1000 + step)}))
+        group = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+        if step:
+            # 10 messages a poll leave the log start; 300 - 10 x step left before the group loses any.
+            assert (group.retention_risk_method, group.retention_risk_seconds) == (
+                "log_start_rate", pytest.approx((300 - 10 * step) * 3.0, rel=0.01))
+
+    points = store.log_points(cluster.id, EPOCH)[("orders", 0)]
+    assert [p.log_end_offset for p in points] == [1000 + step for step in range(20)]
+    assert [(p.polled_at, p.log_start_offset) for p in points if p.log_start_offset is not None] == [
+        (start, 0), (start + timedelta(seconds=300), 100)]

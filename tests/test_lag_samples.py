@@ -117,6 +117,19 @@ def test_partition_detail_is_due_once_per_period(settings):
     assert samples.detail_due(start, start + timedelta(seconds=1))
 
 
+
+def test_log_starts_are_due_once_a_period_and_twice_a_window_when_the_window_is_shorter(settings):
+    settings.MONITOR_PARTITION_DETAIL_SECONDS = 300
+    start = datetime(2026, 12, 6, 12, 0, 10, tzinfo=dt_timezone.utc)
+    assert samples.log_start_due(None, start, 600)
+    assert not samples.log_start_due(start, start + timedelta(seconds=30), 600)
+    assert samples.log_start_due(start + timedelta(seconds=280), start + timedelta(seconds=310), 600)
+    # A 2-minute window: every minute, so the window holds two for the log-start rate.
+    assert samples.log_start_due(start + timedelta(seconds=40), start + timedelta(seconds=70), 120)
+    assert not samples.log_start_due(start + timedelta(seconds=70), start + timedelta(seconds=100), 120)
+    settings.MONITOR_PARTITION_DETAIL_SECONDS = 0
+    assert samples.log_start_due(start, start + timedelta(seconds=1), 600)
+
 def test_log_points_use_rollups_before_the_polled_frames(plain_cluster):
     old = NOW - timedelta(days=3)
     LagRollup.objects.bulk_create([LagRollup(

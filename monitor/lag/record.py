@@ -171,7 +171,10 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
                         for r in by_id
                         if r.partition_rows and samples.detail_due(stored.previous_at.get(r.group.id), now)
                         for row in r.partition_rows],
-            log_offsets=[(topic, partition, offsets.log_start_offset, offsets.log_end_offset)
+            log_offsets=[(topic, partition,
+                          offsets.log_start_offset if samples.log_start_due(
+                              tables.last_polled_at((topic, partition)), now, tables.window) else None,
+                          offsets.log_end_offset)
                          for (topic, partition), offsets in sorted(reading.log_offsets.items())],
         ))
         GroupEvent.objects.bulk_create(
@@ -294,6 +297,11 @@ class _LogTables:
                 found = from_history
             self._record_lags[key] = found
         return found
+
+    def last_polled_at(self, key: TopicPartitionKey) -> datetime | None:
+        """When the partition's offsets were last stored (within the status window)."""
+        found = self.points.get(key)
+        return found[-1].polled_at if found else None
 
     def log_start_rate(self, key: TopicPartitionKey) -> float | None:
         if key not in self._start_rates:
