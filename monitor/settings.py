@@ -268,7 +268,8 @@ if MONITOR_TRACE_URL_TEMPLATE and (
 MONITOR_KAFKA_TIMEOUT_SECONDS = env_int("MONITOR_KAFKA_TIMEOUT_SECONDS", 10, minimum=1)
 MONITOR_RAW_RETENTION_HOURS = env_int("MONITOR_RAW_RETENTION_HOURS", 48, minimum=1)
 MONITOR_ROLLUP_RETENTION_DAYS = env_int("MONITOR_ROLLUP_RETENTION_DAYS", 30, minimum=1)
-# How often a group's partition detail is kept for its charts (0: every poll); totals every poll.
+# How often a group's partition detail is kept for its charts, and log starts (0: every poll);
+# totals and log ends every poll.
 MONITOR_PARTITION_DETAIL_SECONDS = env_int("MONITOR_PARTITION_DETAIL_SECONDS", 300, minimum=0)
 MONITOR_STATUS_WINDOW_SECONDS = env_int("MONITOR_STATUS_WINDOW_SECONDS", 600, minimum=30)
 MONITOR_STOPPED_AFTER_SECONDS = env_int("MONITOR_STOPPED_AFTER_SECONDS", 900, minimum=30)
