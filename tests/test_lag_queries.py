@@ -118,6 +118,22 @@ def test_topic_readers_sum_lag_per_group_and_keep_all_unknown_as_unknown(cluster
     ]
 
 
+
+def test_topic_readers_take_the_same_queries_for_two_readers_as_for_six(cluster):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    now = timezone.now()
+    counts = []
+    for names in (("a1", "a2"), ("b1", "b2", "b3", "b4", "b5", "b6")):
+        for name in names:
+            record_poll(make_group(cluster, name), now, [Part(f"topic-{len(names)}", 0, 1, 11, 10)])
+        with CaptureQueriesContext(connection) as queries_run:
+            readers = queries.topic_readers(cluster, f"topic-{len(names)}")
+        assert [r.group.name for r in readers] == list(names)
+        counts.append(len(queries_run))
+    assert counts[0] == counts[1]
+
 def test_topic_lag_series_gives_one_series_per_reading_group(cluster):
     now = timezone.now()
     for name in ("billing", "audit"):

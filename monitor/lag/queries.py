@@ -382,7 +382,7 @@ def topic_readers(cluster: Cluster, topic: str) -> list[TopicReader]:
     """Every group whose latest poll covered ``topic`` (gone groups' last poll too), with
     its lag on that topic."""
     polled = ConsumerGroup.objects.filter(cluster=cluster, last_sample_at__isnull=False).only(
-        "id", "last_sample_at", "gone_at")
+        "id", "last_sample_at", "gone_at", "partition_state")  # the state read with them, not once per group
     by_group = samples.latest_partitions(polled, topic=topic, include_gone=True)
     groups = ConsumerGroup.objects.filter(id__in=list(by_group)).order_by("name")
     readers = []
