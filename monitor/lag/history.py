@@ -146,15 +146,11 @@ def committed_peaks(stored: StoredHistory, partitions: set[tuple[int, str, int]]
         state = stored.states.get(group_id, {}).get((topic, partition))
         if state is None:
             continue
-        candidates = []
-        peak, peak_us = state[11], state[12]
-        if peak is not None and peak_us is not None and peak_us >= since_us:  # type: ignore[operator]
-            candidates.append(peak)
-        at = stored.previous_at.get(group_id)
-        if state[2] is not None and at is not None and at >= since:
-            candidates.append(state[2])
-        if candidates:
-            result[group_id][(topic, partition)] = max(candidates)
+        # The rule of next_peak without a new poll: the stored peak and the latest poll's offset.
+        peak, _ = next_peak(state, samples.micros(stored.previous_at.get(group_id)), None, 0,
+                            since_us)  # type: ignore[arg-type]
+        if peak is not None:
+            result[group_id][(topic, partition)] = peak
     return result
 
 
