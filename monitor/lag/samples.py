@@ -126,7 +126,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 _STATE_VERSION = 1
 
 
-def _us(value: datetime | None) -> int | None:
+def micros(value: datetime | None) -> int | None:
+    """A datetime as integer microseconds since 1970 (None stays None)."""
     if value is None:
         return None
     delta = value - _EPOCH
@@ -134,7 +135,8 @@ def _us(value: datetime | None) -> int | None:
 
 
 @lru_cache(maxsize=4096)
-def _at(us: int | None) -> datetime | None:
+def moment(us: int | None) -> datetime | None:
+    """Integer microseconds since 1970 as a datetime (None stays None)."""
     # Cached: the peaks and stuck times of a cluster's partitions share a few poll times.
     return None if us is None else _EPOCH + timedelta(microseconds=us)
 
@@ -144,11 +146,6 @@ StateRow = tuple[str, int, int | None, int | None, int | None, int | None, float
 """One partition of a group's latest poll as stored: the fields of :class:`PartitionState`
 with its two times as integer microseconds since 1970 (what the poller reads and writes
 for every partition at every poll, without building objects)."""
-
-micros = _us
-"""A datetime as integer microseconds since 1970 (None stays None)."""
-moment = _at
-"""Integer microseconds since 1970 as a datetime (None stays None)."""
 
 
 def pack_state_rows(rows: Iterable[StateRow]) -> bytes:
@@ -169,7 +166,7 @@ def pack_state(partitions: Sequence[PartitionState]) -> bytes:
     return pack_state_rows(
         (str(p.topic), int(p.partition), p.committed_offset, p.log_start_offset, p.log_end_offset, p.lag,
          None if p.time_lag_seconds is None else float(p.time_lag_seconds), str(p.time_lag_method),
-         str(p.time_lag_reason), _us(p.stuck_since), bool(p.stalled), p.peak_committed, _us(p.peak_at))
+         str(p.time_lag_reason), micros(p.stuck_since), bool(p.stalled), p.peak_committed, micros(p.peak_at))
         for p in partitions)
 
 
@@ -183,7 +180,7 @@ def group_state_rows(group: ConsumerGroup, include_gone: bool = False) -> tuple[
 def group_state(group: ConsumerGroup, include_gone: bool = False) -> list[PartitionState]:
     """The partitions of the group's latest poll (empty for none yet, and for a gone group
     unless ``include_gone``: its last poll)."""
-    return [PartitionState(t, p, c, s, e, lag, tl, m, r, _at(stuck), stalled, peak, _at(peak_at))
+    return [PartitionState(t, p, c, s, e, lag, tl, m, r, moment(stuck), stalled, peak, moment(peak_at))
             for t, p, c, s, e, lag, tl, m, r, stuck, stalled, peak, peak_at in group_state_rows(group, include_gone)]
 
 
