@@ -353,19 +353,6 @@ def test_a_cycle_runs_with_fewer_cyclic_collections_and_restores_the_collector_a
     assert gc.get_threshold() == before and gc.isenabled()
 
 
-def test_the_collector_is_restored_only_when_the_last_of_overlapping_cycles_ends():
-    from monitor.lag.poll import _fewer_collections
-
-    before = gc.get_threshold()
-    first, second = _fewer_collections(), _fewer_collections()
-    first.__enter__()
-    second.__enter__()
-    first.__exit__(None, None, None)
-    assert gc.get_threshold()[0] >= 50_000  # the second cycle still runs
-    second.__exit__(None, None, None)
-    assert gc.get_threshold() == before
-
-
 # -- edges the broker cannot produce, fed as readings ---------------------------------
 
 def reading(group: str, committed: dict, counts: dict, offsets: dict, **extra) -> ClusterReading:

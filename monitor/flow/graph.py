@@ -8,15 +8,14 @@ rates, failure shares, latency, lag and a health colour per edge and node.
 """
 from __future__ import annotations
 
-import functools
-import gc
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 from datetime import datetime
 
+from monitor.collector import fewer_collections
 from monitor.errors import QueryError
 from monitor.choices import STATUS_SEVERITY, FlowEdgeKind, FlowNodeKind, GroupStatus, Health
 
@@ -179,26 +178,6 @@ class FlowGraph:
         return adjacent
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def without_collector_passes(function: Callable[P, R]) -> Callable[P, R]:
-    """Building or reshaping the graph of 10,000 services allocates some 100,000 objects
-    that all live until the response is sent: the cyclic collector's passes over them
-    took 40 % of the work (measured) and freed nothing, so it pauses meanwhile."""
-    @functools.wraps(function)
-    def paused(*args: P.args, **kwargs: P.kwargs) -> R:
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            if enabled:
-                gc.enable()
-    return paused
-
-
 def worst(healths: Iterable[str]) -> str:
     # Ranked by the plain value: a TextChoices member hashes as its string, and building
     # an enum member per edge cost a tenth of a second on a 20,000-edge graph.
@@ -236,7 +215,7 @@ def edge_health(edge: FlowEdge, tolerances: Tolerances) -> tuple[str, list[str]]
     return health, [reason for level, reason in levels if level == health]
 
 
-@without_collector_passes
+@fewer_collections()
 def build_flow_graph(
     publishes: Iterable[PublishAggregate],
     consumes: Iterable[ConsumeAggregate],

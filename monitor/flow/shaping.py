@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from django.conf import settings
 
 from monitor.choices import FlowNodeKind
+from monitor.collector import fewer_collections
 from monitor.errors import QueryError
 from monitor.flow import graph as flow_graph
 from monitor.flow.graph import FlowGraph, Tolerances
@@ -48,7 +49,7 @@ def top_nodes(params: Mapping[str, str], default: int | None) -> int | None:
     return int(raw)
 
 
-@flow_graph.without_collector_passes
+@fewer_collections()
 def shape_graph(graph: FlowGraph, params: Mapping[str, str], hidden: list[str],
                 default_top: int | None = None) -> FlowGraph:
     """Apply ``focus=<service>`` / ``group=<consumer group>`` (a neighbourhood),

@@ -25,12 +25,9 @@ the cluster becomes unreachable only when every shard of the cycle failed.
 from __future__ import annotations
 
 import contextvars
-import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +36,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from monitor.choices import ClusterStatus, GroupStatus
+from monitor.collector import fewer_collections
 from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
 from monitor.lag import history, record_times, snapshot
 from monitor.lag.clusters import cluster_secrets, connection_settings
@@ -159,50 +157,16 @@ class _KafkaRead(threading.Thread):
         return self.reading
 
 
-_CYCLE_GC_THRESHOLD = 50_000
-"""Allocations between young-generation collections while a cycle runs (Python's default
-is 700). A cycle of 10,000 groups allocates millions of objects that live until it ends:
-at the default, the collector traverses them again and again (a sixth of such a cycle).
-Reference counting frees them as before; only cyclic garbage waits a little longer."""
-
-_gc_lock = threading.Lock()
-_gc_cycles = 0
-_gc_saved: tuple[int, int, int] | None = None
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """The cyclic collector runs less often while any cycle of this process runs (worker
-    threads may poll several clusters at once); its thresholds are restored after the last."""
-    global _gc_cycles, _gc_saved
-    with _gc_lock:
-        if _gc_cycles == 0:
-            _gc_saved = gc.get_threshold()
-            gc.set_threshold(max(_gc_saved[0], _CYCLE_GC_THRESHOLD), *_gc_saved[1:])
-        _gc_cycles += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_cycles -= 1
-            if _gc_cycles == 0 and _gc_saved is not None:
-                gc.set_threshold(*_gc_saved)
-                _gc_saved = None
-
-
+@fewer_collections()
 def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetime | None = None,
                  shard: Shard | None = None, cycle_started_at: datetime | None = None) -> PollOutcome | None:
     """One cycle of one cluster; None when the cluster no longer exists. ``now`` stamps
     the poll instead of the clock (scenario tests replay minutes of traffic in seconds).
 
     With ``shard``, one shard of a sharded cycle: only the groups it owns are read and
-    recorded; its PollRun starts at ``cycle_started_at``, the same for every shard."""
-    with _fewer_collections():
-        return _poll_cluster(cluster_id, progress, now, shard, cycle_started_at)
+    recorded; its PollRun starts at ``cycle_started_at``, the same for every shard.
 
-
-def _poll_cluster(cluster_id: int, progress: Progress, now: datetime | None, shard: Shard | None,
-                  cycle_started_at: datetime | None) -> PollOutcome | None:
+    The cyclic collector runs less often meanwhile (:mod:`monitor.collector`)."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None:
         log.warning("cluster %s no longer exists; nothing to poll", cluster_id)

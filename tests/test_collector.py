@@ -1,0 +1,45 @@
+"""monitor/collector.py: the cyclic collector runs less often during big, short-lived work
+(a poll cycle, the flow graph) and is restored after the last such work of the process."""
+from __future__ import annotations
+
+import gc
+
+from monitor.collector import THRESHOLD, fewer_collections
+from monitor.flow.graph import build_flow_graph
+
+
+def test_the_collector_is_restored_only_when_the_last_of_overlapping_works_ends():
+    before = gc.get_threshold()
+    first, second = fewer_collections(), fewer_collections()
+    first.__enter__()
+    second.__enter__()
+    assert gc.get_threshold() == (max(before[0], THRESHOLD), *before[1:])
+    first.__exit__(None, None, None)
+    assert gc.get_threshold()[0] >= THRESHOLD  # the second still runs
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before and gc.isenabled()
+
+
+def test_the_collector_is_restored_when_the_work_raises():
+    before = gc.get_threshold()
+
+    @fewer_collections()
+    def fails() -> None:
+        raise ValueError("broken input")
+
+    try:
+        fails()
+    except ValueError:
+        pass
+    assert gc.get_threshold() == before
+
+
+def test_the_flow_graph_is_built_with_fewer_collections():
+    seen: list[tuple[int, int, int]] = []
+
+    def publishes():  # read by the build: the threshold as the build sees it
+        seen.append(gc.get_threshold())
+        yield from ()
+
+    build_flow_graph(publishes(), [], 10.0)
+    assert seen and seen[0][0] >= THRESHOLD and gc.get_threshold()[0] < THRESHOLD
