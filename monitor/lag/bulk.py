@@ -49,14 +49,22 @@ def row_writer(model: type[models.Model], columns: Sequence[str]) -> Iterator[Ca
             model._default_manager.bulk_create([model(**dict(zip(columns, row))) for row in pending], batch_size=BATCH_SIZE)
         return
     fields = [concrete_field(model, name) for name in columns]  # attribute names resolve too
+    with connection.cursor() as cursor, _binary_copy(cursor, connection.ops.quote_name(model._meta.db_table),
+                                                     fields) as write:
+        yield write
+
+
+@contextmanager
+def _binary_copy(cursor: Any, table: str, fields: Sequence[models.Field[Any, Any]]
+                 ) -> Iterator[Callable[[Sequence[Any]], None]]:
+    """``write(row)`` of ``fields``' columns into ``table`` (quoted) by one binary ``COPY``."""
     quoted = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    statement = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({quoted}) FROM STDIN (FORMAT BINARY)"
+    statement = f"COPY {table} ({quoted}) FROM STDIN (FORMAT BINARY)"
     started = time.monotonic()
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(statement) as copy:
-            # Binary values need their exact column types: "varchar(255)" -> "varchar".
-            copy.set_types([str(field.db_type(connection)).split("(")[0] for field in fields])
-            yield copy.write_row
+    with cursor.cursor.copy(statement) as copy:
+        # Binary values need their exact column types: "varchar(255)" -> "varchar".
+        copy.set_types([str(field.db_type(connection)).split("(")[0] for field in fields])
+        yield copy.write_row
     if connection.queries_logged:
         # COPY goes around Django's cursor wrapper; logged here so that query counts
         # (CaptureQueriesContext, the debug toolbar) see every statement of a cycle.
@@ -102,16 +110,11 @@ def update_rows(model: type[models.Model], objs: Sequence[models.Model], fields:
     with transaction.atomic(), connection.cursor() as cursor:  # a failure rolls the staged rows back too
         # CREATE TABLE AS copies no constraints: the UPDATE is what checks the values.
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} AS SELECT {quoted} FROM {table} WITH NO DATA")
-        started = time.monotonic()
-        with cursor.cursor.copy(f"COPY {staging} ({quoted}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([db_type.split("(")[0] for db_type in types])
-            write = copy.write_row
+        with _binary_copy(cursor, staging, columns) as write:
             for obj in objs:
                 write([obj.pk] + [getattr(obj, field.attname) if plain
                                   else field.get_db_prep_save(getattr(obj, field.attname), connection)
                                   for field, plain in zip(model_fields, as_is)])
-        if connection.queries_logged:  # COPY goes around Django's cursor wrapper (see row_writer)
-            connection.queries_log.append({"sql": f"COPY {staging}", "time": f"{time.monotonic() - started:.3f}"})
         assignments = ", ".join(f"{qn(str(field.column))} = v.{qn(str(field.column))}" for field in model_fields)
         cursor.execute(f"UPDATE {table} SET {assignments} FROM {staging} AS v "
                        f"WHERE {table}.{qn(pk.column)} = v.{qn(pk.column)}")
