@@ -63,10 +63,28 @@ def test_poll_totals_sum_topics_and_leave_unknown_sums_unknown(plain_cluster):
     samples.store_poll(plain_cluster.id, NOW, totals=[totals_row(group, "a", 5, 10, 15),
                                                       totals_row(group, "b", None, None, None, partial=2)])
     samples.store_poll(plain_cluster.id, NOW + timedelta(seconds=30), totals=[totals_row(group, "a", None, None, None)])
-    assert samples.poll_totals(plain_cluster.id, [group.id], NOW, None) == [
-        (group.id, NOW, 10, 5, 15, 2, 2),
-        (group.id, NOW + timedelta(seconds=30), None, None, None, 0, 0),
-    ]
+    assert samples.poll_totals(plain_cluster.id, [group.id], NOW, None) == {group.id: [
+        (NOW, 10, 5, 15, 2, 2),
+        (NOW + timedelta(seconds=30), None, None, None, 0, 0),
+    ]}
+
+
+def test_poll_totals_read_again_see_new_frames_and_not_deleted_ones(plain_cluster):
+    """Frames are summed once per process: a later read must still see every frame
+    written since, drop frames deleted meanwhile, and equal a read from scratch."""
+    one, two = make_groups(plain_cluster, 2)
+    samples.store_poll(plain_cluster.id, NOW, totals=[totals_row(one, "a", 5, 10, 15), totals_row(two, "a", 1, 2, 3)])
+    assert samples.poll_totals(plain_cluster.id, [one.id, two.id], NOW, None) == {
+        one.id: [(NOW, 10, 5, 15, 2, 0)], two.id: [(NOW, 2, 1, 3, 2, 0)]}
+    later = NOW + timedelta(seconds=30)
+    samples.store_poll(plain_cluster.id, later, totals=[totals_row(one, "a", 6, 11, 17), totals_row(one, "b", 1, 1, 1)])
+    LagFrame.objects.filter(cluster=plain_cluster, polled_at=NOW).delete()
+    cached = samples.poll_totals(plain_cluster.id, [one.id, two.id], NOW, None)
+    assert cached == {one.id: [(later, 12, 7, 18, 4, 0)]}
+    samples.forget_summed_frames()
+    assert samples.poll_totals(plain_cluster.id, [one.id, two.id], NOW, None) == cached
+    assert samples.poll_totals(plain_cluster.id, [two.id], NOW, None) == {}
+    assert samples.poll_totals(plain_cluster.id, [one.id], later + timedelta(seconds=1), None) == {}
 
 
 def test_latest_poll_of_a_group_reads_from_its_row(plain_cluster):

@@ -178,14 +178,10 @@ def group_points(cluster_id: int, group_ids: list[int], since: datetime, until: 
                  ) -> dict[int, list[GroupPoint]]:
     """Per group and poll: committed offsets, lag and log end summed over its partitions,
     from the per-topic totals of each poll."""
-    result: dict[int, list[GroupPoint]] = defaultdict(list)
     if not group_ids:
-        return result
-    for group_id, at, committed_total, lag_total, log_end_total, counted, partial in samples.poll_totals(
-            cluster_id, group_ids, since, until):
-        result[group_id].append(_new_tuple(GroupPoint, (at, committed_total, lag_total, log_end_total,
-                                                        counted, partial)))
-    return result
+        return {}
+    return {group_id: [_new_tuple(GroupPoint, point) for point in points]
+            for group_id, points in samples.poll_totals(cluster_id, group_ids, since, until).items()}
 
 
 def rewinds(group_ids: list[int], since: datetime) -> dict[int, list[Rewind]]:

@@ -23,6 +23,7 @@ with :mod:`marshal` (written and read only by this module, from values it made i
 from __future__ import annotations
 
 import marshal
+import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -343,29 +344,106 @@ def topic_points(group_ids: Collection[int], since: datetime, until: datetime | 
     return found
 
 
+PollSums = tuple[datetime, Any, Any, Any, int, int]
+"""One group at one poll, summed over its topics: polled at, committed offsets, lag, log
+ends (each None when no topic knows it), partitions counted, partial partitions."""
+
+
 def poll_totals(cluster_id: int, group_ids: Collection[int], since: datetime, until: datetime | None
-                ) -> list[tuple[int, datetime, int | None, int | None, int | None, int, int]]:
-    """Per group and poll with ``since <= polled_at < until``, summed over its topics:
-    (group id, polled at, committed offsets, lag, log ends, partitions counted, partial
-    partitions); a sum is None when no topic knows it. Ordered by group and time."""
+                ) -> dict[int, list[PollSums]]:
+    """Per group, its polls with ``since <= polled_at < until``, oldest first.
+
+    The poller asks this every cycle for its whole status history: each frame is read and
+    summed once per process (:class:`_FrameSums`), later cycles read only the frames
+    written since."""
     wanted = set(group_ids)
-    sums: dict[tuple[int, datetime], list[Any]] = {}
-    for polled_at, payload in _frames(LagFrame, cluster_id, FrameKind.TOTALS, buckets_of(wanted), since, until, False):
-        for group_id, _, lag, _, partitions, unknown, partial, committed, log_end in frames.decode(
-                frames.TOTALS, payload):
+    result: dict[int, list[PollSums]] = defaultdict(list)
+    listed = _frames_listed(cluster_id, FrameKind.TOTALS, buckets_of(wanted), since, until)
+    for by_group in _TOTAL_SUMS.sums_of(cluster_id, listed, since):
+        pairs = by_group.items() if len(by_group) <= 2 * len(wanted) else (
+            (group_id, by_group[group_id]) for group_id in wanted if group_id in by_group)
+        for group_id, point in pairs:
             if group_id not in wanted:
                 continue
-            key = (group_id, polled_at)
-            known = sums.get(key)
-            if known is None:
-                sums[key] = [committed, lag, log_end, partitions - unknown, partial]
-                continue
-            for index, value in ((0, committed), (1, lag), (2, log_end)):
-                if value is not None:
-                    known[index] = value if known[index] is None else known[index] + value
-            known[3] += partitions - unknown
-            known[4] += partial
-    return [(group_id, at, *values) for (group_id, at), values in sorted(sums.items())]
+            series = result[group_id]
+            if series and series[-1][0] == point[0]:  # the same group in two frames of one poll
+                series[-1] = _added(series[-1], point)
+            else:
+                series.append(point)
+    return result
+
+
+def _added(one: PollSums, other: PollSums) -> PollSums:
+    def plus(a: Any, b: Any) -> Any:
+        return a if b is None else b if a is None else a + b
+
+    return (one[0], plus(one[1], other[1]), plus(one[2], other[2]), plus(one[3], other[3]),
+            one[4] + other[4], one[5] + other[5])
+
+
+def _frames_listed(cluster_id: int, kind: int, buckets: Collection[int] | None, since: datetime,
+                   until: datetime | None) -> list[tuple[int, datetime]]:
+    """(id, polled at) of the polled frames of a kind with ``since <= polled_at < until``,
+    oldest first, without their payloads."""
+    rows = LagFrame.objects.filter(cluster_id=cluster_id, kind=kind, polled_at__gte=since)
+    if buckets is not None:
+        rows = rows.filter(bucket__in=sorted(buckets))
+    if until is not None:
+        rows = rows.filter(polled_at__lt=until)
+    return list(rows.order_by("polled_at", "id").values_list("id", "polled_at"))
+
+
+class _FrameSums:
+    """Topic-totals frames summed per group, kept between polls in this process: frames
+    are only ever inserted and deleted, never changed, so a frame summed once stays right.
+    Keyed by id and poll time (an id alone could come back after a sequence is reset).
+    Frames older than the oldest a poll of their cluster asked for are dropped (later
+    polls ask for later ones), so it holds about one status history per cluster."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_cluster: dict[int, dict[tuple[int, datetime], dict[int, PollSums]]] = {}
+
+    def sums_of(self, cluster_id: int, listed: list[tuple[int, datetime]], since: datetime
+                ) -> list[dict[int, PollSums]]:
+        """The listed frames (id, polled at), each summed per group, in the order listed."""
+        with self._lock:
+            cached = dict(self._by_cluster.get(cluster_id, {}))
+        missing = [frame_id for frame_id, at in listed if (frame_id, at) not in cached]
+        read: dict[tuple[int, datetime], dict[int, PollSums]] = {}
+        for start in range(0, len(missing), 200):
+            for frame_id, polled_at, payload in LagFrame.objects.filter(id__in=missing[start:start + 200]) \
+                    .values_list("id", "polled_at", "payload"):
+                read[(frame_id, polled_at)] = _group_sums(polled_at, payload)
+        with self._lock:
+            kept = self._by_cluster.setdefault(cluster_id, {})
+            kept.update(read)
+            for key in [key for key in kept if key[1] < since]:
+                del kept[key]
+        cached.update(read)
+        return [cached[key] for key in listed if key in cached]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_cluster.clear()
+
+
+def _group_sums(polled_at: datetime, payload: bytes) -> dict[int, PollSums]:
+    sums: dict[int, PollSums] = {}
+    for group_id, _, lag, _, partitions, unknown, partial, committed, log_end in frames.decode(frames.TOTALS,
+                                                                                             payload):
+        point = (polled_at, committed, lag, log_end, partitions - unknown, partial)
+        known = sums.get(group_id)
+        sums[group_id] = point if known is None else _added(known, point)
+    return sums
+
+
+_TOTAL_SUMS = _FrameSums()
+
+
+def forget_summed_frames() -> None:
+    """Every frame is read again (tests start from nothing)."""
+    _TOTAL_SUMS.clear()
 
 
 def partition_points(group_id: int, since: datetime, until: datetime) -> list[PartitionPoint]:
