@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 
 BATCH_SIZE = 2000
 
@@ -87,33 +87,35 @@ def update_rows(model: type[models.Model], objs: Sequence[models.Model], fields:
     """
     if not objs:
         return
-    qn = connection.ops.quote_name
+    # The connection itself, not the proxy: JSON fields look it up for every value.
+    db = connections[DEFAULT_DB_ALIAS]
+    qn = db.ops.quote_name
     model_fields = [concrete_field(model, name) for name in fields]
     pk = model._meta.pk
     table = qn(model._meta.db_table)
-    if connection.vendor != "postgresql":
+    if db.vendor != "postgresql":
         assignments = ", ".join(f"{qn(str(field.column))} = %s" for field in model_fields)
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {table} SET {assignments} WHERE {qn(pk.column)} = %s",
-                [[field.get_db_prep_save(getattr(obj, field.attname), connection) for field in model_fields]
+                [[field.get_db_prep_save(getattr(obj, field.attname), db) for field in model_fields]
                  + [obj.pk] for obj in objs])
         return
     columns = [pk, *model_fields]
-    types = [str(field.db_type(connection)) for field in columns]
+    types = [str(field.db_type(db)) for field in columns]
     quoted = ", ".join(qn(str(field.column)) for field in columns)
     # One staging table per set of columns and their types: a table made before a
     # migration changed a column is never reused for it.
     shape = zlib.crc32("\0".join([str(model._meta.db_table), quoted, *types]).encode())
     staging = qn(f"_update_{shape:08x}")
     as_is = [isinstance(field, _AS_IS) for field in model_fields]
-    with transaction.atomic(), connection.cursor() as cursor:  # a failure rolls the staged rows back too
+    with transaction.atomic(using=db.alias), db.cursor() as cursor:  # a failure rolls the staged rows back too
         # CREATE TABLE AS copies no constraints: the UPDATE is what checks the values.
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} AS SELECT {quoted} FROM {table} WITH NO DATA")
         with _binary_copy(cursor, staging, columns) as write:
             for obj in objs:
                 write([obj.pk] + [getattr(obj, field.attname) if plain
-                                  else field.get_db_prep_save(getattr(obj, field.attname), connection)
+                                  else field.get_db_prep_save(getattr(obj, field.attname), db)
                                   for field, plain in zip(model_fields, as_is)])
         assignments = ", ".join(f"{qn(str(field.column))} = v.{qn(str(field.column))}" for field in model_fields)
         cursor.execute(f"UPDATE {table} SET {assignments} FROM {staging} AS v "

@@ -384,7 +384,7 @@ def _evaluate_group(
     current = GroupPoint(polled_at=now, committed_total=totals.committed_total, lag=totals.lag,
                          log_end_total=totals.log_end_total, counted=totals.counted_partitions,
                          partial=totals.partial_partitions)
-    group_history = [p for p in past_points if p.polled_at < now] + [current]
+    group_history = [*past_points, current]  # past_points: the polls before this one (group_points_between)
     state_name = listing.state if listing else row.state
     # Membership is evidence only where the coordinator described the group (DescribeGroups,
     # ConsumerGroupDescribe); the listing's state alone does not say who is there.
