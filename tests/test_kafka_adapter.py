@@ -52,6 +52,74 @@ def test_committed_offsets_read_together_with_membership_equal_each_read_alone(k
     assert set(membership) == set(groups)
 
 
+def _sent_requests(adapter):
+    """The names of the requests this adapter sends from now on."""
+    sent = []
+    send = adapter.admin._manager.send
+
+    def recording(request, *args, **kwargs):
+        sent.append(type(request).__name__)
+        return send(request, *args, **kwargs)
+
+    adapter.admin._manager.send = recording
+    return sent
+
+
+def test_the_next_connection_to_a_cluster_asks_for_no_coordinator_it_was_told(kafka_settings, topic, unique):
+    groups = [unique("g") for _ in range(3)]
+    for group in groups:
+        commit_offsets(kafka_settings, group, {(topic, 0): 2})
+    with KafkaAdapter(kafka_settings) as adapter:
+        sent = _sent_requests(adapter)
+        first = adapter.committed_offsets(groups)
+    assert "FindCoordinatorRequest" in sent
+    with KafkaAdapter(kafka_settings) as adapter:
+        sent = _sent_requests(adapter)
+        again = adapter.committed_offsets(groups)
+        listed = [g for g in adapter.list_groups() if g.group_id in groups]
+        membership = adapter.group_membership(listed)
+    assert sent == ["OffsetFetchRequest", "ListGroupsRequest", "DescribeGroupsRequest"]
+    assert again.offsets == first.offsets == {group: {(topic, 0): 2} for group in groups}
+    assert set(membership) == set(groups)
+
+
+def test_coordinators_of_a_broker_the_cluster_no_longer_lists_are_asked_for_again(kafka_settings, topic, unique):
+    group = unique("g")
+    commit_offsets(kafka_settings, group, {(topic, 1): 1})
+    with KafkaAdapter(kafka_settings) as adapter:
+        adapter.committed_offsets([group])
+        cluster = adapter.admin._manager.cluster
+        # As if the coordinator had been a broker that has since left the cluster.
+        cluster._coordinators = {key: 999 for key in cluster._coordinators}
+    with KafkaAdapter(kafka_settings) as adapter:
+        sent = _sent_requests(adapter)
+        committed = adapter.committed_offsets([group])
+        coordinators = set(adapter.admin._manager.cluster._coordinators.values())
+    assert sent == ["FindCoordinatorRequest", "OffsetFetchRequest"]
+    assert committed.offsets == {group: {(topic, 1): 1}}
+    assert 999 not in coordinators
+
+
+def test_a_failed_offset_fetch_forgets_the_coordinators_it_was_sent_to(kafka_settings, topic, unique, monkeypatch):
+    group = unique("g")
+    commit_offsets(kafka_settings, group, {(topic, 0): 4})
+    with KafkaAdapter(kafka_settings) as adapter:
+        adapter.committed_offsets([group])
+    with KafkaAdapter(kafka_settings) as adapter:
+        # The batched answer unusable (as when a group moved to another coordinator):
+        # the group-by-group path then asks who coordinates it, and so does the next cycle.
+        monkeypatch.setattr(adapter, "_committed_offsets_without_errors", lambda group_ids: None)
+        sent = _sent_requests(adapter)
+        committed = adapter.committed_offsets([group])
+    assert committed.offsets == {group: {(topic, 0): 4}}
+    assert sent[0] == "FindCoordinatorRequest"
+    monkeypatch.undo()
+    with KafkaAdapter(kafka_settings) as adapter:
+        sent = _sent_requests(adapter)
+        adapter.committed_offsets([group])
+    assert sent == ["OffsetFetchRequest"]
+
+
 def test_log_offsets_of_all_partitions_cost_one_metadata_and_one_round_trip_per_leader(kafka_settings, topic):
     partitions = [(topic, p) for p in range(3)]
     with KafkaAdapter(kafka_settings) as adapter:

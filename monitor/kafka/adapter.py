@@ -48,6 +48,66 @@ _UNAVAILABLE_ERRORS = tuple(
 )
 
 
+_COORDINATOR_ERRORS = frozenset({"NotCoordinatorError", "CoordinatorNotAvailableError",
+                                  "CoordinatorLoadInProgressError"})
+COORDINATOR_TTL_SECONDS = 600.0
+"""How long a cluster's group coordinators, once named, are used without asking again."""
+
+
+class _Coordinators:
+    """The group coordinators each cluster named, kept between the cycles of this process:
+    a new connection would otherwise ask for every group again (a FindCoordinator of all
+    of a cluster's groups, each cycle). Node ids are the brokers' own. A cluster's entries
+    are used for COORDINATOR_TTL_SECONDS, and dropped at once when an answer says a group
+    went to the wrong broker or could not be read (the adapter then asks again)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_cluster: dict[tuple[str, ...], tuple[float, dict[Any, Any], dict[Any, Any]]] = {}
+
+    def load(self, key: tuple[str, ...], metadata: Any) -> None:
+        """Into a new client's cluster metadata: the coordinators named within the TTL."""
+        with self._lock:
+            found = self._by_cluster.get(key)
+            if found is not None and time.monotonic() - found[0] > COORDINATOR_TTL_SECONDS:
+                del self._by_cluster[key]
+                found = None
+        if found is not None:
+            # Only brokers the cluster lists now: one that left is asked about again.
+            live = set(metadata._brokers)
+            metadata._coordinator_brokers.update({node: broker for node, broker in found[2].items() if node in live})
+            metadata._coordinators.update({key: node for key, node in found[1].items() if node in live})
+
+    def save(self, key: tuple[str, ...], metadata: Any) -> None:
+        """What the client knows now (the named ones and those it asked for); entries
+        keep the time they were first named."""
+        coordinators, brokers = dict(metadata._coordinators), dict(metadata._coordinator_brokers)
+        if not coordinators:
+            return
+        with self._lock:
+            found = self._by_cluster.get(key)
+            named_at = found[0] if found is not None else time.monotonic()
+            self._by_cluster[key] = (named_at, coordinators, brokers)
+
+    def forget(self, key: tuple[str, ...], metadata: Any | None) -> None:
+        with self._lock:
+            self._by_cluster.pop(key, None)
+        if metadata is not None:
+            metadata._coordinators.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_cluster.clear()
+
+
+_COORDINATORS = _Coordinators()
+
+
+def forget_every_coordinator() -> None:
+    """Every cluster's coordinators are asked for again (tests start from nothing)."""
+    _COORDINATORS.clear()
+
+
 class KafkaUnavailable(Exception):
     """The cluster cannot be reached or did not answer in time."""
 
@@ -447,6 +507,15 @@ class KafkaAdapter:
                 raise KafkaUnavailable(f"cannot reach {', '.join(self.settings.bootstrap_servers)}: {exc}") from exc
         self._admin = admin
         self._count_requests(admin)
+        _COORDINATORS.load(self._cluster_key, admin._manager.cluster)
+
+    @property
+    def _cluster_key(self) -> tuple[str, ...]:
+        return tuple(sorted(self.settings.bootstrap_servers))
+
+    def forget_coordinators(self) -> None:
+        """Ask the cluster again for every group's coordinator (this client and the next)."""
+        _COORDINATORS.forget(self._cluster_key, self._admin._manager.cluster if self._admin is not None else None)
 
     def _count_requests(self, admin: KafkaAdminClient) -> None:
         manager = admin._manager  # kafka-python 3 routes every request through this object
@@ -461,6 +530,7 @@ class KafkaAdapter:
 
     def close(self) -> None:
         if self._admin is not None:
+            _COORDINATORS.save(self._cluster_key, self._admin._manager.cluster)
             try:
                 self._admin.close()
             except Exception:  # noqa: BLE001 - closing must never mask the real outcome
@@ -478,6 +548,7 @@ class KafkaAdapter:
             try:
                 return func(*args, **kwargs)
             except _UNAVAILABLE_ERRORS as exc:
+                self.forget_coordinators()  # a broker went away: who coordinates what may have changed
                 raise KafkaUnavailable(f"{name} failed: {_describe_error(exc)}") from exc
 
     # -- reads ---------------------------------------------------------------
@@ -508,6 +579,7 @@ class KafkaAdapter:
         if answered is not None:
             result.offsets = answered
             return result
+        self.forget_coordinators()  # perhaps a coordinator moved: the path below asks again
         try:
             raw = self._call("list_group_offsets", self.admin.list_group_offsets, {g: None for g in group_ids})
         except KafkaUnavailable:
@@ -1036,6 +1108,8 @@ def read_group_membership(adapter: "KafkaAdapter", listings: Iterable[GroupListi
 
     try:
         read(adapter._call("describe_groups", admin._manager.run, describe))
+        if any(m.error in _COORDINATOR_ERRORS for m in result.values()):
+            adapter.forget_coordinators()  # the next cycle asks who coordinates them
         retry = [g for g in wanted if g.protocol != "consumer" and result[g.group_id].error == "GroupIdNotFoundError"]
         if retry and supports_consumer_describe():
             consumer_listings = [GroupListing(g.group_id, g.state, g.protocol_type, "consumer") for g in retry]
