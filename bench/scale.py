@@ -578,7 +578,8 @@ def main() -> None:
     parser.add_argument("--storage-cycles", type=int, default=10)
     parser.add_argument("--poll-groups", type=int, default=2000, help="groups of the measured poll cycle")
     parser.add_argument("--poll-partitions", type=int, default=10, help="partitions per group of that cycle")
-    parser.add_argument("--history-cycles", type=int, default=3, help="earlier cycles before the measured ones")
+    parser.add_argument("--history-cycles", type=int, default=None,
+                        help="earlier cycles before the measured ones (default: a full status history)")
     parser.add_argument("--shard-groups", type=int, default=5000, help="groups of the sharded cycle (0: skip)")
     parser.add_argument("--shard-partitions", type=int, default=5)
     parser.add_argument("--shard-size", type=int, default=2500, help="MONITOR_POLL_SHARD_GROUPS of the workers")

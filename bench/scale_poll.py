@@ -26,6 +26,7 @@ cluster row watches them, and the poller reads them as it reads any cluster.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -147,14 +148,22 @@ def kafka_requests_alone(cluster_id: int) -> float:
     return time.perf_counter() - started
 
 
-def measure_cycle(kafka: Any, bootstrap: str, layout: Layout, runs: int, history_cycles: int) -> dict[str, float]:
-    """Cycles and floors alternating (see the module); medians."""
+def measure_cycle(kafka: Any, bootstrap: str, layout: Layout, runs: int, history_cycles: int | None
+                  ) -> dict[str, float]:
+    """Cycles and floors alternating (see the module); medians. ``history_cycles`` earlier
+    cycles first (None: as many as fill the status history a cycle reads back, as on a
+    cluster polled for a while)."""
     from django.utils import timezone
 
     from monitor.kafka.adapter import KafkaAdapter
+    from monitor.lag import history
+    from monitor.models import Cluster
 
     seconds = seed(kafka, layout)
     cluster_id = create_cluster(bootstrap, layout)
+    if history_cycles is None:
+        history_cycles = math.ceil(history.status_history_seconds(Cluster.objects.get(pk=cluster_id))
+                                   / POLL_INTERVAL_SECONDS)
     first = timezone.now() - timedelta(seconds=POLL_INTERVAL_SECONDS * (history_cycles + 1))
     for k in range(history_cycles + 1):  # the first creates the groups; the rest are history
         one_cycle(cluster_id, now=first + timedelta(seconds=POLL_INTERVAL_SECONDS * k))
@@ -175,12 +184,14 @@ def measure_cycle(kafka: Any, bootstrap: str, layout: Layout, runs: int, history
     result = {key: statistics.median(run[key] for run in runs_seen) for key in runs_seen[0]}
     result["ratio"] = statistics.median(run["seconds"] / run["floor"] for run in runs_seen)
     result["seed_seconds"] = seconds
+    result["history_cycles"] = history_cycles
     return result
 
 
 def report_cycle(report: Report, layout: Layout, result: dict[str, float], goal: float, database: str) -> None:
     assert result["groups"] == layout.groups, result
-    report.add(f"poll cycle, {layout.label} ({database})", f"{result['seconds']:.2f} s", "(informative)", None)
+    report.add(f"poll cycle, {layout.label} ({database}), after {result['history_cycles']:.0f} earlier cycles",
+               f"{result['seconds']:.2f} s", "(informative)", None)
     report.add("  Kafka half of it / rest (compute, write)",
                f"{result['kafka']:.2f} / {result['seconds'] - result['kafka']:.2f} s", "(informative)", None)
     report.add("  floor: OffsetFetch + ListOffsets LATEST, EARLIEST", f"{result['floor']:.2f} s", "(same run)", None)
@@ -382,14 +393,15 @@ def measure_memory_steady(report: Report, cluster_id: int, cycles: int) -> None:
                f"<= {FLAT_KIB_PER_CYCLE} KiB/cycle", per_cycle_kib <= FLAT_KIB_PER_CYCLE)
 
 
-def measure_sqlite(report: Report, bootstrap: str, runs: int, history_cycles: int) -> None:
+def measure_sqlite(report: Report, bootstrap: str, runs: int, history_cycles: int | None) -> None:
     """The SQLite measurement in a child process (Django holds one database per process)."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-sqlite-") as folder:
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{folder}/monitor.sqlite3", "DEBUG": "false"}
         env.pop("MONITOR_TEST_DB_NAME", None)
         env.pop("REDIS_URL", None)
+        earlier = [] if history_cycles is None else ["--history-cycles", str(history_cycles)]
         done = subprocess.run([sys.executable, __file__, "--sqlite", "--bootstrap", bootstrap, "--runs", str(runs),
-                               "--history-cycles", str(history_cycles)],
+                               *earlier],
                               cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"SQLite measurement failed:\n{done.stderr[-3000:]}")
@@ -400,7 +412,7 @@ def measure_sqlite(report: Report, bootstrap: str, runs: int, history_cycles: in
 SQLITE_LAYOUT = Layout("sqlite", groups=50, topics=10, partitions_per_topic=20, topics_per_group=10)
 
 
-def _sqlite_main(bootstrap: str, runs: int, history_cycles: int) -> None:
+def _sqlite_main(bootstrap: str, runs: int, history_cycles: int | None) -> None:
     os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
     os.environ["DJANGO_SETTINGS_MODULE"] = "monitor.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -425,6 +437,6 @@ if __name__ == "__main__":
     parser.add_argument("--sqlite", action="store_true", required=True)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--history-cycles", type=int, default=3)
+    parser.add_argument("--history-cycles", type=int, default=None)
     arguments = parser.parse_args()
     _sqlite_main(arguments.bootstrap, arguments.runs, arguments.history_cycles)
