@@ -134,6 +134,8 @@ def test_after_a_sharded_cycle_the_clusters_summary_lists_every_shards_groups(se
 
 
 def test_a_failed_shard_marks_only_its_groups_unknown_and_none_gone(seeded, settings):
+    from monitor.lag import snapshot
+
     settings.MONITOR_KAFKA_TIMEOUT_SECONDS = 2
     _, cluster, names = seeded
     _poll_in_shards(cluster, timezone.now())
@@ -160,6 +162,10 @@ def test_a_failed_shard_marks_only_its_groups_unknown_and_none_gone(seeded, sett
         else:
             assert group.status != GroupStatus.UNKNOWN and group.total_lag == before[name]
     assert not GroupEvent.objects.filter(cluster=cluster, kind=GroupEventKind.GROUP_DELETED).exists()
+    summary = {g["group"]: g for g in snapshot.get_cluster_snapshot(cluster.name)["groups"]}
+    assert {name for name, g in summary.items() if g["status"] == GroupStatus.UNKNOWN} == failed
+    detail = snapshot.get_group_snapshot(cluster.name, sorted(failed)[0])
+    assert (detail["status"], detail["total_lag"]) == (GroupStatus.UNKNOWN, None)
     runs = {r.error.split(":")[0] if r.error else "": r for r in
             PollRun.objects.filter(cluster=cluster, started_at=started_at)}
     assert len(PollRun.objects.filter(cluster=cluster, started_at=started_at)) == SHARDS

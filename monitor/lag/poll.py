@@ -242,7 +242,7 @@ def _record_shard_failure(cluster: Cluster, shard: Shard, started_at: datetime, 
         status = ClusterStatus.UNREACHABLE if failed >= shard.count else cluster.status
         Cluster.objects.filter(pk=cluster.pk).update(status=status, last_poll_at=now, last_error=error)
     cluster.status, cluster.last_poll_at, cluster.last_error = status, now, error
-    snapshot.store_groups(cluster, owned)
+    snapshot.groups_changed(cluster)
     snapshot.store_cluster_status(cluster)
     return PollOutcome(cluster=cluster.name, ok=False, groups=len(owned), partitions=0, requests=requests,
                        duration_seconds=duration, error=error)

@@ -350,9 +350,9 @@ def group_list(cluster: Cluster, statuses: list[str], after: str | None = None, 
 
 
 def latest_partitions(group: ConsumerGroup) -> list[PartitionRow]:
-    """Per-partition lag from the group's latest poll (the poller's snapshot, which falls
-    back to the database); empty before the first poll and once the group is gone."""
-    detail = snapshot.get_group_snapshot(group.cluster.name, group.name) or {}
+    """Per-partition lag from the group's latest poll (its row); empty before the first
+    poll and once the group is gone."""
+    detail = snapshot.group_detail(group)
     return [
         PartitionRow(
             topic=p["topic"],

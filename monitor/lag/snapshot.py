@@ -1,21 +1,25 @@
-"""The latest poll of each cluster, cached (Redis through the Django cache) for fast
-reads; readers fall back to the database when the cache is cold or unavailable.
+"""The latest poll of each cluster: its group list cached (Redis through the Django
+cache) for fast reads, falling back to the database when the cache is cold or
+unavailable; one group's latest poll read from its row, which holds it.
 
 ``get_cluster_snapshot(name)``: ``{cluster, status, last_poll_at, last_success_at,
 last_error, groups: [GROUP_SUMMARY]}``. ``get_group_snapshot(cluster, group)``:
 GROUP_SUMMARY plus ``partitions`` (the contract's fields, plus ``time_lag_reason``) and
 ``topic_lags``. Times are aware datetimes; serialise them at the edge.
+
+A group's detail is not cached: its row (``partition_state``) and one frame of topic
+totals answer it in a few queries, while caching every group's detail made each cycle
+serialise and send the partitions of every group, to be read back a few at a time.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
 from django.core.cache import cache
 
 from monitor.lag import members as group_members
-from monitor.lag.record import PARTITION_ROW_FIELDS, CycleResult, GroupResult
+from monitor.lag.record import CycleResult
 from monitor.lag import samples
 from monitor.models import Cluster, ConsumerGroup
 
@@ -26,11 +30,6 @@ TTL_SECONDS = 3600
 
 def _cluster_key(cluster_name: str) -> str:
     return f"lag:snapshot:cluster:{cluster_name}"
-
-
-def _group_key(cluster_name: str, group: str) -> str:
-    # Group names may hold any character; the cache key must not. v3: partitions with stuck_since and stalled.
-    return f"lag:snapshot:v3:group:{cluster_name}:{hashlib.sha1(group.encode()).hexdigest()}"
 
 
 def group_summary(group: ConsumerGroup) -> dict[str, Any]:
@@ -73,26 +72,6 @@ def _cluster_summary(cluster: Cluster, groups: list[ConsumerGroup]) -> dict[str,
     }
 
 
-def _group_detail(result: GroupResult) -> dict[str, Any]:
-    """What is cached for a group: its partitions as plain rows (a cycle caches tens of
-    thousands; a reader expands the few it reads, see :func:`_expanded`)."""
-    body = group_summary(result.group)
-    body["partition_rows"] = result.partition_rows
-    body["topic_lags"] = [
-        {"topic": t.topic, "lag": t.lag, "time_lag_seconds": t.time_lag_seconds, "partitions": t.partitions,
-         "unknown_partitions": t.unknown_partitions, "partial_partitions": t.partial_partitions}
-        for t in result.topics
-    ]
-    return body
-
-
-def _expanded(cached: dict[str, Any]) -> dict[str, Any]:
-    body = {key: value for key, value in cached.items() if key not in ("partition_rows", "topic_lags")}
-    body["partitions"] = [dict(zip(PARTITION_ROW_FIELDS, row)) for row in cached["partition_rows"]]
-    body["topic_lags"] = cached["topic_lags"]
-    return _with_owners(body)
-
-
 def _with_owners(body: dict[str, Any]) -> dict[str, Any]:
     """Per partition, the member owning it: ``owner`` (member id), ``owner_client_id``
     and ``owner_host``; all None when unassigned or when the broker did not tell."""
@@ -106,32 +85,26 @@ def _with_owners(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def store_cycle(result: CycleResult) -> None:
-    """Cache a successful poll. A cache outage only costs the fast path."""
+    """Cache a successful poll's group list. A cache outage only costs the fast path."""
     cluster = result.cluster
-    values = {_group_key(cluster.name, r.group.name): _group_detail(r) for r in result.groups}
-    for group in result.gone:
-        values[_group_key(cluster.name, group.name)] = {**group_summary(group), "partition_rows": [], "topic_lags": []}
-    if result.whole_cluster:
-        # The cycle holds every group row as it just wrote them: no need to read them back.
-        values[_cluster_key(cluster.name)] = _cluster_summary(cluster, result.all_groups)
     try:
-        cache.set_many(values, timeout=TTL_SECONDS)
-        if not result.whole_cluster:
-            # A shard holds its own groups only: the summary is read again when asked for.
+        if result.whole_cluster:
+            # The cycle holds every group row as it just wrote them: no need to read them back.
+            cache.set(_cluster_key(cluster.name), _cluster_summary(cluster, result.all_groups), timeout=TTL_SECONDS)
+        else:
+            # A shard holds its own groups only: the list is read again when asked for.
             cache.delete(_cluster_key(cluster.name))
     except Exception:  # noqa: BLE001
         log.warning("could not cache the lag snapshot of %s", cluster.name, exc_info=True)
 
 
-def store_groups(cluster: Cluster, groups: list[ConsumerGroup]) -> None:
-    """Cache groups whose state changed outside a successful cycle (a failed shard's
-    groups, now unknown): their partition detail is not known any more."""
-    values = {_group_key(cluster.name, g.name): {**group_summary(g), "partition_rows": [], "topic_lags": []}
-              for g in groups}
+def groups_changed(cluster: Cluster) -> None:
+    """Groups changed outside a successful cycle (a failed shard's, now unknown): the
+    cached list is dropped, to be read again from the rows."""
     try:
-        cache.set_many(values, timeout=TTL_SECONDS)
+        cache.delete(_cluster_key(cluster.name))
     except Exception:  # noqa: BLE001
-        log.warning("could not cache the lag snapshot of %s", cluster.name, exc_info=True)
+        log.warning("could not drop the cached lag snapshot of %s", cluster.name, exc_info=True)
 
 
 def store_cluster_status(cluster: Cluster) -> None:
@@ -166,12 +139,12 @@ def get_cluster_snapshot(cluster_name: str) -> dict[str, Any] | None:
 
 def get_group_snapshot(cluster_name: str, group: str) -> dict[str, Any] | None:
     """One group's latest poll with its partitions; None when unknown."""
-    cached = _cached(_group_key(cluster_name, group))
-    if cached is not None:
-        return _expanded(cached)
     row = ConsumerGroup.objects.filter(cluster__name=cluster_name, name=group).first()
-    if row is None:
-        return None
+    return None if row is None else group_detail(row)
+
+
+def group_detail(row: ConsumerGroup) -> dict[str, Any]:
+    """A group's latest poll with its partitions, from its row (and one frame of topic totals)."""
     body = group_summary(row)
     parts = samples.latest_partitions([row]).get(row.id, [])
     body["partitions"] = [
