@@ -12,6 +12,7 @@ Invariants:
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings, strategies as st
@@ -19,7 +20,9 @@ from hypothesis import given, settings, strategies as st
 from monitor.choices import GroupStatus
 from monitor.lag.compute import group_partition_lags, group_totals, newly_lost, partition_lag
 from monitor.lag.forecast import catch_up
-from monitor.lag.status import GroupPoint, PartitionState, StatusInputs, group_status, stuck_since
+from monitor.lag.status import (
+    GroupPoint, PartitionState, StatusInputs, comparable_window, group_status, stuck_since,
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 offsets = st.integers(min_value=0, max_value=10_000)
@@ -161,9 +164,11 @@ def test_status_never_claims_progress_the_committed_offsets_do_not_show(sequence
             states.append(PartitionState("orders", part.partition, part.committed_offset, part.lag, since))
         history.append(GroupPoint(at, totals.committed_total, totals.lag, totals.log_end_total,
                                   totals.counted_partitions, totals.partial_partitions))
-        verdict = group_status(StatusInputs(now=at, history=history, window_seconds=window,
-                                            stopped_after_seconds=stopped_after, partitions=states,
-                                            members_live=members))
+        inputs = StatusInputs(now=at, history=history, window_seconds=window, stopped_after_seconds=stopped_after,
+                              partitions=states, members_live=members)
+        verdict = group_status(inputs)
+        # A cycle hands over the comparable polls it has already picked: the same verdict.
+        assert group_status(replace(inputs, comparable=comparable_window(history, at, window))) == verdict
         observed = (at - history[0].polled_at).total_seconds()
         if observed >= window + 120 and totals.lag:
             assert verdict.status in NO_PROGRESS, (verdict, observed)

@@ -390,14 +390,14 @@ def _evaluate_group(
     # ConsumerGroupDescribe); the listing's state alone does not say who is there.
     member_count = members.member_count(membership)
     described_state = membership.state if membership is not None and membership.known else ""
+    in_window = comparable_window(group_history, now, window)
     verdict = group_status(StatusInputs(
         now=now, history=group_history, window_seconds=window,
         stopped_after_seconds=settings.MONITOR_STOPPED_AFTER_SECONDS,
         lost_messages=totals.lost_messages, data_loss_partitions=totals.lost_partitions,
         rewinds=rewinds, members=member_count, broker_state=state_name, partitions=states,
-        members_live=members_live(described_state, member_count),
+        members_live=members_live(described_state, member_count), comparable=in_window,
     ))
-    in_window = comparable_window(group_history, now, window)
     if totals.partial_partitions:
         # A partial total is no new evidence about the group as a whole: unless the
         # partitions themselves say more, the previous verdict stands until the window
@@ -412,10 +412,10 @@ def _evaluate_group(
         elif verdict.status != GroupStatus.UNKNOWN:
             verdict = Verdict(verdict.status, f"{verdict.reason} ({unknown})")
 
-    catch_up = forecast.catch_up(
+    catch_up = forecast.catch_up(  # rates matter only while messages wait
         totals.lag,
-        forecast.rate([(p.polled_at, p.committed_total) for p in in_window]),
-        forecast.rate([(p.polled_at, p.log_end_total) for p in in_window]),
+        forecast.rate([(p.polled_at, p.committed_total) for p in in_window]) if totals.lag else None,
+        forecast.rate([(p.polled_at, p.log_end_total) for p in in_window]) if totals.lag else None,
     )
     retention = forecast.retention_risk(_retention_inputs(parts, partition_rows, tables))
 

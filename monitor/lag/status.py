@@ -164,6 +164,9 @@ class StatusInputs:
     members_live: bool | None = None
     """True: the broker reports members; False: an empty or dead group; None: unknown."""
     poll_interval_seconds: float = 0.0
+    comparable: Sequence[GroupPoint] | None = None
+    """:func:`comparable_window` of the history, when the caller has it already (a cycle
+    needs it for its forecasts too): the same list, not computed twice."""
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,8 @@ def group_status(inputs: StatusInputs) -> Verdict:
     current = history[-1]
     now = inputs.now
     window_seconds = effective_window(inputs.window_seconds, inputs.poll_interval_seconds)
-    window = comparable_window(history, now, window_seconds)
+    window = list(inputs.comparable) if inputs.comparable is not None \
+        else comparable_window(history, now, window_seconds)
     lag = current.lag
 
     if lag is None:
