@@ -280,9 +280,6 @@ MONITOR_TIME_LAG_FETCH_CYCLE_BYTES = env_int("MONITOR_TIME_LAG_FETCH_CYCLE_BYTES
 # At most this many consumer groups per poll task: a cluster with more is polled in shards,
 # one Celery task per shard (0: never shard). See "Polling in shards" in the README.
 MONITOR_POLL_SHARD_GROUPS = env_int("MONITOR_POLL_SHARD_GROUPS", 0, minimum=0)
-# A group's members are described again after this long at the latest (sooner when its
-# listed state changes or its status is a problem: monitor/lag/described.py); 0: every poll.
-MONITOR_MEMBERSHIP_REFRESH_SECONDS = env_int("MONITOR_MEMBERSHIP_REFRESH_SECONDS", 300, minimum=0)
 # The Celery queue of the poll tasks (empty: the default queue, with everything else). A
 # poll is CPU-bound Python: a queue of its own lets worker processes (--pool=prefork) take
 # the shards of a cycle at once while the threads worker keeps delivering notifications.

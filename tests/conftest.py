@@ -28,16 +28,13 @@ def django_db_setup(postgresql, redis_server, django_db_setup):
 @pytest.fixture(autouse=True)
 def _forget_cached_values():
     """Each test starts with an empty cache: this run's keys only (tests/isolated_cache.py),
-    and with none of what a process keeps between poll cycles (coordinators, summed frames,
-    group descriptions)."""
+    and with none of what a process keeps between poll cycles (coordinators, summed frames)."""
     yield
     from monitor.kafka.adapter import forget_every_coordinator
-    from monitor.lag.described import DESCRIPTIONS
     from monitor.lag.samples import forget_summed_frames
 
     forget_every_coordinator()
     forget_summed_frames()
-    DESCRIPTIONS.clear()
     if not services.redis_in_use.is_set():
         return
     from django.core.cache import cache

@@ -729,24 +729,3 @@ def test_log_starts_are_stored_once_a_period_and_the_log_start_rate_still_answer
     assert [p.log_end_offset for p in points] == [1000 + step for step in range(20)]
     assert [(p.polled_at, p.log_start_offset) for p in points if p.log_start_offset is not None] == [
         (start, 0), (start + timedelta(seconds=300), 100)]
-
-
-def test_a_calm_groups_members_are_described_once_then_carried_over_until_the_refresh(
-        cluster, prefix, topic, kafka_settings, settings):
-    """DescribeGroups goes out for a group the process has not described, not again while
-    its listing stays the same (monitor/lag/described.py); its members stay on the row."""
-    group_id = f"{prefix}-calm"
-    commit_offsets(kafka_settings, group_id, {(topic, 0): 10, (topic, 1): 7})
-    settings.MONITOR_MEMBERSHIP_REFRESH_SECONDS = 0
-    poll_cluster(cluster.id)  # coordinators known from here on
-    described_each_poll = poll_cluster(cluster.id).requests
-    settings.MONITOR_MEMBERSHIP_REFRESH_SECONDS = 300
-    poll_cluster(cluster.id)
-    first = ConsumerGroup.objects.get(name=group_id)
-    carried = poll_cluster(cluster.id).requests
-    again = ConsumerGroup.objects.get(name=group_id)
-
-    assert carried == described_each_poll - 1  # the DescribeGroups
-    assert first.status in (GroupStatus.OK, GroupStatus.IDLE)
-    assert (again.members, again.member_details, again.protocol, again.state) == (
-        first.members, first.member_details, first.protocol, first.state)

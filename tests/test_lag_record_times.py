@@ -65,8 +65,7 @@ def test_a_group_first_seen_behind_has_its_time_lag_within_a_second_of_the_truth
 
 
 def test_a_stuck_consumer_costs_one_fetch_then_the_cached_timestamp(cluster, prefix, unique, kafka_settings,
-                                                                      producer, settings):
-    settings.MONITOR_MEMBERSHIP_REFRESH_SECONDS = 0  # both cycles describe the group: only the Fetch differs
+                                                                      producer):
     topic = unique("stuck")
     create_topics(kafka_settings, {topic: 1})
     for _ in range(3):

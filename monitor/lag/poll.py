@@ -38,7 +38,7 @@ from django.utils import timezone
 from monitor.choices import ClusterStatus, GroupStatus
 from monitor.collector import fewer_collections
 from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
-from monitor.lag import described, history, record_times, snapshot
+from monitor.lag import history, record_times, snapshot
 from monitor.lag.clusters import cluster_secrets, connection_settings
 from monitor.lag.compute import covered_partitions_of_groups
 from monitor.lag.bulk import update_rows
@@ -96,13 +96,9 @@ def read_cluster(adapter: KafkaAdapter, cluster: Cluster, progress: Progress = n
     listed = [g for g in adapter.list_groups()
               if watches(g.group_id) and (shard is None or shard.owns(g.group_id))]
     progress(f"listed {len(listed)} groups")
-    # Members are described again only where they may have changed (monitor.lag.described).
-    describe, carried = described.DESCRIPTIONS.due(cluster.pk, listed, whole_cluster=shard is None)
     # Share groups (KIP-932) have no committed offsets to lag behind: listed, not polled.
     committed, membership = adapter.committed_offsets_and_membership(
-        [g.group_id for g in listed if g.protocol != "share"], describe)
-    described.DESCRIPTIONS.remember(cluster.pk, describe, membership)
-    membership = {**carried, **membership}
+        [g.group_id for g in listed if g.protocol != "share"], listed)
     progress(f"read committed offsets of {len(committed.offsets)} groups")
     metadata = adapter.topic_metadata({topic for offsets in committed.offsets.values() for topic, _ in offsets})
     counts = metadata.partition_counts
@@ -196,7 +192,6 @@ def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetim
                                f"{type(exc).__name__}: {exc}", shard)
     result = record_cycle(cluster, reading, started_at, clock_start, progress, stored, shard)
     snapshot.store_cycle(result)
-    described.DESCRIPTIONS.judged(cluster.pk, [r.group for r in result.groups])
     run = result.poll_run
     return PollOutcome(cluster=cluster.name, ok=True, groups=run.groups, partitions=run.partitions,
                        requests=run.requests, duration_seconds=time.monotonic() - clock_start, error=run.error,
