@@ -87,6 +87,41 @@ def test_poll_totals_read_again_see_new_frames_and_not_deleted_ones(plain_cluste
     assert samples.poll_totals(plain_cluster.id, [one.id], later + timedelta(seconds=1), None) == {}
 
 
+def test_poll_totals_add_up_one_group_found_in_two_frames_of_one_poll(plain_cluster):
+    group, = make_groups(plain_cluster, 1)
+    samples.store_poll(plain_cluster.id, NOW, totals=[totals_row(group, "a", 5, 10, 15)])
+    samples.store_poll(plain_cluster.id, NOW, totals=[totals_row(group, "b", None, None, None, partial=1)])
+    samples.store_poll(plain_cluster.id, NOW, totals=[totals_row(group, "c", 2, 3, 4)])
+    assert samples.poll_totals(plain_cluster.id, [group.id], NOW, None) == {group.id: [(NOW, 13, 7, 19, 4, 1)]}
+
+
+def test_frames_kept_between_polls_are_bounded_by_the_history_asked_for(plain_cluster):
+    group, = make_groups(plain_cluster, 1)
+    for step in range(4):
+        samples.store_poll(plain_cluster.id, NOW + timedelta(seconds=30 * step), totals=[totals_row(group, "a", step)])
+    samples.poll_totals(plain_cluster.id, [group.id], NOW, None)
+    assert samples._TOTAL_SUMS.kept(plain_cluster.id) == 4
+    samples.poll_totals(plain_cluster.id, [group.id], NOW + timedelta(seconds=60), None)
+    assert samples._TOTAL_SUMS.kept(plain_cluster.id) == 2  # older than any later poll asks for
+    samples.forget_summed_frames()
+    # A shard's read (its frames hold every shard's groups) keeps nothing.
+    found = samples.poll_totals(plain_cluster.id, [group.id], NOW, None, keep=False)
+    assert len(found[group.id]) == 4 and samples._TOTAL_SUMS.kept(plain_cluster.id) == 0
+
+
+def test_a_cluster_not_asked_about_for_an_hour_is_no_longer_kept(plain_cluster, monkeypatch):
+    other = Cluster.objects.create(name="other", bootstrap_servers="k:9092")
+    groups = {}
+    for cluster in (plain_cluster, other):
+        groups[cluster.id], = make_groups(cluster, 1)
+        samples.store_poll(cluster.id, NOW, totals=[totals_row(groups[cluster.id], "a", 1)])
+        samples.poll_totals(cluster.id, [groups[cluster.id].id], NOW, None)
+    clock = samples.time.monotonic() + samples._FrameSums.UNUSED_SECONDS + 1
+    monkeypatch.setattr(samples.time, "monotonic", lambda: clock)
+    samples.poll_totals(other.id, [groups[other.id].id], NOW, None)
+    assert (samples._TOTAL_SUMS.kept(plain_cluster.id), samples._TOTAL_SUMS.kept(other.id)) == (0, 1)
+
+
 def test_latest_poll_of_a_group_reads_from_its_row(plain_cluster):
     group, = make_groups(plain_cluster, 1)
     state = [samples.PartitionState("orders\nv2", 1, 90, 0, 100, 10, 2.5, "interpolated", "why", NOW - timedelta(minutes=3),

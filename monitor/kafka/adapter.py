@@ -530,8 +530,8 @@ class KafkaAdapter:
 
     def close(self) -> None:
         if self._admin is not None:
-            _COORDINATORS.save(self._cluster_key, self._admin._manager.cluster)
             try:
+                _COORDINATORS.save(self._cluster_key, self._admin._manager.cluster)
                 self._admin.close()
             except Exception:  # noqa: BLE001 - closing must never mask the real outcome
                 log.debug("closing admin client failed", exc_info=True)

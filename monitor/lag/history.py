@@ -126,7 +126,8 @@ def read_stored(cluster: Cluster, as_of: datetime, owns: Callable[[str], bool] |
         groups=groups,
         topics={t.name: t for t in Topic.objects.filter(cluster=cluster)},
         previous={},
-        group_points=group_points(cluster.id, ids, points_since, None),
+        # A shard's frames hold every shard's groups: summed for this cycle only, not kept.
+        group_points=group_points(cluster.id, ids, points_since, None, keep=owns is None),
         rewinds=rewinds(ids, window_start),
         offset_points=recent_offset_points(cluster.id, window_start),
         read_group_ids=set(ids),
@@ -174,14 +175,14 @@ def next_peak(before: StateRow | None, before_us: int | None, committed: int | N
     return (None, None) if best is None else best
 
 
-def group_points(cluster_id: int, group_ids: list[int], since: datetime, until: datetime | None
-                 ) -> dict[int, list[GroupPoint]]:
+def group_points(cluster_id: int, group_ids: list[int], since: datetime, until: datetime | None,
+                 keep: bool = True) -> dict[int, list[GroupPoint]]:
     """Per group and poll: committed offsets, lag and log end summed over its partitions,
-    from the per-topic totals of each poll."""
+    from the per-topic totals of each poll (``keep``: see :func:`samples.poll_totals`)."""
     if not group_ids:
         return {}
     return {group_id: [_new_tuple(GroupPoint, point) for point in points]
-            for group_id, points in samples.poll_totals(cluster_id, group_ids, since, until).items()}
+            for group_id, points in samples.poll_totals(cluster_id, group_ids, since, until, keep).items()}
 
 
 def rewinds(group_ids: list[int], since: datetime) -> dict[int, list[Rewind]]:

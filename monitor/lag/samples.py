@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import marshal
 import threading
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -349,17 +350,18 @@ PollSums = tuple[datetime, Any, Any, Any, int, int]
 ends (each None when no topic knows it), partitions counted, partial partitions."""
 
 
-def poll_totals(cluster_id: int, group_ids: Collection[int], since: datetime, until: datetime | None
-                ) -> dict[int, list[PollSums]]:
+def poll_totals(cluster_id: int, group_ids: Collection[int], since: datetime, until: datetime | None,
+                keep: bool = True) -> dict[int, list[PollSums]]:
     """Per group, its polls with ``since <= polled_at < until``, oldest first.
 
     The poller asks this every cycle for its whole status history: each frame is read and
     summed once per process (:class:`_FrameSums`), later cycles read only the frames
-    written since."""
+    written since. Without ``keep`` (one shard of a big cluster: its frames hold every
+    shard's groups), frames read are not kept."""
     wanted = set(group_ids)
     result: dict[int, list[PollSums]] = defaultdict(list)
     listed = _frames_listed(cluster_id, FrameKind.TOTALS, buckets_of(wanted), since, until)
-    for by_group in _TOTAL_SUMS.sums_of(cluster_id, listed, since):
+    for by_group in _TOTAL_SUMS.sums_of(cluster_id, listed, since, keep):
         pairs = by_group.items() if len(by_group) <= 2 * len(wanted) else (
             (group_id, by_group[group_id]) for group_id in wanted if group_id in by_group)
         for group_id, point in pairs:
@@ -398,16 +400,26 @@ class _FrameSums:
     are only ever inserted and deleted, never changed, so a frame summed once stays right.
     Keyed by id and poll time (an id alone could come back after a sequence is reset).
     Frames older than the oldest a poll of their cluster asked for are dropped (later
-    polls ask for later ones), so it holds about one status history per cluster."""
+    polls ask for later ones), so it holds about one status history per cluster, and a
+    cluster this process has not asked about for UNUSED_SECONDS is dropped whole."""
+
+    UNUSED_SECONDS = 3600.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_cluster: dict[int, dict[tuple[int, datetime], dict[int, PollSums]]] = {}
+        self._used: dict[int, float] = {}
 
-    def sums_of(self, cluster_id: int, listed: list[tuple[int, datetime]], since: datetime
+    def sums_of(self, cluster_id: int, listed: list[tuple[int, datetime]], since: datetime, keep: bool = True
                 ) -> list[dict[int, PollSums]]:
-        """The listed frames (id, polled at), each summed per group, in the order listed."""
+        """The listed frames (id, polled at), each summed per group, in the order listed;
+        those read are kept for the next call when ``keep``."""
+        now = time.monotonic()
         with self._lock:
+            for other in [c for c, used in self._used.items() if now - used > self.UNUSED_SECONDS]:
+                self._by_cluster.pop(other, None)
+                del self._used[other]
+            self._used[cluster_id] = now
             cached = dict(self._by_cluster.get(cluster_id, {}))
         missing = [frame_id for frame_id, at in listed if (frame_id, at) not in cached]
         read: dict[tuple[int, datetime], dict[int, PollSums]] = {}
@@ -417,7 +429,8 @@ class _FrameSums:
                 read[(frame_id, polled_at)] = _group_sums(polled_at, payload)
         with self._lock:
             kept = self._by_cluster.setdefault(cluster_id, {})
-            kept.update(read)
+            if keep:
+                kept.update(read)
             for key in [key for key in kept if key[1] < since]:
                 del kept[key]
         cached.update(read)
@@ -426,6 +439,12 @@ class _FrameSums:
     def clear(self) -> None:
         with self._lock:
             self._by_cluster.clear()
+            self._used.clear()
+
+    def kept(self, cluster_id: int) -> int:
+        """How many frames of the cluster are kept."""
+        with self._lock:
+            return len(self._by_cluster.get(cluster_id, {}))
 
 
 def _group_sums(polled_at: datetime, payload: bytes) -> dict[int, PollSums]:
