@@ -95,6 +95,16 @@ def test_poll_totals_add_up_one_group_found_in_two_frames_of_one_poll(plain_clus
     assert samples.poll_totals(plain_cluster.id, [group.id], NOW, None) == {group.id: [(NOW, 13, 7, 19, 4, 1)]}
 
 
+def test_poll_totals_beyond_64_bits_come_back_exact(plain_cluster):
+    group, = make_groups(plain_cluster, 1)
+    big = 2 ** 63 - 1  # each topic's summed offsets fit a bigint column; their sum does not
+    samples.store_poll(plain_cluster.id, NOW, totals=[totals_row(group, "a", 1, big, big),
+                                                      totals_row(group, "b", 1, big, big)])
+    for _ in range(2):  # read, then kept
+        assert samples.poll_totals(plain_cluster.id, [group.id], NOW, None) == {
+            group.id: [(NOW, 2 * big, 2, 2 * big, 4, 0)]}
+
+
 def test_frames_kept_between_polls_are_bounded_by_the_history_asked_for(plain_cluster):
     group, = make_groups(plain_cluster, 1)
     for step in range(4):

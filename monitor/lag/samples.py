@@ -25,6 +25,7 @@ from __future__ import annotations
 import marshal
 import threading
 import time
+from array import array
 from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -361,10 +362,8 @@ def poll_totals(cluster_id: int, group_ids: Collection[int], since: datetime, un
     wanted = set(group_ids)
     result: dict[int, list[PollSums]] = defaultdict(list)
     listed = _frames_listed(cluster_id, FrameKind.TOTALS, buckets_of(wanted), since, until)
-    for by_group in _TOTAL_SUMS.sums_of(cluster_id, listed, since, keep):
-        pairs = by_group.items() if len(by_group) <= 2 * len(wanted) else (
-            (group_id, by_group[group_id]) for group_id in wanted if group_id in by_group)
-        for group_id, point in pairs:
+    for summed in _TOTAL_SUMS.sums_of(cluster_id, listed, since, keep):
+        for group_id, point in summed.items():
             if group_id not in wanted:
                 continue
             series = result[group_id]
@@ -407,11 +406,11 @@ class _FrameSums:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_cluster: dict[int, dict[tuple[int, datetime], dict[int, PollSums]]] = {}
+        self._by_cluster: dict[int, dict[tuple[int, datetime], _SummedFrame | _SummedPlain]] = {}
         self._used: dict[int, float] = {}
 
     def sums_of(self, cluster_id: int, listed: list[tuple[int, datetime]], since: datetime, keep: bool = True
-                ) -> list[dict[int, PollSums]]:
+                ) -> list["_SummedFrame | _SummedPlain"]:
         """The listed frames (id, polled at), each summed per group, in the order listed;
         those read are kept for the next call when ``keep``."""
         now = time.monotonic()
@@ -422,7 +421,7 @@ class _FrameSums:
             self._used[cluster_id] = now
             cached = dict(self._by_cluster.get(cluster_id, {}))
         missing = [frame_id for frame_id, at in listed if (frame_id, at) not in cached]
-        read: dict[tuple[int, datetime], dict[int, PollSums]] = {}
+        read: dict[tuple[int, datetime], _SummedFrame | _SummedPlain] = {}
         for start in range(0, len(missing), 200):
             for frame_id, polled_at, payload in LagFrame.objects.filter(id__in=missing[start:start + 200]) \
                     .values_list("id", "polled_at", "payload"):
@@ -447,14 +446,56 @@ class _FrameSums:
             return len(self._by_cluster.get(cluster_id, {}))
 
 
-def _group_sums(polled_at: datetime, payload: bytes) -> dict[int, PollSums]:
+def _group_sums(polled_at: datetime, payload: bytes) -> "_SummedFrame | _SummedPlain":
     sums: dict[int, PollSums] = {}
     for group_id, _, lag, _, partitions, unknown, partial, committed, log_end in frames.decode(frames.TOTALS,
                                                                                              payload):
         point = (polled_at, committed, lag, log_end, partitions - unknown, partial)
         known = sums.get(group_id)
         sums[group_id] = point if known is None else _added(known, point)
-    return sums
+    try:
+        return _SummedFrame.of(polled_at, sums)
+    except OverflowError:  # a sum beyond 64 bits: kept as it is
+        return _SummedPlain(sums)
+
+
+_UNKNOWN = -1
+"""A sum no topic knows, in :class:`_SummedFrame`'s columns (offsets and lags are never negative)."""
+
+
+class _SummedFrame:
+    """One frame summed per group, as columns of machine integers: a few objects per frame
+    instead of one tuple per group (a 10,000-group history kept is ~340,000 of them)."""
+
+    __slots__ = ("polled_at", "columns")
+
+    def __init__(self, polled_at: datetime, columns: tuple[array[int], ...]) -> None:
+        self.polled_at, self.columns = polled_at, columns
+
+    @classmethod
+    def of(cls, polled_at: datetime, sums: dict[int, PollSums]) -> "_SummedFrame":
+        points: list[tuple[Any, ...]] = list(sums.values())
+
+        def column(index: int) -> array[int]:
+            return array("q", [_UNKNOWN if p[index] is None else p[index] for p in points])
+
+        return cls(polled_at, (array("q", sums), column(1), column(2), column(3), column(4), column(5)))
+
+    def items(self) -> Iterator[tuple[int, PollSums]]:
+        at = self.polled_at
+        for group_id, committed, lag, log_end, counted, partial in zip(*self.columns):
+            yield group_id, (at, None if committed == _UNKNOWN else committed, None if lag == _UNKNOWN else lag,
+                             None if log_end == _UNKNOWN else log_end, counted, partial)
+
+
+class _SummedPlain:
+    __slots__ = ("sums",)
+
+    def __init__(self, sums: dict[int, PollSums]) -> None:
+        self.sums = sums
+
+    def items(self) -> Iterator[tuple[int, PollSums]]:
+        return iter(self.sums.items())
 
 
 _TOTAL_SUMS = _FrameSums()
