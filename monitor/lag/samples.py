@@ -287,8 +287,10 @@ def _raw_from(model: type[LagFrame] | type[LagRollup], cluster_id: int, kind: in
     return model.objects.filter(cluster_id=cluster_id, kind=kind).aggregate(oldest=Min("polled_at"))["oldest"]
 
 
-def _frames(model: type[LagFrame] | type[LagRollup], cluster_id: int, kind: int, buckets: Collection[int] | None,
-            since: datetime | None, until: datetime | None, until_inclusive: bool) -> Iterator[tuple[datetime, bytes]]:
+def _frame_rows(model: type[LagFrame] | type[LagRollup], cluster_id: int, kind: int, buckets: Collection[int] | None,
+                since: datetime | None, until: datetime | None, until_inclusive: bool) -> QuerySet[Any]:
+    """The frames of a kind of ``buckets`` (None: all) with ``since <= polled_at < until``
+    (``<=`` when ``until_inclusive``)."""
     rows = model.objects.filter(cluster_id=cluster_id, kind=kind)
     if buckets is not None:
         rows = rows.filter(bucket__in=sorted(buckets))
@@ -296,6 +298,12 @@ def _frames(model: type[LagFrame] | type[LagRollup], cluster_id: int, kind: int,
         rows = rows.filter(polled_at__gte=since)
     if until is not None:
         rows = rows.filter(polled_at__lte=until) if until_inclusive else rows.filter(polled_at__lt=until)
+    return rows
+
+
+def _frames(model: type[LagFrame] | type[LagRollup], cluster_id: int, kind: int, buckets: Collection[int] | None,
+            since: datetime | None, until: datetime | None, until_inclusive: bool) -> Iterator[tuple[datetime, bytes]]:
+    rows = _frame_rows(model, cluster_id, kind, buckets, since, until, until_inclusive)
     yield from rows.order_by("polled_at").values_list("polled_at", "payload").iterator(chunk_size=200)
 
 
@@ -361,7 +369,9 @@ def poll_totals(cluster_id: int, group_ids: Collection[int], since: datetime, un
     shard's groups), frames read are not kept."""
     wanted = set(group_ids)
     result: dict[int, list[PollSums]] = defaultdict(list)
-    listed = _frames_listed(cluster_id, FrameKind.TOTALS, buckets_of(wanted), since, until)
+    # The frames' ids and times only: payloads are read for the frames not kept already.
+    listed = list(_frame_rows(LagFrame, cluster_id, FrameKind.TOTALS, buckets_of(wanted), since, until, False)
+                  .order_by("polled_at", "id").values_list("id", "polled_at"))
     for summed in _TOTAL_SUMS.sums_of(cluster_id, listed, since, keep):
         for group_id, point in summed.items():
             if group_id not in wanted:
@@ -380,18 +390,6 @@ def _added(one: PollSums, other: PollSums) -> PollSums:
 
     return (one[0], plus(one[1], other[1]), plus(one[2], other[2]), plus(one[3], other[3]),
             one[4] + other[4], one[5] + other[5])
-
-
-def _frames_listed(cluster_id: int, kind: int, buckets: Collection[int] | None, since: datetime,
-                   until: datetime | None) -> list[tuple[int, datetime]]:
-    """(id, polled at) of the polled frames of a kind with ``since <= polled_at < until``,
-    oldest first, without their payloads."""
-    rows = LagFrame.objects.filter(cluster_id=cluster_id, kind=kind, polled_at__gte=since)
-    if buckets is not None:
-        rows = rows.filter(bucket__in=sorted(buckets))
-    if until is not None:
-        rows = rows.filter(polled_at__lt=until)
-    return list(rows.order_by("polled_at", "id").values_list("id", "polled_at"))
 
 
 class _FrameSums:
@@ -633,12 +631,7 @@ def log_anchors(cluster_id: int, far: Sequence[tuple[str, int, int]]
 def detail_due(previous_poll: datetime | None, now: datetime) -> bool:
     """Whether this poll stores a group's partition detail: at the first poll, and at the
     first poll of each MONITOR_PARTITION_DETAIL_SECONDS period."""
-    if previous_poll is None:
-        return True
-    every = settings.MONITOR_PARTITION_DETAIL_SECONDS * 1000
-    if every <= 0:
-        return True
-    return frames.millis(now) // every != frames.millis(previous_poll) // every
+    return _first_of_period(previous_poll, now, settings.MONITOR_PARTITION_DETAIL_SECONDS * 1000)
 
 
 def log_start_due(previous_poll: datetime | None, now: datetime, window_seconds: float) -> bool:
@@ -647,12 +640,16 @@ def log_start_due(previous_poll: datetime | None, now: datetime, window_seconds:
     the status window when that is shorter, so the window always holds two of them for the
     log-start rate (the one reader of past log starts). Random-looking per partition, they
     were a tenth of a cycle's bytes."""
-    if previous_poll is None:
+    return _first_of_period(previous_poll, now,
+                            min(settings.MONITOR_PARTITION_DETAIL_SECONDS * 1000, int(window_seconds * 500)))
+
+
+def _first_of_period(previous_poll: datetime | None, now: datetime, every_ms: int) -> bool:
+    """Whether ``now`` is the first poll of its period of ``every_ms`` (every poll when
+    that is 0, the first poll when there was none before)."""
+    if previous_poll is None or every_ms <= 0:
         return True
-    every = min(settings.MONITOR_PARTITION_DETAIL_SECONDS * 1000, int(window_seconds * 500))
-    if every <= 0:
-        return True
-    return frames.millis(now) // every != frames.millis(previous_poll) // every
+    return frames.millis(now) // every_ms != frames.millis(previous_poll) // every_ms
 
 
 def _split(rows: Iterable[Sequence[Any]]) -> list[tuple[int, list[Sequence[Any]]]]:
