@@ -1,9 +1,11 @@
-"""A small Kafka-protocol responder for the group-membership calls tansu does not serve.
+"""A small Kafka-protocol responder for the group calls tansu does not serve.
 
 Test double, and why: tansu answers neither ConsumerGroupDescribe (KIP-848) nor
-DescribeGroups with members and assignments, and no Apache Kafka broker can run here.
+DescribeGroups with members and assignments, it never answers an OffsetFetch with a
+group's error (Apache Kafka does: a group the client may not describe, a coordinator
+that moved), and no Apache Kafka broker can run here.
 This responder listens on a real socket and answers ApiVersions, Metadata,
-FindCoordinator, ListGroups, DescribeGroups and ConsumerGroupDescribe with responses
+FindCoordinator, ListGroups, OffsetFetch, DescribeGroups and ConsumerGroupDescribe with responses
 built and encoded by the same protocol classes the adapter decodes with (kafka-python's,
 and the adapter's own ConsumerGroupDescribe classes built from Apache Kafka's schemas).
 So the client, the framing, the version negotiation and the decoding are all real; only
@@ -22,6 +24,7 @@ from kafka.protocol.admin import (
     DescribeGroupsRequest, DescribeGroupsResponse, ListGroupsRequest, ListGroupsResponse,
 )
 from kafka.protocol.broker_version_data import BROKER_API_VERSIONS
+from kafka.protocol.consumer.group import OffsetFetchRequest, OffsetFetchResponse
 from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
 from kafka.protocol.metadata import (
     ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
@@ -50,6 +53,10 @@ class ScriptedGroup:
     state: str = "Stable"
     protocol_type: str = "consumer"
     members: list[ScriptedMember] = field(default_factory=list)
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    offset_errors: list[int] = field(default_factory=list)
+    """The error codes of its next OffsetFetch answers, one per request (the last one
+    stays); none: its committed offsets."""
 
 
 class KafkaResponder:
@@ -110,6 +117,7 @@ class KafkaResponder:
             MetadataRequest.API_KEY: (MetadataRequest, self._metadata),
             FindCoordinatorRequest.API_KEY: (FindCoordinatorRequest, self._find_coordinator),
             ListGroupsRequest.API_KEY: (ListGroupsRequest, self._list_groups),
+            OffsetFetchRequest.API_KEY: (OffsetFetchRequest, self._offset_fetch),
             DescribeGroupsRequest.API_KEY: (DescribeGroupsRequest, self._describe_groups),
             ConsumerGroupDescribeRequest.API_KEY: (ConsumerGroupDescribeRequest, self._consumer_group_describe),
         }
@@ -153,6 +161,28 @@ class KafkaResponder:
             group_id=g.group_id, protocol_type="share" if g.group_type == "share" else g.protocol_type,
             group_state=g.state, group_type=g.group_type) for g in self.groups.values()]
         return ListGroupsResponse(throttle_time_ms=0, error_code=0, groups=listed)
+
+    def _offset_fetch(self, request: Any, version: int) -> Any:
+        if version < 8 or version > 9:
+            raise ValueError(f"OffsetFetch v{version}: only v8-9 (batched, topics by name) are answered")
+        Group = OffsetFetchResponse.OffsetFetchResponseGroup
+        Topic = Group.OffsetFetchResponseTopics
+        Partition = Topic.OffsetFetchResponsePartitions
+        answered = []
+        for asked in request.groups:
+            group = self.groups.get(asked.group_id)
+            error = 0
+            if group is not None and group.offset_errors:
+                error = group.offset_errors.pop(0) if len(group.offset_errors) > 1 else group.offset_errors[0]
+            by_topic: dict[str, list[Any]] = {}
+            if group is not None and not error:
+                for (topic, partition), offset in sorted(group.committed.items()):
+                    by_topic.setdefault(topic, []).append(Partition(
+                        partition_index=partition, committed_offset=offset, committed_leader_epoch=-1, metadata="",
+                        error_code=0))
+            answered.append(Group(group_id=asked.group_id, error_code=error, topics=[
+                Topic(name=topic, partitions=parts) for topic, parts in by_topic.items()]))
+        return OffsetFetchResponse(throttle_time_ms=0, groups=answered)
 
     def _describe_groups(self, request: Any, version: int) -> Any:
         described = []

@@ -108,7 +108,7 @@ def test_a_failed_offset_fetch_forgets_the_coordinators_it_was_sent_to(kafka_set
     with KafkaAdapter(kafka_settings) as adapter:
         # The batched answer unusable (as when a group moved to another coordinator):
         # the group-by-group path then asks who coordinates it, and so does the next cycle.
-        monkeypatch.setattr(adapter, "_committed_offsets_without_errors", lambda group_ids: None)
+        monkeypatch.setattr(adapter, "_batched_committed_offsets", lambda group_ids: None)
         sent = _sent_requests(adapter)
         committed = adapter.committed_offsets([group])
     assert committed.offsets == {group: {(topic, 0): 4}}
@@ -364,6 +364,47 @@ def test_membership_is_unknown_not_empty_when_the_broker_serves_no_consumer_grou
     assert not membership["billing"].known and membership["billing"].members == ()
     assert "IncompatibleBrokerVersion" in membership["billing"].error
     assert membership["legacy"].known  # the classic call still answered
+
+
+OFFSET_FETCH, FIND_COORDINATOR = 9, 10
+GROUP_AUTHORIZATION_FAILED, NOT_COORDINATOR = 30, 16
+
+
+def _offset_groups(bad: ScriptedGroup, count: int = 200) -> list[ScriptedGroup]:
+    return [ScriptedGroup(f"g-{n:03d}", "classic", committed={("orders", n % 3): n}) for n in range(count)] + [bad]
+
+
+def test_a_group_the_broker_will_not_answer_for_is_reported_apart_in_the_same_request():
+    """Apache Kafka answers a group the client may not describe with a group error inside
+    the batched OffsetFetch: the other groups come from that answer, with no request per
+    group and no coordinator forgotten (the next connection asks for none)."""
+    bad = ScriptedGroup("secret", "classic", committed={("orders", 0): 5}, offset_errors=[GROUP_AUTHORIZATION_FAILED])
+    groups = _offset_groups(bad)
+    with KafkaResponder(groups) as responder:
+        settings = ConnectionSettings([responder.bootstrap], timeout_seconds=5)
+        with KafkaAdapter(settings) as adapter:
+            read = adapter.committed_offsets([g.group_id for g in groups])
+        assert read.errors == {"secret": "GroupAuthorizationFailedError"}
+        assert read.offsets == {g.group_id: g.committed for g in groups[:-1]}
+        assert [key for key, _ in responder.requests].count(OFFSET_FETCH) == 1
+        before = len(responder.requests)
+        with KafkaAdapter(settings) as adapter:
+            adapter.committed_offsets([g.group_id for g in groups])
+        asked = [key for key, _ in responder.requests[before:]]
+    assert FIND_COORDINATOR not in asked and asked.count(OFFSET_FETCH) == 1
+
+
+def test_a_group_whose_coordinator_moved_is_asked_again_after_finding_its_coordinator():
+    moved = ScriptedGroup("moved", "classic", committed={("orders", 2): 9}, offset_errors=[0, NOT_COORDINATOR, 0])
+    groups = _offset_groups(moved, count=3)
+    with KafkaResponder(groups) as responder:
+        with KafkaAdapter(ConnectionSettings([responder.bootstrap], timeout_seconds=5)) as adapter:
+            adapter.committed_offsets([g.group_id for g in groups])  # every coordinator named once
+            before = len(responder.requests)
+            read = adapter.committed_offsets([g.group_id for g in groups])
+        asked = [key for key, _ in responder.requests[before:]]
+    assert read.errors == {} and read.offsets["moved"] == {("orders", 2): 9} and len(read.offsets) == 4
+    assert asked == [OFFSET_FETCH, FIND_COORDINATOR, OFFSET_FETCH]
 
 
 def test_tansu_groups_are_described_without_authorized_operations(kafka_settings, topic, unique):

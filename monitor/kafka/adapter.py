@@ -568,16 +568,28 @@ class KafkaAdapter:
     def committed_offsets(self, group_ids: Iterable[str]) -> CommittedOffsets:
         """Committed offsets of many groups, batched per coordinator.
 
-        kafka-python raises on the first group-level error of a batch, so a failing
-        batch falls back to one request per group: one bad group never hides the others.
+        A group the coordinator answers with an error (not authorized, say) is reported
+        apart and the others are read from the same answer. Groups whose coordinator
+        moved are asked again once, after asking who coordinates them now. Only when the
+        batched request fails as a whole does this fall back to kafka-python's reads
+        (which raise on the first group-level error) and then to one request per group.
         """
         group_ids = list(group_ids)
         result = CommittedOffsets()
         if not group_ids:
             return result
-        answered = self._committed_offsets_without_errors(group_ids)
+        answered = self._batched_committed_offsets(group_ids)
         if answered is not None:
-            result.offsets = answered
+            result.offsets, result.errors = answered
+            moved = [g for g, error in result.errors.items() if error in _COORDINATOR_ERRORS]
+            if moved:
+                self.forget_coordinators()  # asked again below, and by the next cycle
+                again = self._batched_committed_offsets(moved)
+                if again is not None:
+                    for group_id in moved:
+                        del result.errors[group_id]
+                    result.offsets.update(again[0])
+                    result.errors.update(again[1])
             return result
         self.forget_coordinators()  # perhaps a coordinator moved: the path below asks again
         try:
@@ -619,11 +631,13 @@ class KafkaAdapter:
             committed = self.committed_offsets(group_ids)
             return committed, membership.result()
 
-    def _committed_offsets_without_errors(self, group_ids: list[str]) -> dict[str, dict[TopicPartitionKey, int]] | None:
+    def _batched_committed_offsets(self, group_ids: list[str]
+                                   ) -> tuple[dict[str, dict[TopicPartitionKey, int]], dict[str, str]] | None:
         """The same requests as ``list_group_offsets``, their answers read straight into
         plain dicts (kafka-python builds two objects per partition first: tens of
-        thousands per cycle). None when any group or partition answered with an error:
-        the caller then takes the path that reports each bad group apart."""
+        thousands per cycle), with each group that answered an error (its own, or one of
+        its partitions') in the second dict instead. None when a request failed as a
+        whole: the caller then takes the path that reports each bad group apart."""
         admin = self.admin
 
         async def fetch() -> list[tuple[str | None, Any]]:
@@ -645,23 +659,32 @@ class KafkaAdapter:
             log.debug("offset fetch failed (%s); reading group by group", _describe_error(exc))
             return None
         offsets: dict[str, dict[TopicPartitionKey, int]] = {}
+        errors: dict[str, str] = {}
         for group_id, response in responses:
-            if getattr(response, "error_code", 0):
+            batched = response.API_VERSION >= 8
+            if getattr(response, "error_code", 0) and not batched:
                 return None
-            for group in response.groups if response.API_VERSION >= 8 else [response]:
+            for group in response.groups if batched else [response]:
+                name = group.group_id if batched else group_id
                 if group.error_code:
-                    return None
+                    errors[name] = _error_name(group.error_code)
+                    continue
                 committed: dict[TopicPartitionKey, int] = {}
+                failed = 0
                 for topic in group.topics:
-                    name = topic.name
+                    topic_name = topic.name
                     for partition in topic.partitions:
                         if partition.error_code:
-                            return None
+                            failed = failed or partition.error_code
+                            continue
                         offset = partition.committed_offset
                         if offset is not None and offset >= 0:
-                            committed[(name, partition.partition_index)] = offset
-                offsets[group.group_id if response.API_VERSION >= 8 else group_id] = committed
-        return offsets
+                            committed[(topic_name, partition.partition_index)] = offset
+                if failed:
+                    errors[name] = _error_name(failed)  # a group is read whole or not at all
+                else:
+                    offsets[name] = committed
+        return offsets, errors
 
     def topic_metadata(self, topics: Iterable[str]) -> TopicMetadata:
         """Partitions and their leaders for the given topics: one Metadata request."""
