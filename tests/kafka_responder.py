@@ -60,41 +60,54 @@ class ScriptedGroup:
 
 
 class KafkaResponder:
-    """Serve scripted groups on 127.0.0.1 (one broker, node 0). Use as a context manager."""
+    """Serve scripted groups on 127.0.0.1, as ``brokers`` brokers (nodes 0..n-1, each on a
+    port of its own; the n-th group listed is coordinated by node n % brokers). Use as a
+    context manager."""
+
+    LIST_GROUPS_WAIT_SECONDS = 5.0
 
     def __init__(self, groups: list[ScriptedGroup], *, serve_consumer_describe: bool = True,
-                 list_group_types: bool = True) -> None:
+                 list_group_types: bool = True, brokers: int = 1) -> None:
         self.groups = {g.group_id: g for g in groups}
+        self.coordinator = {g.group_id: n % brokers for n, g in enumerate(groups)}
         self.serve_consumer_describe = serve_consumer_describe
         self.list_group_types = list_group_types
         self.requests: list[tuple[int, int]] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
+        self._servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(brokers)]
+        self.ports = [server.getsockname()[1] for server in self._servers]
+        self.port = self.ports[0]
+        self._listing = threading.Barrier(brokers)
+        self.listed_together: bool | None = None
+        """With several brokers: whether every broker had been asked to ListGroups before
+        any answered (each waits up to LIST_GROUPS_WAIT_SECONDS for the others)."""
         self._closed = False
-        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._threads = [threading.Thread(target=self._accept, args=(server, node), daemon=True)
+                         for node, server in enumerate(self._servers)]
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def __enter__(self) -> "KafkaResponder":
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._closed = True
-        self._server.close()
+        for server in self._servers:
+            server.close()
 
     # -- network ---------------------------------------------------------------
-    def _accept(self) -> None:
+    def _accept(self, server: socket.socket, node: int) -> None:
         while not self._closed:
             try:
-                conn, _ = self._server.accept()
+                conn, _ = server.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn, node), daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, node: int) -> None:
         with conn:
             while True:
                 size_bytes = _read_exactly(conn, 4)
@@ -105,13 +118,13 @@ class KafkaResponder:
                     return
                 api_key, api_version = struct.unpack(">hh", frame[:4])
                 self.requests.append((api_key, api_version))
-                reply = self._answer(api_key, api_version, frame)
+                reply = self._answer(api_key, api_version, frame, node)
                 if reply is None:
                     return
                 conn.sendall(reply)
 
     # -- answers ---------------------------------------------------------------
-    def _answer(self, api_key: int, version: int, frame: bytes) -> bytes | None:
+    def _answer(self, api_key: int, version: int, frame: bytes, node: int = 0) -> bytes | None:
         handlers = {
             ApiVersionsRequest.API_KEY: (ApiVersionsRequest, self._api_versions),
             MetadataRequest.API_KEY: (MetadataRequest, self._metadata),
@@ -127,7 +140,8 @@ class KafkaResponder:
         if api_key == ApiVersionsRequest.API_KEY and version > ApiVersionsRequest.max_version:
             version = 0
         request = request_class.decode(frame, version=version, header=True)
-        response = handler(request, version)
+        response = self._list_groups(request, version, node) if api_key == ListGroupsRequest.API_KEY \
+            else handler(request, version)
         response.API_VERSION = version
         response.with_header(correlation_id=request.header.correlation_id)
         return response.encode(header=True, framed=True)
@@ -143,23 +157,33 @@ class KafkaResponder:
         return ApiVersionsResponse(error_code=0, api_keys=keys, throttle_time_ms=0)
 
     def _metadata(self, request: Any, version: int) -> Any:
-        broker = MetadataResponse.MetadataResponseBroker(node_id=0, host="127.0.0.1", port=self.port, rack=None)
-        return MetadataResponse(throttle_time_ms=0, brokers=[broker], cluster_id="responder", controller_id=0,
+        brokers = [MetadataResponse.MetadataResponseBroker(node_id=node, host="127.0.0.1", port=port, rack=None)
+                   for node, port in enumerate(self.ports)]
+        return MetadataResponse(throttle_time_ms=0, brokers=brokers, cluster_id="responder", controller_id=0,
                                 topics=[], error_code=0)
 
     def _find_coordinator(self, request: Any, version: int) -> Any:
         keys = request.coordinator_keys if version >= 4 else [request.key]
         if version >= 4:
             return FindCoordinatorResponse(throttle_time_ms=0, coordinators=[
-                FindCoordinatorResponse.Coordinator(key=k, node_id=0, host="127.0.0.1", port=self.port,
-                                                    error_code=0, error_message=None) for k in keys])
-        return FindCoordinatorResponse(throttle_time_ms=0, error_code=0, error_message=None, node_id=0,
-                                       host="127.0.0.1", port=self.port)
+                FindCoordinatorResponse.Coordinator(
+                    key=k, node_id=self.coordinator.get(k, 0), host="127.0.0.1",
+                    port=self.ports[self.coordinator.get(k, 0)], error_code=0, error_message=None) for k in keys])
+        node = self.coordinator.get(request.key, 0)
+        return FindCoordinatorResponse(throttle_time_ms=0, error_code=0, error_message=None, node_id=node,
+                                       host="127.0.0.1", port=self.ports[node])
 
-    def _list_groups(self, request: Any, version: int) -> Any:
+    def _list_groups(self, request: Any, version: int, node: int = 0) -> Any:
+        if len(self.ports) > 1:
+            try:
+                self._listing.wait(self.LIST_GROUPS_WAIT_SECONDS)
+                self.listed_together = self.listed_together is not False
+            except threading.BrokenBarrierError:
+                self.listed_together = False
         listed = [ListGroupsResponse.ListedGroup(
             group_id=g.group_id, protocol_type="share" if g.group_type == "share" else g.protocol_type,
-            group_state=g.state, group_type=g.group_type) for g in self.groups.values()]
+            group_state=g.state, group_type=g.group_type) for g in self.groups.values()
+            if self.coordinator[g.group_id] == node]
         return ListGroupsResponse(throttle_time_ms=0, error_code=0, groups=listed)
 
     def _offset_fetch(self, request: Any, version: int) -> Any:

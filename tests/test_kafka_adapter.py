@@ -450,3 +450,16 @@ def test_msk_iam_signs_with_the_clusters_region_and_environment_credentials_with
     assert len(payload["x-amz-signature"]) == 64 and "wJalrXUtnFEMI" not in json_module.dumps(payload)
     with pytest.raises(Exception, match="requires security_protocol SASL_SSL"):
         MskIamMechanism(host="b-1", security_protocol="SASL_PLAINTEXT")
+
+
+def test_every_broker_is_asked_to_list_its_groups_at_once():
+    """ListGroups goes to every broker (each lists the groups it coordinates), all in
+    flight together: each responder broker answers only once every broker has been asked
+    (or after waiting LIST_GROUPS_WAIT_SECONDS, which this test would then see)."""
+    groups = [ScriptedGroup(f"g-{n}", "classic") for n in range(7)] + SCRIPTED_GROUPS
+    with KafkaResponder(groups, brokers=3) as responder:
+        listed, membership = _membership(responder)
+    assert responder.listed_together is True
+    assert sorted(g.group_id for g in listed) == sorted(g.group_id for g in groups)
+    assert {g.group_id: g.protocol for g in listed}["jobs"] == "share"
+    assert membership["legacy"].known and membership["billing"].known

@@ -553,16 +553,29 @@ class KafkaAdapter:
 
     # -- reads ---------------------------------------------------------------
     def list_groups(self) -> list[GroupListing]:
-        """Every consumer group of the cluster (one ListGroups request per broker)."""
-        raw = self._call("list_groups", self.admin.list_groups)
+        """Every consumer group of the cluster: one ListGroups request per broker, all in
+        flight together (kafka-python's list_groups awaits each broker before asking the
+        next: one round trip per broker), answers read straight into listings."""
+        admin = self.admin
+
+        async def list_all() -> list[Any]:
+            in_flight = [admin._manager.send(admin._list_groups_request(), node_id=broker.node_id)
+                         for broker in admin._manager.cluster.brokers()]
+            responses = [await future for future in in_flight]
+            for response in responses:
+                if response.error_code:
+                    raise kafka_errors.for_code(response.error_code)(f"ListGroups failed: {response}")
+            return responses
+
         return [
             GroupListing(
-                group_id=item["group_id"],
-                state=str(item.get("group_state") or ""),
-                protocol_type=str(item.get("protocol_type") or ""),
-                group_type=str(item.get("group_type") or ""),
+                group_id=group.group_id,
+                state=str(getattr(group, "group_state", None) or ""),
+                protocol_type=str(getattr(group, "protocol_type", None) or ""),
+                group_type=str(getattr(group, "group_type", None) or ""),
             )
-            for item in raw
+            for response in self._call("list_groups", admin._manager.run, list_all)
+            for group in response.groups
         ]
 
     def committed_offsets(self, group_ids: Iterable[str]) -> CommittedOffsets:
