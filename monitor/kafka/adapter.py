@@ -535,6 +535,10 @@ class KafkaAdapter:
                 self._admin.close()
             except Exception:  # noqa: BLE001 - closing must never mask the real outcome
                 log.debug("closing admin client failed", exc_info=True)
+            finally:
+                # The request counter refers back to this adapter: without it the client
+                # is freed now, not at the next full pass of the cyclic collector.
+                self._admin._manager.__dict__.pop("send", None)
             self._admin = None
 
     @property
