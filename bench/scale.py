@@ -506,19 +506,28 @@ def measure_flow_week(report: Report, runs: int, events: int) -> None:
 
 def measure_poll(report: Report, args: argparse.Namespace) -> None:
     """Everything about polling, against a tansu broker started for it (bench/scale_poll.py)."""
+    import logging
+
+    import redis
+    from django.conf import settings
+    from django.test.utils import override_settings
+
     from bench import scale_poll
     from monitor.kafka.adapter import ConnectionSettings, wait_until_reachable
     from monitor.models import Cluster
-    from tests.services import start_broker
-
-    import logging
-
-    from django.conf import settings
+    from tests.services import ensure_redis, start_broker
 
     # kafka-python warns when a large answer keeps its I/O thread busy over 0.1 s: expected here.
     logging.getLogger("kafka").setLevel(logging.ERROR)
 
     settings.MONITOR_KAFKA_TIMEOUT_SECONDS = int(scale_poll.KAFKA_TIMEOUT_SECONDS)
+    # The poller's cache is Redis, as in production (the group list each cycle writes).
+    ensure_redis()
+    prefix = f"bench-scale-poll-{os.getpid()}"
+    redis_cache = override_settings(CACHES={"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": scale_poll.REDIS_URL,
+        "KEY_PREFIX": prefix, "TIMEOUT": 300}})
+    redis_cache.enable()
     broker = start_broker()
     try:
         kafka = ConnectionSettings([broker.bootstrap], timeout_seconds=float(scale_poll.KAFKA_TIMEOUT_SECONDS))
@@ -539,6 +548,11 @@ def measure_poll(report: Report, args: argparse.Namespace) -> None:
                                        args.runs)
     finally:
         broker.stop()
+        redis_cache.disable()
+        client = redis.Redis.from_url(scale_poll.REDIS_URL)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.close()
     # A broker of its own: the 50-group cluster must not list the measurements' other groups.
     sqlite_broker = start_broker()
     try:

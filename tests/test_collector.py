@@ -43,3 +43,37 @@ def test_the_flow_graph_is_built_with_fewer_collections():
 
     build_flow_graph(publishes(), [], 10.0)
     assert seen and seen[0][0] >= THRESHOLD and gc.get_threshold()[0] < THRESHOLD
+
+
+def test_memory_goes_back_to_the_system_once_when_the_last_work_that_asked_for_it_ends(monkeypatch):
+    from monitor import collector
+
+    assert collector.give_memory_back() is True  # glibc here: malloc_trim is called for real
+    calls = []
+    real = collector._malloc_trim
+
+    def recording(pad: int) -> int:
+        calls.append(pad)
+        return real(pad)
+
+    monkeypatch.setattr(collector, "_malloc_trim", recording)
+    poll, graph = fewer_collections(give_back=True), fewer_collections()
+    poll.__enter__()
+    graph.__enter__()
+    poll.__exit__(None, None, None)
+    assert calls == []  # the flow graph still runs
+    graph.__exit__(None, None, None)
+    assert calls == [0]
+    with fewer_collections():
+        pass
+    assert calls == [0]  # work that did not ask gives nothing back
+
+
+def test_a_poll_cycle_gives_memory_back_after_it(monkeypatch, db):
+    from monitor import collector
+    from monitor.lag.poll import poll_cluster
+
+    calls = []
+    monkeypatch.setattr(collector, "_malloc_trim", lambda pad: calls.append(pad) or 1)
+    assert poll_cluster(10 ** 9) is None  # no such cluster: the cycle ends at once
+    assert calls == [0]

@@ -157,7 +157,7 @@ class _KafkaRead(threading.Thread):
         return self.reading
 
 
-@fewer_collections()
+@fewer_collections(give_back=True)
 def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetime | None = None,
                  shard: Shard | None = None, cycle_started_at: datetime | None = None) -> PollOutcome | None:
     """One cycle of one cluster; None when the cluster no longer exists. ``now`` stamps
@@ -166,7 +166,8 @@ def poll_cluster(cluster_id: int, progress: Progress = no_progress, now: datetim
     With ``shard``, one shard of a sharded cycle: only the groups it owns are read and
     recorded; its PollRun starts at ``cycle_started_at``, the same for every shard.
 
-    The cyclic collector runs less often meanwhile (:mod:`monitor.collector`)."""
+    The cyclic collector runs less often meanwhile, and the memory the cycle freed goes
+    back to the system after it (:mod:`monitor.collector`)."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None:
         log.warning("cluster %s no longer exists; nothing to poll", cluster_id)
