@@ -528,8 +528,9 @@ def measure_poll(report: Report, args: argparse.Namespace) -> None:
         "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": scale_poll.REDIS_URL,
         "KEY_PREFIX": prefix, "TIMEOUT": 300}})
     redis_cache.enable()
-    broker = start_broker()
+    broker = None
     try:
+        broker = start_broker()
         kafka = ConnectionSettings([broker.bootstrap], timeout_seconds=float(scale_poll.KAFKA_TIMEOUT_SECONDS))
         wait_until_reachable(kafka)
         layout = scale_poll.Layout("poll", groups=args.poll_groups, topics=max(1, args.poll_groups // 100),
@@ -547,7 +548,8 @@ def measure_poll(report: Report, args: argparse.Namespace) -> None:
             scale_poll.measure_sharded(report, kafka, broker.bootstrap, sharded, args.shard_size, args.workers,
                                        args.runs)
     finally:
-        broker.stop()
+        if broker is not None:
+            broker.stop()
         redis_cache.disable()
         client = redis.Redis.from_url(scale_poll.REDIS_URL)
         for key in client.scan_iter(f"{prefix}:*"):

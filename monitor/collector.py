@@ -19,11 +19,11 @@ a few milliseconds a cycle; nothing where the C library has no such call).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import threading
 from collections.abc import Callable
 from contextlib import ContextDecorator
+from typing import cast
 
 THRESHOLD = 50_000
 """Allocations between young-generation collections while the work runs."""
@@ -36,10 +36,11 @@ _give_back_at_end = False
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the interpreter runs on
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
         return None
-    return trim
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return cast(Callable[[int], int], trim)
 
 
 _malloc_trim = _find_malloc_trim()

@@ -64,14 +64,16 @@ class KafkaResponder:
     port of its own; the n-th group listed is coordinated by node n % brokers). Use as a
     context manager."""
 
-    LIST_GROUPS_WAIT_SECONDS = 5.0
+    LIST_GROUPS_WAIT_SECONDS = 30.0
 
     def __init__(self, groups: list[ScriptedGroup], *, serve_consumer_describe: bool = True,
-                 list_group_types: bool = True, brokers: int = 1) -> None:
+                 list_group_types: bool = True, brokers: int = 1, offset_fetch_max_version: int = 9) -> None:
         self.groups = {g.group_id: g for g in groups}
         self.coordinator = {g.group_id: n % brokers for n, g in enumerate(groups)}
         self.serve_consumer_describe = serve_consumer_describe
         self.list_group_types = list_group_types
+        self.offset_fetch_max_version = offset_fetch_max_version
+        """Below 8: a broker before Kafka 3.0, one OffsetFetch per group."""
         self.requests: list[tuple[int, int]] = []
         self._servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(brokers)]
         self.ports = [server.getsockname()[1] for server in self._servers]
@@ -152,6 +154,7 @@ class KafkaResponder:
             supported.pop(ConsumerGroupDescribeRequest.API_KEY, None)
         if not self.list_group_types:
             supported[ListGroupsRequest.API_KEY] = (0, 4)
+        supported[OffsetFetchRequest.API_KEY] = (1, self.offset_fetch_max_version)
         keys = [ApiVersionsResponse.ApiVersion(api_key=k, min_version=lo, max_version=hi)
                 for k, (lo, hi) in sorted(supported.items())]
         return ApiVersionsResponse(error_code=0, api_keys=keys, throttle_time_ms=0)
@@ -187,26 +190,40 @@ class KafkaResponder:
         return ListGroupsResponse(throttle_time_ms=0, error_code=0, groups=listed)
 
     def _offset_fetch(self, request: Any, version: int) -> Any:
-        if version < 8 or version > 9:
-            raise ValueError(f"OffsetFetch v{version}: only v8-9 (batched, topics by name) are answered")
+        if version < 2 or version > 9:
+            raise ValueError(f"OffsetFetch v{version}: only v2-9 (topics by name) are answered")
+        if version < 8:  # one group a request, its error the answer's own
+            error, committed = self._offsets_of(request.group_id)
+            Topic = OffsetFetchResponse.OffsetFetchResponseTopic
+            Partition = Topic.OffsetFetchResponsePartition
+            return OffsetFetchResponse(throttle_time_ms=0, error_code=error, topics=[
+                Topic(name=topic, partitions=[Partition(partition_index=p, committed_offset=o, committed_leader_epoch=-1,
+                                                        metadata="", error_code=0) for p, o in parts])
+                for topic, parts in committed.items()])
         Group = OffsetFetchResponse.OffsetFetchResponseGroup
-        Topic = Group.OffsetFetchResponseTopics
-        Partition = Topic.OffsetFetchResponsePartitions
+        Topics = Group.OffsetFetchResponseTopics
+        Partitions = Topics.OffsetFetchResponsePartitions
         answered = []
         for asked in request.groups:
-            group = self.groups.get(asked.group_id)
-            error = 0
-            if group is not None and group.offset_errors:
-                error = group.offset_errors.pop(0) if len(group.offset_errors) > 1 else group.offset_errors[0]
-            by_topic: dict[str, list[Any]] = {}
-            if group is not None and not error:
-                for (topic, partition), offset in sorted(group.committed.items()):
-                    by_topic.setdefault(topic, []).append(Partition(
-                        partition_index=partition, committed_offset=offset, committed_leader_epoch=-1, metadata="",
-                        error_code=0))
+            error, committed = self._offsets_of(asked.group_id)
             answered.append(Group(group_id=asked.group_id, error_code=error, topics=[
-                Topic(name=topic, partitions=parts) for topic, parts in by_topic.items()]))
+                Topics(name=topic, partitions=[Partitions(partition_index=p, committed_offset=o,
+                                                          committed_leader_epoch=-1, metadata="", error_code=0)
+                                               for p, o in parts])
+                for topic, parts in committed.items()]))
         return OffsetFetchResponse(throttle_time_ms=0, groups=answered)
+
+    def _offsets_of(self, group_id: str) -> tuple[int, dict[str, list[tuple[int, int]]]]:
+        """The group's next error code (0: none) and, without one, its committed offsets by topic."""
+        group = self.groups.get(group_id)
+        error = 0
+        if group is not None and group.offset_errors:
+            error = group.offset_errors.pop(0) if len(group.offset_errors) > 1 else group.offset_errors[0]
+        by_topic: dict[str, list[tuple[int, int]]] = {}
+        if group is not None and not error:
+            for (topic, partition), offset in sorted(group.committed.items()):
+                by_topic.setdefault(topic, []).append((partition, offset))
+        return error, by_topic
 
     def _describe_groups(self, request: Any, version: int) -> Any:
         described = []

@@ -48,7 +48,7 @@ def test_the_flow_graph_is_built_with_fewer_collections():
 def test_memory_goes_back_to_the_system_once_when_the_last_work_that_asked_for_it_ends(monkeypatch):
     from monitor import collector
 
-    assert collector.give_memory_back() is True  # glibc here: malloc_trim is called for real
+    assert collector.give_memory_back() is True  # glibc (Debian: CI and the Docker image): called for real
     calls = []
     real = collector._malloc_trim
 

@@ -367,31 +367,34 @@ def test_membership_is_unknown_not_empty_when_the_broker_serves_no_consumer_grou
 
 
 OFFSET_FETCH, FIND_COORDINATOR = 9, 10
-GROUP_AUTHORIZATION_FAILED, NOT_COORDINATOR = 30, 16
+GROUP_AUTHORIZATION_FAILED, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS = 30, 16, 14
 
 
 def _offset_groups(bad: ScriptedGroup, count: int = 200) -> list[ScriptedGroup]:
     return [ScriptedGroup(f"g-{n:03d}", "classic", committed={("orders", n % 3): n}) for n in range(count)] + [bad]
 
 
-def test_a_group_the_broker_will_not_answer_for_is_reported_apart_in_the_same_request():
+@pytest.mark.parametrize("version", [9, 7])
+def test_a_group_the_broker_will_not_answer_for_is_reported_apart_in_the_same_request(version):
     """Apache Kafka answers a group the client may not describe with a group error inside
     the batched OffsetFetch: the other groups come from that answer, with no request per
-    group and no coordinator forgotten (the next connection asks for none)."""
+    group and no coordinator forgotten (the next connection asks for none). Before v8
+    (Kafka < 3.0) each group has a request of its own, at most 5 in flight at once."""
     bad = ScriptedGroup("secret", "classic", committed={("orders", 0): 5}, offset_errors=[GROUP_AUTHORIZATION_FAILED])
     groups = _offset_groups(bad)
-    with KafkaResponder(groups) as responder:
+    with KafkaResponder(groups, offset_fetch_max_version=version) as responder:
         settings = ConnectionSettings([responder.bootstrap], timeout_seconds=5)
         with KafkaAdapter(settings) as adapter:
             read = adapter.committed_offsets([g.group_id for g in groups])
         assert read.errors == {"secret": "GroupAuthorizationFailedError"}
         assert read.offsets == {g.group_id: g.committed for g in groups[:-1]}
-        assert [key for key, _ in responder.requests].count(OFFSET_FETCH) == 1
+        assert [key for key, _ in responder.requests].count(OFFSET_FETCH) == (1 if version >= 8 else len(groups))
         before = len(responder.requests)
         with KafkaAdapter(settings) as adapter:
             adapter.committed_offsets([g.group_id for g in groups])
         asked = [key for key, _ in responder.requests[before:]]
-    assert FIND_COORDINATOR not in asked and asked.count(OFFSET_FETCH) == 1
+    assert FIND_COORDINATOR not in asked
+    assert {v for key, v in responder.requests if key == OFFSET_FETCH} == {min(version, 8)}  # the client asks v8 at most
 
 
 def test_a_group_whose_coordinator_moved_is_asked_again_after_finding_its_coordinator():
@@ -402,9 +405,25 @@ def test_a_group_whose_coordinator_moved_is_asked_again_after_finding_its_coordi
             adapter.committed_offsets([g.group_id for g in groups])  # every coordinator named once
             before = len(responder.requests)
             read = adapter.committed_offsets([g.group_id for g in groups])
+            kept = {key[1] for key in adapter.admin._manager.cluster._coordinators}
         asked = [key for key, _ in responder.requests[before:]]
     assert read.errors == {} and read.offsets["moved"] == {("orders", 2): 9} and len(read.offsets) == 4
     assert asked == [OFFSET_FETCH, FIND_COORDINATOR, OFFSET_FETCH]
+    assert kept == {g.group_id for g in groups}  # only the moved group's coordinator was asked for again
+
+
+def test_a_coordinator_still_loading_a_group_is_reported_and_not_asked_again():
+    loading = ScriptedGroup("loading", "classic", committed={("orders", 1): 3},
+                            offset_errors=[COORDINATOR_LOAD_IN_PROGRESS])
+    groups = _offset_groups(loading, count=3)
+    with KafkaResponder(groups) as responder:
+        with KafkaAdapter(ConnectionSettings([responder.bootstrap], timeout_seconds=5)) as adapter:
+            adapter.committed_offsets(["g-000"])
+            before = len(responder.requests)
+            read = adapter.committed_offsets([g.group_id for g in groups])
+        asked = [key for key, _ in responder.requests[before:]]
+    assert read.errors == {"loading": "CoordinatorLoadInProgressError"} and len(read.offsets) == 3
+    assert asked == [FIND_COORDINATOR, OFFSET_FETCH]  # the groups not named before; no second fetch
 
 
 def test_tansu_groups_are_described_without_authorized_operations(kafka_settings, topic, unique):

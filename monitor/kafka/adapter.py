@@ -50,6 +50,8 @@ _UNAVAILABLE_ERRORS = tuple(
 
 _COORDINATOR_ERRORS = frozenset({"NotCoordinatorError", "CoordinatorNotAvailableError",
                                   "CoordinatorLoadInProgressError"})
+_MOVED_ERRORS = frozenset({"NotCoordinatorError", "CoordinatorNotAvailableError"})
+"""The group's coordinator is elsewhere now (a coordinator still loading it stays where it is)."""
 COORDINATOR_TTL_SECONDS = 600.0
 """How long a cluster's group coordinators, once named, are used without asking again."""
 
@@ -89,11 +91,23 @@ class _Coordinators:
             named_at = found[0] if found is not None else time.monotonic()
             self._by_cluster[key] = (named_at, coordinators, brokers)
 
-    def forget(self, key: tuple[str, ...], metadata: Any | None) -> None:
+    def forget(self, key: tuple[str, ...], metadata: Any | None, group_ids: Iterable[str] | None = None) -> None:
+        """Every coordinator of the cluster, or only those of ``group_ids``."""
+        if group_ids is None:
+            with self._lock:
+                self._by_cluster.pop(key, None)
+            if metadata is not None:
+                metadata._coordinators.clear()
+            return
+        wanted = set(group_ids)
         with self._lock:
-            self._by_cluster.pop(key, None)
+            found = self._by_cluster.get(key)
+            if found is not None:
+                for entry in [entry for entry in found[1] if entry[1] in wanted]:
+                    del found[1][entry]
         if metadata is not None:
-            metadata._coordinators.clear()
+            for entry in [entry for entry in metadata._coordinators if entry[1] in wanted]:
+                del metadata._coordinators[entry]
 
     def clear(self) -> None:
         with self._lock:
@@ -513,9 +527,11 @@ class KafkaAdapter:
     def _cluster_key(self) -> tuple[str, ...]:
         return tuple(sorted(self.settings.bootstrap_servers))
 
-    def forget_coordinators(self) -> None:
-        """Ask the cluster again for every group's coordinator (this client and the next)."""
-        _COORDINATORS.forget(self._cluster_key, self._admin._manager.cluster if self._admin is not None else None)
+    def forget_coordinators(self, group_ids: Iterable[str] | None = None) -> None:
+        """Ask the cluster again for every group's coordinator, or those of ``group_ids``
+        (this client and the next)."""
+        _COORDINATORS.forget(self._cluster_key, self._admin._manager.cluster if self._admin is not None else None,
+                             group_ids)
 
     def _count_requests(self, admin: KafkaAdminClient) -> None:
         manager = admin._manager  # kafka-python 3 routes every request through this object
@@ -536,10 +552,12 @@ class KafkaAdapter:
             except Exception:  # noqa: BLE001 - closing must never mask the real outcome
                 log.debug("closing admin client failed", exc_info=True)
             finally:
-                # The request counter refers back to this adapter: without it the client
-                # is freed now, not at the next full pass of the cyclic collector.
-                self._admin._manager.__dict__.pop("send", None)
-            self._admin = None
+                # The request counter wraps the manager's own send, a reference cycle:
+                # without it the client is freed now, not at the collector's next full pass.
+                manager = getattr(self._admin, "_manager", None)
+                if manager is not None:
+                    manager.__dict__.pop("send", None)
+                self._admin = None
 
     @property
     def admin(self) -> KafkaAdminClient:
@@ -587,9 +605,10 @@ class KafkaAdapter:
 
         A group the coordinator answers with an error (not authorized, say) is reported
         apart and the others are read from the same answer. Groups whose coordinator
-        moved are asked again once, after asking who coordinates them now. Only when the
-        batched request fails as a whole does this fall back to kafka-python's reads
-        (which raise on the first group-level error) and then to one request per group.
+        moved are asked again once, after asking who coordinates them now (only theirs
+        are forgotten). Only when a request fails as a whole does this fall back to
+        kafka-python's reads (which raise on the first group-level error) and then to one
+        request per group.
         """
         group_ids = list(group_ids)
         result = CommittedOffsets()
@@ -598,13 +617,18 @@ class KafkaAdapter:
         answered = self._batched_committed_offsets(group_ids)
         if answered is not None:
             result.offsets, result.errors = answered
-            moved = [g for g, error in result.errors.items() if error in _COORDINATOR_ERRORS]
+            moved = [g for g, error in result.errors.items() if error in _MOVED_ERRORS]
             if moved:
-                self.forget_coordinators()  # asked again below, and by the next cycle
-                again = self._batched_committed_offsets(moved)
+                self.forget_coordinators(moved)  # asked for again below, and by the next cycle
+                try:
+                    again = self._batched_committed_offsets(moved)
+                except KafkaUnavailable as exc:  # what the first answer read stands
+                    log.info("offsets of %d group(s) whose coordinator moved not read again: %s", len(moved), exc)
+                    again = None
                 if again is not None:
                     for group_id in moved:
-                        del result.errors[group_id]
+                        if group_id in again[0] or group_id in again[1]:
+                            result.errors.pop(group_id, None)
                     result.offsets.update(again[0])
                     result.errors.update(again[1])
             return result
@@ -662,25 +686,32 @@ class KafkaAdapter:
             for group_id, coordinator in (await admin._find_coordinator_ids(group_ids)).items():
                 by_coordinator.setdefault(coordinator, []).append(group_id)
             # Every coordinator's request goes out before any answer is awaited: one round
-            # trip however many brokers coordinate the groups.
-            in_flight = [(group_id, admin._manager.send(request, node_id=coordinator))
-                         for coordinator, ids in by_coordinator.items()
-                         for group_id, request in admin._list_group_offsets_requests({g: None for g in ids})]
-            return [(group_id, await future) for group_id, future in in_flight]
+            # trip however many brokers coordinate the groups. Brokers before OffsetFetch v8
+            # (Kafka 3.0) take one request per group: at most as many in flight on one
+            # connection as the client allows, the rest as answers come back.
+            queues = [(coordinator, list(admin._list_group_offsets_requests({g: None for g in ids})))
+                      for coordinator, ids in by_coordinator.items()]
+            window = max(1, int(admin.config.get("max_in_flight_requests_per_connection", 5)))
+            answers: list[tuple[str | None, Any]] = []
+            while any(requests for _, requests in queues):
+                in_flight = [(group_id, admin._manager.send(request, node_id=coordinator))
+                             for coordinator, requests in queues for group_id, request in requests[:window]]
+                queues = [(coordinator, requests[window:]) for coordinator, requests in queues]
+                answers.extend([(group_id, await future) for group_id, future in in_flight])
+            return answers
 
         try:
             responses = self._call("list_group_offsets", admin._manager.run, fetch)
         except KafkaUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - the caller's path reports it
-            log.debug("offset fetch failed (%s); reading group by group", _describe_error(exc))
+            log.info("batched offset fetch failed (%s); reading the groups another way", _describe_error(exc))
             return None
         offsets: dict[str, dict[TopicPartitionKey, int]] = {}
         errors: dict[str, str] = {}
         for group_id, response in responses:
             batched = response.API_VERSION >= 8
-            if getattr(response, "error_code", 0) and not batched:
-                return None
+            # Before v8 one request per group, its error code the group's own.
             for group in response.groups if batched else [response]:
                 name = group.group_id if batched else group_id
                 if group.error_code:
