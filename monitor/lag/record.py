@@ -155,15 +155,6 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     evaluated = {row.name: evaluate(row, lags[row.name]) for row in new_groups}
     gone = _mark_gone([row for name, row in existing.items()
                        if row.gone_at is None and name not in listed and (shard is None or shard.owns(name))], now)
-    # Listed groups whose offsets could not be read (not authorized, coordinator loading, ...).
-    unread_errors = {name: error for name, error in reading.group_errors.items() if name in listed and name not in lags}
-    new_unread = [ConsumerGroup(cluster=cluster, name=name, first_seen_at=now)
-                  for name in sorted(unread_errors) if name not in existing]
-    unread = [existing[name] for name in sorted(unread_errors) if name in existing]
-    for row in unread + new_unread:
-        mark_unread(row, now, unread_errors[row.name])
-        row.state, row.last_seen_at, row.gone_at = listed[row.name].state[:40], now, None
-    new_groups += new_unread
 
     with transaction.atomic():
         ConsumerGroup.objects.bulk_create(new_groups, batch_size=BULK_BATCH_SIZE)
@@ -195,8 +186,7 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         )
         _write_topics(cluster, topics, reading.partition_counts, now)
         created = {id(g) for g in new_groups}
-        update_rows(ConsumerGroup, [r.group for r in results if id(r.group) not in created] + gone + unread,
-                    _SNAPSHOT_FIELDS)
+        update_rows(ConsumerGroup, [r.group for r in results if id(r.group) not in created] + gone, _SNAPSHOT_FIELDS)
         error = redact(_partial_errors(reading), cluster_secrets(cluster))
         if shard is not None and error:
             error = f"{shard.label}: {error}"
@@ -323,15 +313,6 @@ class _LogTables:
                 + [(now, offsets.log_start_offset)]
             )
         return self._start_rates[key]
-
-
-def mark_unread(row: ConsumerGroup, now: datetime, error: str) -> None:
-    """A group this poll could not read: unknown, saying why, its figures unknown (never 0,
-    never the last poll's as if current); its last partition detail stays as it was."""
-    if row.status != GroupStatus.UNKNOWN or row.status_since is None:
-        row.status_since = now
-    row.status, row.status_reason = GroupStatus.UNKNOWN, f"not read in the latest poll ({error})"[:500]
-    row.total_lag = row.max_time_lag_seconds = row.catch_up_seconds = row.retention_risk_seconds = None
 
 
 def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
