@@ -397,6 +397,21 @@ def test_a_group_the_broker_will_not_answer_for_is_reported_apart_in_the_same_re
     assert {v for key, v in responder.requests if key == OFFSET_FETCH} == {min(version, 8)}  # the client asks v8 at most
 
 
+def test_offsets_and_members_of_many_groups_are_read_together_from_a_broker_before_kafka_3():
+    """Before OffsetFetch v8 each group has a request of its own; with the describe
+    requests beside them on the same connection, never more in flight than the client
+    allows (it refuses the next send: the whole cycle read as unreachable)."""
+    groups = [ScriptedGroup(f"g-{n:02d}", "classic", committed={("orders", n % 3): n},
+                            members=[ScriptedMember(f"m-{n}", f"c-{n}", "/10.0.0.1", {"orders": [n % 3]})])
+              for n in range(50)]
+    with KafkaResponder(groups, offset_fetch_max_version=7) as responder:
+        with KafkaAdapter(ConnectionSettings([responder.bootstrap], timeout_seconds=5)) as adapter:
+            listed = adapter.list_groups()
+            committed, membership = adapter.committed_offsets_and_membership([g.group_id for g in listed], listed)
+    assert committed.errors == {} and committed.offsets == {g.group_id: g.committed for g in groups}
+    assert all(membership[g.group_id].known and len(membership[g.group_id].members) == 1 for g in groups)
+
+
 def test_a_group_whose_coordinator_moved_is_asked_again_after_finding_its_coordinator():
     moved = ScriptedGroup("moved", "classic", committed={("orders", 2): 9}, offset_errors=[0, NOT_COORDINATOR, 0])
     groups = _offset_groups(moved, count=3)
@@ -505,3 +520,17 @@ def test_a_closed_adapter_frees_its_client_without_waiting_for_the_cyclic_collec
         assert metadata() is None and manager() is None
     finally:
         gc.enable()
+
+
+def test_forgetting_some_coordinators_leaves_the_copy_another_connection_is_loading_untouched():
+    """Only the named groups are forgotten, into a new dict: a connection loading the old
+    one outside the lock (another shard's thread) never sees it change size."""
+    from monitor.kafka.adapter import _Coordinators
+
+    kept = _Coordinators()
+    key = ("k:9092",)
+    kept._by_cluster[key] = (0.0, {(0, "a"): 1, (0, "b"): 2}, {})
+    being_loaded = kept._by_cluster[key][1]
+    kept.forget(key, None, ["a"])
+    assert being_loaded == {(0, "a"): 1, (0, "b"): 2}
+    assert kept._by_cluster[key][1] == {(0, "b"): 2}

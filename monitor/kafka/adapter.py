@@ -48,9 +48,10 @@ _UNAVAILABLE_ERRORS = tuple(
 )
 
 
-_COORDINATOR_ERRORS = frozenset({"NotCoordinatorError", "CoordinatorNotAvailableError",
-                                  "CoordinatorLoadInProgressError"})
 _MOVED_ERRORS = frozenset({"NotCoordinatorError", "CoordinatorNotAvailableError"})
+_DESCRIBE_REQUESTS_BESIDE = 2
+"""DescribeGroups and ConsumerGroupDescribe: what the membership read may have in flight
+on a coordinator's connection while the offsets are read."""
 """The group's coordinator is elsewhere now (a coordinator still loading it stays where it is)."""
 COORDINATOR_TTL_SECONDS = 600.0
 """How long a cluster's group coordinators, once named, are used without asking again."""
@@ -100,11 +101,11 @@ class _Coordinators:
                 metadata._coordinators.clear()
             return
         wanted = set(group_ids)
-        with self._lock:
+        with self._lock:  # a new dict: load() reads the one it found outside the lock
             found = self._by_cluster.get(key)
             if found is not None:
-                for entry in [entry for entry in found[1] if entry[1] in wanted]:
-                    del found[1][entry]
+                self._by_cluster[key] = (found[0], {entry: node for entry, node in found[1].items()
+                                                    if entry[1] not in wanted}, found[2])
         if metadata is not None:
             for entry in [entry for entry in metadata._coordinators if entry[1] in wanted]:
                 del metadata._coordinators[entry]
@@ -687,11 +688,13 @@ class KafkaAdapter:
                 by_coordinator.setdefault(coordinator, []).append(group_id)
             # Every coordinator's request goes out before any answer is awaited: one round
             # trip however many brokers coordinate the groups. Brokers before OffsetFetch v8
-            # (Kafka 3.0) take one request per group: at most as many in flight on one
-            # connection as the client allows, the rest as answers come back.
+            # (Kafka 3.0) take one request per group: fewer in flight on one connection than
+            # the client allows (the describe requests may go out beside them), the rest as
+            # answers come back.
             queues = [(coordinator, list(admin._list_group_offsets_requests({g: None for g in ids})))
                       for coordinator, ids in by_coordinator.items()]
-            window = max(1, int(admin.config.get("max_in_flight_requests_per_connection", 5)))
+            allowed = int(admin.config.get("max_in_flight_requests_per_connection", 5))
+            window = max(1, allowed - _DESCRIBE_REQUESTS_BESIDE)
             answers: list[tuple[str | None, Any]] = []
             while any(requests for _, requests in queues):
                 in_flight = [(group_id, admin._manager.send(request, node_id=coordinator))
@@ -1179,8 +1182,9 @@ def read_group_membership(adapter: "KafkaAdapter", listings: Iterable[GroupListi
 
     try:
         read(adapter._call("describe_groups", admin._manager.run, describe))
-        if any(m.error in _COORDINATOR_ERRORS for m in result.values()):
-            adapter.forget_coordinators()  # the next cycle asks who coordinates them
+        moved = [g for g, m in result.items() if m.error.split(":")[0] in _MOVED_ERRORS]  # name, or name: message
+        if moved:
+            adapter.forget_coordinators(moved)  # the next cycle asks who coordinates them
         retry = [g for g in wanted if g.protocol != "consumer" and result[g.group_id].error == "GroupIdNotFoundError"]
         if retry and supports_consumer_describe():
             consumer_listings = [GroupListing(g.group_id, g.state, g.protocol_type, "consumer") for g in retry]
