@@ -67,12 +67,15 @@ class KafkaResponder:
     LIST_GROUPS_WAIT_SECONDS = 30.0
 
     def __init__(self, groups: list[ScriptedGroup], *, serve_consumer_describe: bool = True,
-                 list_group_types: bool = True, brokers: int = 1, offset_fetch_max_version: int = 9) -> None:
+                 list_group_types: bool = True, brokers: int = 1, offset_fetch_max_version: int = 9,
+                 list_groups_error: int = 0) -> None:
         self.groups = {g.group_id: g for g in groups}
         self.coordinator = {g.group_id: n % brokers for n, g in enumerate(groups)}
         self.serve_consumer_describe = serve_consumer_describe
         self.list_group_types = list_group_types
         self.offset_fetch_max_version = offset_fetch_max_version
+        self.list_groups_error = list_groups_error
+        """The error code every ListGroups is answered with (0: the groups)."""
         """Below 8: a broker before Kafka 3.0, one OffsetFetch per group."""
         self.requests: list[tuple[int, int]] = []
         self._servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(brokers)]
@@ -183,6 +186,8 @@ class KafkaResponder:
                 self.listed_together = self.listed_together is not False
             except threading.BrokenBarrierError:
                 self.listed_together = False
+        if self.list_groups_error:
+            return ListGroupsResponse(throttle_time_ms=0, error_code=self.list_groups_error, groups=[])
         listed = [ListGroupsResponse.ListedGroup(
             group_id=g.group_id, protocol_type="share" if g.group_type == "share" else g.protocol_type,
             group_state=g.state, group_type=g.group_type) for g in self.groups.values()

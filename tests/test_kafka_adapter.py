@@ -534,3 +534,12 @@ def test_forgetting_some_coordinators_leaves_the_copy_another_connection_is_load
     kept.forget(key, None, ["a"])
     assert being_loaded == {(0, "a"): 1, (0, "b"): 2}
     assert kept._by_cluster[key][1] == {(0, "b"): 2}
+
+
+def test_a_broker_answering_list_groups_with_an_error_fails_the_listing_naming_the_broker():
+    from kafka import errors as kafka_errors
+
+    with KafkaResponder(SCRIPTED_GROUPS, list_groups_error=COORDINATOR_LOAD_IN_PROGRESS) as responder:
+        with KafkaAdapter(ConnectionSettings([responder.bootstrap], timeout_seconds=5)) as adapter:
+            with pytest.raises(kafka_errors.CoordinatorLoadInProgressError, match="ListGroups failed on broker 0"):
+                adapter.list_groups()

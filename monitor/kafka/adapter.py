@@ -582,13 +582,13 @@ class KafkaAdapter:
         admin = self.admin
 
         async def list_all() -> list[Any]:
-            in_flight = [admin._manager.send(admin._list_groups_request(), node_id=broker.node_id)
+            in_flight = [(broker.node_id, admin._manager.send(admin._list_groups_request(), node_id=broker.node_id))
                          for broker in admin._manager.cluster.brokers()]
-            responses = [await future for future in in_flight]
-            for response in responses:
+            responses = [(node, await future) for node, future in in_flight]
+            for node, response in responses:
                 if response.error_code:
-                    raise kafka_errors.for_code(response.error_code)(f"ListGroups failed: {response}")
-            return responses
+                    raise kafka_errors.for_code(response.error_code)(f"ListGroups failed on broker {node}")
+            return [response for _, response in responses]
 
         return [
             GroupListing(
