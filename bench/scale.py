@@ -508,8 +508,8 @@ def measure_poll(report: Report, args: argparse.Namespace) -> None:
     """Everything about polling, against a tansu broker started for it (bench/scale_poll.py)."""
     import logging
 
-    import redis
     from django.conf import settings
+    from django.core.cache import cache
     from django.test.utils import override_settings
 
     from bench import scale_poll
@@ -525,7 +525,7 @@ def measure_poll(report: Report, args: argparse.Namespace) -> None:
     ensure_redis()
     prefix = f"bench-scale-poll-{os.getpid()}"
     redis_cache = override_settings(CACHES={"default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": scale_poll.REDIS_URL,
+        "BACKEND": "tests.isolated_cache.RunScopedRedisCache", "LOCATION": scale_poll.REDIS_URL,
         "KEY_PREFIX": prefix, "TIMEOUT": 300}})
     redis_cache.enable()
     broker = None
@@ -550,11 +550,8 @@ def measure_poll(report: Report, args: argparse.Namespace) -> None:
     finally:
         if broker is not None:
             broker.stop()
+        cache.clear()  # this run's keys only (tests/isolated_cache.py)
         redis_cache.disable()
-        client = redis.Redis.from_url(scale_poll.REDIS_URL)
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
-        client.close()
     # A broker of its own: the 50-group cluster must not list the measurements' other groups.
     sqlite_broker = start_broker()
     try:

@@ -76,6 +76,8 @@ class fewer_collections(ContextDecorator):  # noqa: N801 - used like a function,
             if last and _saved is not None:
                 gc.set_threshold(*_saved)
                 _saved = None
-            give_back, _give_back_at_end = (_give_back_at_end, False) if last else (False, _give_back_at_end)
+            give_back = last and _give_back_at_end
+            if last:
+                _give_back_at_end = False
         if give_back:
             give_memory_back()

@@ -49,10 +49,17 @@ _UNAVAILABLE_ERRORS = tuple(
 
 
 _MOVED_ERRORS = frozenset({"NotCoordinatorError", "CoordinatorNotAvailableError"})
+"""The group's coordinator is elsewhere now (a coordinator still loading it stays where it is)."""
+
+
+def _coordinator_moved(error: str) -> bool:
+    """Whether a group's error (its name, or "name: message") says its coordinator moved."""
+    return error.split(":", 1)[0] in _MOVED_ERRORS
+
+
 _DESCRIBE_REQUESTS_BESIDE = 2
 """DescribeGroups and ConsumerGroupDescribe: what the membership read may have in flight
 on a coordinator's connection while the offsets are read."""
-"""The group's coordinator is elsewhere now (a coordinator still loading it stays where it is)."""
 COORDINATOR_TTL_SECONDS = 600.0
 """How long a cluster's group coordinators, once named, are used without asking again."""
 
@@ -618,7 +625,7 @@ class KafkaAdapter:
         answered = self._batched_committed_offsets(group_ids)
         if answered is not None:
             result.offsets, result.errors = answered
-            moved = [g for g, error in result.errors.items() if error in _MOVED_ERRORS]
+            moved = [g for g, error in result.errors.items() if _coordinator_moved(error)]
             if moved:
                 self.forget_coordinators(moved)  # asked for again below, and by the next cycle
                 try:
@@ -1182,7 +1189,7 @@ def read_group_membership(adapter: "KafkaAdapter", listings: Iterable[GroupListi
 
     try:
         read(adapter._call("describe_groups", admin._manager.run, describe))
-        moved = [g for g, m in result.items() if m.error.split(":")[0] in _MOVED_ERRORS]  # name, or name: message
+        moved = [g for g, m in result.items() if _coordinator_moved(m.error)]
         if moved:
             adapter.forget_coordinators(moved)  # the next cycle asks who coordinates them
         retry = [g for g in wanted if g.protocol != "consumer" and result[g.group_id].error == "GroupIdNotFoundError"]
