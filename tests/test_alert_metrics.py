@@ -76,6 +76,30 @@ def test_stale_samples_are_no_data(reachable, now):
     assert "no lag sample for 10 min" in reading.no_data_reason and not reading.final
 
 
+def test_a_group_whose_offsets_were_not_read_is_no_data_at_every_level_with_the_reason(reachable, now):
+    """Its last detail is fresh in the frames, but it is not the group's current state:
+    no metric reads it, none reads its unknown forecasts as "no risk" or 0."""
+    lag_snapshot(reachable, "billing", now, {"payments": {0: 10}}, status=GroupStatus.UNKNOWN,
+                 status_reason="offsets not read in the latest poll (GroupAuthorizationFailedError)",
+                 unread_since=now - timedelta(minutes=2), total_lag=None, retention_risk_seconds=None)
+    reason = "offsets not read in the latest poll (GroupAuthorizationFailedError); unread for 2 min"
+    for name, subject in (("lag", Subject(reachable.name, "billing", "payments")),
+                          ("time_lag_seconds", Subject(reachable.name, "billing", "payments")),
+                          ("retention_risk_seconds", Subject(reachable.name, "billing", "")),
+                          ("catch_up_seconds", Subject(reachable.name, "billing", "")),
+                          ("status", Subject(reachable.name, "billing", ""))):
+        reading = readings(name, [Scope()], now)[subject]
+        assert not reading.has_data and not reading.final, name
+        assert reading.no_data_reason == reason, name
+
+
+def test_retention_risk_of_a_group_whose_lag_is_unknown_is_no_data_not_no_risk(reachable, now):
+    lag_snapshot(reachable, "billing", now, {"payments": {0: None}}, status=GroupStatus.UNKNOWN, total_lag=None,
+                 retention_risk_seconds=None)
+    reading = readings("retention_risk_seconds", [Scope()], now)[Subject(reachable.name, "billing", "")]
+    assert not reading.has_data and reading.no_data_reason == "lag unknown"
+
+
 def test_status_is_ranked_from_healthy_to_worst_and_thresholds_are_names(reachable, now):
     lag_snapshot(reachable, "billing", now, {"payments": {0: 10}}, status=GroupStatus.STOPPED)
     lag_snapshot(reachable, "orders", now, {"orders": {0: 0}}, status=GroupStatus.UNKNOWN)

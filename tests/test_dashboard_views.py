@@ -369,3 +369,32 @@ def test_group_page_marks_a_partial_total_and_stalled_partitions(logged_in_clien
     assert "partial: 1 unknown" in html
     assert "1 partition stalled" in html
     assert '<span class="status status-stalled"' in html
+
+
+def test_group_page_says_a_groups_offsets_were_not_read_and_from_when_its_partitions_are(logged_in_client,
+                                                                                           cluster):
+    """Its last partition detail stays, dated; its figures are unknown, its retention risk
+    unknown rather than "no risk"."""
+    now = timezone.now()
+    group = make_group(cluster, "audit")
+    record_poll(group, now - timedelta(minutes=3), [Part("orders", 0, 100, 150, 50)])
+    ConsumerGroup.objects.filter(pk=group.pk).update(
+        status=GroupStatus.UNKNOWN, total_lag=None, retention_risk_seconds=None, unread_since=now - timedelta(minutes=2),
+        status_reason="offsets not read in the latest poll (GroupAuthorizationFailedError)")
+
+    html = page(logged_in_client, f"/clusters/{cluster.name}/groups/audit/")
+
+    assert "offsets not read in the latest poll (GroupAuthorizationFailedError)" in html
+    assert "its committed offsets could not be read since" in html and "2 min ago" in html
+    assert "The partitions below are from the last poll that read them" in html and "3 min ago" in html
+    assert "retention risk unknown" in html and "no risk" not in html
+    assert re.search(r">100</td>\s*<td class=\"num\">", html)  # the last detail, shown as such
+
+
+def test_group_page_of_a_group_never_read_says_why_it_has_no_partitions(logged_in_client, cluster):
+    make_group(cluster, "audit", status=GroupStatus.UNKNOWN, total_lag=None, unread_since=timezone.now(),
+               status_reason="offsets not read in the latest poll (GroupAuthorizationFailedError)")
+    html = page(logged_in_client, f"/clusters/{cluster.name}/groups/audit/")
+    assert "committed offsets have not been read yet (offsets not read in the latest poll " \
+           "(GroupAuthorizationFailedError))" in html
+    assert "The partitions below" not in html

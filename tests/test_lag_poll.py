@@ -397,8 +397,12 @@ def test_partitions_added_to_a_topic_are_recorded_for_the_groups_reading_it(clus
     assert Topic.objects.get(cluster=cluster, name="orders").partitions == 3
 
 
-def test_group_whose_offsets_could_not_be_read_keeps_its_snapshot_and_the_rest_is_stored(cluster):
+def test_group_whose_offsets_could_not_be_read_is_unread_unknown_saying_why_and_the_rest_is_stored(cluster):
+    """Not the last poll's figures shown as current, never 0: unknown with the broker's
+    error and marked unread since that poll; its last partition detail stays (the pages
+    say from when), and the other groups are recorded. Read again, it is itself again."""
     record(cluster, reading("billing", {("orders", 0): 1}, {"orders": 1}, {("orders", 0): (0, 5)}))
+    read_at = ConsumerGroup.objects.get(cluster=cluster, name="billing").last_sample_at
     failing = reading("billing", None, {"orders": 1}, {("orders", 0): (0, 9)},
                       group_errors={"billing": "CoordinatorLoadInProgressError"})
     failing.groups.append(GroupListing("shipping", "Stable", "consumer"))
@@ -407,10 +411,56 @@ def test_group_whose_offsets_could_not_be_read_keeps_its_snapshot_and_the_rest_i
     record(cluster, failing)
 
     billing = ConsumerGroup.objects.get(cluster=cluster, name="billing")
-    assert billing.total_lag == 4 and billing.gone_at is None
+    assert (billing.status, billing.total_lag, billing.gone_at) == (GroupStatus.UNKNOWN, None, None)
+    assert (billing.retention_risk_seconds, billing.catch_up_seconds, billing.max_time_lag_seconds) == (None,) * 3
+    assert billing.status_reason == "offsets not read in the latest poll (CoordinatorLoadInProgressError)"
+    assert billing.unread_since == failing.polled_at and billing.last_sample_at == read_at
+    assert [(p.partition, p.lag) for p in store.group_state(billing)] == [(0, 4)]  # the last detail it had
     assert ConsumerGroup.objects.get(cluster=cluster, name="shipping").total_lag == 7
+    assert ConsumerGroup.objects.get(cluster=cluster, name="shipping").unread_since is None
     run = PollRun.objects.filter(cluster=cluster).latest("id")
     assert run.ok and "billing: CoordinatorLoadInProgressError" in run.error
+
+    still_failing = reading("billing", None, {"orders": 1}, {("orders", 0): (0, 9)},
+                            group_errors={"billing": "CoordinatorLoadInProgressError"})
+    record(cluster, still_failing)
+    billing.refresh_from_db()
+    assert billing.unread_since == failing.polled_at  # unread since the first poll that could not read it
+
+    record(cluster, reading("billing", {("orders", 0): 6}, {"orders": 1}, {("orders", 0): (0, 9)}))
+    billing.refresh_from_db()
+    assert billing.status != GroupStatus.UNKNOWN and billing.total_lag == 3 and billing.unread_since is None
+    assert not GroupEvent.objects.filter(group=billing, kind=GroupEventKind.GROUP_CREATED).exclude(
+        detail="first seen").exists()  # it never left: no second appearance
+
+
+def test_a_listed_group_never_read_appears_unknown_with_the_reason_and_a_lifecycle_event(cluster):
+    """A group the monitor's principal may not describe still has a row, saying why its
+    lag is unknown, rather than not appearing at all."""
+    denied = reading("audit", None, {}, {}, group_errors={"audit": "GroupAuthorizationFailedError"})
+
+    record(cluster, denied)
+
+    audit = ConsumerGroup.objects.get(cluster=cluster, name="audit")
+    assert (audit.status, audit.total_lag, audit.last_sample_at) == (GroupStatus.UNKNOWN, None, None)
+    assert audit.status_reason == "offsets not read in the latest poll (GroupAuthorizationFailedError)"
+    assert audit.unread_since == denied.polled_at and audit.state == "Stable"
+    event = GroupEvent.objects.get(group=audit)
+    assert event.kind == GroupEventKind.GROUP_CREATED
+    assert event.detail == "first seen; offsets not read in the latest poll (GroupAuthorizationFailedError)"
+
+
+def test_a_gone_group_listed_again_but_unread_reappears_unread(cluster):
+    record(cluster, reading("billing", {("orders", 0): 1}, {"orders": 1}, {("orders", 0): (0, 5)}))
+    record(cluster, ClusterReading(polled_at=timezone.now(), groups=[], committed={}, requests=1))
+    assert ConsumerGroup.objects.get(cluster=cluster, name="billing").gone_at is not None
+
+    record(cluster, reading("billing", None, {}, {}, group_errors={"billing": "GroupAuthorizationFailedError"}))
+
+    billing = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    assert (billing.gone_at, billing.status) == (None, GroupStatus.UNKNOWN) and billing.unread_since is not None
+    assert GroupEvent.objects.filter(group=billing, kind=GroupEventKind.GROUP_CREATED,
+                                     detail__startswith="reappeared; offsets not read").count() == 1
 
 
 def test_listed_group_without_any_committed_offset_is_unknown_and_writes_no_samples(cluster):

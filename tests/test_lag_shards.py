@@ -158,9 +158,11 @@ def test_a_failed_shard_marks_only_its_groups_unknown_and_none_gone(seeded, sett
         assert group.gone_at is None
         if name in failed:
             assert group.status == GroupStatus.UNKNOWN and group.total_lag is None
-            assert "shard 2/3" in group.status_reason
+            assert group.status_reason.startswith("offsets not read in the latest poll (shard 2/3: ")
+            assert group.unread_since is not None  # what the alerts and /metrics read (one mark)
         else:
             assert group.status != GroupStatus.UNKNOWN and group.total_lag == before[name]
+            assert group.unread_since is None
     assert not GroupEvent.objects.filter(cluster=cluster, kind=GroupEventKind.GROUP_DELETED).exists()
     summary = {g["group"]: g for g in snapshot.get_cluster_snapshot(cluster.name)["groups"]}
     assert {name for name, g in summary.items() if g["status"] == GroupStatus.UNKNOWN} == failed
@@ -186,6 +188,7 @@ def test_a_failed_shard_marks_only_its_groups_unknown_and_none_gone(seeded, sett
     _poll_in_shards(cluster, timezone.now())
     for group in ConsumerGroup.objects.filter(cluster=cluster):
         assert group.status != GroupStatus.UNKNOWN and group.total_lag == before[group.name]
+        assert group.unread_since is None
 
 
 def test_a_cluster_is_planned_in_shards_only_beyond_the_groups_one_shard_may_poll(seeded, settings):

@@ -76,6 +76,22 @@ def test_gone_groups_report_status_but_no_stale_lag(scrape, cluster):
     assert f'kafka_consumergroup_status{{cluster="{cluster.name}",group="old",status="gone"}} 1' in text
 
 
+def test_a_group_whose_offsets_were_not_read_reports_unknown_status_and_no_lag_from_its_last_read(scrape,
+                                                                                                   cluster):
+    now = timezone.now()
+    group = make_group(cluster, "audit", status=GroupStatus.UNKNOWN, total_lag=None, unread_since=now,
+                       status_reason="offsets not read in the latest poll (GroupAuthorizationFailedError)")
+    record_poll(group, now - timedelta(seconds=30), [Part("orders", 0, 1, 100, 99, 4.5)])
+    ConsumerGroup.objects.filter(pk=group.pk).update(total_lag=None)  # what the poller leaves on an unread group
+
+    text = scrape()
+
+    for family in ("kafka_consumergroup_lag", "kafka_consumergroup_lag_seconds", "kafka_consumergroup_topic_lag",
+                   "kafka_consumergroup_topic_lag_seconds", "kafka_consumergroup_total_lag"):
+        assert lines_of(text, family) == [], family
+    assert f'kafka_consumergroup_status{{cluster="{cluster.name}",group="audit",status="unknown"}} 1' in text
+
+
 def test_group_status_is_one_for_the_current_status_and_zero_for_the_others(scrape, cluster):
     make_group(cluster, "billing", status=GroupStatus.STALLED)
     status_lines = lines_of(scrape(), "kafka_consumergroup_status")

@@ -253,8 +253,8 @@ def _cluster_group_rows(clusters: set[str] | None) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], list(queryset.values(
             "id", "name", "status", "status_reason", "total_lag", "catch_up_seconds", "catch_up_never",
             "retention_risk_seconds", "topics", "partial_partitions", "stalled_partitions",
-            "last_sample_at", "gone_at", "cluster_id", "cluster__name", "cluster__enabled", "cluster__status",
-            "cluster__poll_interval_seconds",
+            "last_sample_at", "gone_at", "unread_since", "cluster_id", "cluster__name", "cluster__enabled",
+            "cluster__status", "cluster__poll_interval_seconds",
         )))
 
     return cast(list[dict[str, Any]], _once(("groups", None if clusters is None else tuple(sorted(clusters))), read))
@@ -290,6 +290,9 @@ def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool]:
         return f"group {row['name']} was deleted (gone since {gone_at:%Y-%m-%d %H:%M} UTC)", True
     if row["cluster__status"] == ClusterStatus.UNREACHABLE:
         return f"cluster {row['cluster__name']} is unreachable", False
+    if row["unread_since"] is not None:  # listed, its offsets not read: its last figures are not current
+        unread_for = humanize.duration(max(0.0, (now - row["unread_since"]).total_seconds()))
+        return f"{row['status_reason']}; unread for {unread_for}", False
     last = row["last_sample_at"]
     if last is None:
         # A group row exists only once a poll has listed it: it has no commit left.
@@ -487,6 +490,8 @@ def stalled_partitions(scopes: Sequence[Scope], now: datetime) -> dict[Subject, 
 def retention_risk_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
     def value_of(row: Mapping[str, Any]) -> Reading:
         if row["retention_risk_seconds"] is None:
+            if row["total_lag"] is None and not row["partial_partitions"]:
+                return Reading.no_data("lag unknown")  # no risk found where nothing is known is not "no risk"
             return Reading(math.inf, detail={"value_text": "no risk"})
         return Reading(float(row["retention_risk_seconds"]))
 

@@ -100,7 +100,8 @@ def _detail_families(granularity: str, fresh: set[int]) -> Iterator[Family]:
     if granularity == Granularity.GROUP:
         return
     prefixes = {group_id: _escaped_prefix(cluster, group) for group_id, cluster, group in ConsumerGroup.objects
-                .filter(gone_at__isnull=True, last_sample_at__isnull=False, cluster_id__in=fresh)
+                .filter(gone_at__isnull=True, unread_since__isnull=True, last_sample_at__isnull=False,
+                        cluster_id__in=fresh)
                 .values_list("id", "cluster__name", "name").iterator(chunk_size=10_000)}
     topic_labels: dict[str, str] = {}
     if granularity == Granularity.PARTITION:

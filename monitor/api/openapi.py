@@ -128,6 +128,11 @@ _GROUP_PROPERTIES: dict[str, Any] = {
     "first_seen_at": NULLABLE_TIME,
     "last_seen_at": NULLABLE_TIME,
     "gone_at": NULLABLE_TIME,
+    "unread_since": {
+        **NULLABLE_TIME,
+        "description": "Set while the cluster lists the group but its committed offsets cannot be read (not "
+                       "authorized, coordinator loading, a failed shard; status_reason says why): its figures are "
+                       "null, and its partitions are those of the poll at last_sample_at"},
     "protocol": {"type": "string", "enum": GroupProtocol.values,
                  "description": "classic, consumer (KIP-848), share (KIP-932) or unknown"},
     "member_count": _nullable("integer", description="null when the broker did not tell"),

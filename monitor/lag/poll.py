@@ -35,14 +35,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from monitor.choices import ClusterStatus, GroupStatus
+from monitor.choices import ClusterStatus
 from monitor.collector import fewer_collections
 from monitor.kafka.adapter import KafkaAdapter, KafkaUnavailable
 from monitor.lag import history, record_times, snapshot
 from monitor.lag.clusters import cluster_secrets, connection_settings
 from monitor.lag.compute import covered_partitions_of_groups
 from monitor.lag.bulk import update_rows
-from monitor.lag.record import ClusterReading, Progress, no_progress, record_cycle
+from monitor.lag.record import UNREAD_FIELDS, ClusterReading, Progress, mark_unread, no_progress, record_cycle
 from monitor.lag.shards import Shard
 from monitor.models import Cluster, ConsumerGroup, PollRun
 from monitor.redaction import redact
@@ -226,16 +226,11 @@ def _record_shard_failure(cluster: Cluster, shard: Shard, started_at: datetime, 
     the cycle failed); its last error names the shard."""
     error = f"{shard.label}: {error}"
     log.warning("cluster %s: %s", cluster.name, error)
-    reason = f"not read in the latest poll ({error})"[:500]
     owned = [g for g in ConsumerGroup.objects.filter(cluster=cluster, gone_at__isnull=True) if shard.owns(g.name)]
     for group in owned:
-        if group.status != GroupStatus.UNKNOWN:
-            group.status_since = now
-        group.status, group.status_reason = GroupStatus.UNKNOWN, reason
-        group.total_lag = group.max_time_lag_seconds = group.catch_up_seconds = group.retention_risk_seconds = None
+        mark_unread(group, now, error)
     with transaction.atomic():
-        update_rows(ConsumerGroup, owned, ["status", "status_reason", "status_since", "total_lag",
-                                           "max_time_lag_seconds", "catch_up_seconds", "retention_risk_seconds"])
+        update_rows(ConsumerGroup, owned, UNREAD_FIELDS)
         PollRun.objects.create(cluster=cluster, started_at=started_at, duration_seconds=duration, requests=requests,
                                ok=False, error=error)
         # Every shard of the cycle failed: the cluster as a whole could not be read.

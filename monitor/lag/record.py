@@ -155,6 +155,20 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
     evaluated = {row.name: evaluate(row, lags[row.name]) for row in new_groups}
     gone = _mark_gone([row for name, row in existing.items()
                        if row.gone_at is None and name not in listed and (shard is None or shard.owns(name))], now)
+    # Listed groups whose offsets could not be read (not authorized, coordinator loading, ...).
+    unread_errors = {name: error for name, error in reading.group_errors.items() if name in listed and name not in lags}
+    new_unread = [ConsumerGroup(cluster=cluster, name=name, first_seen_at=now, last_seen_at=now)
+                  for name in sorted(unread_errors) if name not in existing]
+    unread = [existing[name] for name in sorted(unread_errors) if name in existing]
+    unread_events = []
+    for row in new_unread + unread:
+        if row.id is None or row.gone_at is not None:  # appeared, or listed again, unread
+            unread_events.append((row, "first seen" if row.id is None else "reappeared"))
+        mark_unread(row, now, unread_errors[row.name])
+        listing = listed[row.name]
+        row.state, row.last_seen_at, row.gone_at = listing.state[:40], now, None
+        _apply_membership_of_unread(row, listing, reading.membership.get(row.name))
+    new_groups += new_unread
 
     with transaction.atomic():
         ConsumerGroup.objects.bulk_create(new_groups, batch_size=BULK_BATCH_SIZE)
@@ -181,12 +195,15 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
             [GroupEvent(cluster=cluster, group=r.group, kind=c.kind, topic=c.topic, partition=c.partition, at=now,
                         detail=c.detail[:500]) for r in results for c in r.changes]
             + [GroupEvent(cluster=cluster, group=g, kind=GroupEventKind.GROUP_DELETED, at=now, detail=GONE_REASON)
-               for g in gone],
+               for g in gone]
+            + [GroupEvent(cluster=cluster, group=g, kind=GroupEventKind.GROUP_CREATED, at=now,
+                          detail=f"{detail}; {g.status_reason}"[:500]) for g, detail in unread_events],
             batch_size=BULK_BATCH_SIZE,
         )
         _write_topics(cluster, topics, reading.partition_counts, now)
         created = {id(g) for g in new_groups}
-        update_rows(ConsumerGroup, [r.group for r in results if id(r.group) not in created] + gone, _SNAPSHOT_FIELDS)
+        update_rows(ConsumerGroup, [r.group for r in results if id(r.group) not in created] + gone + unread,
+                    _SNAPSHOT_FIELDS)
         error = redact(_partial_errors(reading), cluster_secrets(cluster))
         if shard is not None and error:
             error = f"{shard.label}: {error}"
@@ -315,6 +332,26 @@ class _LogTables:
         return self._start_rates[key]
 
 
+UNREAD_FIELDS = ["status", "status_reason", "status_since", "total_lag", "max_time_lag_seconds", "catch_up_seconds",
+                 "catch_up_never", "retention_risk_seconds", "retention_risk_method", "unread_since"]
+"""What :func:`mark_unread` changes on a row."""
+
+
+def mark_unread(row: ConsumerGroup, now: datetime, error: str) -> None:
+    """A listed group whose committed offsets this poll could not read: ``unknown``, saying
+    why, its figures unknown (never 0, never the last poll's shown as current), marked
+    unread since the first poll that could not read it. Its partition detail stays that of
+    its last read poll (``last_sample_at``), which the pages say; the alert metrics and
+    ``/metrics`` read the mark, not the detail (one rule: ``unread_since``)."""
+    if row.status != GroupStatus.UNKNOWN or row.status_since is None:
+        row.status_since = now
+    row.status, row.status_reason = GroupStatus.UNKNOWN, f"offsets not read in the latest poll ({error})"[:500]
+    row.total_lag = row.max_time_lag_seconds = row.catch_up_seconds = row.retention_risk_seconds = None
+    row.catch_up_never, row.retention_risk_method = False, ""
+    if row.unread_since is None:
+        row.unread_since = now
+
+
 def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
     """Groups the cluster no longer lists: their series ends, the row stays."""
     for row in rows:
@@ -323,6 +360,7 @@ def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
         row.status, row.status_reason = GroupStatus.GONE, GONE_REASON
         row.gone_at = now
         row.total_lag = row.max_time_lag_seconds = row.catch_up_seconds = row.retention_risk_seconds = None
+        row.unread_since = None  # gone says more
     return rows
 
 
@@ -330,6 +368,7 @@ _SNAPSHOT_FIELDS = [
     "partition_state", "state", "members", "protocol", "member_details", "status", "status_reason", "status_since", "total_lag", "max_time_lag_seconds", "topics", "lost_messages",
     "catch_up_seconds", "retention_risk_seconds", "last_seen_at", "gone_at", "last_sample_at",
     "catch_up_never", "partial_partitions", "stalled_partitions", "lost_counted_to", "retention_risk_method",
+    "unread_since",
 ]
 
 
@@ -437,6 +476,7 @@ def _evaluate_group(
     row.stalled_partitions = stalled_count
     row.last_seen_at = now
     row.gone_at = None
+    row.unread_since = None
     row.last_sample_at = now if parts else None
     return GroupResult(group=row, partitions=parts, topics=totals.topic_lags, verdict=verdict, changes=changes,
                        partition_rows=partition_rows)
@@ -460,6 +500,18 @@ def _rewinds_from_the_highest(changes: list[GroupChange], parts: list[PartitionL
 
 
 _OWNED_STATUSES = (GroupStatus.STALLED, GroupStatus.STOPPED, GroupStatus.GROWING)
+
+
+def _apply_membership_of_unread(row: ConsumerGroup, listing: GroupListing, membership: GroupMembership | None
+                                ) -> None:
+    """Who is in a group whose offsets could not be read: the describe may still have
+    answered (it is a separate request, and a separate ACL)."""
+    row.protocol = membership.protocol if membership is not None else listing.protocol
+    if membership is not None and membership.known:
+        row.member_details = members.stored_members(membership)
+        count = members.member_count(membership)
+        if count is not None:
+            row.members = count
 
 
 def _apply_membership(result: GroupResult, listing: GroupListing | None, membership: GroupMembership | None) -> None:

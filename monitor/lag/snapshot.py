@@ -56,6 +56,7 @@ def group_summary(group: ConsumerGroup) -> dict[str, Any]:
         "last_seen_at": group.last_seen_at,
         "last_sample_at": group.last_sample_at,
         "gone_at": group.gone_at,
+        "unread_since": group.unread_since,
     }
 
 

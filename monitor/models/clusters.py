@@ -166,6 +166,10 @@ class ConsumerGroup(models.Model):
         help_text="The partitions of the latest poll, packed (monitor.lag.samples): offsets, lag, time lag, "
                   "stuck since, the window's highest committed offset")
     last_sample_at = models.DateTimeField(null=True, blank=True)
+    unread_since = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Listed by the cluster, but its committed offsets could not be read since then (status_reason "
+                  "says why): its figures are unknown, its partition detail is the poll of last_sample_at")
 
     class Meta:
         ordering = ["cluster__name", "name"]
