@@ -217,6 +217,33 @@ def test_worst_partitions_of_a_topic_are_listed_most_lag_first(reachable, now):
         (1, 900), (3, 50), (0, 10)]
 
 
+def test_worst_partitions_leave_out_an_unread_groups_last_detail(reachable, now):
+    lag_snapshot(reachable, "billing", now, {"payments": {0: 900}}, unread_since=now)
+    assert metrics.worst_partitions([Subject(reachable.name, "billing", "payments")]) == {}
+
+
+def test_unread_seconds_is_how_long_a_listed_group_could_not_be_read_and_0_while_it_is(reachable, now):
+    """The one metric an unread group has a value for: a group the monitor may never read
+    is still something to alert on. Deleted, unreachable or not polled lately: no data."""
+    lag_snapshot(reachable, "billing", now, {"payments": {0: 5}})
+    lag_snapshot(reachable, "audit", now - timedelta(minutes=9), {"payments": {0: 5}}, last_seen_at=now,
+                 unread_since=now - timedelta(minutes=7), status=GroupStatus.UNKNOWN,
+                 status_reason="offsets not read in the latest poll (GroupAuthorizationFailedError)")
+    found = readings("unread_seconds", [Scope()], now)
+    assert found[Subject(reachable.name, "billing", "")] == Reading(0.0, detail={"topics": ["payments"]})
+    audit = found[Subject(reachable.name, "audit", "")]
+    assert audit.value == 420.0 and "GroupAuthorizationFailedError" in audit.detail["summary"]
+
+    later = now + timedelta(hours=1)  # no poll has listed it since
+    stale = readings("unread_seconds", [Scope()], later)[Subject(reachable.name, "audit", "")]
+    assert not stale.has_data and stale.no_data_reason.startswith("no poll for")
+
+    reachable.status = ClusterStatus.UNREACHABLE
+    reachable.save()
+    gone_dark = readings("unread_seconds", [Scope()], now + timedelta(seconds=1))[Subject(reachable.name, "audit", "")]
+    assert not gone_dark.has_data and gone_dark.no_data_reason == f"cluster {reachable.name} is unreachable"
+
+
 def test_registry_lists_the_contract_metrics():
     assert {"lag", "time_lag_seconds", "status", "catch_up_seconds", "retention_risk_seconds",
             "cluster_unreachable"} <= set(metrics.all_metrics())

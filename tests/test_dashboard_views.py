@@ -391,6 +391,16 @@ def test_group_page_says_a_groups_offsets_were_not_read_and_from_when_its_partit
     assert re.search(r">100</td>\s*<td class=\"num\">", html)  # the last detail, shown as such
 
 
+def test_group_page_of_an_unread_group_shows_no_risk_or_counts_from_an_older_poll(logged_in_client, cluster):
+    group = make_group(cluster, "audit")
+    record_poll(group, timezone.now() - timedelta(minutes=3), [Part("orders", 0, 100, 150, 50)])
+    ConsumerGroup.objects.filter(pk=group.pk).update(
+        status=GroupStatus.UNKNOWN, total_lag=None, retention_risk_seconds=None, unread_since=timezone.now(),
+        partial_partitions=1, status_reason="offsets not read in the latest poll (CoordinatorLoadInProgressError)")
+    html = page(logged_in_client, f"/clusters/{cluster.name}/groups/audit/")
+    assert "retention risk unknown" in html and "no risk" not in html
+
+
 def test_group_page_of_a_group_never_read_says_why_it_has_no_partitions(logged_in_client, cluster):
     make_group(cluster, "audit", status=GroupStatus.UNKNOWN, total_lag=None, unread_since=timezone.now(),
                status_reason="offsets not read in the latest poll (GroupAuthorizationFailedError)")

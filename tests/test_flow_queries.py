@@ -11,6 +11,7 @@ from django.utils import timezone
 from monitor import readcache
 from monitor.flow import queries as flow_queries
 from monitor.flow.graph import Tolerances
+from monitor.models import ConsumerGroup
 from monitor.timerange import TimeRange, parse_time_range
 from tests import services
 from tests.flow_data import (
@@ -99,6 +100,17 @@ def test_live_lag_is_the_latest_poll_summed_over_clusters_with_the_same_group():
     lags = flow_queries.group_lags(["payments"], ["orders.events"], SINCE, UNTIL, at_present=True)
     assert lags[("payments", "orders.events")].lag == 42
     assert lags[("payments", "orders.events")].status == "stalled"
+    assert lags[("payments", "orders.events")].clusters == ("prod-a", "prod-b")
+
+
+def test_live_lag_is_unknown_while_a_group_of_that_name_is_unread_on_some_cluster():
+    """Its latest detail is not its lag now: neither shown alone nor added into a sum."""
+    first, second = cluster("prod-a"), cluster("prod-b")
+    group_with_lag(first, "payments", {"orders.events": 40}, T0)
+    unread = group_with_lag(second, "payments", {"orders.events": 2}, T0, status="unknown")
+    ConsumerGroup.objects.filter(pk=unread.pk).update(unread_since=T0)
+    lags = flow_queries.group_lags(["payments"], ["orders.events"], SINCE, UNTIL, at_present=True)
+    assert lags[("payments", "orders.events")].lag is None
     assert lags[("payments", "orders.events")].clusters == ("prod-a", "prod-b")
 
 

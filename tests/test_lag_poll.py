@@ -463,6 +463,63 @@ def test_a_gone_group_listed_again_but_unread_reappears_unread(cluster):
                                      detail__startswith="reappeared; offsets not read").count() == 1
 
 
+def test_a_group_first_listed_unread_is_first_read_without_topic_or_appearance_events(cluster):
+    record(cluster, reading("audit", None, {}, {}, group_errors={"audit": "GroupAuthorizationFailedError"}))
+
+    record(cluster, reading("audit", {("orders", 0): 3, ("pay", 0): 1}, {"orders": 1, "pay": 1},
+                            {("orders", 0): (0, 5), ("pay", 0): (0, 1)}))
+
+    audit = ConsumerGroup.objects.get(cluster=cluster, name="audit")
+    assert events(audit) == [GroupEventKind.GROUP_CREATED]  # not "started reading orders", "pay"
+    assert (audit.unread_since, audit.total_lag) == (None, 2)
+
+
+def test_a_gone_group_listed_again_unread_then_read_is_compared_with_nothing_of_before(cluster):
+    """Its detail was another incarnation's: shown as its last read poll, it would lie; read
+    again, it would make a rewind of a recreated group starting lower."""
+    record(cluster, reading("billing", {("orders", 0): 900}, {"orders": 1}, {("orders", 0): (0, 1000)}))
+    record(cluster, ClusterReading(polled_at=timezone.now(), groups=[], committed={}, requests=1))
+    record(cluster, reading("billing", None, {}, {}, group_errors={"billing": "GroupAuthorizationFailedError"}))
+    billing = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    assert (billing.last_sample_at, billing.partition_state, billing.topics) == (None, None, [])
+    assert not store.group_state(billing)
+
+    record(cluster, reading("billing", {("orders", 0): 10}, {"orders": 1}, {("orders", 0): (0, 1000)}))
+
+    billing.refresh_from_db()
+    assert billing.status != GroupStatus.REWIND and billing.total_lag == 990 and billing.unread_since is None
+    assert events(billing) == [GroupEventKind.GROUP_CREATED, GroupEventKind.GROUP_CREATED,
+                               GroupEventKind.GROUP_DELETED]  # first seen, deleted, reappeared: no reset
+
+
+def test_an_unread_groups_partial_and_stalled_counts_and_members_are_not_kept_from_an_older_poll(cluster):
+    from monitor.kafka.adapter import GroupMember, GroupMembership
+
+    described = GroupMembership("billing", "consumer", state="Stable", known=True,
+                                members=(GroupMember("m-1", "billing-1", "/10.0.0.1", (("orders", 0),)),))
+    record(cluster, reading("billing", {("orders", 0): 1, ("orders", 1): 1}, {"orders": 2},
+                            {("orders", 0): (0, 5)}, membership={"billing": described}))
+    billing = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    assert billing.partial_partitions == 1 and billing.members == 1
+
+    record(cluster, reading("billing", None, {"orders": 2}, {}, group_errors={"billing": "GroupAuthorizationFailedError"},
+                            membership={"billing": GroupMembership("billing", "consumer", error="timed out")}))
+
+    billing.refresh_from_db()
+    assert (billing.partial_partitions, billing.stalled_partitions) == (0, 0)
+    assert (billing.members, billing.member_details) == (None, None)  # the describe did not answer either
+
+
+def test_an_unread_groups_error_is_redacted_like_the_polls(cluster):
+    Cluster.objects.filter(pk=cluster.pk).update(sasl_mechanism="PLAIN", sasl_username="monitor",
+                                                 sasl_password="s3cr3t-pa55")
+    cluster.refresh_from_db()
+    record(cluster, reading("audit", None, {}, {}, group_errors={"audit": "denied for monitor:s3cr3t-pa55"}))
+    audit = ConsumerGroup.objects.get(cluster=cluster, name="audit")
+    assert "s3cr3t-pa55" not in audit.status_reason and "denied for monitor" in audit.status_reason
+    assert not GroupEvent.objects.filter(detail__contains="s3cr3t-pa55").exists()
+
+
 def test_listed_group_without_any_committed_offset_is_unknown_and_writes_no_samples(cluster):
     record(cluster, reading("fresh", {}, {}, {}))
 

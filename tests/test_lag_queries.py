@@ -119,6 +119,18 @@ def test_topic_readers_sum_lag_per_group_and_keep_all_unknown_as_unknown(cluster
 
 
 
+def test_topic_readers_show_an_unread_groups_lag_as_unknown_not_its_last_reading(cluster):
+    now = timezone.now()
+    billing = make_group(cluster, "billing")
+    record_poll(billing, now - timedelta(minutes=2), [Part("orders", 0, 1, 11, 10, 3.0)])
+    ConsumerGroup.objects.filter(pk=billing.pk).update(unread_since=now)
+
+    readers = queries.topic_readers(cluster, "orders")
+
+    assert [(r.group.name, r.lag, r.max_time_lag_seconds, r.partitions, r.unknown_partitions) for r in readers] == [
+        ("billing", None, None, 1, 1)]
+
+
 def test_topic_readers_take_the_same_queries_for_two_readers_as_for_six(cluster):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

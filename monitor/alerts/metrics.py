@@ -240,6 +240,9 @@ class GroupRow:
     no_data_reason: str
     final: bool
     row: Mapping[str, Any]
+    unread: bool = False
+    """No data because its offsets could not be read (nothing that says more: the group is
+    not deleted, its cluster enabled and reachable)."""
 
 
 def _cluster_group_rows(clusters: set[str] | None) -> list[dict[str, Any]]:
@@ -253,7 +256,7 @@ def _cluster_group_rows(clusters: set[str] | None) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], list(queryset.values(
             "id", "name", "status", "status_reason", "total_lag", "catch_up_seconds", "catch_up_never",
             "retention_risk_seconds", "topics", "partial_partitions", "stalled_partitions",
-            "last_sample_at", "gone_at", "unread_since", "cluster_id", "cluster__name", "cluster__enabled",
+            "last_sample_at", "last_seen_at", "gone_at", "unread_since", "cluster_id", "cluster__name", "cluster__enabled",
             "cluster__status", "cluster__poll_interval_seconds",
         )))
 
@@ -275,33 +278,38 @@ def _group_rows(scopes: Sequence[Scope], now: datetime, rows: list[dict[str, Any
             if not everything and not any(in_cluster(row["cluster__name"]) and in_group(row["name"])
                                           for in_cluster, in_group in matchers):
                 continue
-            reason, final = _group_no_data(row, now)
-            groups.append(GroupRow(row["id"], row["cluster__name"], row["name"], reason, final, row))
+            reason, final, unread = _group_no_data(row, now)
+            groups.append(GroupRow(row["id"], row["cluster__name"], row["name"], reason, final, row, unread))
         return groups
 
     return cast(list[GroupRow], _once(("group_rows", pairs, id(rows), now), select))
 
 
-def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool]:
+def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool, bool]:
+    """Why the group has no current reading ("" when it has one), whether that is for good,
+    and whether it is because its offsets could not be read."""
     if not row["cluster__enabled"]:
-        return f"cluster {row['cluster__name']} is disabled", True
+        return f"cluster {row['cluster__name']} is disabled", True, False
     if row["gone_at"] is not None:
         gone_at = row["gone_at"]
-        return f"group {row['name']} was deleted (gone since {gone_at:%Y-%m-%d %H:%M} UTC)", True
+        return f"group {row['name']} was deleted (gone since {gone_at:%Y-%m-%d %H:%M} UTC)", True, False
     if row["cluster__status"] == ClusterStatus.UNREACHABLE:
-        return f"cluster {row['cluster__name']} is unreachable", False
+        return f"cluster {row['cluster__name']} is unreachable", False, False
     if row["unread_since"] is not None:  # listed, its offsets not read: its last figures are not current
+        listed_age = (now - row["last_seen_at"]).total_seconds()
+        if listed_age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
+            return f"no poll for {humanize.duration(listed_age)}", False, False  # unread now? not known
         unread_for = humanize.duration(max(0.0, (now - row["unread_since"]).total_seconds()))
-        return f"{row['status_reason']}; unread for {unread_for}", False
+        return f"{row['status_reason']}; unread for {unread_for}", False, True
     last = row["last_sample_at"]
     if last is None:
         # A group row exists only once a poll has listed it: it has no commit left.
         return f"group {row['name']} has no committed offset on any partition (none yet, or they expired " \
-               f"or were deleted)", False
+               f"or were deleted)", False, False
     age = (now - last).total_seconds()
     if age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
-        return f"no lag sample for {humanize.duration(age)}", False
-    return "", False
+        return f"no lag sample for {humanize.duration(age)}", False, False
+    return "", False, False
 
 
 def _group_topics(row: Mapping[str, Any]) -> list[str]:
@@ -485,6 +493,26 @@ def stalled_partitions(scopes: Sequence[Scope], now: datetime) -> dict[Subject, 
     return _group_readings(scopes, now, value_of)
 
 
+@metric("unread_seconds", unit="seconds", level=Level.GROUP,
+        description="how long the cluster has listed the group while its committed offsets could not be read "
+                    "(0 while they are read)")
+def unread_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
+    """The one group metric an unread group has a value for: every other reads it as no
+    data, so a group the monitor may never read (an ACL) is still something to alert on."""
+    readings: dict[Subject, Reading] = {}
+    for group in _group_rows(scopes, now):
+        subject = Subject(group.cluster, group.name, "")
+        topics = _group_topics(group.row)
+        if group.unread:
+            readings[subject] = Reading(max(0.0, (now - group.row["unread_since"]).total_seconds()),
+                                        detail={"summary": group.row["status_reason"], "topics": topics})
+        elif group.no_data_reason:
+            readings[subject] = Reading.no_data(group.no_data_reason, final=group.final, topics=topics)
+        else:
+            readings[subject] = Reading(0.0, detail={"topics": topics})
+    return readings
+
+
 @metric("retention_risk_seconds", unit="seconds", level=Level.GROUP,
         description="forecast time until retention deletes messages the group has not read")
 def retention_risk_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Reading]:
@@ -534,6 +562,7 @@ def worst_partitions(subjects: Iterable[Subject], limit: int = 5) -> dict[Subjec
     pairs = {(s.cluster, s.group) for s in wanted}
     groups = list(ConsumerGroup.objects.filter(
         cluster__name__in={c for c, _ in pairs}, name__in={g for _, g in pairs}, last_sample_at__isnull=False,
+        unread_since__isnull=True,  # an unread group's last detail is not its state now
     ).select_related("cluster").only("id", "name", "last_sample_at", "gone_at", "partition_state", "cluster__name"))
     names = {group.id: (group.cluster.name, group.name) for group in groups}
     latest = samples.latest_partitions(groups, include_gone=True)

@@ -328,6 +328,7 @@ def group_lags(groups: Iterable[str], topics: Iterable[str], since: datetime, un
     if not names or not topic_names:
         return {}
     lag_sum: dict[tuple[str, str], int | None] = {}
+    unread: set[tuple[str, str]] = set()  # a group on some cluster whose offsets were not read: the sum is unknown
     statuses: dict[tuple[str, str], str] = {}
     clusters: dict[tuple[str, str], set[str]] = defaultdict(set)
 
@@ -349,6 +350,8 @@ def group_lags(groups: Iterable[str], topics: Iterable[str], since: datetime, un
             points = [point for point in latest.get(group.id, []) if point.topic in wanted]
             for point in points:
                 add((group.name, point.topic), point.lag, group.status, group.cluster.name)
+                if group.unread_since is not None:  # its latest detail is not current
+                    unread.add((group.name, point.topic))
             if not points:
                 for topic in topic_names:
                     if _group_reads(group, topic):
@@ -365,7 +368,8 @@ def group_lags(groups: Iterable[str], topics: Iterable[str], since: datetime, un
             name, cluster = named[group_id]
             add((name, topic), lag, None, cluster)
     return {
-        key: GroupLag(lag=lag, status=statuses.get(key, GroupStatus.UNKNOWN), clusters=tuple(sorted(clusters[key])))
+        key: GroupLag(lag=None if key in unread else lag, status=statuses.get(key, GroupStatus.UNKNOWN),
+                      clusters=tuple(sorted(clusters[key])))
         for key, lag in lag_sum.items()
     }
 

@@ -51,8 +51,11 @@ def group_changes(
     *,
     new_group: bool = False,
     reappeared: bool = False,
+    first_read: bool = False,
 ) -> list[GroupChange]:
-    """``previous`` is None when there is no earlier poll of this group to compare with."""
+    """``previous`` is None when there is no earlier poll of this group to compare with.
+    ``first_read``: the group's row was made when it was listed unread (its appearance is
+    recorded already); this first read of its offsets has no topics to compare with."""
     current = list(current)
     changes: list[GroupChange] = []
     if new_group or reappeared:
@@ -60,7 +63,7 @@ def group_changes(
                                    detail="reappeared" if reappeared else "first seen"))
     topics_now = {p.topic for p in current if p.committed_offset is not None}
     topics_before = set(previous_topics)
-    if not (new_group or reappeared):
+    if not (new_group or reappeared or first_read):
         for topic in sorted(topics_now - topics_before):
             changes.append(GroupChange(GroupEventKind.TOPIC_ADDED, topic=topic, detail=f"started reading {topic}"))
         for topic in sorted(topics_before - topics_now):

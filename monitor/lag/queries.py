@@ -389,8 +389,9 @@ def topic_readers(cluster: Cluster, topic: str) -> list[TopicReader]:
     for group in groups:
         group.cluster = cluster
         parts = by_group[group.id]
-        lags = [p.lag for p in parts if p.lag is not None]
-        time_lags = [p.time_lag_seconds for p in parts if p.time_lag_seconds is not None]
+        current = group.unread_since is None  # an unread group's latest detail is not its lag now
+        lags = [p.lag for p in parts if p.lag is not None and current]
+        time_lags = [p.time_lag_seconds for p in parts if p.time_lag_seconds is not None and current]
         readers.append(
             TopicReader(
                 group=group,

@@ -161,10 +161,13 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
                   for name in sorted(unread_errors) if name not in existing]
     unread = [existing[name] for name in sorted(unread_errors) if name in existing]
     unread_events = []
+    secrets = cluster_secrets(cluster)
     for row in new_unread + unread:
         if row.id is None or row.gone_at is not None:  # appeared, or listed again, unread
             unread_events.append((row, "first seen" if row.id is None else "reappeared"))
-        mark_unread(row, now, unread_errors[row.name])
+        if row.gone_at is not None:
+            _forget_last_reading(row)  # a group listed again is a new group: its detail was another's
+        mark_unread(row, now, redact(unread_errors[row.name], secrets))
         listing = listed[row.name]
         row.state, row.last_seen_at, row.gone_at = listing.state[:40], now, None
         _apply_membership_of_unread(row, listing, reading.membership.get(row.name))
@@ -333,7 +336,8 @@ class _LogTables:
 
 
 UNREAD_FIELDS = ["status", "status_reason", "status_since", "total_lag", "max_time_lag_seconds", "catch_up_seconds",
-                 "catch_up_never", "retention_risk_seconds", "retention_risk_method", "unread_since"]
+                 "catch_up_never", "retention_risk_seconds", "retention_risk_method", "partial_partitions",
+                 "stalled_partitions", "unread_since"]
 """What :func:`mark_unread` changes on a row."""
 
 
@@ -348,8 +352,15 @@ def mark_unread(row: ConsumerGroup, now: datetime, error: str) -> None:
     row.status, row.status_reason = GroupStatus.UNKNOWN, f"offsets not read in the latest poll ({error})"[:500]
     row.total_lag = row.max_time_lag_seconds = row.catch_up_seconds = row.retention_risk_seconds = None
     row.catch_up_never, row.retention_risk_method = False, ""
+    row.partial_partitions = row.stalled_partitions = 0  # counts of a poll that is not the current one
     if row.unread_since is None:
         row.unread_since = now
+
+
+def _forget_last_reading(row: ConsumerGroup) -> None:
+    """What a gone group's row kept of its last poll, dropped when it is listed again but
+    not read: its first read then compares with nothing, as a group's first poll does."""
+    row.partition_state, row.last_sample_at, row.topics, row.lost_counted_to = None, None, [], {}
 
 
 def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
@@ -381,11 +392,14 @@ def _evaluate_group(
 ) -> GroupResult:
     window = tables.window
     reappeared = not is_new and row.gone_at is not None
+    # Listed before, but its offsets never read (or not since it was listed again): this
+    # first read compares with nothing; its appearance was recorded when it was listed.
+    first_read = not is_new and row.unread_since is not None and row.last_sample_at is None
     partition_rows = tables.partition_rows(parts)
     totals = group_totals(parts, [r[6] for r in partition_rows])
     changes = group_changes(
         parts, previous, row.topics if not is_new else [], previous_counts, partition_counts,
-        new_group=is_new, reappeared=reappeared,
+        new_group=is_new, reappeared=reappeared, first_read=first_read,
     )
 
     # Losses: counted once per offset range, whatever the gap since the last poll.
@@ -505,13 +519,12 @@ _OWNED_STATUSES = (GroupStatus.STALLED, GroupStatus.STOPPED, GroupStatus.GROWING
 def _apply_membership_of_unread(row: ConsumerGroup, listing: GroupListing, membership: GroupMembership | None
                                 ) -> None:
     """Who is in a group whose offsets could not be read: the describe may still have
-    answered (it is a separate request, and a separate ACL)."""
+    answered (it is a separate request, and a separate ACL); where it did not, unknown (as
+    for a group that was read), never the members of an earlier poll."""
     row.protocol = membership.protocol if membership is not None else listing.protocol
-    if membership is not None and membership.known:
-        row.member_details = members.stored_members(membership)
-        count = members.member_count(membership)
-        if count is not None:
-            row.members = count
+    row.member_details = members.stored_members(membership)
+    count = members.member_count(membership)
+    row.members = count if count is not None else (0 if listing.state.lower() == "empty" else None)
 
 
 def _apply_membership(result: GroupResult, listing: GroupListing | None, membership: GroupMembership | None) -> None:
