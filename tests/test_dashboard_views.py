@@ -192,6 +192,16 @@ def test_clusters_page_shows_status_last_poll_and_error(logged_in_client, cluste
     assert "0.8 s" in html and ">6</td>" in html
 
 
+def test_clusters_page_counts_the_groups_whose_offsets_could_not_be_read(logged_in_client, cluster):
+    now = timezone.now()
+    make_group(cluster, "billing")
+    make_group(cluster, "audit&co", status=GroupStatus.UNKNOWN, unread_since=now)
+    make_group(cluster, "old", status=GroupStatus.GONE, unread_since=None, gone_at=now)
+    html = page(logged_in_client, "/clusters/")
+    assert re.search(r'<a class="status status-warning unread-count" href="/\?cluster=[^"]+&amp;status=unknown"'
+                     r' title="[^"]+">1 unread</a>', html)
+
+
 def test_unreachable_cluster_banner_shows_on_every_page(logged_in_client, billing, cluster):
     now = timezone.now()
     Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UNREACHABLE, last_poll_at=now,

@@ -165,6 +165,8 @@ class ClusterRow:
     groups: int
     problem_groups: int
     last_run: PollRun | None
+    unread_groups: int = 0
+    """Listed groups whose committed offsets could not be read (``unread_since`` set)."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,8 @@ def cluster_rows() -> list[ClusterRow]:
     counts = {
         row["cluster_id"]: row
         for row in ConsumerGroup.objects.values("cluster_id").annotate(
-            groups=Count("id"), problems=Count("id", filter=Q(status__in=PROBLEM_STATUSES))
+            groups=Count("id"), problems=Count("id", filter=Q(status__in=PROBLEM_STATUSES)),
+            unread=Count("id", filter=Q(unread_since__isnull=False, gone_at__isnull=True)),
         )
     }
     runs = latest_cycles()
@@ -224,6 +227,7 @@ def cluster_rows() -> list[ClusterRow]:
             groups=counts.get(cluster.id, {}).get("groups", 0),
             problem_groups=counts.get(cluster.id, {}).get("problems", 0),
             last_run=runs.get(cluster.id),
+            unread_groups=counts.get(cluster.id, {}).get("unread", 0),
         )
         for cluster in clusters
     ]
