@@ -12,6 +12,7 @@ from monitor.alerts.metrics import Level, Metric, STATUS_RANK
 from monitor.humanize import duration as format_duration
 from monitor.alerts.rules import Reading, Scope, Subject
 from monitor.choices import ClusterStatus, GroupStatus
+from monitor.models import ConsumerGroup
 from tests.lag_rows import lag_snapshot
 
 
@@ -237,6 +238,14 @@ def test_unread_seconds_is_how_long_a_listed_group_could_not_be_read_and_0_while
     later = now + timedelta(hours=1)  # no poll has listed it since
     stale = readings("unread_seconds", [Scope()], later)[Subject(reachable.name, "audit", "")]
     assert not stale.has_data and stale.no_data_reason.startswith("no poll for")
+
+    ConsumerGroup.objects.create(cluster=reachable, name="joined", status=GroupStatus.UNKNOWN,
+                                 first_seen_at=now, last_seen_at=now)  # read, no commit yet: readable
+    lag_snapshot(reachable, "deleted", now, {"payments": {0: 5}}, gone_at=now, unread_since=None)
+    found = readings("unread_seconds", [Scope()], now)
+    assert found[Subject(reachable.name, "joined", "")].value == 0.0
+    deleted = found[Subject(reachable.name, "deleted", "")]
+    assert not deleted.has_data and deleted.final
 
     reachable.status = ClusterStatus.UNREACHABLE
     reachable.save()

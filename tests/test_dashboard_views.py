@@ -197,9 +197,13 @@ def test_clusters_page_counts_the_groups_whose_offsets_could_not_be_read(logged_
     make_group(cluster, "billing")
     make_group(cluster, "audit&co", status=GroupStatus.UNKNOWN, unread_since=now)
     make_group(cluster, "old", status=GroupStatus.GONE, unread_since=None, gone_at=now)
+    make_group(cluster, "no-commits-yet", status=GroupStatus.UNKNOWN)  # unknown, but read
     html = page(logged_in_client, "/clusters/")
-    assert re.search(r'<a class="status status-warning unread-count" href="/\?cluster=[^"]+&amp;status=unknown"'
+    link = re.search(r'<a class="status status-warning unread-count" href="/\?cluster=([^"&]+)&amp;status=unread"'
                      r' title="[^"]+">1 unread</a>', html)
+    assert link and link.group(1) == cluster.name
+    listed = page(logged_in_client, f"/?cluster={cluster.name}&status=unread&part=table")
+    assert "audit&amp;co" in listed and "no-commits-yet" not in listed and ">billing<" not in listed
 
 
 def test_unreachable_cluster_banner_shows_on_every_page(logged_in_client, billing, cluster):

@@ -474,14 +474,14 @@ def test_a_group_first_listed_unread_is_first_read_without_topic_or_appearance_e
     assert (audit.unread_since, audit.total_lag) == (None, 2)
 
 
-def test_a_gone_group_listed_again_unread_then_read_is_compared_with_nothing_of_before(cluster):
+def test_a_gone_group_listed_again_unread_then_read_finds_no_reset_in_its_old_incarnations_offsets(cluster):
     """Its detail was another incarnation's: shown as its last read poll, it would lie; read
     again, it would make a rewind of a recreated group starting lower."""
     record(cluster, reading("billing", {("orders", 0): 900}, {"orders": 1}, {("orders", 0): (0, 1000)}))
     record(cluster, ClusterReading(polled_at=timezone.now(), groups=[], committed={}, requests=1))
     record(cluster, reading("billing", None, {}, {}, group_errors={"billing": "GroupAuthorizationFailedError"}))
     billing = ConsumerGroup.objects.get(cluster=cluster, name="billing")
-    assert (billing.last_sample_at, billing.partition_state, billing.topics) == (None, None, [])
+    assert (billing.last_sample_at, billing.partition_state) == (None, None)
     assert not store.group_state(billing)
 
     record(cluster, reading("billing", {("orders", 0): 10}, {"orders": 1}, {("orders", 0): (0, 1000)}))
@@ -490,6 +490,30 @@ def test_a_gone_group_listed_again_unread_then_read_is_compared_with_nothing_of_
     assert billing.status != GroupStatus.REWIND and billing.total_lag == 990 and billing.unread_since is None
     assert events(billing) == [GroupEventKind.GROUP_CREATED, GroupEventKind.GROUP_CREATED,
                                GroupEventKind.GROUP_DELETED]  # first seen, deleted, reappeared: no reset
+
+
+def test_losses_of_a_gone_group_listed_again_unread_then_read_are_counted_once(cluster):
+    record(cluster, reading("billing", {("orders", 0): 100}, {"orders": 1}, {("orders", 0): (50, 700)}))
+    record(cluster, reading("billing", {("orders", 0): 100}, {"orders": 1}, {("orders", 0): (600, 1000)}))
+    record(cluster, ClusterReading(polled_at=timezone.now(), groups=[], committed={}, requests=1))
+    record(cluster, reading("billing", None, {}, {}, group_errors={"billing": "GroupAuthorizationFailedError"}))
+
+    record(cluster, reading("billing", {("orders", 0): 100}, {"orders": 1}, {("orders", 0): (600, 1000)}))
+
+    billing = ConsumerGroup.objects.get(cluster=cluster, name="billing")
+    assert billing.lost_messages == 500
+    assert GroupEvent.objects.filter(group=billing, kind=GroupEventKind.DATA_LOSS).count() == 1
+
+
+def test_a_group_read_without_commits_then_unread_then_read_with_commits_started_reading_its_topic(cluster):
+    """Only a group whose row was made unread has no topics to have started reading."""
+    record(cluster, reading("fresh", {}, {}, {}))
+    record(cluster, reading("fresh", None, {}, {}, group_errors={"fresh": "CoordinatorLoadInProgressError"}))
+
+    record(cluster, reading("fresh", {("orders", 0): 3}, {"orders": 1}, {("orders", 0): (0, 5)}))
+
+    fresh = ConsumerGroup.objects.get(cluster=cluster, name="fresh")
+    assert events(fresh) == [GroupEventKind.GROUP_CREATED, GroupEventKind.TOPIC_ADDED]
 
 
 def test_an_unread_groups_partial_and_stalled_counts_and_members_are_not_kept_from_an_older_poll(cluster):

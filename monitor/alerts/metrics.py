@@ -502,13 +502,16 @@ def unread_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Read
     readings: dict[Subject, Reading] = {}
     for group in _group_rows(scopes, now):
         subject = Subject(group.cluster, group.name, "")
-        topics = _group_topics(group.row)
+        row, topics = group.row, _group_topics(group.row)
+        listed_age = (now - row["last_seen_at"]).total_seconds()
         if group.unread:
-            readings[subject] = Reading(max(0.0, (now - group.row["unread_since"]).total_seconds()),
-                                        detail={"summary": group.row["status_reason"], "topics": topics})
-        elif group.no_data_reason:
-            readings[subject] = Reading.no_data(group.no_data_reason, final=group.final, topics=topics)
-        else:
+            readings[subject] = Reading(max(0.0, (now - row["unread_since"]).total_seconds()),
+                                        detail={"summary": row["status_reason"], "topics": topics})
+        elif group.final or row["cluster__status"] == ClusterStatus.UNREACHABLE \
+                or listed_age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
+            reason = group.no_data_reason or f"no poll for {humanize.duration(listed_age)}"
+            readings[subject] = Reading.no_data(reason, final=group.final, topics=topics)
+        else:  # listed lately and read: its offsets (if it has any) are readable
             readings[subject] = Reading(0.0, detail={"topics": topics})
     return readings
 

@@ -82,7 +82,7 @@ class OverviewFilter:
         page = query.get("page", "1")
         return cls(
             cluster=query.get("cluster", "").strip(),
-            status=status if status in GroupStatus.values or status == "problems" else "",
+            status=status if status in GroupStatus.values or status in ("problems", "unread") else "",
             text=query.get("q", "").strip(),
             sort=sort if sort in cls.SORTS else "severity",
             descending=query.get("dir", "") == "desc",
@@ -96,6 +96,8 @@ class OverviewFilter:
             groups = groups.filter(cluster__name=self.cluster)
         if self.status == "problems":
             groups = groups.filter(status__in=PROBLEM_STATUSES)
+        elif self.status == "unread":  # listed, offsets not read (a kind of unknown)
+            groups = groups.filter(unread_since__isnull=False, gone_at__isnull=True)
         elif self.status:
             groups = groups.filter(status=self.status)
         if self.text:

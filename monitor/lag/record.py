@@ -358,9 +358,11 @@ def mark_unread(row: ConsumerGroup, now: datetime, error: str) -> None:
 
 
 def _forget_last_reading(row: ConsumerGroup) -> None:
-    """What a gone group's row kept of its last poll, dropped when it is listed again but
-    not read: its first read then compares with nothing, as a group's first poll does."""
-    row.partition_state, row.last_sample_at, row.topics, row.lost_counted_to = None, None, [], {}
+    """A gone group listed again but not read: the partition detail its row kept is another
+    incarnation's, neither to show as its last read poll nor for its first read to find an
+    offset reset in. (Its topics and counted losses stay, as when a gone group is listed
+    again and read at once; so do its polls in the status window.)"""
+    row.partition_state, row.last_sample_at = None, None
 
 
 def _mark_gone(rows: list[ConsumerGroup], now: datetime) -> list[ConsumerGroup]:
@@ -392,9 +394,9 @@ def _evaluate_group(
 ) -> GroupResult:
     window = tables.window
     reappeared = not is_new and row.gone_at is not None
-    # Listed before, but its offsets never read (or not since it was listed again): this
-    # first read compares with nothing; its appearance was recorded when it was listed.
-    first_read = not is_new and row.unread_since is not None and row.last_sample_at is None
+    # Its row was made when it was listed unread, and this is its first read: its appearance
+    # was recorded then, and it has no earlier topics to have "started reading" since.
+    first_read = not is_new and row.unread_since is not None and row.unread_since <= row.first_seen_at
     partition_rows = tables.partition_rows(parts)
     totals = group_totals(parts, [r[6] for r in partition_rows])
     changes = group_changes(
