@@ -296,11 +296,9 @@ def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool, bo
     if row["cluster__status"] == ClusterStatus.UNREACHABLE:
         return f"cluster {row['cluster__name']} is unreachable", False, False
     if row["unread_since"] is not None:  # listed, its offsets not read: its last figures are not current
-        listed_age = (now - row["last_seen_at"]).total_seconds()
-        if listed_age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
-            return f"no poll for {humanize.duration(listed_age)}", False, False  # unread now? not known
-        unread_for = humanize.duration(max(0.0, (now - row["unread_since"]).total_seconds()))
-        return f"{row['status_reason']}; unread for {unread_for}", False, True
+        if not_polled := _not_polled_lately(row, now):
+            return not_polled, False, False  # unread now? not known
+        return f"{row['status_reason']}; unread for {humanize.duration(_unread_seconds(row, now))}", False, True
     last = row["last_sample_at"]
     if last is None:
         # A group row exists only once a poll has listed it: it has no commit left.
@@ -310,6 +308,17 @@ def _group_no_data(row: Mapping[str, Any], now: datetime) -> tuple[str, bool, bo
     if age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
         return f"no lag sample for {humanize.duration(age)}", False, False
     return "", False, False
+
+
+def _not_polled_lately(row: Mapping[str, Any], now: datetime) -> str:
+    """"no poll for ..." when no poll has listed the group lately, else ""."""
+    age = (now - row["last_seen_at"]).total_seconds()
+    return f"no poll for {humanize.duration(age)}" if age > stale_after_seconds(
+        row["cluster__poll_interval_seconds"]) else ""
+
+
+def _unread_seconds(row: Mapping[str, Any], now: datetime) -> float:
+    return max(0.0, (now - row["unread_since"]).total_seconds())
 
 
 def _group_topics(row: Mapping[str, Any]) -> list[str]:
@@ -503,14 +512,12 @@ def unread_seconds(scopes: Sequence[Scope], now: datetime) -> dict[Subject, Read
     for group in _group_rows(scopes, now):
         subject = Subject(group.cluster, group.name, "")
         row, topics = group.row, _group_topics(group.row)
-        listed_age = (now - row["last_seen_at"]).total_seconds()
+        not_polled = _not_polled_lately(row, now)
         if group.unread:
-            readings[subject] = Reading(max(0.0, (now - row["unread_since"]).total_seconds()),
+            readings[subject] = Reading(_unread_seconds(row, now),
                                         detail={"summary": row["status_reason"], "topics": topics})
-        elif group.final or row["cluster__status"] == ClusterStatus.UNREACHABLE \
-                or listed_age > stale_after_seconds(row["cluster__poll_interval_seconds"]):
-            reason = group.no_data_reason or f"no poll for {humanize.duration(listed_age)}"
-            readings[subject] = Reading.no_data(reason, final=group.final, topics=topics)
+        elif group.final or row["cluster__status"] == ClusterStatus.UNREACHABLE or not_polled:
+            readings[subject] = Reading.no_data(group.no_data_reason or not_polled, final=group.final, topics=topics)
         else:  # listed lately and read: its offsets (if it has any) are readable
             readings[subject] = Reading(0.0, detail={"topics": topics})
     return readings

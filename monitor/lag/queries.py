@@ -49,6 +49,10 @@ def severity_rank() -> Case:
     )
 
 
+UNREAD = Q(unread_since__isnull=False, gone_at__isnull=True)
+"""Listed groups whose committed offsets could not be read (see monitor.lag.record.mark_unread)."""
+
+
 @dataclass(frozen=True)
 class OverviewFilter:
     """The overview's filters, sort order and page, as carried in the URL query string.
@@ -97,7 +101,7 @@ class OverviewFilter:
         if self.status == "problems":
             groups = groups.filter(status__in=PROBLEM_STATUSES)
         elif self.status == "unread":  # listed, offsets not read (a kind of unknown)
-            groups = groups.filter(unread_since__isnull=False, gone_at__isnull=True)
+            groups = groups.filter(UNREAD)
         elif self.status:
             groups = groups.filter(status=self.status)
         if self.text:
@@ -218,7 +222,7 @@ def cluster_rows() -> list[ClusterRow]:
         row["cluster_id"]: row
         for row in ConsumerGroup.objects.values("cluster_id").annotate(
             groups=Count("id"), problems=Count("id", filter=Q(status__in=PROBLEM_STATUSES)),
-            unread=Count("id", filter=Q(unread_since__isnull=False, gone_at__isnull=True)),
+            unread=Count("id", filter=UNREAD),
         )
     }
     runs = latest_cycles()

@@ -168,9 +168,8 @@ def record_cycle(cluster: Cluster, reading: ClusterReading, started_at: datetime
         if row.gone_at is not None:
             _forget_last_reading(row)  # a group listed again is a new group: its detail was another's
         mark_unread(row, now, redact(unread_errors[row.name], secrets))
-        listing = listed[row.name]
-        row.state, row.last_seen_at, row.gone_at = listing.state[:40], now, None
-        _apply_membership_of_unread(row, listing, reading.membership.get(row.name))
+        row.last_seen_at, row.gone_at = now, None
+        _apply_members(row, listed[row.name], reading.membership.get(row.name))
     new_groups += new_unread
 
     with transaction.atomic():
@@ -474,8 +473,6 @@ def _evaluate_group(
     )
     retention = forecast.retention_risk(_retention_inputs(parts, partition_rows, tables))
 
-    row.state = state_name[:40]
-    row.members = member_count if member_count is not None else (0 if state_name.lower() == "empty" else None)
     if row.status != verdict.status or row.status_since is None:
         row.status_since = now
     row.status, row.status_reason = verdict.status, verdict.reason[:500]
@@ -518,26 +515,23 @@ def _rewinds_from_the_highest(changes: list[GroupChange], parts: list[PartitionL
 _OWNED_STATUSES = (GroupStatus.STALLED, GroupStatus.STOPPED, GroupStatus.GROWING)
 
 
-def _apply_membership_of_unread(row: ConsumerGroup, listing: GroupListing, membership: GroupMembership | None
-                                ) -> None:
-    """Who is in a group whose offsets could not be read: the describe may still have
-    answered (it is a separate request, and a separate ACL); where it did not, unknown (as
-    for a group that was read), never the members of an earlier poll."""
-    row.protocol = membership.protocol if membership is not None else listing.protocol
-    row.member_details = members.stored_members(membership)
-    count = members.member_count(membership)
-    row.members = count if count is not None else (0 if listing.state.lower() == "empty" else None)
-
-
-def _apply_membership(result: GroupResult, listing: GroupListing | None, membership: GroupMembership | None) -> None:
-    """Protocol, members and partition owners on the group row; a stalled, stopped or
-    growing group's reason names who owns its lagging partitions, where known."""
-    row = result.group
+def _apply_members(row: ConsumerGroup, listing: GroupListing | None, membership: GroupMembership | None) -> None:
+    """State, protocol and members on the group row, as this poll's listing and describe
+    say, whether its offsets were read or not (the describe is a request, and an ACL, of its
+    own); unknown where the describe did not answer, never the members of an earlier poll."""
+    state = listing.state if listing else row.state
+    row.state = state[:40]
     row.protocol = membership.protocol if membership is not None else (listing.protocol if listing else "unknown")
     row.member_details = members.stored_members(membership)
     count = members.member_count(membership)
-    if count is not None:
-        row.members = count
+    row.members = count if count is not None else (0 if state.lower() == "empty" else None)
+
+
+def _apply_membership(result: GroupResult, listing: GroupListing | None, membership: GroupMembership | None) -> None:
+    """State, protocol, members and partition owners on the group row; a stalled, stopped or
+    growing group's reason names who owns its lagging partitions, where known."""
+    row = result.group
+    _apply_members(row, listing, membership)
     if row.member_details and row.status in _OWNED_STATUSES:
         lagging = [(p.topic, p.partition) for p in sorted(result.partitions, key=lambda p: -(p.lag or 0)) if p.lag]
         note = members.owner_note(row.member_details, lagging)
