@@ -57,6 +57,8 @@ class ScriptedGroup:
     offset_errors: list[int] = field(default_factory=list)
     """The error codes of its next OffsetFetch answers, one per request (the last one
     stays); none: its committed offsets."""
+    left_out_of_offsets: bool = False
+    """True: a batched OffsetFetch answer (v8+) leaves the group out, with no error."""
 
 
 class KafkaResponder:
@@ -210,6 +212,9 @@ class KafkaResponder:
         Partitions = Topics.OffsetFetchResponsePartitions
         answered = []
         for asked in request.groups:
+            scripted = self.groups.get(asked.group_id)
+            if scripted is not None and scripted.left_out_of_offsets:
+                continue
             error, committed = self._offsets_of(asked.group_id)
             answered.append(Group(group_id=asked.group_id, error_code=error, topics=[
                 Topics(name=topic, partitions=[Partitions(partition_index=p, committed_offset=o,

@@ -368,6 +368,20 @@ class CommittedOffsets:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+UNANSWERED = "not in the coordinator's OffsetFetch answer"
+"""The error of a group that was asked for but neither answered nor refused."""
+
+
+def _unanswered_reported(result: CommittedOffsets, asked: list[str]) -> CommittedOffsets:
+    """A group asked for that the answer leaves out, without an error of its own, is
+    reported as not read: never taken as read with no commits, nor left with the last
+    poll's offsets."""
+    for group_id in asked:
+        if group_id not in result.offsets and group_id not in result.errors:
+            result.errors[group_id] = UNANSWERED
+    return result
+
+
 PartitionOffset = tuple[str, int, int]
 """(topic, partition, offset)."""
 
@@ -639,7 +653,7 @@ class KafkaAdapter:
                             result.errors.pop(group_id, None)
                     result.offsets.update(again[0])
                     result.errors.update(again[1])
-            return result
+            return _unanswered_reported(result, group_ids)
         self.forget_coordinators()  # perhaps a coordinator moved: the path below asks again
         try:
             raw = self._call("list_group_offsets", self.admin.list_group_offsets, {g: None for g in group_ids})
@@ -661,7 +675,7 @@ class KafkaAdapter:
                 for tp, meta in partitions.items()
                 if meta.offset is not None and meta.offset >= 0
             }
-        return result
+        return _unanswered_reported(result, group_ids)
 
     def committed_offsets_and_membership(self, group_ids: Iterable[str], listings: Iterable[GroupListing]
                                          ) -> tuple[CommittedOffsets, dict[str, "GroupMembership"]]:
