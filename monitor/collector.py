@@ -18,7 +18,10 @@ back to the system when the last such work ends, in two steps:
   full passes, stayed resident across cycles while the next ones allocated around it. A
   10,000-group worker's RSS kept rising for ~20 cycles after its data stopped growing and
   settled ~30 MiB higher; with the collection it is flat once the status history is full.
-  It costs ~26 ms at 10,000 groups (a pass over ~126,000 tracked objects).
+  It costs ~26 ms at 10,000 groups (a pass over ~126,000 tracked objects) in a poller
+  process of its own; it runs only when the last overlapping work of the process ends, and
+  then covers the whole process (in a worker that runs other tasks on threads beside the
+  polls, a pass over their objects too).
 - then the C allocator's freed heap pages go back to the system (glibc's ``malloc_trim``;
   a few milliseconds; nothing where the C library has no such call): it keeps them for
   reuse, and a worker that builds and frees hundreds of megabytes each cycle otherwise

@@ -57,8 +57,8 @@ class ScriptedGroup:
     offset_errors: list[int] = field(default_factory=list)
     """The error codes of its next OffsetFetch answers, one per request (the last one
     stays); none: its committed offsets."""
-    left_out_of_offsets: bool = False
-    """True: a batched OffsetFetch answer (v8+) leaves the group out, with no error."""
+    left_out_of_offsets: int = 0
+    """How many of the next batched OffsetFetch answers (v8+) leave the group out, with no error."""
 
 
 class KafkaResponder:
@@ -70,13 +70,15 @@ class KafkaResponder:
 
     def __init__(self, groups: list[ScriptedGroup], *, serve_consumer_describe: bool = True,
                  list_group_types: bool = True, brokers: int = 1, offset_fetch_max_version: int = 9,
-                 list_groups_error: int = 0) -> None:
+                 list_groups_error: int = 0, topics: dict[str, int] | None = None) -> None:
         self.groups = {g.group_id: g for g in groups}
         self.coordinator = {g.group_id: n % brokers for n, g in enumerate(groups)}
         self.serve_consumer_describe = serve_consumer_describe
         self.list_group_types = list_group_types
         self.offset_fetch_max_version = offset_fetch_max_version
         self.list_groups_error = list_groups_error
+        self.topics = dict(topics or {})
+        """Topics Metadata names, with their partition counts (each led by node 0)."""
         """The error code every ListGroups is answered with (0: the groups)."""
         """Below 8: a broker before Kafka 3.0, one OffsetFetch per group."""
         self.requests: list[tuple[int, int]] = []
@@ -167,8 +169,13 @@ class KafkaResponder:
     def _metadata(self, request: Any, version: int) -> Any:
         brokers = [MetadataResponse.MetadataResponseBroker(node_id=node, host="127.0.0.1", port=port, rack=None)
                    for node, port in enumerate(self.ports)]
+        Topic = MetadataResponse.MetadataResponseTopic
+        Partition = Topic.MetadataResponsePartition
+        topics = [Topic(error_code=0, name=name, topic_id=uuid.uuid4(), is_internal=False, partitions=[
+            Partition(error_code=0, partition_index=p, leader_id=0, leader_epoch=0, replica_nodes=[0], isr_nodes=[0],
+                      offline_replicas=[]) for p in range(count)]) for name, count in sorted(self.topics.items())]
         return MetadataResponse(throttle_time_ms=0, brokers=brokers, cluster_id="responder", controller_id=0,
-                                topics=[], error_code=0)
+                                topics=topics, error_code=0)
 
     def _find_coordinator(self, request: Any, version: int) -> Any:
         keys = request.coordinator_keys if version >= 4 else [request.key]
@@ -213,7 +220,8 @@ class KafkaResponder:
         answered = []
         for asked in request.groups:
             scripted = self.groups.get(asked.group_id)
-            if scripted is not None and scripted.left_out_of_offsets:
+            if scripted is not None and scripted.left_out_of_offsets > 0:
+                scripted.left_out_of_offsets -= 1
                 continue
             error, committed = self._offsets_of(asked.group_id)
             answered.append(Group(group_id=asked.group_id, error_code=error, topics=[

@@ -14,10 +14,15 @@ def test_the_collector_is_restored_only_when_the_last_of_overlapping_works_ends(
     first, second = fewer_collections(), fewer_collections()
     first.__enter__()
     second.__enter__()
-    assert gc.get_threshold() == (max(before[0], THRESHOLD), *before[1:])
-    first.__exit__(None, None, None)
-    assert gc.get_threshold()[0] >= THRESHOLD  # the second still runs
-    second.__exit__(None, None, None)
+    try:
+        assert gc.get_threshold() == (max(before[0], THRESHOLD), *before[1:])
+        first.__exit__(None, None, None)
+        first = None
+        assert gc.get_threshold()[0] >= THRESHOLD  # the second still runs
+    finally:  # never leave a work counted as running for the tests after this one
+        for still in (first, second):
+            if still is not None:
+                still.__exit__(None, None, None)
     assert gc.get_threshold() == before and gc.isenabled()
 
 

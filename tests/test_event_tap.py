@@ -102,6 +102,31 @@ def test_tap_of_an_unreachable_cluster_reports_the_error(db, settings):
     assert run.recorded == 0 and run.error
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("offset_error", [14, 30])  # coordinator loading, group not authorized
+def test_tap_whose_group_offsets_cannot_be_read_reads_and_commits_nothing(db, offset_error):
+    """A tap group the coordinator answers with an error (loading, or the monitor may not
+    read it) is not a first run: starting at the log end and committing there would skip,
+    for good, every message since its last commit. The run says why and stops before
+    reading or committing. Test double: tansu never answers OffsetFetch with a group error,
+    so a Kafka-protocol responder (tests/kafka_responder.py) answers for the broker; a
+    request it does not serve (ListOffsets, Fetch, OffsetCommit) would close the connection."""
+    from monitor.models import Cluster
+    from tests.kafka_responder import KafkaResponder, ScriptedGroup
+
+    group = ScriptedGroup("tap", "classic", committed={("orders", 0): 7}, offset_errors=[offset_error])
+    with KafkaResponder([group], topics={"orders": 2}) as responder:
+        cluster = Cluster.objects.create(name="acl", bootstrap_servers=responder.bootstrap, tap_enabled=True,
+                                         tap_topics="orders", tap_group="tap")
+        run = tap_cluster(cluster.id, TapConfig(max_messages=10, max_seconds=1))
+        asked = {key for key, _ in responder.requests}
+    expected = {14: "CoordinatorLoadInProgressError", 30: "GroupAuthorizationFailedError"}[offset_error]
+    assert run.error == (f"the tap group's committed offsets could not be read ({expected}); "
+                         f"nothing read, nothing committed")
+    assert (run.messages, run.recorded) == (0, 0)
+    assert asked <= {18, 3, 10, 9}  # ApiVersions, Metadata, FindCoordinator, OffsetFetch: no ListOffsets, no commit
+
+
 def _message(offset, **headers):
     return ConsumedMessage(topic="orders", partition=0, offset=offset, key="k", value=b"",
                            timestamp_ms=1714564800000, headers=headers)

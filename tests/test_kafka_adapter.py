@@ -397,20 +397,26 @@ def test_a_group_the_broker_will_not_answer_for_is_reported_apart_in_the_same_re
     assert {v for key, v in responder.requests if key == OFFSET_FETCH} == {min(version, 8)}  # the client asks v8 at most
 
 
-def test_a_group_the_offset_answer_leaves_out_without_an_error_is_reported_as_not_read():
+@pytest.mark.parametrize("left_out", [1, 2])
+def test_a_group_the_offset_answer_leaves_out_is_asked_again_then_reported_as_not_read(left_out):
     """A batched OffsetFetch answer that names neither offsets nor an error for a group
-    asked about: the group is reported apart, never read as a group without commits
-    (which would show no lag) nor left with the last poll's offsets. A group that did
-    answer with no commits stays read, with none."""
+    asked about: its coordinator is asked for anew and the group once more (as for a
+    coordinator that moved); left out again, it is reported apart, never read as a group
+    without commits (which would show no lag) nor left with the last poll's offsets. A
+    group that did answer with no commits stays read, with none."""
     groups = _offset_groups(ScriptedGroup("skipped", "classic", committed={("orders", 0): 5},
-                                          left_out_of_offsets=True), count=3)
+                                          left_out_of_offsets=left_out), count=3)
     groups.append(ScriptedGroup("no-commits", "classic"))
     with KafkaResponder(groups) as responder:
         with KafkaAdapter(ConnectionSettings([responder.bootstrap], timeout_seconds=5)) as adapter:
             read = adapter.committed_offsets([g.group_id for g in groups])
-    assert read.errors == {"skipped": UNANSWERED}
-    assert read.offsets == {"g-000": {("orders", 0): 0}, "g-001": {("orders", 1): 1}, "g-002": {("orders", 2): 2},
-                            "no-commits": {}}
+        asked = [key for key, _ in responder.requests]
+    assert asked.count(OFFSET_FETCH) == 2 and asked.count(FIND_COORDINATOR) == 2
+    others = {"g-000": {("orders", 0): 0}, "g-001": {("orders", 1): 1}, "g-002": {("orders", 2): 2}, "no-commits": {}}
+    if left_out == 1:
+        assert read.errors == {} and read.offsets == {**others, "skipped": {("orders", 0): 5}}
+    else:
+        assert read.errors == {"skipped": UNANSWERED} and read.offsets == others
 
 
 def test_offsets_and_members_of_many_groups_are_read_together_from_a_broker_before_kafka_3():

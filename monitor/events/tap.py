@@ -166,7 +166,15 @@ def _run(cluster: Cluster, topics: list[str], config: TapConfig) -> TapRun:
         partitions = [(topic, p) for topic in topics if topic in counts for p in range(counts[topic])]
         if not partitions:
             return TapRun(0, 0, 0, 0, 0, error="none of the tap topics exist")
-        committed = admin.committed_offsets([group]).offsets.get(group, {})
+        read = admin.committed_offsets([group])
+        if group in read.errors:
+            # Never read as a first run (which starts at the log end and commits there):
+            # the messages since the group's last commit would be skipped for good.
+            error = (f"the tap group's committed offsets could not be read ({read.errors[group]}); "
+                     f"nothing read, nothing committed")
+            log.warning("header tap of %s: %s", cluster.name, error)
+            return TapRun(0, 0, 0, 0, 0, error=error)
+        committed = read.offsets.get(group, {})
         ends, _ = admin.log_offsets(partitions)
     positions: dict[tuple[str, int], int] = {}
     targets = {tp_key: offsets.log_end_offset for tp_key, offsets in ends.items()}

@@ -368,7 +368,7 @@ class CommittedOffsets:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-UNANSWERED = "not in the coordinator's OffsetFetch answer"
+UNANSWERED = "no answer for the group (neither offsets nor an error)"
 """The error of a group that was asked for but neither answered nor refused."""
 
 
@@ -639,7 +639,10 @@ class KafkaAdapter:
         answered = self._batched_committed_offsets(group_ids)
         if answered is not None:
             result.offsets, result.errors = answered
-            moved = [g for g, error in result.errors.items() if _coordinator_moved(error)]
+            # Groups whose coordinator moved, and those the answer left out (a coordinator
+            # that no longer holds them, or none found): asked once more, coordinators anew.
+            moved = [g for g, error in result.errors.items() if _coordinator_moved(error)] \
+                + [g for g in dict.fromkeys(group_ids) if g not in result.offsets and g not in result.errors]
             if moved:
                 self.forget_coordinators(moved)  # asked for again below, and by the next cycle
                 try:
