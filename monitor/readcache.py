@@ -7,6 +7,7 @@ learns it through :class:`CacheOutcome` to show a banner.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -131,7 +132,10 @@ def bounded_reads(budget: TimeBudget) -> Iterator[None]:
         elif connection.vendor == "postgresql":
             def deadline(execute: Callable, sql: str, params: Any, many: bool, context: Mapping[str, Any]) -> Any:
                 budget.check()
-                milliseconds = max(1, int(budget.remaining() * 1000))
+                # Rounded up, plus one: a statement the server cancels has then always run
+                # past the budget's deadline, so the cancel reads as the budget's (truncated,
+                # it could end a fraction of a millisecond before and read as another error).
+                milliseconds = max(1, math.ceil(budget.remaining() * 1000) + 1)
                 context["cursor"].cursor.execute("SELECT set_config('statement_timeout', %s, true)",
                                                  [f"{milliseconds}ms"])
                 return execute(sql, params, many, context)
