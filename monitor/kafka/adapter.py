@@ -372,13 +372,17 @@ UNANSWERED = "no answer for the group (neither offsets nor an error)"
 """The error of a group that was asked for but neither answered nor refused."""
 
 
+def _unanswered(result: CommittedOffsets, asked: list[str]) -> list[str]:
+    """The groups asked for that the answer names neither with offsets nor with an error."""
+    return [g for g in dict.fromkeys(asked) if g not in result.offsets and g not in result.errors]
+
+
 def _unanswered_reported(result: CommittedOffsets, asked: list[str]) -> CommittedOffsets:
     """A group asked for that the answer leaves out, without an error of its own, is
     reported as not read: never taken as read with no commits, nor left with the last
     poll's offsets."""
-    for group_id in asked:
-        if group_id not in result.offsets and group_id not in result.errors:
-            result.errors[group_id] = UNANSWERED
+    for group_id in _unanswered(result, asked):
+        result.errors[group_id] = UNANSWERED
     return result
 
 
@@ -642,7 +646,7 @@ class KafkaAdapter:
             # Groups whose coordinator moved, and those the answer left out (a coordinator
             # that no longer holds them, or none found): asked once more, coordinators anew.
             moved = [g for g, error in result.errors.items() if _coordinator_moved(error)] \
-                + [g for g in dict.fromkeys(group_ids) if g not in result.offsets and g not in result.errors]
+                + _unanswered(result, group_ids)
             if moved:
                 self.forget_coordinators(moved)  # asked for again below, and by the next cycle
                 try:
