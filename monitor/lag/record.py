@@ -25,7 +25,8 @@ from monitor.lag.compute import (
     newly_lost,
 )
 from monitor.lag.status import (
-    GroupPoint, Rewind, StatusInputs, Verdict, comparable_window, group_status, members_live, partition_states,
+    GroupPoint, PartitionState, Rewind, StatusInputs, Verdict, comparable_window, group_status, members_live,
+    partition_states,
 )
 from monitor.lag.shards import Shard
 from monitor.lag.record_times import OVER_BUDGET, RecordReads, fetch_offset
@@ -274,11 +275,14 @@ class _LogTables:
         self._histories: dict[TopicPartitionKey, PartitionHistory] = {}
         self._start_rates: dict[TopicPartitionKey, float | None] = {}
 
-    def partition_rows(self, parts: list[PartitionLag]) -> list[tuple]:
-        """Each partition with its time lag, as the values of :data:`PARTITION_ROW_FIELDS`."""
+    def partition_rows(self, parts: list[PartitionLag], states: list[PartitionState], stalled: list[bool]
+                       ) -> list[tuple]:
+        """Each partition with its time lag, stuck-since and stalled flag (``states`` and
+        ``stalled`` in the order of ``parts``, from :func:`partition_states`), as the values
+        of :data:`PARTITION_ROW_FIELDS`."""
         rows: list[tuple] = []
         append, histories, method_text, now = rows.append, self._histories, _METHOD_TEXT, self.now
-        for topic, partition, committed, start, end, lag, _, note in parts:
+        for (topic, partition, committed, start, end, lag, _, note), state, flag in zip(parts, states, stalled):
             if committed is None or end is None or committed >= end:
                 lag_in_time = time_lag(committed, end, (), now)  # answered without history
             else:
@@ -292,7 +296,7 @@ class _LogTables:
             seconds = lag_in_time.seconds
             # Kept to the millisecond everywhere (stored, cached, shown, alerted on).
             append((topic, partition, committed, start, end, lag, None if seconds is None else round(seconds, 3),
-                    method_text[lag_in_time.method], lag_in_time.reason or note))
+                    method_text[lag_in_time.method], lag_in_time.reason or note, state.stuck_since, flag))
         return rows
 
     def _with_record(self, topic: str, partition: int, committed: int, start: int | None,
@@ -396,7 +400,12 @@ def _evaluate_group(
     # Its row was made when it was listed unread, and this is its first read: its appearance
     # was recorded then, and it has no earlier topics to have "started reading" since.
     first_read = not is_new and row.unread_since is not None and row.unread_since <= row.first_seen_at
-    partition_rows = tables.partition_rows(parts)
+    # Per partition: how long the committed offset has been stuck, and who owns it.
+    owners = {key: label for key, member in members.owners(members.stored_members(membership)).items()
+              if (label := members.owner_label(member))}
+    states, stalled = partition_states(parts, previous, owners, now, window)
+    stalled_count = sum(stalled)
+    partition_rows = tables.partition_rows(parts, states, stalled)
     totals = group_totals(parts, [r[6] for r in partition_rows])
     changes = group_changes(
         parts, previous, row.topics if not is_new else [], previous_counts, partition_counts,
@@ -426,14 +435,6 @@ def _evaluate_group(
     rewinds = list(past_rewinds) + [
         Rewind(at=now, detail=c.detail) for c in changes if c.kind == GroupEventKind.OFFSET_RESET
     ]
-
-    # Per partition: how long the committed offset has been stuck, and who owns it.
-    owners = {key: label for key, member in members.owners(members.stored_members(membership)).items()
-              if (label := members.owner_label(member))}
-    states, stalled = partition_states(parts, previous, owners, now, window)
-    stalled_count = sum(stalled)
-    partition_rows = [values + (state.stuck_since, flag)
-                      for values, state, flag in zip(partition_rows, states, stalled)]
 
     current = GroupPoint(polled_at=now, committed_total=totals.committed_total, lag=totals.lag,
                          log_end_total=totals.log_end_total, counted=totals.counted_partitions,
