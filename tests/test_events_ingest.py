@@ -1,5 +1,6 @@
 """Validation, normalisation and idempotent storage of event reports (no HTTP)."""
 import datetime as dt
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
@@ -122,6 +123,24 @@ def test_every_bad_event_of_a_batch_is_reported():
     assert error.detail.startswith("3 invalid event(s) at index 1, 3, 4")
 
 
+@pytest.mark.parametrize("levels, refused", [(16, False), (17, True)])
+def test_attributes_may_nest_sixteen_levels_of_objects_and_lists(levels, refused):
+    from monitor.events.ingest import MAX_ATTRIBUTE_DEPTH
+
+    assert MAX_ATTRIBUTE_DEPTH == 16
+    inner: object = "leaf"
+    for level in range(levels - 1):  # the attributes object itself is the first level
+        inner = {"k": inner} if level % 2 else [1, inner, "x"]
+    attributes = {f"flat{n}": n for n in range(50)} | {"deep": inner, "after": [1, 2]}
+    if refused:
+        error = errors_of(event(attributes=attributes))
+        assert [(e.loc, e.msg) for e in error.errors] == [
+            (("events", 0, "attributes"), "must be nested at most 16 levels deep")]
+    else:
+        [row] = validate_payload({"events": [event(attributes=attributes)]}, NOW, LIMITS)
+        assert json.loads(row.attributes) == attributes
+
+
 def test_batch_over_the_configured_size_is_too_large():
     small = IngestLimits(max_events=2, max_bytes=1024, max_attributes_bytes=100)
     error = errors_of(event(), event(), event(), limits=small)
@@ -159,6 +178,36 @@ def test_batch_is_stored_and_services_and_types_are_registered():
     assert Event.objects.get(event_id="a", stage="processed").received_at == NOW
     assert sorted(Service.objects.values_list("name", flat=True)) == ["billing", "orders", "payments"]
     assert sorted(EventType.objects.values_list("name", flat=True)) == ["OrderPlaced", "PaymentAuthorised"]
+
+
+@pytest.mark.django_db
+def test_every_column_of_a_report_is_stored_as_validated():
+    """The binary COPY sends each value in its column's wire form; the hash and the
+    attributes as their bytes (uuid, jsonb): read back, each is what validation made."""
+    import uuid
+
+    from monitor.models import Event
+
+    full = event(event_id="évt-ü", topic="orders.v2", partition=2**31 - 1, offset=2**63 - 1, key="k\u00e9y",
+                 consumer_group="billing", schema_version=7, stage="processed",
+                 traceparent=f"00-{TRACE_ID}-{SPAN_ID}-01", parent_span_id="00f067aa0ba902b7",
+                 timestamp="2024-05-01T13:59:00.123456+02:00",
+                 attributes={"amount": 3, "naïve": ["ß", None, 1.5, {"deep": True}], "quote": "a\"b\\c"})
+    bare = event(event_id="bare")
+    rows = validate_payload({"events": [full, bare]}, NOW, LIMITS)
+    assert store.store_rows(rows, NOW).accepted == 2
+    for row in rows:
+        stored = Event.objects.get(event_id=row.event_id)
+        for name in row._fields:
+            value = getattr(stored, name)
+            expected = getattr(row, name)
+            if name == "attributes":
+                expected = None if expected is None else json.loads(expected)
+            elif name == "report_hash":
+                expected = uuid.UUID(expected)
+            assert value == expected, name
+        assert stored.received_at == NOW
+    assert Event.objects.get(event_id="bare").attributes is None
 
 
 @pytest.mark.django_db

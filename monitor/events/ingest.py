@@ -246,18 +246,17 @@ MAX_ATTRIBUTE_DEPTH = 16
 
 def _depth_problem(value: object) -> str | None:
     """Nesting deeper than MAX_ATTRIBUTE_DEPTH (iteratively: no recursion on hostile input)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
+    if not isinstance(value, (dict, list)):
+        return None
+    # Only containers are stacked: most attributes are one flat object of plain values.
+    stack: list[tuple[dict | list, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[object] = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
         if depth > MAX_ATTRIBUTE_DEPTH:
             return f"must be nested at most {MAX_ATTRIBUTE_DEPTH} levels deep"
-        stack.extend((child, depth + 1) for child in children)
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
     return None
 
 
