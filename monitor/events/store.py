@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from django.db import connection, transaction
 
 from monitor.events.config import IngestLimits
+from monitor.lag.bulk import concrete_field
 from monitor.events.ingest import EventRow, IngestResult, unique_rows, validate_payload
 from monitor.models import Event, EventType, Service
 
@@ -72,7 +73,7 @@ def _binary_types() -> list[str]:
     binary forms (a uuid's 16 bytes; jsonb's version byte 1 and the JSON text), so
     neither is parsed twice (the hash as a ``UUID`` object, the attributes as JSON)."""
     names = (*_COLUMNS, "received_at")
-    types = [str(Event._meta.get_field(name).db_type(connection)).split("(")[0] for name in names]
+    types = [str(concrete_field(Event, name).db_type(connection)).split("(")[0] for name in names]
     return ["bytea" if name in _WIRE_AS_BYTES else kind for name, kind in zip(names, types)]
 
 
