@@ -18,10 +18,15 @@ back to the system when the last such work ends, in two steps:
   full passes, stayed resident across cycles while the next ones allocated around it. A
   10,000-group worker's RSS kept rising for ~20 cycles after its data stopped growing and
   settled ~30 MiB higher; with the collection it is flat once the status history is full.
-  It costs ~26 ms at 10,000 groups (a pass over ~126,000 tracked objects) in a poller
-  process of its own; it runs only when the last overlapping work of the process ends, and
-  then covers the whole process (in a worker that runs other tasks on threads beside the
-  polls, a pass over their objects too).
+  It runs only when the last overlapping work of the process ends, and then covers the
+  whole process (in a worker that runs other tasks on threads beside the polls, a pass over
+  their objects too). A pass over the process's long-lived heap (Django and the libraries
+  alone are ~87,000 tracked objects, scattered in memory: 30-50 ms on the 2-core machine,
+  whatever the cluster's size, a sixth of a 50-group cycle) would repeat at every cycle, so
+  after the first one that heap is frozen (``gc.freeze()``, once per process: what is
+  alive when the first such work has ended and been collected lives as long as the
+  process); later passes cover only what came after it. Objects frozen then are never
+  collected as cyclic garbage, should they become some: a one-off, at most that heap.
 - then the C allocator's freed heap pages go back to the system (glibc's ``malloc_trim``;
   a few milliseconds; nothing where the C library has no such call): it keeps them for
   reuse, and a worker that builds and frees hundreds of megabytes each cycle otherwise
@@ -92,4 +97,20 @@ class fewer_collections(ContextDecorator):  # noqa: N801 - used like a function,
                 _give_back_at_end = False
         if give_back:
             gc.collect()  # the work's cyclic garbage first: what it frees can then go back too
+            _freeze_once()
             give_memory_back()
+
+
+_frozen = False
+
+
+def _freeze_once() -> None:
+    """After the process's first full collection at the end of a work: what is alive then
+    (modules, Django, the caches the first cycle filled) lives as long as the process, and
+    moves to the collector's permanent generation, which its full passes skip."""
+    global _frozen
+    with _lock:
+        if _frozen:
+            return
+        _frozen = True
+    gc.freeze()

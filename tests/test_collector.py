@@ -117,3 +117,36 @@ def test_work_that_does_not_give_memory_back_does_not_force_a_full_collection():
         del node
     assert gone() is not None  # left to the collector's own passes (the flow graph's work)
     gc.collect()
+
+
+def test_the_heap_alive_after_the_first_work_that_gives_memory_back_is_frozen_once(monkeypatch):
+    """What is alive once the process's first poll has ended and been collected (modules,
+    Django, long-lived caches) is frozen, so the full pass at the end of each later cycle
+    skips it; cyclic garbage made after the freeze is still collected."""
+    from monitor import collector
+
+    freezes = []
+    monkeypatch.setattr(collector, "_frozen", False)
+    real_freeze = gc.freeze
+    monkeypatch.setattr(gc, "freeze", lambda: freezes.append(1) or real_freeze())
+    before = gc.get_freeze_count()
+    with fewer_collections():
+        pass
+    assert freezes == []  # only a work that gives memory back freezes
+    with fewer_collections(give_back=True):
+        pass
+    assert len(freezes) == 1 and gc.get_freeze_count() > before
+    frozen = gc.get_freeze_count()
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    with fewer_collections(give_back=True):
+        node = Node()
+        gone = weakref.ref(node)
+        gc.collect()
+        del node
+    assert len(freezes) == 1  # once per process
+    assert gone() is None  # made after the freeze: collected as before
+    assert gc.get_freeze_count() == frozen

@@ -35,7 +35,10 @@ def test_every_connection_reads_timestamps_with_the_remembering_loader():
 def test_repeated_timestamps_read_back_as_written_and_are_parsed_once_per_result(monkeypatch):
     stamps = [T0 + timedelta(seconds=30 * (n % 3)) for n in range(300)]
     cluster = _groups(stamps)
-    loader = connection.connection.adapters.get_loader(1184, 0)
+    from psycopg.pq import Format
+    from psycopg.postgres import types
+
+    loader = connection.connection.adapters.get_loader(types["timestamptz"].oid, Format.TEXT)
     parsed = []
     parent = loader.__mro__[1]
     original = parent.load

@@ -211,6 +211,23 @@ def test_every_column_of_a_report_is_stored_as_validated():
 
 
 @pytest.mark.django_db
+def test_batches_stored_one_after_another_in_one_transaction_are_each_counted():
+    """Inside a caller's transaction (the header tap) the batch table is emptied between
+    batches: the second batch neither stores nor counts the first one's rows again."""
+    from django.db import transaction
+
+    from monitor.models import Event
+
+    with transaction.atomic():
+        first = store.store_rows(validate_payload({"events": [event(event_id="a"), event(event_id="b")]}, NOW,
+                                                  LIMITS), NOW)
+        second = store.store_rows(validate_payload({"events": [event(event_id="b"), event(event_id="c")]}, NOW,
+                                                   LIMITS), NOW)
+    assert (first.accepted, first.duplicates, second.accepted, second.duplicates) == (2, 0, 1, 1)
+    assert sorted(Event.objects.values_list("event_id", flat=True)) == ["a", "b", "c"]
+
+
+@pytest.mark.django_db
 def test_report_sent_again_unchanged_is_stored_once_and_counted_as_duplicate():
     from monitor.models import Event
 

@@ -21,6 +21,7 @@ process stored in the last minute, so it costs no queries either.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 import threading
 import time
@@ -29,8 +30,8 @@ from collections.abc import Iterable, Sequence
 from django.db import connection, transaction
 
 from monitor.events.config import IngestLimits
-from monitor.lag.bulk import concrete_field
 from monitor.events.ingest import EventRow, IngestResult, unique_rows, validate_payload
+from monitor.lag.bulk import concrete_field, copy_types
 from monitor.models import Event, EventType, Service
 
 REGISTRY_REFRESH_SECONDS = 60.0
@@ -64,21 +65,27 @@ def _column_list() -> str:
     return ", ".join(quote(c) for c in (*_COLUMNS, "received_at"))
 
 
-_WIRE_AS_BYTES = {"report_hash": "uuid", "attributes": "jsonb"}
+_WIRE_AS_BYTES = {"attributes": "jsonb", "report_hash": "uuid"}
+"""Columns sent as the bytes of their binary forms, with the type each must have."""
+
+if _COLUMNS != EventRow._fields or _COLUMNS[-2:] != tuple(_WIRE_AS_BYTES):
+    raise ImportError("EventRow must hold the events table's columns in _COLUMNS' order, attributes and "
+                      "report_hash last (the binary COPY sends those two as bytes)")
+_HEAD = len(_COLUMNS) - 2
 
 
+@functools.cache
 def _binary_types() -> list[str]:
     """The types a binary ``COPY`` of :data:`_COLUMNS` and ``received_at`` sends: each
-    column's own, except the report hash and attributes, which go as the bytes of their
-    binary forms (a uuid's 16 bytes; jsonb's version byte 1 and the JSON text), so
-    neither is parsed twice (the hash as a ``UUID`` object, the attributes as JSON)."""
+    column's own, except the attributes and report hash, which go as the bytes of their
+    binary forms (jsonb's version byte 1 and the JSON text; a uuid's 16 bytes), so
+    neither is parsed twice (the attributes as JSON, the hash as a ``UUID`` object)."""
     names = (*_COLUMNS, "received_at")
-    types = [str(concrete_field(Event, name).db_type(connection)).split("(")[0] for name in names]
+    types = copy_types([concrete_field(Event, name) for name in names])
+    for name, kind in zip(names, types):
+        if name in _WIRE_AS_BYTES and kind != _WIRE_AS_BYTES[name]:
+            raise RuntimeError(f"events.{name} is {kind}, not {_WIRE_AS_BYTES[name]}: its wire bytes would be wrong")
     return ["bytea" if name in _WIRE_AS_BYTES else kind for name, kind in zip(names, types)]
-
-
-_ATTRIBUTES = EventRow._fields.index("attributes")
-"""The row's last two values are its attributes and report hash, sent as bytes."""
 
 
 def _insert_postgresql(rows: Sequence[EventRow], received_at: dt.datetime) -> int:
@@ -96,7 +103,7 @@ def _insert_postgresql(rows: Sequence[EventRow], received_at: dt.datetime) -> in
         )
         with cursor.copy(f"COPY {_BATCH_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_binary_types())
-            write, from_hex, head = copy.write_row, bytes.fromhex, _ATTRIBUTES
+            write, from_hex, head = copy.write_row, bytes.fromhex, _HEAD
             for row in rows:
                 attributes = row.attributes
                 write((*row[:head], None if attributes is None else b"\x01" + attributes.encode(),

@@ -54,6 +54,12 @@ def row_writer(model: type[models.Model], columns: Sequence[str]) -> Iterator[Ca
         yield write
 
 
+def copy_types(fields: Sequence[models.Field[Any, Any]]) -> list[str]:
+    """The type names a binary ``COPY`` of ``fields``' columns sends: each column's own,
+    without its modifier (binary values need exact types: "varchar(255)" -> "varchar")."""
+    return [str(field.db_type(connection)).split("(")[0] for field in fields]
+
+
 @contextmanager
 def _binary_copy(cursor: Any, table: str, fields: Sequence[models.Field[Any, Any]]
                  ) -> Iterator[Callable[[Sequence[Any]], None]]:
@@ -62,8 +68,7 @@ def _binary_copy(cursor: Any, table: str, fields: Sequence[models.Field[Any, Any
     statement = f"COPY {table} ({quoted}) FROM STDIN (FORMAT BINARY)"
     started = time.monotonic()
     with cursor.cursor.copy(statement) as copy:
-        # Binary values need their exact column types: "varchar(255)" -> "varchar".
-        copy.set_types([str(field.db_type(connection)).split("(")[0] for field in fields])
+        copy.set_types(copy_types(fields))
         yield copy.write_row
     if connection.queries_logged:
         # COPY goes around Django's cursor wrapper; logged here so that query counts
