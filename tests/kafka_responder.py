@@ -76,11 +76,11 @@ class KafkaResponder:
         self.serve_consumer_describe = serve_consumer_describe
         self.list_group_types = list_group_types
         self.offset_fetch_max_version = offset_fetch_max_version
+        """Below 8: a broker before Kafka 3.0, one OffsetFetch per group."""
         self.list_groups_error = list_groups_error
+        """The error code every ListGroups is answered with (0: the groups)."""
         self.topics = dict(topics or {})
         """Topics Metadata names, with their partition counts (each led by node 0)."""
-        """The error code every ListGroups is answered with (0: the groups)."""
-        """Below 8: a broker before Kafka 3.0, one OffsetFetch per group."""
         self.requests: list[tuple[int, int]] = []
         self._servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(brokers)]
         self.ports = [server.getsockname()[1] for server in self._servers]

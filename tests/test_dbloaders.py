@@ -22,12 +22,17 @@ def _groups(stamps: list[datetime]) -> Cluster:
     return cluster
 
 
-def test_every_connection_reads_timestamps_with_the_remembering_loader():
+def _timestamp_loader() -> type:
+    """The class this connection reads timestamptz text with."""
     from psycopg.pq import Format
     from psycopg.postgres import types
 
     connection.ensure_connection()
-    loader = connection.connection.adapters.get_loader(types["timestamptz"].oid, Format.TEXT)
+    return connection.connection.adapters.get_loader(types["timestamptz"].oid, Format.TEXT)
+
+
+def test_every_connection_reads_timestamps_with_the_remembering_loader():
+    loader = _timestamp_loader()
     assert getattr(loader, "remembers", False) is True
     assert loader.timezone == connection.timezone  # Django's choice kept: no per-cursor override
 
@@ -35,10 +40,7 @@ def test_every_connection_reads_timestamps_with_the_remembering_loader():
 def test_repeated_timestamps_read_back_as_written_and_are_parsed_once_per_result(monkeypatch):
     stamps = [T0 + timedelta(seconds=30 * (n % 3)) for n in range(300)]
     cluster = _groups(stamps)
-    from psycopg.pq import Format
-    from psycopg.postgres import types
-
-    loader = connection.connection.adapters.get_loader(types["timestamptz"].oid, Format.TEXT)
+    loader = _timestamp_loader()
     parsed = []
     parent = loader.__mro__[1]
     original = parent.load

@@ -440,7 +440,7 @@ def _evaluate_group(
                          log_end_total=totals.log_end_total, counted=totals.counted_partitions,
                          partial=totals.partial_partitions)
     group_history = [*past_points, current]  # past_points: the polls before this one (group_points_between)
-    state_name = listing.state if listing else row.state
+    state_name = _listed_state(row, listing)
     # Membership is evidence only where the coordinator described the group (DescribeGroups,
     # ConsumerGroupDescribe); the listing's state alone does not say who is there.
     member_count = members.member_count(membership)
@@ -516,11 +516,16 @@ def _rewinds_from_the_highest(changes: list[GroupChange], parts: list[PartitionL
 _OWNED_STATUSES = (GroupStatus.STALLED, GroupStatus.STOPPED, GroupStatus.GROWING)
 
 
+def _listed_state(row: ConsumerGroup, listing: GroupListing | None) -> str:
+    """The group's state as this poll's listing says, else as the row last had it."""
+    return listing.state if listing else row.state
+
+
 def _apply_members(row: ConsumerGroup, listing: GroupListing | None, membership: GroupMembership | None) -> None:
     """State, protocol and members on the group row, as this poll's listing and describe
     say, whether its offsets were read or not (the describe is a request, and an ACL, of its
     own); unknown where the describe did not answer, never the members of an earlier poll."""
-    state = listing.state if listing else row.state
+    state = _listed_state(row, listing)
     row.state = state[:40]
     row.protocol = membership.protocol if membership is not None else (listing.protocol if listing else "unknown")
     row.member_details = members.stored_members(membership)
